@@ -1,0 +1,239 @@
+//! The per-stream state machine every in-process store shares: expectations, idempotency keys,
+//! seal, trim and timestamps. Backends that keep this state in a database implement the same rules
+//! in their queries; the conformance suite holds them all to it.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::error::{Error, Result};
+use crate::types::{AppendResult, Expect, IdempotencyKey, Incarnation, Retention, StreamId};
+
+/// The most recent idempotency keys of one stream, with the result each produced.
+#[derive(Clone, Debug, Default)]
+pub struct KeyWindow {
+    order: VecDeque<IdempotencyKey>,
+    map: HashMap<IdempotencyKey, (AppendResult, u64)>,
+}
+
+impl KeyWindow {
+    /// The remembered result and batch digest for `key`.
+    pub fn get(&self, key: &IdempotencyKey) -> Option<&(AppendResult, u64)> {
+        self.map.get(key)
+    }
+
+    /// Remembers `key`, forgetting the oldest keys beyond `capacity`.
+    pub fn insert(
+        &mut self,
+        key: IdempotencyKey,
+        result: AppendResult,
+        digest: u64,
+        capacity: usize,
+    ) {
+        if self.map.insert(key.clone(), (result, digest)).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    /// Keys oldest first, with their results (for checkpoints).
+    pub fn iter(&self) -> impl Iterator<Item = (&IdempotencyKey, &(AppendResult, u64))> {
+        self.order.iter().filter_map(|k| self.map.get_key_value(k))
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// The state of one live stream, apart from its records.
+#[derive(Clone, Debug)]
+pub struct StreamHead {
+    /// This life of the stream.
+    pub incarnation: Incarnation,
+    /// Lowest readable offset.
+    pub first_offset: u64,
+    /// Offset of the next append.
+    pub next_offset: u64,
+    /// Creation time (ms since the epoch).
+    pub created_ms: u64,
+    /// Last append time (ms since the epoch); timestamps never decrease.
+    pub last_append_ms: u64,
+    /// Seal time, if sealed.
+    pub sealed_ms: Option<u64>,
+    /// Payload bytes in `first_offset..next_offset`.
+    pub bytes: u64,
+    /// Retention policy.
+    pub retention: Retention,
+    /// Recent idempotency keys.
+    pub keys: KeyWindow,
+}
+
+/// What an append must do, decided under the stream's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A retry of an append that already happened: return this, write nothing.
+    Duplicate(AppendResult),
+    /// Write the batch at `first_offset` with this timestamp; create the stream first if `create`.
+    Write {
+        /// Offset of the first record.
+        first_offset: u64,
+        /// The batch's timestamp (never below the stream's last one).
+        timestamp_ms: u64,
+        /// The stream does not exist yet: a new incarnation starts with this batch.
+        create: bool,
+    },
+}
+
+impl StreamHead {
+    /// A new stream created at `now_ms`.
+    pub fn new(now_ms: u64, retention: Retention) -> Self {
+        StreamHead {
+            incarnation: Incarnation::random(),
+            first_offset: 0,
+            next_offset: 0,
+            created_ms: now_ms,
+            last_append_ms: now_ms,
+            sealed_ms: None,
+            bytes: 0,
+            retention,
+            keys: KeyWindow::default(),
+        }
+    }
+
+    /// Decides an append against `head` (`None`: the stream does not exist). Order: idempotency key,
+    /// then seal, then expectation.
+    pub fn decide(
+        stream: &StreamId,
+        head: Option<&StreamHead>,
+        expect: Expect,
+        key: Option<(&IdempotencyKey, u64)>,
+        now_ms: u64,
+    ) -> Result<Decision> {
+        if let (Some(h), Some((key, digest))) = (head, key) {
+            if let Some((result, seen)) = h.keys.get(key) {
+                if *seen != digest {
+                    return Err(Error::invalid(
+                        "this idempotency key was used for different records on this stream",
+                    ));
+                }
+                return Ok(Decision::Duplicate(*result));
+            }
+        }
+        let next = head.map_or(0, |h| h.next_offset);
+        if head.is_some_and(|h| h.sealed_ms.is_some()) {
+            return Err(Error::sealed(stream));
+        }
+        match expect {
+            Expect::Any => {}
+            Expect::NoStream if head.is_some() => {
+                return Err(Error::conflict(
+                    next,
+                    format!("stream {stream:?} already exists"),
+                ))
+            }
+            Expect::NoStream => {}
+            Expect::Next(n) if n != next => {
+                return Err(Error::conflict(
+                    next,
+                    format!("expected next offset {n} of {stream:?}, but it is {next}"),
+                ))
+            }
+            Expect::Next(_) => {}
+        }
+        Ok(Decision::Write {
+            first_offset: next,
+            timestamp_ms: head.map_or(now_ms, |h| now_ms.max(h.last_append_ms)),
+            create: head.is_none(),
+        })
+    }
+
+    /// Applies a written batch of `count` records and `bytes` payload bytes.
+    pub fn apply_append(
+        &mut self,
+        count: u64,
+        bytes: u64,
+        timestamp_ms: u64,
+        key: Option<(IdempotencyKey, u64)>,
+        key_capacity: usize,
+    ) -> AppendResult {
+        let result = AppendResult {
+            first_offset: self.next_offset,
+            count,
+            incarnation: self.incarnation,
+            timestamp_ms,
+        };
+        self.next_offset += count;
+        self.bytes += bytes;
+        self.last_append_ms = timestamp_ms;
+        if let Some((key, digest)) = key {
+            self.keys.insert(key, result, digest, key_capacity);
+        }
+        result
+    }
+
+    /// The first offset after trimming below `before` (clamped; never moves backwards).
+    pub fn trim_target(&self, before: u64) -> u64 {
+        before.min(self.next_offset).max(self.first_offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> StreamId {
+        StreamId::new("s").unwrap()
+    }
+
+    #[test]
+    fn expectations() {
+        let s = id();
+        let mut h = StreamHead::new(10, Retention::default());
+        assert!(matches!(
+            StreamHead::decide(&s, None, Expect::NoStream, None, 5),
+            Ok(Decision::Write {
+                first_offset: 0,
+                create: true,
+                ..
+            })
+        ));
+        h.apply_append(3, 3, 10, None, 8);
+        let e = StreamHead::decide(&s, Some(&h), Expect::Next(2), None, 5).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Conflict { actual_next: 3 });
+        // Timestamps never go backwards even if the clock does.
+        assert!(matches!(
+            StreamHead::decide(&s, Some(&h), Expect::Next(3), None, 5),
+            Ok(Decision::Write {
+                first_offset: 3,
+                timestamp_ms: 10,
+                create: false
+            })
+        ));
+    }
+
+    #[test]
+    fn key_window_forgets_oldest() {
+        let mut w = KeyWindow::default();
+        let r = AppendResult {
+            first_offset: 0,
+            count: 1,
+            incarnation: Incarnation(1),
+            timestamp_ms: 0,
+        };
+        for i in 0..5u8 {
+            w.insert(IdempotencyKey::new(vec![i]).unwrap(), r, 0, 3);
+        }
+        assert_eq!(w.len(), 3);
+        assert!(w.get(&IdempotencyKey::new(vec![1]).unwrap()).is_none());
+        assert!(w.get(&IdempotencyKey::new(vec![4]).unwrap()).is_some());
+    }
+}

@@ -1,0 +1,372 @@
+//! `MemoryStore`: the reference semantics of the contract, kept in memory.
+//!
+//! Used by tests, as the model the local engine is checked against, and by applications that want
+//! the API without durability. Thread-safe; every call takes one short critical section.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::capabilities::Capabilities;
+use crate::error::{Error, Result};
+use crate::head::{Decision, StreamHead};
+use crate::store::StreamStore;
+use crate::types::{
+    AppendOptions, AppendResult, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Retention,
+    StreamId, StreamInfo,
+};
+use crate::validate::{batch_digest, check_batch, check_read, now_ms};
+use crate::wait::{wait_for_records, Notifiers};
+
+struct MemStream {
+    head: StreamHead,
+    /// Records `head.first_offset..head.next_offset`, in order.
+    records: VecDeque<Record>,
+}
+
+#[derive(Default)]
+struct Inner {
+    streams: BTreeMap<StreamId, MemStream>,
+    closed: bool,
+}
+
+/// The in-memory reference store. Nothing survives the process.
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    notifiers: Notifiers,
+    caps: Capabilities,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with the default [`Capabilities`] limits.
+    pub fn new() -> Self {
+        MemoryStore::with_capabilities(Capabilities::default())
+    }
+
+    /// An empty store with other limits (e.g. to mirror a backend's in tests).
+    pub fn with_capabilities(caps: Capabilities) -> Self {
+        MemoryStore {
+            inner: Mutex::default(),
+            notifiers: Notifiers::default(),
+            caps,
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if inner.closed {
+            return Err(Error::closed());
+        }
+        Ok(inner)
+    }
+
+    fn key_capacity(&self) -> usize {
+        self.caps.idempotency.map_or(0, |w| w.keys_per_stream)
+    }
+
+    /// Applies the time-based retention rules to `stream`; returns whether it was deleted.
+    fn expire(&self, inner: &mut Inner, stream: &StreamId, now: u64) -> bool {
+        let due = inner
+            .streams
+            .get(stream)
+            .is_some_and(|s| is_expired(&s.head, now));
+        if due {
+            inner.streams.remove(stream);
+            self.notifiers.notify(stream);
+        }
+        due
+    }
+
+    fn read_now(&self, stream: &StreamId, from: u64, options: &ReadOptions) -> Result<ReadBatch> {
+        let mut inner = self.lock()?;
+        self.expire(&mut inner, stream, now_ms());
+        let Some(s) = inner.streams.get(stream) else {
+            return Ok(ReadBatch::missing(from));
+        };
+        let h = &s.head;
+        if from < h.first_offset {
+            return Err(Error::trimmed(from, h.first_offset));
+        }
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let skip = usize::try_from(from - h.first_offset).unwrap_or(usize::MAX);
+        for r in s.records.iter().skip(skip) {
+            if records.len() >= options.max_records
+                || (!records.is_empty() && bytes + r.payload.len() > options.max_bytes)
+            {
+                break;
+            }
+            bytes += r.payload.len();
+            records.push(r.clone());
+        }
+        Ok(ReadBatch {
+            next_offset: from + records.len() as u64,
+            records,
+            end_offset: h.next_offset,
+            first_available: h.first_offset,
+            sealed: h.sealed_ms.is_some(),
+            incarnation: Some(h.incarnation),
+        })
+    }
+}
+
+fn is_expired(h: &StreamHead, now: u64) -> bool {
+    let after = |start: u64, d: std::time::Duration| {
+        start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) <= now
+    };
+    let sealed =
+        matches!((h.sealed_ms, h.retention.delete_after_seal), (Some(t), Some(d)) if after(t, d));
+    let idle = h
+        .retention
+        .delete_after_idle
+        .is_some_and(|d| after(h.last_append_ms, d));
+    sealed || idle
+}
+
+/// Trims the oldest records while the stream holds more than `max_bytes` (never the newest).
+fn enforce_max_bytes(s: &mut MemStream) {
+    let Some(max) = s.head.retention.max_bytes else {
+        return;
+    };
+    while s.head.bytes > max && s.records.len() > 1 {
+        if let Some(r) = s.records.pop_front() {
+            s.head.bytes -= r.payload.len() as u64;
+            s.head.first_offset += 1;
+        }
+    }
+}
+
+fn info_of(stream: &StreamId, h: &StreamHead) -> StreamInfo {
+    StreamInfo {
+        stream: stream.clone(),
+        incarnation: h.incarnation,
+        first_offset: h.first_offset,
+        next_offset: h.next_offset,
+        sealed: h.sealed_ms.is_some(),
+        created_ms: h.created_ms,
+        last_append_ms: h.last_append_ms,
+        sealed_ms: h.sealed_ms,
+        bytes: h.bytes,
+        retention: h.retention,
+    }
+}
+
+#[async_trait]
+impl StreamStore for MemoryStore {
+    fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        records: Vec<Bytes>,
+        options: AppendOptions,
+    ) -> Result<AppendResult> {
+        let bytes = check_batch(stream, &records, &self.caps)?;
+        let key = options.idempotency_key.map(|k| (k, batch_digest(&records)));
+        if key.is_some() && self.caps.idempotency.is_none() {
+            return Err(Error::unsupported("idempotent append"));
+        }
+        let now = now_ms();
+        let mut inner = self.lock()?;
+        self.expire(&mut inner, stream, now);
+        let head = inner.streams.get(stream).map(|s| &s.head);
+        let decision = StreamHead::decide(
+            stream,
+            head,
+            options.expect,
+            key.as_ref().map(|(k, d)| (k, *d)),
+            now,
+        )?;
+        let (timestamp_ms, create) = match decision {
+            Decision::Duplicate(result) => return Ok(result),
+            Decision::Write {
+                timestamp_ms,
+                create,
+                ..
+            } => (timestamp_ms, create),
+        };
+        if create {
+            let head = StreamHead::new(now, Retention::default());
+            inner.streams.insert(
+                stream.clone(),
+                MemStream {
+                    head,
+                    records: VecDeque::new(),
+                },
+            );
+        }
+        let capacity = self.key_capacity();
+        let s = inner
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| Error::not_found(stream))?;
+        let count = records.len() as u64;
+        let first = s.head.next_offset;
+        s.records.extend(
+            records
+                .into_iter()
+                .zip(first..)
+                .map(|(payload, offset)| Record {
+                    offset,
+                    timestamp_ms,
+                    payload,
+                }),
+        );
+        let result = s
+            .head
+            .apply_append(count, bytes, timestamp_ms, key, capacity);
+        enforce_max_bytes(s);
+        drop(inner);
+        self.notifiers.notify(stream);
+        Ok(result)
+    }
+
+    async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
+        check_read(&options)?;
+        match options.wait {
+            None => self.read_now(stream, from, &options),
+            Some(wait) => {
+                wait_for_records(
+                    wait,
+                    || self.notifiers.arm(stream),
+                    || std::future::ready(self.read_now(stream, from, &options)),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
+        let now = now_ms();
+        let mut inner = self.lock()?;
+        self.expire(&mut inner, stream, now);
+        let s = inner
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| Error::not_found(stream))?;
+        if s.head.sealed_ms.is_none() {
+            s.head.sealed_ms = Some(now);
+        }
+        let info = info_of(stream, &s.head);
+        drop(inner);
+        self.notifiers.notify(stream);
+        Ok(info)
+    }
+
+    async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64> {
+        if !self.caps.trim {
+            return Err(Error::unsupported("trim"));
+        }
+        let mut inner = self.lock()?;
+        self.expire(&mut inner, stream, now_ms());
+        let s = inner
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| Error::not_found(stream))?;
+        let target = s.head.trim_target(before);
+        while s.head.first_offset < target {
+            if let Some(r) = s.records.pop_front() {
+                s.head.bytes -= r.payload.len() as u64;
+            }
+            s.head.first_offset += 1;
+        }
+        Ok(s.head.first_offset)
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<bool> {
+        if !self.caps.delete {
+            return Err(Error::unsupported("delete"));
+        }
+        let mut inner = self.lock()?;
+        let existed = inner.streams.remove(stream).is_some();
+        drop(inner);
+        self.notifiers.notify(stream);
+        Ok(existed)
+    }
+
+    async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
+        let mut inner = self.lock()?;
+        self.expire(&mut inner, stream, now_ms());
+        let s = inner
+            .streams
+            .get(stream)
+            .ok_or_else(|| Error::not_found(stream))?;
+        Ok(info_of(stream, &s.head))
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        if !self.caps.list {
+            return Err(Error::unsupported("list"));
+        }
+        let limit = if options.limit == 0 {
+            1000
+        } else {
+            options.limit
+        };
+        let now = now_ms();
+        let mut inner = self.lock()?;
+        let expired: Vec<StreamId> = inner
+            .streams
+            .iter()
+            .filter(|(_, s)| is_expired(&s.head, now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.expire(&mut inner, id, now);
+        }
+        let lower = match &options.after {
+            Some(a) => Bound::Excluded(a.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut streams: Vec<StreamId> = inner
+            .streams
+            .range((lower, Bound::Unbounded))
+            .map(|(id, _)| id)
+            .skip_while(|id| id.as_str() < options.prefix.as_str())
+            .take_while(|id| id.as_str().starts_with(&options.prefix))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let more = streams.len() > limit;
+        streams.truncate(limit);
+        let next_after = if more { streams.last().cloned() } else { None };
+        Ok(ListPage {
+            streams,
+            next_after,
+        })
+    }
+
+    async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
+        if !self.caps.retention {
+            return Err(Error::unsupported("retention"));
+        }
+        let mut inner = self.lock()?;
+        let s = inner
+            .streams
+            .get_mut(stream)
+            .ok_or_else(|| Error::not_found(stream))?;
+        s.head.retention = retention;
+        enforce_max_bytes(s);
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.closed = true;
+        inner.streams.clear();
+        drop(inner);
+        self.notifiers.notify_all();
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! Waiting reads: one loop shared by every implementation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::Result;
+use crate::types::{ReadBatch, StreamId};
+
+/// A future that completes when the stream may have changed (a notification or a poll tick).
+pub type Wakeup<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Runs a waiting read.
+///
+/// `arm` is called before every `read_now` and returns the wake-up for changes after that point,
+/// so an append between the read and the wait is never missed. The loop returns the first batch
+/// that has records, is sealed, shows a different incarnation than the first read (the stream
+/// was deleted or re-created), or is read at or after the deadline.
+pub async fn wait_for_records<'a, R, F>(
+    wait: Duration,
+    mut arm: impl FnMut() -> Wakeup<'a>,
+    mut read_now: R,
+) -> Result<ReadBatch>
+where
+    R: FnMut() -> F,
+    F: Future<Output = Result<ReadBatch>>,
+{
+    let deadline = Instant::now() + wait;
+    let mut first_incarnation = None;
+    loop {
+        let wakeup = arm();
+        let batch = read_now().await?;
+        let incarnation = *first_incarnation.get_or_insert(batch.incarnation);
+        if !batch.records.is_empty()
+            || batch.sealed
+            || batch.incarnation != incarnation
+            || Instant::now() >= deadline
+        {
+            return Ok(batch);
+        }
+        tokio::select! {
+            () = wakeup => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Per-stream notifiers for in-process stores: waiters register, writers wake them.
+///
+/// A `watch` channel per waited-on stream: subscribing marks the current version as seen, so a
+/// change made after `arm` and before the wake-up is polled is never lost. Entries exist only while
+/// someone waits (they are swept once no receiver is left), so idle streams cost nothing here.
+#[derive(Default)]
+pub struct Notifiers {
+    map: Mutex<HashMap<StreamId, watch::Sender<u64>>>,
+}
+
+impl Notifiers {
+    /// A wake-up for the next change of `stream`, registered before this returns.
+    pub fn arm(&self, stream: &StreamId) -> Wakeup<'static> {
+        let mut rx = {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= 1024 && map.len().is_power_of_two() {
+                map.retain(|_, tx| tx.receiver_count() > 0);
+            }
+            map.entry(stream.clone())
+                .or_insert_with(|| watch::channel(0).0)
+                .subscribe()
+        };
+        Box::pin(async move {
+            // An error means the sender is gone (the store dropped it): treat as a change.
+            let _ = rx.changed().await;
+        })
+    }
+
+    /// Wakes every reader waiting on `stream`.
+    pub fn notify(&self, stream: &StreamId) {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = map.get(stream) {
+            if tx.receiver_count() == 0 {
+                map.remove(stream);
+            } else {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Wakes every waiting reader (on close).
+    pub fn notify_all(&self) {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        for tx in map.values() {
+            tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
