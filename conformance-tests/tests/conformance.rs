@@ -1,1 +1,111 @@
-fn main() {}
+//! The conformance runner: runs the suite against every implementation selected by the
+//! environment and prints `conformance <name>: <N> passed, <N> failed, <N> skipped` for each.
+//!
+//! - `STREAMSTORE_TEST=memory,local,postgres,...` picks implementations explicitly; an unknown name,
+//!   or a database whose URL variable is unset, fails the run.
+//! - Without it: `memory`, `local`, and every database whose URL variable is set.
+//! - `STREAMSTORE_TEST_FILTER=substring` runs only matching cases.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use streamstore::{MemoryStore, Result, StreamStore};
+use streamstore_conformance::{run_suite, Factory};
+
+/// Memory stores: nothing persists, so every namespace is simply a new store.
+struct MemoryFactory;
+
+#[async_trait]
+impl Factory for MemoryFactory {
+    async fn open(&self, _ns: &str) -> Result<Arc<dyn StreamStore>> {
+        Ok(Arc::new(MemoryStore::new()))
+    }
+    async fn destroy(&self, _ns: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An implementation the runner knows: its name, the URL variable it needs (if any), and how to
+/// build its factory.
+struct Known {
+    name: &'static str,
+    env: Option<&'static str>,
+    factory: fn() -> Arc<dyn Factory>,
+}
+
+fn known() -> Vec<Known> {
+    vec![Known {
+        name: "memory",
+        env: None,
+        factory: || Arc::new(MemoryFactory),
+    }]
+}
+
+fn main() -> ExitCode {
+    let known = known();
+    let selected: Vec<String> = match std::env::var("STREAMSTORE_TEST") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        _ => known
+            .iter()
+            .filter(|k| {
+                k.env
+                    .is_none_or(|v| std::env::var(v).is_ok_and(|u| !u.is_empty()))
+            })
+            .map(|k| k.name.to_owned())
+            .collect(),
+    };
+    let filter = std::env::var("STREAMSTORE_TEST_FILTER").unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let mut lines = Vec::new();
+    let mut failed = false;
+    for name in &selected {
+        let Some(k) = known.iter().find(|k| k.name == name) else {
+            let names: Vec<_> = known.iter().map(|k| k.name).collect();
+            lines.push(format!(
+                "conformance {name}: unknown implementation (known: {names:?})"
+            ));
+            failed = true;
+            continue;
+        };
+        if let Some(var) = k.env {
+            if std::env::var(var).map_or(true, |u| u.is_empty()) {
+                lines.push(format!(
+                    "conformance {name}: {var} is not set; start the servers first"
+                ));
+                failed = true;
+                continue;
+            }
+        }
+        println!("conformance {name}: running");
+        let summary = runtime.block_on(run_suite(name, (k.factory)(), &filter));
+        for (case, why) in &summary.failed {
+            println!("  failed: {case}: {why}");
+        }
+        for (case, cap) in &summary.skipped {
+            println!(
+                "  skipped: {case} (capability `{}` not declared)",
+                cap.name()
+            );
+        }
+        failed |= !summary.failed.is_empty() || summary.passed.is_empty();
+        lines.push(summary.line());
+    }
+    println!();
+    for line in &lines {
+        println!("{line}");
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
