@@ -1,0 +1,306 @@
+//! The subcommands and what each does.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use serde_json::json;
+use streamstore::{
+    AppendOptions, Error, Expect, IdempotencyKey, ListOptions, ReadOptions, Result, Retention,
+    StreamId, StreamStore, StreamStoreExt, SubscribeOptions,
+};
+use tokio::io::AsyncBufReadExt;
+
+use crate::output::{emit, info, record};
+use crate::store_url::open_store;
+
+/// Durable per-stream logs from the command line. Output is JSON lines.
+#[derive(Parser, Debug)]
+#[command(name = "streamstore", version)]
+pub struct Cli {
+    /// Where the streams live: a directory or file:// URL (the local engine), or memory:.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./streamstore-data",
+        env = "STREAMSTORE_URL"
+    )]
+    store: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Append records: one per line of stdin, or one per file given. Prints
+    /// {"stream","offset"} for each record once it is acknowledged (durable in Sync mode).
+    Append {
+        stream: String,
+        /// Files whose whole contents are one record each (instead of stdin lines).
+        files: Vec<PathBuf>,
+        /// Expected state: `any`, `none` (the stream must not exist) or the next offset.
+        #[arg(long, default_value = "any")]
+        expect: String,
+        /// Idempotency key: a retry with the same key writes nothing new. In line mode the
+        /// key of line i is KEY/i, so re-running the same command is safe.
+        #[arg(long)]
+        key: Option<String>,
+        /// Append all records as one atomic batch instead of one append per record.
+        #[arg(long)]
+        atomic: bool,
+    },
+    /// Print records from an offset.
+    Read {
+        stream: String,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// At most this many records (without --follow).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Keep printing new records until the stream is sealed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Describe a stream.
+    Info { stream: String },
+    /// Seal a stream: no more appends.
+    Seal { stream: String },
+    /// Remove the records below an offset.
+    Trim {
+        stream: String,
+        #[arg(long)]
+        before: u64,
+    },
+    /// Delete a stream.
+    Delete { stream: String },
+    /// List streams.
+    List {
+        #[arg(long, default_value = "")]
+        prefix: String,
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Set a stream's retention policy.
+    Retention {
+        stream: String,
+        /// Delete the stream this many seconds after it is sealed.
+        #[arg(long)]
+        after_seal_secs: Option<u64>,
+        /// Delete the stream this many seconds after its last append.
+        #[arg(long)]
+        after_idle_secs: Option<u64>,
+        /// Keep at most this many payload bytes.
+        #[arg(long)]
+        max_bytes: Option<u64>,
+    },
+    /// Check every checksum of the store's files (local engine).
+    Verify,
+    /// Print the store's statistics and capabilities.
+    Stats,
+}
+
+fn parse_expect(s: &str) -> Result<Expect> {
+    match s {
+        "any" => Ok(Expect::Any),
+        "none" | "no-stream" => Ok(Expect::NoStream),
+        n => n.parse().map(Expect::Next).map_err(|_| {
+            Error::invalid(format!("--expect takes any, none or an offset, not {n:?}"))
+        }),
+    }
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::new(
+        streamstore::ErrorKind::Unavailable,
+        "cannot read or write the terminal",
+    )
+    .with_source(e)
+}
+
+/// Runs one command against the store named by `--store`.
+pub async fn run(cli: Cli) -> Result<()> {
+    let opened = open_store(&cli.store).await?;
+    let store = Arc::clone(&opened.store);
+    let result = dispatch(cli.command, &store, &opened).await;
+    let closed = store.close().await;
+    result.and(closed)
+}
+
+async fn dispatch(
+    command: Command,
+    store: &Arc<dyn StreamStore>,
+    opened: &crate::store_url::Opened,
+) -> Result<()> {
+    match command {
+        Command::Append {
+            stream,
+            files,
+            expect,
+            key,
+            atomic,
+        } => {
+            let id = StreamId::new(stream)?;
+            append(store, &id, files, parse_expect(&expect)?, key, atomic).await
+        }
+        Command::Read {
+            stream,
+            from,
+            limit,
+            follow,
+        } => read(store, &StreamId::new(stream)?, from, limit, follow).await,
+        Command::Info { stream } => {
+            emit(&info(&store.info(&StreamId::new(stream)?).await?)).map_err(io_err)
+        }
+        Command::Seal { stream } => {
+            emit(&info(&store.seal(&StreamId::new(stream)?).await?)).map_err(io_err)
+        }
+        Command::Trim { stream, before } => {
+            let id = StreamId::new(stream)?;
+            let first = store.trim(&id, before).await?;
+            emit(&json!({"stream": id.as_str(), "first_offset": first})).map_err(io_err)
+        }
+        Command::Delete { stream } => {
+            let id = StreamId::new(stream)?;
+            let existed = store.delete(&id).await?;
+            emit(&json!({"stream": id.as_str(), "deleted": existed})).map_err(io_err)
+        }
+        Command::List {
+            prefix,
+            after,
+            limit,
+        } => {
+            let after = after.map(StreamId::new).transpose()?;
+            let page = store
+                .list(ListOptions {
+                    prefix,
+                    after,
+                    limit,
+                })
+                .await?;
+            for s in &page.streams {
+                emit(&json!({"stream": s.as_str()})).map_err(io_err)?;
+            }
+            if let Some(next) = page.next_after {
+                eprintln!(
+                    "more streams follow; continue with --after {:?}",
+                    next.as_str()
+                );
+            }
+            Ok(())
+        }
+        Command::Retention {
+            stream,
+            after_seal_secs,
+            after_idle_secs,
+            max_bytes,
+        } => {
+            let id = StreamId::new(stream)?;
+            let policy = Retention {
+                delete_after_seal: after_seal_secs.map(Duration::from_secs),
+                delete_after_idle: after_idle_secs.map(Duration::from_secs),
+                max_bytes,
+            };
+            store.set_retention(&id, policy).await?;
+            emit(&info(&store.info(&id).await?)).map_err(io_err)
+        }
+        Command::Verify => opened.verify().await,
+        Command::Stats => opened.stats().await,
+    }
+}
+
+async fn append(
+    store: &Arc<dyn StreamStore>,
+    id: &StreamId,
+    files: Vec<PathBuf>,
+    expect: Expect,
+    key: Option<String>,
+    atomic: bool,
+) -> Result<()> {
+    let mut records = Vec::new();
+    let mut lines = None;
+    if files.is_empty() {
+        lines = Some(tokio::io::BufReader::new(tokio::io::stdin()).lines());
+    } else {
+        for f in &files {
+            let data = tokio::fs::read(f).await.map_err(|e| {
+                Error::invalid(format!("cannot read {}", f.display())).with_source(e)
+            })?;
+            records.push(Bytes::from(data));
+        }
+    }
+    if atomic || lines.is_none() {
+        if let Some(lines) = lines.as_mut() {
+            while let Some(line) = lines.next_line().await.map_err(io_err)? {
+                records.push(Bytes::from(line));
+            }
+        }
+        let mut options = AppendOptions::expect(expect);
+        if let Some(k) = key {
+            options = options.with_key(IdempotencyKey::new(k.into_bytes())?);
+        }
+        let r = store.append(id, records, options).await?;
+        for offset in r.offsets() {
+            emit(&json!({"stream": id.as_str(), "offset": offset})).map_err(io_err)?;
+        }
+        return Ok(());
+    }
+    // Line mode: each line is its own append, acknowledged (and printed) before the next is read.
+    let mut expect = expect;
+    let mut index = 0u64;
+    if let Some(mut lines) = lines {
+        while let Some(line) = lines.next_line().await.map_err(io_err)? {
+            let mut options = AppendOptions::expect(expect);
+            if let Some(k) = &key {
+                options =
+                    options.with_key(IdempotencyKey::new(format!("{k}/{index}").into_bytes())?);
+            }
+            let r = store.append(id, vec![Bytes::from(line)], options).await?;
+            emit(&json!({"stream": id.as_str(), "offset": r.first_offset})).map_err(io_err)?;
+            if !matches!(expect, Expect::Any) {
+                expect = Expect::Next(r.next_offset());
+            }
+            index += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn read(
+    store: &Arc<dyn StreamStore>,
+    id: &StreamId,
+    from: u64,
+    limit: Option<u64>,
+    follow: bool,
+) -> Result<()> {
+    let mut left = limit.unwrap_or(u64::MAX);
+    if follow {
+        let mut sub = store.subscribe(id, from, SubscribeOptions::default());
+        while left > 0 {
+            match sub.next().await {
+                Some(r) => emit(&record(id, &r?)).map_err(io_err)?,
+                None => break,
+            }
+            left -= 1;
+        }
+        return Ok(());
+    }
+    let mut next = from;
+    while left > 0 {
+        let max = usize::try_from(left.min(1000)).unwrap_or(1000);
+        let page = store.read(id, next, ReadOptions::limit(max)).await?;
+        if page.records.is_empty() {
+            break;
+        }
+        for r in &page.records {
+            emit(&record(id, r)).map_err(io_err)?;
+        }
+        left = left.saturating_sub(page.records.len() as u64);
+        next = page.next_offset;
+    }
+    Ok(())
+}
