@@ -1,0 +1,2 @@
+//! Criterion micro-benchmarks of hot paths.
+fn main() {}

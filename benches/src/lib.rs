@@ -1,0 +1,1 @@
+//! The benchmark harness of streamstore; see `docs/benchmarks.md`.

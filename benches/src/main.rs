@@ -1,0 +1,2 @@
+//! `streamstore-bench`: see `docs/benchmarks.md`.
+fn main() {}
