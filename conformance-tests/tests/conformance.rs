@@ -26,6 +26,34 @@ impl Factory for MemoryFactory {
     }
 }
 
+/// Local stores: one data directory per namespace under a per-run temporary directory.
+struct LocalFactory {
+    root: std::path::PathBuf,
+}
+
+#[async_trait]
+impl Factory for LocalFactory {
+    async fn open(&self, ns: &str) -> Result<Arc<dyn StreamStore>> {
+        let dir = self.root.join(ns);
+        let store =
+            streamstore::LocalStore::open(dir, streamstore::LocalOptions::default()).await?;
+        Ok(Arc::new(store))
+    }
+    async fn destroy(&self, ns: &str) -> Result<()> {
+        let _ = std::fs::remove_dir_all(self.root.join(ns));
+        Ok(())
+    }
+}
+
+fn local_factory() -> Arc<dyn Factory> {
+    let root = std::env::temp_dir().join(format!(
+        "streamstore-conformance-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    Arc::new(LocalFactory { root })
+}
+
 /// An implementation the runner knows: its name, the URL variable it needs (if any), and how to
 /// build its factory.
 struct Known {
@@ -35,11 +63,28 @@ struct Known {
 }
 
 fn known() -> Vec<Known> {
-    vec![Known {
-        name: "memory",
-        env: None,
-        factory: || Arc::new(MemoryFactory),
-    }]
+    vec![
+        Known {
+            name: "memory",
+            env: None,
+            factory: || Arc::new(MemoryFactory),
+        },
+        Known {
+            name: "local",
+            env: None,
+            factory: local_factory,
+        },
+        Known {
+            name: "postgres",
+            env: Some(streamstore_postgres::URL_ENV),
+            factory: || Arc::new(streamstore_postgres::PostgresFactory),
+        },
+        Known {
+            name: "mysql",
+            env: Some(streamstore_mysql::URL_ENV),
+            factory: || Arc::new(streamstore_mysql::MysqlFactory),
+        },
+    ]
 }
 
 fn main() -> ExitCode {

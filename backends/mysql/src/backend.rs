@@ -1,0 +1,182 @@
+//! `MysqlStore`: the `StreamStore` over MySQL 8 or MariaDB.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::Executor;
+use streamstore::{
+    AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
+    ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
+};
+use streamstore_sql::{SqlStore, StoreOptions};
+
+use crate::config::MysqlConfig;
+use crate::core::MysqlCore;
+use crate::error::parse_mysql_error;
+
+/// Largest payload of one record (the column is `MEDIUMBLOB`, up to 16 MiB; a batch travels in
+/// one packet per chunk, so records are kept well below `max_allowed_packet`).
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Idempotency keys remembered per stream (at least; pruning runs at twice as many).
+pub const KEYS_PER_STREAM: usize = 1024;
+
+/// A `StreamStore` over MySQL 8 or MariaDB (InnoDB).
+///
+/// Streams live in `<prefix>streams` (one head row each), `<prefix>records` and
+/// `<prefix>idempotency`; several processes may share the same tables. MySQL has no push
+/// notification, so waiting reads poll with backoff (readers in the same process are woken at
+/// once by this store's own appends).
+pub struct MysqlStore {
+    inner: SqlStore<MysqlCore>,
+}
+
+fn connect_options(config: &MysqlConfig) -> Result<MySqlConnectOptions> {
+    MySqlConnectOptions::from_str(config.driver_url())
+        .map_err(|e| Error::invalid("invalid MySQL URL options").with_source(e))
+}
+
+impl MysqlStore {
+    /// Connects to `url` and uses the tables of `prefix`, creating them if needed.
+    ///
+    /// ```no_run
+    /// # async fn f() -> streamstore::Result<()> {
+    /// let store = streamstore_mysql::MysqlStore::connect(
+    ///     "mysql://streamstore:streamstore@127.0.0.1:53306/streamstore",
+    ///     "app_",
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        Self::open(MysqlConfig::from_url(url)?.with_prefix(prefix)?).await
+    }
+
+    /// Connects to `url`, taking the prefix from its `table_prefix` option (default
+    /// `streamstore_`). This is what `--store mysql://…` uses.
+    pub async fn connect_url(url: &str) -> Result<Self> {
+        Self::open(MysqlConfig::from_url(url)?).await
+    }
+
+    /// Connects with `config`: creates or migrates the schema and starts the retention sweeper.
+    pub async fn open(config: MysqlConfig) -> Result<Self> {
+        let options = connect_options(&config)?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // READ COMMITTED: locking reads of missing rows take no gap locks (the
+                    // classic deadlock of concurrent stream creation), and each statement
+                    // reads the latest committed state, which the read path relies on.
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    conn.execute("SET SESSION innodb_lock_wait_timeout = 10")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone())
+            .await
+            .map_err(parse_mysql_error)?;
+        let core = MysqlCore::open(pool, &options, config.prefix()).await?;
+        let inner = SqlStore::new(
+            core,
+            StoreOptions {
+                capabilities: capabilities(config.poll_max),
+                poll_min: config.poll_min,
+                poll_max: config.poll_max,
+                sweep_interval: Some(config.sweep_interval),
+            },
+        );
+        Ok(MysqlStore { inner })
+    }
+
+    /// Drops the tables of `prefix` (every stream in them). Other stores using them must be
+    /// closed first.
+    pub async fn destroy(url: &str, prefix: &str) -> Result<()> {
+        let config = MysqlConfig::from_url(url)?.with_prefix(prefix)?;
+        MysqlCore::destroy(&connect_options(&config)?, config.prefix()).await
+    }
+
+    /// Runs one retention sweep now (the background sweeper runs every `sweep_interval`);
+    /// returns how many streams it deleted.
+    pub async fn sweep(&self) -> Result<usize> {
+        self.inner.sweep().await
+    }
+
+    /// The connection pool (for diagnostics and tests).
+    pub fn pool(&self) -> &MySqlPool {
+        self.inner.dialect().pool()
+    }
+}
+
+fn capabilities(poll_max: Duration) -> Capabilities {
+    Capabilities {
+        max_record_bytes: MAX_RECORD_BYTES,
+        max_batch_records: 1000,
+        max_batch_bytes: 4 << 20,
+        idempotency: Some(IdempotencyWindow {
+            keys_per_stream: KEYS_PER_STREAM,
+            max_age: None,
+        }),
+        wait: WaitMechanism::Poll {
+            max_interval: poll_max,
+        },
+        persistent: true,
+        ..Capabilities::default()
+    }
+}
+
+#[async_trait]
+impl StreamStore for MysqlStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        records: Vec<Bytes>,
+        options: AppendOptions,
+    ) -> Result<AppendResult> {
+        self.inner.append(stream, records, options).await
+    }
+
+    async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
+        self.inner.read(stream, from, options).await
+    }
+
+    async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
+        self.inner.seal(stream).await
+    }
+
+    async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64> {
+        self.inner.trim(stream, before).await
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<bool> {
+        self.inner.delete(stream).await
+    }
+
+    async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
+        self.inner.info(stream).await
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        self.inner.list(options).await
+    }
+
+    async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
+        self.inner.set_retention(stream, retention).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
+}

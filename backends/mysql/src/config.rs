@@ -1,0 +1,102 @@
+//! The adapter's configuration, read from a `mysql://` URL.
+
+use std::fmt;
+use std::time::Duration;
+
+use streamstore::Result;
+use streamstore_sql::{DbUrl, TablePrefix, DEFAULT_PREFIX};
+
+/// Where and how to connect.
+///
+/// Built from a URL (`mysql://user:password@host:port/database?table_prefix=app_`); the
+/// options `table_prefix` (default `streamstore_`) and `max_connections` (default 8) are this
+/// crate's, every other query option goes to the driver (e.g. `ssl-mode`). `Debug` never shows
+/// the password.
+#[derive(Clone)]
+pub struct MysqlConfig {
+    url: DbUrl,
+    prefix: TablePrefix,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection before failing with `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// How often the retention sweeper runs.
+    pub sweep_interval: Duration,
+    /// First pause of a waiting read's polling (doubled after each poll).
+    pub poll_min: Duration,
+    /// Longest pause between two polls of a waiting read.
+    pub poll_max: Duration,
+}
+
+impl MysqlConfig {
+    /// Parses a `mysql://` URL (MySQL 8 or MariaDB 10.6+). Invalid input is `InvalidArgument`, and the
+    /// message never quotes the URL.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let url = DbUrl::parse(url, &["mysql"])?;
+        let prefix = match &url.prefix {
+            Some(p) => p.clone(),
+            None => TablePrefix::new(DEFAULT_PREFIX)?,
+        };
+        Ok(MysqlConfig {
+            max_connections: url.max_connections.unwrap_or(8),
+            url,
+            prefix,
+            acquire_timeout: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(1),
+            poll_min: Duration::from_millis(10),
+            poll_max: Duration::from_millis(250),
+        })
+    }
+
+    /// Uses the tables `<prefix>streams`, `<prefix>records`, … (`[a-z][a-z0-9_]{0,30}`).
+    pub fn with_prefix(mut self, prefix: &str) -> Result<Self> {
+        self.prefix = TablePrefix::new(prefix)?;
+        Ok(self)
+    }
+
+    /// The table prefix.
+    pub fn prefix(&self) -> &TablePrefix {
+        &self.prefix
+    }
+
+    pub(crate) fn driver_url(&self) -> &str {
+        self.url.driver_url()
+    }
+}
+
+impl fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlConfig")
+            .field("url", &self.url)
+            .field("prefix", &self.prefix)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("poll_min", &self.poll_min)
+            .field("poll_max", &self.poll_max)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c =
+            MysqlConfig::from_url("mysql://u:hunter2@localhost:53306/db?table_prefix=a_").unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("localhost"));
+        assert_eq!(c.prefix().as_str(), "a_");
+        assert_eq!(
+            MysqlConfig::from_url("mysql://h/db")
+                .unwrap()
+                .prefix()
+                .as_str(),
+            DEFAULT_PREFIX
+        );
+        assert!(MysqlConfig::from_url("postgres://h/db").is_err());
+    }
+}

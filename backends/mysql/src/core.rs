@@ -1,0 +1,581 @@
+//! The MySQL statements (MySQL 8 syntax that MariaDB also runs: no `RETURNING`, no `LATERAL`,
+//! no MariaDB-only functions): schema creation and one method per statement of [`SqlDialect`].
+//! Table names come only from the validated prefix; every stream id, key and payload is a bound
+//! parameter.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlRow};
+use sqlx::{Connection, Executor, MySql, MySqlConnection, Row, Transaction};
+use streamstore::{Error, IdempotencyKey, Incarnation, Record, Result, StreamId};
+use streamstore_sql::{
+    from_db, to_db, to_db_incarnation, HeadColumns, HeadRow, KeyRow, ListQuery, SqlDialect,
+    TablePrefix, Tables, SCHEMA_VERSION,
+};
+
+use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
+
+/// The columns of a head row, in [`HeadColumns`] order.
+const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
+     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count";
+
+/// True when a time-based retention rule has fired at the two `?` (both bound to the same
+/// now, ms since the epoch); never NULL. `start <= now - ttl` is `start + ttl <= now` without
+/// overflow.
+const EXPIRED: &str = "((sealed_ms IS NOT NULL AND seal_ttl_ms IS NOT NULL \
+     AND sealed_ms <= ? - seal_ttl_ms) \
+     OR (idle_ttl_ms IS NOT NULL AND last_append_ms <= ? - idle_ttl_ms))";
+
+/// Largest number of rows in one multi-row `INSERT`. Batches are split into chunks whose sizes
+/// are powers of two up to this, so a connection prepares at most 9 distinct insert statements
+/// however batch sizes vary. With at most 4 MiB per batch every chunk stays far below the
+/// servers' default `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on MySQL 8).
+const MAX_CHUNK: usize = 256;
+
+type Query<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
+
+/// The statements, formatted once per store with its table names.
+struct Sql {
+    lock_head: String,
+    head: String,
+    insert_head: String,
+    update_head: String,
+    delete_head: String,
+    delete_records: String,
+    delete_keys: String,
+    find_key: String,
+    insert_key: String,
+    key_cutoff: String,
+    delete_keys_below: String,
+    /// `insert_records[i]` inserts `2^i` rows.
+    insert_records: Vec<String>,
+    bytes_below: String,
+    delete_records_below: String,
+    bytes_cut: String,
+    records: String,
+    expired: String,
+}
+
+impl Sql {
+    fn new(t: &Tables) -> Self {
+        let (s, r, k) = (&t.streams, &t.records, &t.idempotency);
+        let mut insert_records = Vec::new();
+        let mut n = 1;
+        while n <= MAX_CHUNK {
+            let rows = vec!["(?, ?, ?, ?, ?, ?)"; n].join(", ");
+            insert_records.push(format!(
+                "INSERT INTO {r} (stream_id, off, incarnation, ts_ms, len, payload) VALUES {rows}"
+            ));
+            n *= 2;
+        }
+        Sql {
+            lock_head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ? FOR UPDATE"),
+            head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ?"),
+            insert_head: format!(
+                "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            update_head: format!(
+                "UPDATE {s} SET incarnation = ?, first_offset = ?, next_offset = ?, \
+                 created_ms = ?, last_append_ms = ?, sealed_ms = ?, bytes = ?, \
+                 seal_ttl_ms = ?, idle_ttl_ms = ?, max_bytes = ?, key_count = ? \
+                 WHERE stream_id = ?"
+            ),
+            delete_head: format!("DELETE FROM {s} WHERE stream_id = ?"),
+            delete_records: format!("DELETE FROM {r} WHERE stream_id = ?"),
+            delete_keys: format!("DELETE FROM {k} WHERE stream_id = ?"),
+            find_key: format!(
+                "SELECT incarnation, first_offset, count, ts_ms, digest FROM {k} \
+                 WHERE stream_id = ? AND idem_key = ?"
+            ),
+            // VALUES() works on MySQL 8 (deprecated there in favour of a row alias, which
+            // MariaDB lacks) and on MariaDB.
+            insert_key: format!(
+                "INSERT INTO {k} (stream_id, idem_key, incarnation, first_offset, count, ts_ms, digest) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE incarnation = VALUES(incarnation), \
+                 first_offset = VALUES(first_offset), count = VALUES(count), \
+                 ts_ms = VALUES(ts_ms), digest = VALUES(digest)"
+            ),
+            // Two statements: MySQL refuses a DELETE whose subquery reads the same table.
+            key_cutoff: format!(
+                "SELECT first_offset FROM {k} WHERE stream_id = ? \
+                 ORDER BY first_offset DESC LIMIT 1 OFFSET ?"
+            ),
+            delete_keys_below: format!("DELETE FROM {k} WHERE stream_id = ? AND first_offset < ?"),
+            insert_records,
+            bytes_below: format!(
+                "SELECT CAST(COALESCE(SUM(len), 0) AS SIGNED) FROM {r} WHERE stream_id = ? AND off < ?"
+            ),
+            delete_records_below: format!("DELETE FROM {r} WHERE stream_id = ? AND off < ?"),
+            bytes_cut: format!(
+                "SELECT off FROM (SELECT off, SUM(len) OVER (ORDER BY off) AS run FROM {r} \
+                 WHERE stream_id = ? AND off >= ?) w WHERE run >= ? ORDER BY off LIMIT 1"
+            ),
+            // `from..end` is at most max_records offsets; of those, as many as fit the byte
+            // budget by the running sum of lengths (payloads beyond it are never fetched), and
+            // at least one.
+            records: format!(
+                "SELECT off, ts_ms, payload FROM {r} \
+                 WHERE stream_id = ? AND incarnation = ? AND off >= ? AND off < ? \
+                 AND off < ? + GREATEST(1, (SELECT COUNT(*) FROM \
+                   (SELECT SUM(len) OVER (ORDER BY off) AS run FROM {r} \
+                    WHERE stream_id = ? AND incarnation = ? AND off >= ? AND off < ?) w \
+                   WHERE w.run <= ?)) \
+                 ORDER BY off"
+            ),
+            expired: format!(
+                "SELECT stream_id FROM {s} \
+                 WHERE (seal_ttl_ms IS NOT NULL OR idle_ttl_ms IS NOT NULL) AND {EXPIRED} LIMIT ?"
+            ),
+        }
+    }
+}
+
+/// The MySQL dialect: a pool and the table names.
+pub(crate) struct MysqlCore {
+    pool: MySqlPool,
+    tables: Tables,
+    sql: Sql,
+}
+
+fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    r.map_err(parse_mysql_error)
+}
+
+fn id_of(bytes: &[u8]) -> Result<StreamId> {
+    StreamId::from_bytes(bytes).map_err(|e| {
+        Error::new(
+            streamstore::ErrorKind::Corruption,
+            "a stored stream id is invalid",
+        )
+        .with_source(e)
+    })
+}
+
+fn head_of(row: &MySqlRow) -> Result<HeadRow> {
+    HeadRow::from_columns(HeadColumns {
+        incarnation: db(row.try_get(0))?,
+        first_offset: db(row.try_get(1))?,
+        next_offset: db(row.try_get(2))?,
+        created_ms: db(row.try_get(3))?,
+        last_append_ms: db(row.try_get(4))?,
+        sealed_ms: db(row.try_get(5))?,
+        bytes: db(row.try_get(6))?,
+        seal_ttl_ms: db(row.try_get(7))?,
+        idle_ttl_ms: db(row.try_get(8))?,
+        max_bytes: db(row.try_get(9))?,
+        key_count: db(row.try_get(10))?,
+    })
+}
+
+/// Binds a head row's columns in [`HEAD_COLUMNS`] order.
+fn bind_head(q: Query<'_>, c: HeadColumns) -> Query<'_> {
+    q.bind(c.incarnation)
+        .bind(c.first_offset)
+        .bind(c.next_offset)
+        .bind(c.created_ms)
+        .bind(c.last_append_ms)
+        .bind(c.sealed_ms)
+        .bind(c.bytes)
+        .bind(c.seal_ttl_ms)
+        .bind(c.idle_ttl_ms)
+        .bind(c.max_bytes)
+        .bind(c.key_count)
+}
+
+fn sid(stream: &StreamId) -> &[u8] {
+    stream.as_str().as_bytes()
+}
+
+/// Runs `f` on a connection of its own holding the named lock of `prefix`, so that schema
+/// changes of several processes starting at once are serialized. The connection is closed
+/// afterwards, which releases the lock even if `f` failed half-way (MySQL DDL is not
+/// transactional).
+async fn with_schema_lock<T>(
+    options: &MySqlConnectOptions,
+    prefix: &TablePrefix,
+    f: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T>,
+) -> Result<T> {
+    let mut conn = db(MySqlConnection::connect_with(options).await)?;
+    let got: Option<i64> = db(sqlx::query_scalar("SELECT GET_LOCK(?, 60)")
+        .bind(format!("streamstore:{prefix}"))
+        .fetch_one(&mut conn)
+        .await)?;
+    if got != Some(1) {
+        return Err(Error::new(
+            streamstore::ErrorKind::Unavailable,
+            "timed out waiting for another process to create the schema",
+        ));
+    }
+    let result = f(&mut conn).await;
+    let _ = conn.close().await;
+    result
+}
+
+impl MysqlCore {
+    /// Creates or migrates the schema of `prefix`, then returns the dialect over `pool`.
+    pub(crate) async fn open(
+        pool: MySqlPool,
+        options: &MySqlConnectOptions,
+        prefix: &TablePrefix,
+    ) -> Result<Self> {
+        let t = prefix.tables();
+        with_schema_lock(options, prefix, async |conn| {
+            let ddl = [
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (name VARCHAR(64) NOT NULL PRIMARY KEY, \
+                     value BIGINT NOT NULL) ENGINE=InnoDB",
+                    t.meta
+                ),
+                // Ids are VARBINARY: compared and sorted byte-wise with no collation or
+                // padding, so ids that differ in any byte never alias.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (\
+                     stream_id VARBINARY(512) NOT NULL PRIMARY KEY, incarnation BIGINT NOT NULL, \
+                     first_offset BIGINT NOT NULL, next_offset BIGINT NOT NULL, \
+                     created_ms BIGINT NOT NULL, last_append_ms BIGINT NOT NULL, sealed_ms BIGINT NULL, \
+                     bytes BIGINT NOT NULL, seal_ttl_ms BIGINT NULL, idle_ttl_ms BIGINT NULL, \
+                     max_bytes BIGINT NULL, key_count BIGINT NOT NULL) ENGINE=InnoDB",
+                    t.streams
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (\
+                     stream_id VARBINARY(512) NOT NULL, off BIGINT NOT NULL, \
+                     incarnation BIGINT NOT NULL, ts_ms BIGINT NOT NULL, len BIGINT NOT NULL, \
+                     payload MEDIUMBLOB NOT NULL, PRIMARY KEY (stream_id, off)) ENGINE=InnoDB",
+                    t.records
+                ),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {0} (\
+                     stream_id VARBINARY(512) NOT NULL, idem_key VARBINARY(128) NOT NULL, \
+                     incarnation BIGINT NOT NULL, first_offset BIGINT NOT NULL, \
+                     count BIGINT NOT NULL, ts_ms BIGINT NOT NULL, digest BIGINT NOT NULL, \
+                     PRIMARY KEY (stream_id, idem_key), KEY {0}_order (stream_id, first_offset)) \
+                     ENGINE=InnoDB",
+                    t.idempotency
+                ),
+                format!(
+                    "INSERT INTO {} (name, value) VALUES ('schema_version', {SCHEMA_VERSION}) \
+                     ON DUPLICATE KEY UPDATE name = name",
+                    t.meta
+                ),
+            ];
+            for stmt in &ddl {
+                db(conn.execute(stmt.as_str()).await)?;
+            }
+            let version: i64 = db(sqlx::query_scalar(&format!(
+                "SELECT value FROM {} WHERE name = 'schema_version'",
+                t.meta
+            ))
+            .fetch_one(&mut *conn)
+            .await)?;
+            if version > SCHEMA_VERSION {
+                return Err(Error::new(
+                    streamstore::ErrorKind::Internal,
+                    format!(
+                        "tables {prefix:?} have schema version {version}; this build knows up to {SCHEMA_VERSION}"
+                    ),
+                ));
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(MysqlCore {
+            sql: Sql::new(&t),
+            tables: t,
+            pool,
+        })
+    }
+
+    /// Drops every table of `prefix` (under the same lock as creation).
+    pub(crate) async fn destroy(options: &MySqlConnectOptions, prefix: &TablePrefix) -> Result<()> {
+        let t = prefix.tables();
+        with_schema_lock(options, prefix, async |conn| {
+            for table in t.all() {
+                db(conn
+                    .execute(format!("DROP TABLE IF EXISTS {table}").as_str())
+                    .await)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}
+
+type Tx = Transaction<'static, MySql>;
+
+#[async_trait]
+impl SqlDialect for MysqlCore {
+    type Tx = Tx;
+
+    async fn begin(&self) -> Result<Tx> {
+        db(self.pool.begin().await)
+    }
+
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        db(tx.commit().await)
+    }
+
+    async fn lock_head(&self, tx: &mut Tx, stream: &StreamId) -> Result<Option<HeadRow>> {
+        // READ COMMITTED (set per connection): a locking read of a missing row takes no gap
+        // lock, so concurrent first appends to different new streams do not deadlock.
+        let row = db(sqlx::query(&self.sql.lock_head)
+            .bind(sid(stream))
+            .fetch_optional(&mut **tx)
+            .await)?;
+        row.as_ref().map(head_of).transpose()
+    }
+
+    async fn insert_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<bool> {
+        let q = bind_head(
+            sqlx::query(&self.sql.insert_head).bind(sid(stream)),
+            head.to_columns()?,
+        );
+        match q.execute(&mut **tx).await {
+            Ok(_) => Ok(true),
+            // Another transaction created the stream and committed (the insert waited for it).
+            Err(sqlx::Error::Database(e))
+                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|m| m.number() == ER_DUP_ENTRY) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(parse_mysql_error(e)),
+        }
+    }
+
+    async fn update_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<()> {
+        let q = bind_head(sqlx::query(&self.sql.update_head), head.to_columns()?).bind(sid(stream));
+        db(q.execute(&mut **tx).await)?;
+        Ok(())
+    }
+
+    async fn delete_stream(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
+        // Head first: the same lock order as appends (head, then records), so no deadlock.
+        for sql in [
+            &self.sql.delete_head,
+            &self.sql.delete_records,
+            &self.sql.delete_keys,
+        ] {
+            db(sqlx::query(sql).bind(sid(stream)).execute(&mut **tx).await)?;
+        }
+        Ok(())
+    }
+
+    async fn find_key(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRow>> {
+        let row = db(sqlx::query(&self.sql.find_key)
+            .bind(sid(stream))
+            .bind(key.as_bytes())
+            .fetch_optional(&mut **tx)
+            .await)?;
+        row.map(|r| {
+            KeyRow::from_columns(
+                db(r.try_get(0))?,
+                db(r.try_get(1))?,
+                db(r.try_get(2))?,
+                db(r.try_get(3))?,
+                db(r.try_get(4))?,
+            )
+        })
+        .transpose()
+    }
+
+    async fn insert_key(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        key: &IdempotencyKey,
+        row: &KeyRow,
+    ) -> Result<()> {
+        db(sqlx::query(&self.sql.insert_key)
+            .bind(sid(stream))
+            .bind(key.as_bytes())
+            .bind(to_db_incarnation(row.result.incarnation))
+            .bind(to_db(row.result.first_offset)?)
+            .bind(to_db(row.result.count)?)
+            .bind(to_db(row.result.timestamp_ms)?)
+            .bind(row.digest_db())
+            .execute(&mut **tx)
+            .await)?;
+        Ok(())
+    }
+
+    async fn prune_keys(&self, tx: &mut Tx, stream: &StreamId, keep: u64) -> Result<()> {
+        let cutoff: Option<i64> = db(sqlx::query_scalar(&self.sql.key_cutoff)
+            .bind(sid(stream))
+            .bind(to_db(keep.saturating_sub(1))?)
+            .fetch_optional(&mut **tx)
+            .await)?;
+        if let Some(cutoff) = cutoff {
+            db(sqlx::query(&self.sql.delete_keys_below)
+                .bind(sid(stream))
+                .bind(cutoff)
+                .execute(&mut **tx)
+                .await)?;
+        }
+        Ok(())
+    }
+
+    async fn insert_records(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        incarnation: Incarnation,
+        first_offset: u64,
+        ts_ms: u64,
+        records: &[Bytes],
+    ) -> Result<()> {
+        let (incarnation, ts_ms) = (to_db_incarnation(incarnation), to_db(ts_ms)?);
+        let mut offset = first_offset;
+        let mut rest = records;
+        while !rest.is_empty() {
+            // The largest power of two that fits both the rest and MAX_CHUNK.
+            let level = rest.len().min(MAX_CHUNK).ilog2();
+            let n = 1usize << level;
+            let (chunk, tail) = rest.split_at(n);
+            let sql = &self.sql.insert_records[usize::try_from(level).unwrap_or(0)];
+            let mut q = sqlx::query(sql);
+            for (r, off) in chunk.iter().zip(offset..) {
+                q = q
+                    .bind(sid(stream))
+                    .bind(to_db(off)?)
+                    .bind(incarnation)
+                    .bind(ts_ms)
+                    .bind(to_db(u64::try_from(r.len()).unwrap_or(u64::MAX))?)
+                    .bind(r.as_ref());
+            }
+            db(q.execute(&mut **tx).await)?;
+            offset += u64::try_from(n).unwrap_or(u64::MAX);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    async fn delete_records_below(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        before: u64,
+    ) -> Result<u64> {
+        // No RETURNING: sum first, then delete, both under the head lock this transaction holds,
+        // so no other writer changes the records in between.
+        let removed: i64 = db(sqlx::query_scalar(&self.sql.bytes_below)
+            .bind(sid(stream))
+            .bind(to_db(before)?)
+            .fetch_one(&mut **tx)
+            .await)?;
+        db(sqlx::query(&self.sql.delete_records_below)
+            .bind(sid(stream))
+            .bind(to_db(before)?)
+            .execute(&mut **tx)
+            .await)?;
+        from_db(removed)
+    }
+
+    async fn bytes_cut(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        from: u64,
+        excess: u64,
+    ) -> Result<Option<u64>> {
+        let off: Option<i64> = db(sqlx::query_scalar(&self.sql.bytes_cut)
+            .bind(sid(stream))
+            .bind(to_db(from)?)
+            .bind(to_db(excess)?)
+            .fetch_optional(&mut **tx)
+            .await)?;
+        off.map(from_db).transpose()
+    }
+
+    async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let row = db(sqlx::query(&self.sql.head)
+            .bind(sid(stream))
+            .fetch_optional(&self.pool)
+            .await)?;
+        row.as_ref().map(head_of).transpose()
+    }
+
+    async fn records(
+        &self,
+        stream: &StreamId,
+        incarnation: Incarnation,
+        from: u64,
+        end: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<Record>> {
+        let (inc, from_db_, end_db) = (to_db_incarnation(incarnation), to_db(from)?, to_db(end)?);
+        let rows = db(sqlx::query(&self.sql.records)
+            .bind(sid(stream))
+            .bind(inc)
+            .bind(from_db_)
+            .bind(end_db)
+            .bind(from_db_)
+            .bind(sid(stream))
+            .bind(inc)
+            .bind(from_db_)
+            .bind(end_db)
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Record {
+                    offset: from_db(db(r.try_get(0))?)?,
+                    timestamp_ms: from_db(db(r.try_get(1))?)?,
+                    payload: Bytes::from(db(r.try_get::<Vec<u8>, _>(2))?),
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {
+        let op = if query.lower_inclusive { ">=" } else { ">" };
+        let upper = if query.upper.is_some() {
+            "AND stream_id < ?"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT stream_id FROM {} WHERE stream_id {op} ? {upper} AND NOT {EXPIRED} \
+             ORDER BY stream_id LIMIT ?",
+            self.tables.streams
+        );
+        let now = to_db(now_ms)?;
+        let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(query.lower.as_slice());
+        if let Some(upper) = &query.upper {
+            q = q.bind(upper.as_slice());
+        }
+        let q = q
+            .bind(now)
+            .bind(now)
+            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        let ids = db(q.fetch_all(&self.pool).await)?;
+        ids.iter().map(|id| id_of(id)).collect()
+    }
+
+    async fn expired(&self, now_ms: u64, limit: u64) -> Result<Vec<StreamId>> {
+        let now = to_db(now_ms)?;
+        let ids: Vec<Vec<u8>> = db(sqlx::query_scalar(&self.sql.expired)
+            .bind(now)
+            .bind(now)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await)?;
+        ids.iter().map(|id| id_of(id)).collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,527 @@
+//! The PostgreSQL statements: schema creation and one method per statement of
+//! [`SqlDialect`]. Table names come only from the validated prefix; every stream id, key and
+//! payload is a bound parameter.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Executor, Postgres, Row, Transaction};
+use streamstore::{Error, IdempotencyKey, Incarnation, Record, Result, StreamId};
+use streamstore_sql::{
+    from_db, to_db, to_db_incarnation, HeadColumns, HeadRow, KeyRow, ListQuery, SqlDialect,
+    TablePrefix, Tables, SCHEMA_VERSION,
+};
+
+use crate::error::parse_postgres_error;
+
+/// The columns of a head row, in [`HeadColumns`] order.
+const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
+     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count";
+
+/// True when a time-based retention rule has fired at `$N` (ms since the epoch); never NULL.
+/// `start <= now - ttl` is `start + ttl <= now` without overflow (ttl is at most i64::MAX and
+/// now is positive).
+fn expired_at(n: usize) -> String {
+    format!(
+        "((sealed_ms IS NOT NULL AND seal_ttl_ms IS NOT NULL AND sealed_ms <= ${n} - seal_ttl_ms) \
+         OR (idle_ttl_ms IS NOT NULL AND last_append_ms <= ${n} - idle_ttl_ms))"
+    )
+}
+
+/// The statements, formatted once per store with its table names.
+struct Sql {
+    lock_head: String,
+    head: String,
+    insert_head: String,
+    update_head: String,
+    delete_head: String,
+    delete_records: String,
+    delete_keys: String,
+    find_key: String,
+    insert_key: String,
+    prune_keys: String,
+    insert_records: String,
+    delete_records_below: String,
+    bytes_cut: String,
+    records: String,
+    expired: String,
+}
+
+impl Sql {
+    fn new(t: &Tables) -> Self {
+        let (s, r, k) = (&t.streams, &t.records, &t.idempotency);
+        Sql {
+            lock_head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = $1 FOR UPDATE"),
+            head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = $1"),
+            insert_head: format!(
+                "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (stream_id) DO NOTHING"
+            ),
+            update_head: format!(
+                "UPDATE {s} SET incarnation = $2, first_offset = $3, next_offset = $4, \
+                 created_ms = $5, last_append_ms = $6, sealed_ms = $7, bytes = $8, \
+                 seal_ttl_ms = $9, idle_ttl_ms = $10, max_bytes = $11, key_count = $12 \
+                 WHERE stream_id = $1"
+            ),
+            delete_head: format!("DELETE FROM {s} WHERE stream_id = $1"),
+            delete_records: format!("DELETE FROM {r} WHERE stream_id = $1"),
+            delete_keys: format!("DELETE FROM {k} WHERE stream_id = $1"),
+            find_key: format!(
+                "SELECT incarnation, first_offset, count, ts_ms, digest FROM {k} \
+                 WHERE stream_id = $1 AND idem_key = $2"
+            ),
+            insert_key: format!(
+                "INSERT INTO {k} (stream_id, idem_key, incarnation, first_offset, count, ts_ms, digest) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (stream_id, idem_key) DO UPDATE SET incarnation = EXCLUDED.incarnation, \
+                 first_offset = EXCLUDED.first_offset, count = EXCLUDED.count, \
+                 ts_ms = EXCLUDED.ts_ms, digest = EXCLUDED.digest"
+            ),
+            prune_keys: format!(
+                "DELETE FROM {k} WHERE stream_id = $1 AND first_offset < \
+                 (SELECT first_offset FROM {k} WHERE stream_id = $1 \
+                  ORDER BY first_offset DESC OFFSET $2 LIMIT 1)"
+            ),
+            // One statement for the whole batch, whatever its size: the payloads travel as one
+            // bytea[] parameter (no 65535-parameter limit), offsets come from the ordinality.
+            insert_records: format!(
+                "INSERT INTO {r} (stream_id, off, incarnation, ts_ms, len, payload) \
+                 SELECT $1, $2::BIGINT + t.o - 1, $3, $4, octet_length(t.p)::BIGINT, t.p \
+                 FROM UNNEST($5::BYTEA[]) WITH ORDINALITY AS t(p, o)"
+            ),
+            delete_records_below: format!(
+                "WITH d AS (DELETE FROM {r} WHERE stream_id = $1 AND off < $2 RETURNING len) \
+                 SELECT COALESCE(SUM(len), 0)::BIGINT FROM d"
+            ),
+            bytes_cut: format!(
+                "SELECT off FROM (SELECT off, SUM(len) OVER (ORDER BY off) AS run FROM {r} \
+                 WHERE stream_id = $1 AND off >= $2) w WHERE run >= $3 ORDER BY off LIMIT 1"
+            ),
+            // `$3..$4` is at most max_records offsets; of those, as many as fit the byte budget
+            // `$5` by the running sum of lengths (payloads beyond it are never fetched), and at
+            // least one.
+            records: format!(
+                "SELECT off, ts_ms, payload FROM {r} \
+                 WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4 \
+                 AND off < $3 + GREATEST(1, (SELECT COUNT(*) FROM \
+                   (SELECT SUM(len) OVER (ORDER BY off) AS run FROM {r} \
+                    WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4) w \
+                   WHERE w.run <= $5)) \
+                 ORDER BY off"
+            ),
+            expired: format!(
+                "SELECT stream_id FROM {s} \
+                 WHERE (seal_ttl_ms IS NOT NULL OR idle_ttl_ms IS NOT NULL) AND {} LIMIT $2",
+                expired_at(1)
+            ),
+        }
+    }
+}
+
+/// The PostgreSQL dialect: a pool, the table names and the NOTIFY channel.
+pub(crate) struct PgCore {
+    pool: PgPool,
+    tables: Tables,
+    channel: String,
+    sql: Sql,
+}
+
+fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    r.map_err(parse_postgres_error)
+}
+
+fn id_of(bytes: &[u8]) -> Result<StreamId> {
+    StreamId::from_bytes(bytes).map_err(|e| {
+        Error::new(
+            streamstore::ErrorKind::Corruption,
+            "a stored stream id is invalid",
+        )
+        .with_source(e)
+    })
+}
+
+fn head_of(row: &PgRow) -> Result<HeadRow> {
+    HeadRow::from_columns(HeadColumns {
+        incarnation: db(row.try_get(0))?,
+        first_offset: db(row.try_get(1))?,
+        next_offset: db(row.try_get(2))?,
+        created_ms: db(row.try_get(3))?,
+        last_append_ms: db(row.try_get(4))?,
+        sealed_ms: db(row.try_get(5))?,
+        bytes: db(row.try_get(6))?,
+        seal_ttl_ms: db(row.try_get(7))?,
+        idle_ttl_ms: db(row.try_get(8))?,
+        max_bytes: db(row.try_get(9))?,
+        key_count: db(row.try_get(10))?,
+    })
+}
+
+/// Binds a head row's columns after the stream id (`$2..$12`).
+fn bind_head<'q>(
+    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    c: HeadColumns,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    q.bind(c.incarnation)
+        .bind(c.first_offset)
+        .bind(c.next_offset)
+        .bind(c.created_ms)
+        .bind(c.last_append_ms)
+        .bind(c.sealed_ms)
+        .bind(c.bytes)
+        .bind(c.seal_ttl_ms)
+        .bind(c.idle_ttl_ms)
+        .bind(c.max_bytes)
+        .bind(c.key_count)
+}
+
+fn sid(stream: &StreamId) -> &[u8] {
+    stream.as_str().as_bytes()
+}
+
+impl PgCore {
+    /// Creates or migrates the schema of `prefix`, then returns the dialect over `pool`.
+    ///
+    /// Safe when several processes start at once: the DDL runs in one transaction holding a
+    /// transaction-level advisory lock keyed by the prefix, so one process creates the tables
+    /// and the others find them (the lock is released at commit or when the connection dies).
+    pub(crate) async fn open(pool: PgPool, prefix: &TablePrefix) -> Result<Self> {
+        let t = prefix.tables();
+        let mut tx = db(pool.begin().await)?;
+        db(sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(prefix.lock_key())
+            .execute(&mut *tx)
+            .await)?;
+        let ddl = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+                t.meta
+            ),
+            // Ids are bytea: they compare and sort byte-wise, and ids that differ in any byte
+            // never alias (no collation is involved).
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (\
+                 stream_id BYTEA PRIMARY KEY, incarnation BIGINT NOT NULL, \
+                 first_offset BIGINT NOT NULL, next_offset BIGINT NOT NULL, \
+                 created_ms BIGINT NOT NULL, last_append_ms BIGINT NOT NULL, sealed_ms BIGINT, \
+                 bytes BIGINT NOT NULL, seal_ttl_ms BIGINT, idle_ttl_ms BIGINT, max_bytes BIGINT, \
+                 key_count BIGINT NOT NULL)",
+                t.streams
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {0}_retention ON {0} (stream_id) \
+                 WHERE seal_ttl_ms IS NOT NULL OR idle_ttl_ms IS NOT NULL",
+                t.streams
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (\
+                 stream_id BYTEA NOT NULL, off BIGINT NOT NULL, incarnation BIGINT NOT NULL, \
+                 ts_ms BIGINT NOT NULL, len BIGINT NOT NULL, payload BYTEA NOT NULL, \
+                 PRIMARY KEY (stream_id, off))",
+                t.records
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (\
+                 stream_id BYTEA NOT NULL, idem_key BYTEA NOT NULL, incarnation BIGINT NOT NULL, \
+                 first_offset BIGINT NOT NULL, count BIGINT NOT NULL, ts_ms BIGINT NOT NULL, \
+                 digest BIGINT NOT NULL, PRIMARY KEY (stream_id, idem_key))",
+                t.idempotency
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {0}_order ON {0} (stream_id, first_offset)",
+                t.idempotency
+            ),
+            format!(
+                "INSERT INTO {} (name, value) VALUES ('schema_version', {SCHEMA_VERSION}) \
+                 ON CONFLICT (name) DO NOTHING",
+                t.meta
+            ),
+        ];
+        for stmt in &ddl {
+            db(tx.execute(stmt.as_str()).await)?;
+        }
+        let version: i64 = db(sqlx::query_scalar(&format!(
+            "SELECT value FROM {} WHERE name = 'schema_version'",
+            t.meta
+        ))
+        .fetch_one(&mut *tx)
+        .await)?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::new(
+                streamstore::ErrorKind::Internal,
+                format!(
+                    "tables {prefix:?} have schema version {version}; this build knows up to {SCHEMA_VERSION}"
+                ),
+            ));
+        }
+        db(tx.commit().await)?;
+        Ok(PgCore {
+            sql: Sql::new(&t),
+            channel: format!("{prefix}changes"),
+            tables: t,
+            pool,
+        })
+    }
+
+    /// Drops every table of `prefix` (under the same lock as creation).
+    pub(crate) async fn destroy(pool: &PgPool, prefix: &TablePrefix) -> Result<()> {
+        let t = prefix.tables();
+        let mut tx = db(pool.begin().await)?;
+        db(sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(prefix.lock_key())
+            .execute(&mut *tx)
+            .await)?;
+        for table in t.all() {
+            db(tx
+                .execute(format!("DROP TABLE IF EXISTS {table}").as_str())
+                .await)?;
+        }
+        db(tx.commit().await)
+    }
+
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The `LISTEN` channel of this prefix; payloads are stream ids (hints only).
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
+    }
+}
+
+type Tx = Transaction<'static, Postgres>;
+
+#[async_trait]
+impl SqlDialect for PgCore {
+    type Tx = Tx;
+
+    async fn begin(&self) -> Result<Tx> {
+        db(self.pool.begin().await)
+    }
+
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        db(tx.commit().await)
+    }
+
+    async fn lock_head(&self, tx: &mut Tx, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let row = db(sqlx::query(&self.sql.lock_head)
+            .bind(sid(stream))
+            .fetch_optional(&mut **tx)
+            .await)?;
+        row.as_ref().map(head_of).transpose()
+    }
+
+    async fn insert_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<bool> {
+        let q = bind_head(
+            sqlx::query(&self.sql.insert_head).bind(sid(stream)),
+            head.to_columns()?,
+        );
+        Ok(db(q.execute(&mut **tx).await)?.rows_affected() == 1)
+    }
+
+    async fn update_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<()> {
+        let q = bind_head(
+            sqlx::query(&self.sql.update_head).bind(sid(stream)),
+            head.to_columns()?,
+        );
+        db(q.execute(&mut **tx).await)?;
+        Ok(())
+    }
+
+    async fn delete_stream(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
+        // Head first: the same lock order as appends (head, then records), so no deadlock.
+        for sql in [
+            &self.sql.delete_head,
+            &self.sql.delete_records,
+            &self.sql.delete_keys,
+        ] {
+            db(sqlx::query(sql).bind(sid(stream)).execute(&mut **tx).await)?;
+        }
+        Ok(())
+    }
+
+    async fn find_key(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRow>> {
+        let row = db(sqlx::query(&self.sql.find_key)
+            .bind(sid(stream))
+            .bind(key.as_bytes())
+            .fetch_optional(&mut **tx)
+            .await)?;
+        row.map(|r| {
+            KeyRow::from_columns(
+                db(r.try_get(0))?,
+                db(r.try_get(1))?,
+                db(r.try_get(2))?,
+                db(r.try_get(3))?,
+                db(r.try_get(4))?,
+            )
+        })
+        .transpose()
+    }
+
+    async fn insert_key(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        key: &IdempotencyKey,
+        row: &KeyRow,
+    ) -> Result<()> {
+        db(sqlx::query(&self.sql.insert_key)
+            .bind(sid(stream))
+            .bind(key.as_bytes())
+            .bind(to_db_incarnation(row.result.incarnation))
+            .bind(to_db(row.result.first_offset)?)
+            .bind(to_db(row.result.count)?)
+            .bind(to_db(row.result.timestamp_ms)?)
+            .bind(row.digest_db())
+            .execute(&mut **tx)
+            .await)?;
+        Ok(())
+    }
+
+    async fn prune_keys(&self, tx: &mut Tx, stream: &StreamId, keep: u64) -> Result<()> {
+        db(sqlx::query(&self.sql.prune_keys)
+            .bind(sid(stream))
+            .bind(to_db(keep.saturating_sub(1))?)
+            .execute(&mut **tx)
+            .await)?;
+        Ok(())
+    }
+
+    async fn insert_records(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        incarnation: Incarnation,
+        first_offset: u64,
+        ts_ms: u64,
+        records: &[Bytes],
+    ) -> Result<()> {
+        let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
+        db(sqlx::query(&self.sql.insert_records)
+            .bind(sid(stream))
+            .bind(to_db(first_offset)?)
+            .bind(to_db_incarnation(incarnation))
+            .bind(to_db(ts_ms)?)
+            .bind(payloads)
+            .execute(&mut **tx)
+            .await)?;
+        Ok(())
+    }
+
+    async fn delete_records_below(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        before: u64,
+    ) -> Result<u64> {
+        let removed: i64 = db(sqlx::query_scalar(&self.sql.delete_records_below)
+            .bind(sid(stream))
+            .bind(to_db(before)?)
+            .fetch_one(&mut **tx)
+            .await)?;
+        from_db(removed)
+    }
+
+    async fn bytes_cut(
+        &self,
+        tx: &mut Tx,
+        stream: &StreamId,
+        from: u64,
+        excess: u64,
+    ) -> Result<Option<u64>> {
+        let off: Option<i64> = db(sqlx::query_scalar(&self.sql.bytes_cut)
+            .bind(sid(stream))
+            .bind(to_db(from)?)
+            .bind(to_db(excess)?)
+            .fetch_optional(&mut **tx)
+            .await)?;
+        off.map(from_db).transpose()
+    }
+
+    async fn notify(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
+        // Delivered at commit, to listeners only; a hint, never data.
+        db(sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(stream.as_str())
+            .execute(&mut **tx)
+            .await)?;
+        Ok(())
+    }
+
+    async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let row = db(sqlx::query(&self.sql.head)
+            .bind(sid(stream))
+            .fetch_optional(&self.pool)
+            .await)?;
+        row.as_ref().map(head_of).transpose()
+    }
+
+    async fn records(
+        &self,
+        stream: &StreamId,
+        incarnation: Incarnation,
+        from: u64,
+        end: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<Record>> {
+        let rows = db(sqlx::query(&self.sql.records)
+            .bind(sid(stream))
+            .bind(to_db_incarnation(incarnation))
+            .bind(to_db(from)?)
+            .bind(to_db(end)?)
+            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Record {
+                    offset: from_db(db(r.try_get(0))?)?,
+                    timestamp_ms: from_db(db(r.try_get(1))?)?,
+                    payload: Bytes::from(db(r.try_get::<Vec<u8>, _>(2))?),
+                })
+            })
+            .collect()
+    }
+
+    async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {
+        let op = if query.lower_inclusive { ">=" } else { ">" };
+        let upper = if query.upper.is_some() {
+            "AND stream_id < $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT stream_id FROM {} WHERE stream_id {op} $1 {upper} AND NOT {} \
+             ORDER BY stream_id LIMIT $3",
+            self.tables.streams,
+            expired_at(2)
+        );
+        let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql)
+            .bind(query.lower.as_slice())
+            .bind(to_db(now_ms)?)
+            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+        if let Some(upper) = &query.upper {
+            q = q.bind(upper.as_slice());
+        }
+        let ids = db(q.fetch_all(&self.pool).await)?;
+        ids.iter().map(|id| id_of(id)).collect()
+    }
+
+    async fn expired(&self, now_ms: u64, limit: u64) -> Result<Vec<StreamId>> {
+        let ids: Vec<Vec<u8>> = db(sqlx::query_scalar(&self.sql.expired)
+            .bind(to_db(now_ms)?)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await)?;
+        ids.iter().map(|id| id_of(id)).collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,247 @@
+//! The statements an adapter provides. Each method is one statement (or a short fixed sequence)
+//! in the adapter's SQL; the algorithms around them live in [`crate::SqlStore`], once.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use streamstore::{IdempotencyKey, Incarnation, Record, Result, StreamId};
+
+use crate::model::{HeadRow, KeyRow};
+
+/// One database's statements, over its own transaction type.
+///
+/// Errors are already mapped to `streamstore::Error` by the adapter's `parse_<db>_error`. A
+/// failure after which the database has rolled the whole transaction back (deadlock,
+/// serialization failure, lock wait timeout) carries a [`RolledBack`] source, so
+/// [`crate::SqlStore`] can run the transaction again. Dropping a `Tx` without `commit` rolls it
+/// back.
+#[async_trait]
+pub trait SqlDialect: Send + Sync + 'static {
+    /// An open read-write transaction.
+    type Tx: Send;
+
+    /// Starts a read-write transaction.
+    async fn begin(&self) -> Result<Self::Tx>;
+
+    /// Commits. An error here leaves the outcome unknown (`Unavailable`), unless it carries
+    /// [`RolledBack`].
+    async fn commit(&self, tx: Self::Tx) -> Result<()>;
+
+    /// Reads the head of `stream` and locks it until the end of the transaction
+    /// (`SELECT … FOR UPDATE`). `None` if the stream has no head row.
+    async fn lock_head(&self, tx: &mut Self::Tx, stream: &StreamId) -> Result<Option<HeadRow>>;
+
+    /// Inserts a head row for a new stream. Returns `false`, writing nothing, if a row exists
+    /// already (another transaction created the stream concurrently and committed).
+    async fn insert_head(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        head: &HeadRow,
+    ) -> Result<bool>;
+
+    /// Overwrites the head row of `stream` (which this transaction has locked).
+    async fn update_head(&self, tx: &mut Self::Tx, stream: &StreamId, head: &HeadRow)
+        -> Result<()>;
+
+    /// Deletes the head, the records and the idempotency keys of `stream`.
+    async fn delete_stream(&self, tx: &mut Self::Tx, stream: &StreamId) -> Result<()>;
+
+    /// Looks up an idempotency key of `stream`.
+    async fn find_key(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRow>>;
+
+    /// Remembers an idempotency key of `stream`.
+    async fn insert_key(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        key: &IdempotencyKey,
+        row: &KeyRow,
+    ) -> Result<()>;
+
+    /// Forgets all but the `keep` most recent keys of `stream` (most recent = highest
+    /// `first_offset`; every key of a stream belongs to its current incarnation).
+    async fn prune_keys(&self, tx: &mut Self::Tx, stream: &StreamId, keep: u64) -> Result<()>;
+
+    /// Inserts `records` at `first_offset..` with timestamp `ts_ms`, all in as few statements as
+    /// the database allows. A unique violation on `(stream_id, off)` is `Conflict` (its
+    /// `actual_next` is filled in by the caller).
+    async fn insert_records(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        incarnation: Incarnation,
+        first_offset: u64,
+        ts_ms: u64,
+        records: &[Bytes],
+    ) -> Result<()>;
+
+    /// Deletes the records of `stream` below `before`; returns their payload bytes.
+    async fn delete_records_below(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        before: u64,
+    ) -> Result<u64>;
+
+    /// The lowest offset `o >= from` such that the records `from..=o` hold at least `excess`
+    /// payload bytes; `None` if all records from `from` on hold fewer.
+    async fn bytes_cut(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        from: u64,
+        excess: u64,
+    ) -> Result<Option<u64>>;
+
+    /// Tells other processes that `stream` changed, delivered at commit (PostgreSQL `NOTIFY`).
+    /// Only a wake-up hint; the default does nothing.
+    async fn notify(&self, _tx: &mut Self::Tx, _stream: &StreamId) -> Result<()> {
+        Ok(())
+    }
+
+    /// Reads the head of `stream` without locking (one statement, latest committed state).
+    async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>>;
+
+    /// Reads records of `stream`'s incarnation `incarnation` at `from..end`, in offset order, in
+    /// one statement: as many as fit `max_bytes` of payload (by the running sum of lengths), and
+    /// at least one if any exists.
+    async fn records(
+        &self,
+        stream: &StreamId,
+        incarnation: Incarnation,
+        from: u64,
+        end: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<Record>>;
+
+    /// Stream ids per `query`, ascending by bytes, leaving out streams expired at `now_ms`.
+    async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>>;
+
+    /// Up to `limit` streams whose time-based retention has fired at `now_ms`.
+    async fn expired(&self, now_ms: u64, limit: u64) -> Result<Vec<StreamId>>;
+
+    /// Closes the connection pool.
+    async fn close(&self);
+}
+
+/// A listing as bounds on the id bytes, so that it is one index range scan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The lower bound.
+    pub lower: Vec<u8>,
+    /// Whether ids equal to `lower` are included (`>=`) or not (`>`).
+    pub lower_inclusive: bool,
+    /// Ids must be below this (exclusive), if set.
+    pub upper: Option<Vec<u8>>,
+    /// At most this many ids.
+    pub limit: u64,
+}
+
+impl ListQuery {
+    /// The bounds of `prefix`, continuing after `after`, fetching `limit` ids.
+    pub fn new(prefix: &str, after: Option<&StreamId>, limit: u64) -> Self {
+        let prefix = prefix.as_bytes();
+        let (lower, lower_inclusive) = match after {
+            Some(a) if a.as_str().as_bytes() >= prefix => (a.as_str().as_bytes().to_vec(), false),
+            _ => (prefix.to_vec(), true),
+        };
+        ListQuery {
+            lower,
+            lower_inclusive,
+            upper: prefix_upper_bound(prefix),
+            limit,
+        }
+    }
+}
+
+/// The smallest byte string above every string that starts with `prefix`; `None` if there is
+/// none (empty prefix, or only 0xFF bytes, which UTF-8 never contains).
+fn prefix_upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < 0xFF {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// Marks an error after which the database rolled the whole transaction back (deadlock,
+/// serialization failure, lock wait timeout): nothing was written, and running the same
+/// transaction again is safe. Used as the `source` of a `streamstore::Error`.
+pub struct RolledBack(pub Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl RolledBack {
+    /// Whether `error` (or a cause of it) is marked [`RolledBack`].
+    pub fn is_marked(error: &streamstore::Error) -> bool {
+        let mut cause = std::error::Error::source(error);
+        while let Some(c) = cause {
+            if c.is::<RolledBack>() {
+                return true;
+            }
+            cause = c.source();
+        }
+        false
+    }
+}
+
+impl fmt::Debug for RolledBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RolledBack").field(&self.0).finish()
+    }
+}
+
+impl fmt::Display for RolledBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transaction rolled back by the database: {}", self.0)
+    }
+}
+
+impl std::error::Error for RolledBack {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_bounds() {
+        assert_eq!(prefix_upper_bound(b""), None);
+        assert_eq!(prefix_upper_bound(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_upper_bound(b"a\xff"), Some(b"b".to_vec()));
+        let a = StreamId::new("job/5").unwrap();
+        let q = ListQuery::new("job/", Some(&a), 10);
+        assert_eq!(
+            (q.lower.as_slice(), q.lower_inclusive),
+            (&b"job/5"[..], false)
+        );
+        assert_eq!(q.upper.as_deref(), Some(&b"job0"[..]));
+        let early = StreamId::new("a").unwrap();
+        let q = ListQuery::new("job/", Some(&early), 10);
+        assert_eq!(
+            (q.lower.as_slice(), q.lower_inclusive),
+            (&b"job/"[..], true)
+        );
+    }
+
+    #[test]
+    fn rolled_back_is_found_through_the_chain() {
+        let e = streamstore::Error::new(streamstore::ErrorKind::Unavailable, "deadlock")
+            .with_source(RolledBack(Box::new(std::io::Error::other("x"))));
+        assert!(RolledBack::is_marked(&e));
+        let plain = streamstore::Error::new(streamstore::ErrorKind::Unavailable, "io")
+            .with_source(std::io::Error::other("x"));
+        assert!(!RolledBack::is_marked(&plain));
+    }
+}

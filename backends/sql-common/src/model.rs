@@ -1,0 +1,265 @@
+//! Rows as the adapters read and write them, and the integer conversions between the store's
+//! `u64` values and SQL `BIGINT` (signed 64-bit in both databases).
+
+use std::time::Duration;
+
+use streamstore::head::{KeyWindow, StreamHead};
+use streamstore::{AppendResult, Error, Incarnation, Result, Retention};
+
+/// The schema version this crate creates and understands. Stored in `<prefix>meta`; a database
+/// with a higher version was written by a newer release and is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// A `u64` (offset, byte count, timestamp) as `BIGINT`. Values above `i64::MAX` never occur for
+/// offsets and times; they are refused (`TooLarge`) rather than wrapped.
+pub fn to_db(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::too_large(format!("{v} does not fit a SQL BIGINT")))
+}
+
+/// A `BIGINT` read back as `u64`; a negative value is `Corruption`, it was never written by us.
+pub fn from_db(v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| {
+        Error::new(
+            streamstore::ErrorKind::Corruption,
+            format!("negative value {v} in a column that holds u64"),
+        )
+    })
+}
+
+/// An incarnation (a random `u64`) as `BIGINT`: the same 64 bits, reinterpreted.
+pub fn to_db_incarnation(i: Incarnation) -> i64 {
+    i64::from_le_bytes(i.0.to_le_bytes())
+}
+
+/// The inverse of [`to_db_incarnation`].
+pub fn from_db_incarnation(v: i64) -> Incarnation {
+    Incarnation(u64::from_le_bytes(v.to_le_bytes()))
+}
+
+/// A duration as whole milliseconds in `BIGINT`, saturating at `i64::MAX` (292 million years:
+/// effectively "never"). Sub-millisecond parts are dropped: retention works in milliseconds.
+pub fn duration_to_db(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The inverse of [`duration_to_db`] (negative values read as zero).
+pub fn duration_from_db(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The state of one live stream as stored in `<prefix>streams`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadRow {
+    /// This life of the stream.
+    pub incarnation: Incarnation,
+    /// Lowest readable offset.
+    pub first_offset: u64,
+    /// Offset of the next append.
+    pub next_offset: u64,
+    /// Creation time of this incarnation, ms since the epoch.
+    pub created_ms: u64,
+    /// Last append time, ms since the epoch (never decreases).
+    pub last_append_ms: u64,
+    /// Seal time, if sealed.
+    pub sealed_ms: Option<u64>,
+    /// Payload bytes of `first_offset..next_offset`.
+    pub bytes: u64,
+    /// The retention policy.
+    pub retention: Retention,
+    /// Rows this stream holds in `<prefix>idempotency` (pruning is amortized on this count).
+    pub key_count: u64,
+}
+
+/// The columns of a head row in `BIGINT` form, in the order every adapter's SQL lists them:
+/// `incarnation, first_offset, next_offset, created_ms, last_append_ms, sealed_ms, bytes,
+/// seal_ttl_ms, idle_ttl_ms, max_bytes, key_count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct HeadColumns {
+    pub incarnation: i64,
+    pub first_offset: i64,
+    pub next_offset: i64,
+    pub created_ms: i64,
+    pub last_append_ms: i64,
+    pub sealed_ms: Option<i64>,
+    pub bytes: i64,
+    pub seal_ttl_ms: Option<i64>,
+    pub idle_ttl_ms: Option<i64>,
+    pub max_bytes: Option<i64>,
+    pub key_count: i64,
+}
+
+impl HeadRow {
+    /// The head of a new incarnation created at `now_ms`: empty, unsealed, no retention.
+    pub fn new(now_ms: u64) -> Self {
+        HeadRow {
+            incarnation: Incarnation::random(),
+            first_offset: 0,
+            next_offset: 0,
+            created_ms: now_ms,
+            last_append_ms: now_ms,
+            sealed_ms: None,
+            bytes: 0,
+            retention: Retention::default(),
+            key_count: 0,
+        }
+    }
+
+    /// The row in `BIGINT` form.
+    pub fn to_columns(&self) -> Result<HeadColumns> {
+        Ok(HeadColumns {
+            incarnation: to_db_incarnation(self.incarnation),
+            first_offset: to_db(self.first_offset)?,
+            next_offset: to_db(self.next_offset)?,
+            created_ms: to_db(self.created_ms)?,
+            last_append_ms: to_db(self.last_append_ms)?,
+            sealed_ms: self.sealed_ms.map(to_db).transpose()?,
+            bytes: to_db(self.bytes)?,
+            seal_ttl_ms: self.retention.delete_after_seal.map(duration_to_db),
+            idle_ttl_ms: self.retention.delete_after_idle.map(duration_to_db),
+            max_bytes: self
+                .retention
+                .max_bytes
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+            key_count: to_db(self.key_count)?,
+        })
+    }
+
+    /// The row read back from `BIGINT` form.
+    pub fn from_columns(c: HeadColumns) -> Result<Self> {
+        Ok(HeadRow {
+            incarnation: from_db_incarnation(c.incarnation),
+            first_offset: from_db(c.first_offset)?,
+            next_offset: from_db(c.next_offset)?,
+            created_ms: from_db(c.created_ms)?,
+            last_append_ms: from_db(c.last_append_ms)?,
+            sealed_ms: c.sealed_ms.map(from_db).transpose()?,
+            bytes: from_db(c.bytes)?,
+            retention: Retention {
+                delete_after_seal: c.seal_ttl_ms.map(duration_from_db),
+                delete_after_idle: c.idle_ttl_ms.map(duration_from_db),
+                max_bytes: c.max_bytes.map(from_db).transpose()?,
+            },
+            key_count: from_db(c.key_count)?,
+        })
+    }
+
+    /// The engine's in-memory head for this row, holding `key` (the one idempotency key looked
+    /// up for this append, if it was found) so that `StreamHead::decide` applies the exact rules
+    /// of the reference store.
+    pub fn to_stream_head(
+        &self,
+        key: Option<(&streamstore::IdempotencyKey, &KeyRow)>,
+    ) -> StreamHead {
+        let mut keys = KeyWindow::default();
+        if let Some((key, row)) = key {
+            keys.insert(key.clone(), row.result, row.digest, 1);
+        }
+        StreamHead {
+            incarnation: self.incarnation,
+            first_offset: self.first_offset,
+            next_offset: self.next_offset,
+            created_ms: self.created_ms,
+            last_append_ms: self.last_append_ms,
+            sealed_ms: self.sealed_ms,
+            bytes: self.bytes,
+            retention: self.retention,
+            keys,
+        }
+    }
+
+    /// The public description of this stream.
+    pub fn info(&self, stream: &streamstore::StreamId) -> streamstore::StreamInfo {
+        streamstore::StreamInfo {
+            stream: stream.clone(),
+            incarnation: self.incarnation,
+            first_offset: self.first_offset,
+            next_offset: self.next_offset,
+            sealed: self.sealed_ms.is_some(),
+            created_ms: self.created_ms,
+            last_append_ms: self.last_append_ms,
+            sealed_ms: self.sealed_ms,
+            bytes: self.bytes,
+            retention: self.retention,
+        }
+    }
+}
+
+/// A remembered idempotency key: the result of the append that used it and the batch digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRow {
+    /// The original append's result (its incarnation included).
+    pub result: AppendResult,
+    /// `streamstore::validate::batch_digest` of the original batch.
+    pub digest: u64,
+}
+
+impl KeyRow {
+    /// The digest as `BIGINT` (same 64 bits).
+    pub fn digest_db(&self) -> i64 {
+        i64::from_le_bytes(self.digest.to_le_bytes())
+    }
+
+    /// Reads a row back: `(incarnation, first_offset, count, ts_ms, digest)` in `BIGINT` form.
+    pub fn from_columns(
+        incarnation: i64,
+        first_offset: i64,
+        count: i64,
+        ts_ms: i64,
+        digest: i64,
+    ) -> Result<Self> {
+        Ok(KeyRow {
+            result: AppendResult {
+                first_offset: from_db(first_offset)?,
+                count: from_db(count)?,
+                incarnation: from_db_incarnation(incarnation),
+                timestamp_ms: from_db(ts_ms)?,
+            },
+            digest: u64::from_le_bytes(digest.to_le_bytes()),
+        })
+    }
+}
+
+/// Whether a time-based retention rule has fired for `head` at `now_ms` (the same rule as the
+/// reference store: due when `start + ttl <= now`).
+pub fn is_expired(head: &HeadRow, now_ms: u64) -> bool {
+    let after = |start: u64, d: Duration| {
+        start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) <= now_ms
+    };
+    let r = &head.retention;
+    let sealed = matches!((head.sealed_ms, r.delete_after_seal), (Some(t), Some(d)) if after(t, d));
+    let idle = r
+        .delete_after_idle
+        .is_some_and(|d| after(head.last_append_ms, d));
+    sealed || idle
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_roundtrip() {
+        let mut h = HeadRow::new(1_700_000_000_000);
+        h.incarnation = Incarnation(u64::MAX - 3);
+        h.sealed_ms = Some(5);
+        h.retention.delete_after_idle = Some(Duration::from_millis(1500));
+        h.retention.max_bytes = Some(77);
+        let c = h.to_columns().unwrap();
+        assert!(c.incarnation < 0);
+        assert_eq!(HeadRow::from_columns(c).unwrap(), h);
+        assert!(to_db(u64::MAX).is_err());
+        assert!(from_db(-1).is_err());
+    }
+
+    #[test]
+    fn expiry_matches_reference_rule() {
+        let mut h = HeadRow::new(1000);
+        assert!(!is_expired(&h, u64::MAX));
+        h.retention.delete_after_idle = Some(Duration::from_millis(10));
+        assert!(!is_expired(&h, 1009));
+        assert!(is_expired(&h, 1010));
+        h.retention.delete_after_idle = Some(Duration::MAX);
+        assert!(!is_expired(&h, u64::MAX - 1));
+    }
+}

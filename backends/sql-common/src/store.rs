@@ -1,0 +1,628 @@
+//! The `StreamStore` algorithms over any [`SqlDialect`], written once for every SQL adapter.
+//!
+//! Every write is one transaction that first locks the stream's head row, so all writes to one
+//! stream are serialized by the database and the decision (idempotency key, then seal, then
+//! expectation: the order of `streamstore::head`) is taken on the state the write will change.
+//! Reads take no lock: the head and then the records of its incarnation, checked for
+//! contiguity, and read again if a trim or delete ran in between.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use streamstore::head::{Decision, StreamHead};
+use streamstore::validate::{batch_digest, check_batch, check_read, now_ms};
+use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
+use streamstore::{
+    AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
+    ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
+    StreamStore,
+};
+use tokio::task::JoinHandle;
+
+use crate::dialect::{ListQuery, RolledBack, SqlDialect};
+use crate::model::{is_expired, HeadRow, KeyRow};
+
+/// How often a transaction the database rolled back (deadlock, serialization failure, lock
+/// wait timeout) or that lost a stream-creation race is run again before the error is returned.
+const MAX_ATTEMPTS: u32 = 10;
+
+/// How often a read is repeated when a trim or delete changed the stream between its head and
+/// its records; each repetition sees a newer head, so this only runs out under constant churn.
+const MAX_READ_ATTEMPTS: u32 = 8;
+
+/// Streams deleted per sweeper query.
+const SWEEP_BATCH: u64 = 256;
+
+/// The knobs an adapter sets for its [`SqlStore`].
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// What the adapter declares (limits are enforced from here).
+    pub capabilities: Capabilities,
+    /// First pause of a waiting read's polling; doubled after each poll up to `poll_max`.
+    pub poll_min: Duration,
+    /// Longest pause between two polls of a waiting read.
+    pub poll_max: Duration,
+    /// How often the retention sweeper looks for expired streams (`None`: no sweeper; expired
+    /// streams are still never served, and are removed by the next write).
+    pub sweep_interval: Option<Duration>,
+}
+
+impl StoreOptions {
+    /// Keys kept per stream: at least this many, pruned back to it at twice as many.
+    fn key_window(&self) -> u64 {
+        self.capabilities
+            .idempotency
+            .map_or(0, |w| u64::try_from(w.keys_per_stream).unwrap_or(u64::MAX))
+    }
+}
+
+/// A `StreamStore` over a SQL database, given the database's statements.
+///
+/// Owns background tasks (the retention sweeper, and whatever the adapter adds with
+/// [`SqlStore::add_task`]); they are stopped by `close` or when the store is dropped.
+pub struct SqlStore<D: SqlDialect> {
+    core: Arc<Core<D>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Core<D> {
+    dialect: D,
+    notifiers: Arc<Notifiers>,
+    closed: AtomicBool,
+    options: StoreOptions,
+}
+
+/// The outcome of one attempt of a write transaction.
+enum Attempt<T> {
+    /// Done.
+    Done(T),
+    /// Lost a race that a fresh transaction resolves (a concurrent creation of the stream).
+    Retry,
+}
+
+impl<D: SqlDialect> SqlStore<D> {
+    /// A store over `dialect`, whose schema the adapter has already created. Starts the
+    /// retention sweeper if `options.sweep_interval` is set (needs a Tokio runtime).
+    pub fn new(dialect: D, options: StoreOptions) -> Self {
+        let core = Arc::new(Core {
+            dialect,
+            notifiers: Arc::new(Notifiers::default()),
+            closed: AtomicBool::new(false),
+            options,
+        });
+        let store = SqlStore {
+            core,
+            tasks: Mutex::new(Vec::new()),
+        };
+        if let Some(every) = options.sweep_interval {
+            let core = Arc::clone(&store.core);
+            store.add_task(tokio::spawn(async move { core.sweep_loop(every).await }));
+        }
+        store
+    }
+
+    /// The dialect (the adapter's queries).
+    pub fn dialect(&self) -> &D {
+        &self.core.dialect
+    }
+
+    /// The per-stream notifiers waiting reads subscribe to; an adapter with a push channel
+    /// (PostgreSQL `LISTEN`) wakes them from its listener task.
+    pub fn notifiers(&self) -> Arc<Notifiers> {
+        Arc::clone(&self.core.notifiers)
+    }
+
+    /// Hands a background task to the store, to be aborted on `close` or drop.
+    pub fn add_task(&self, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+    }
+
+    /// Runs one retention sweep now (the background sweeper does this periodically); returns
+    /// how many streams were deleted.
+    pub async fn sweep(&self) -> Result<usize> {
+        self.core.check_open()?;
+        self.core.sweep_once().await
+    }
+
+    fn abort_tasks(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl<D: SqlDialect> Drop for SqlStore<D> {
+    fn drop(&mut self) {
+        self.abort_tasks();
+    }
+}
+
+impl<D: SqlDialect> Core<D> {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed());
+        }
+        Ok(())
+    }
+
+    /// Runs `attempt` until it is done, repeating it (with a short growing pause) when it lost a
+    /// creation race or the database rolled it back. Only safe because an attempt that did not
+    /// commit wrote nothing.
+    async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Attempt<T>>>,
+    {
+        let mut tries = 0u32;
+        loop {
+            self.check_open()?;
+            tries += 1;
+            match attempt().await {
+                Ok(Attempt::Done(v)) => return Ok(v),
+                Ok(Attempt::Retry) if tries < MAX_ATTEMPTS => {}
+                Err(e) if tries < MAX_ATTEMPTS && RolledBack::is_marked(&e) => {}
+                Ok(Attempt::Retry) => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "the stream was created and deleted concurrently too often",
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+            // Jittered, so that two transactions that deadlocked do not collide again.
+            let ms = rand::random::<u64>() % (1u64 << tries.min(7));
+            tokio::time::sleep(Duration::from_millis(ms + 1)).await;
+        }
+    }
+
+    /// The head of `stream` if it exists and has not expired.
+    async fn live_head(&self, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let head = self.dialect.head(stream).await?;
+        Ok(head.filter(|h| !is_expired(h, now_ms())))
+    }
+
+    async fn append_once(
+        &self,
+        stream: &StreamId,
+        records: &[Bytes],
+        bytes: u64,
+        expect: Expect,
+        key: Option<(&IdempotencyKey, u64)>,
+    ) -> Result<Attempt<(AppendResult, bool)>> {
+        let d = &self.dialect;
+        let mut tx = d.begin().await?;
+        let now = now_ms();
+        let mut head = d.lock_head(&mut tx, stream).await?;
+        if head.as_ref().is_some_and(|h| is_expired(h, now)) {
+            // Retention fired and the sweeper has not run yet: the stream is gone, and this
+            // append (if it is allowed) starts a new incarnation.
+            d.delete_stream(&mut tx, stream).await?;
+            head = None;
+        }
+        let found = match (&head, key) {
+            (Some(h), Some((k, _))) => d
+                .find_key(&mut tx, stream, k)
+                .await?
+                .filter(|row| row.result.incarnation == h.incarnation),
+            _ => None,
+        };
+        let engine_head = head
+            .as_ref()
+            .map(|h| h.to_stream_head(key.zip(found.as_ref()).map(|((k, _), row)| (k, row))));
+        let decision = StreamHead::decide(stream, engine_head.as_ref(), expect, key, now)?;
+        let (first_offset, timestamp_ms, create) = match decision {
+            // Dropping `tx` rolls back (it wrote nothing, or only an expired stream's removal,
+            // which is invisible either way).
+            Decision::Duplicate(result) => return Ok(Attempt::Done((result, false))),
+            Decision::Write {
+                first_offset,
+                timestamp_ms,
+                create,
+            } => (first_offset, timestamp_ms, create),
+        };
+        let mut h = match head {
+            Some(h) if !create => h,
+            _ => HeadRow::new(now),
+        };
+        let count = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        let result = AppendResult {
+            first_offset,
+            count,
+            incarnation: h.incarnation,
+            timestamp_ms,
+        };
+        h.next_offset = first_offset + count;
+        h.bytes += bytes;
+        h.last_append_ms = timestamp_ms;
+        if key.is_some() {
+            h.key_count += 1;
+        }
+        // A new stream's head is inserted first, with its final values: if another transaction
+        // created the stream meanwhile, the insert finds its row and this attempt starts over
+        // (and then sees that stream), instead of colliding on the records' primary key.
+        if create && !d.insert_head(&mut tx, stream, &h).await? {
+            return Ok(Attempt::Retry);
+        }
+        if let Err(e) = d
+            .insert_records(
+                &mut tx,
+                stream,
+                h.incarnation,
+                first_offset,
+                timestamp_ms,
+                records,
+            )
+            .await
+        {
+            return Err(self.with_actual_next(e, stream, tx).await);
+        }
+        if let Some((k, digest)) = key {
+            d.insert_key(&mut tx, stream, k, &KeyRow { result, digest })
+                .await?;
+            let window = self.options.key_window();
+            if h.key_count >= window.saturating_mul(2) {
+                d.prune_keys(&mut tx, stream, window).await?;
+                h.key_count = window;
+            }
+        }
+        if !create {
+            self.enforce_max_bytes(&mut tx, stream, &mut h).await?;
+            d.update_head(&mut tx, stream, &h).await?;
+        }
+        d.notify(&mut tx, stream).await?;
+        d.commit(tx).await?;
+        Ok(Attempt::Done((result, true)))
+    }
+
+    /// The unique key on `(stream_id, off)` refused a record: the head lock should make that
+    /// impossible, so report the conflict with the stream's real next offset.
+    async fn with_actual_next(&self, e: Error, stream: &StreamId, tx: D::Tx) -> Error {
+        if !matches!(e.kind(), ErrorKind::Conflict { .. }) {
+            return e;
+        }
+        drop(tx);
+        match self.live_head(stream).await {
+            Ok(h) => Error::conflict(
+                h.map_or(0, |h| h.next_offset),
+                "an offset of this batch was taken by another append",
+            )
+            .with_source(e),
+            Err(read_error) => read_error,
+        }
+    }
+
+    /// Trims the oldest records while the stream holds more than `retention.max_bytes`, never
+    /// the newest record (the reference store's rule).
+    async fn enforce_max_bytes(
+        &self,
+        tx: &mut D::Tx,
+        stream: &StreamId,
+        h: &mut HeadRow,
+    ) -> Result<()> {
+        let Some(max) = h.retention.max_bytes else {
+            return Ok(());
+        };
+        if h.bytes <= max || h.next_offset - h.first_offset <= 1 {
+            return Ok(());
+        }
+        let newest = h.next_offset - 1;
+        let cut = self
+            .dialect
+            .bytes_cut(tx, stream, h.first_offset, h.bytes - max)
+            .await?;
+        let new_first = cut.map_or(newest, |o| (o + 1).min(newest));
+        self.trim_head(tx, stream, h, new_first).await
+    }
+
+    async fn trim_head(
+        &self,
+        tx: &mut D::Tx,
+        stream: &StreamId,
+        h: &mut HeadRow,
+        new_first: u64,
+    ) -> Result<()> {
+        if new_first > h.first_offset {
+            let removed = self
+                .dialect
+                .delete_records_below(tx, stream, new_first)
+                .await?;
+            h.bytes = h.bytes.saturating_sub(removed);
+            h.first_offset = new_first;
+        }
+        Ok(())
+    }
+
+    /// Locks the live head of `stream` in `tx`: `NotFound` if it does not exist or expired.
+    async fn lock_live(&self, tx: &mut D::Tx, stream: &StreamId) -> Result<HeadRow> {
+        match self.dialect.lock_head(tx, stream).await? {
+            Some(h) if !is_expired(&h, now_ms()) => Ok(h),
+            _ => Err(Error::not_found(stream)),
+        }
+    }
+
+    async fn read_now(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        options: &ReadOptions,
+    ) -> Result<ReadBatch> {
+        let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
+        let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
+        for _ in 0..MAX_READ_ATTEMPTS {
+            self.check_open()?;
+            let Some(h) = self.live_head(stream).await? else {
+                return Ok(ReadBatch::missing(from));
+            };
+            if from < h.first_offset {
+                return Err(Error::trimmed(from, h.first_offset));
+            }
+            let mut batch = ReadBatch {
+                records: Vec::new(),
+                next_offset: from,
+                end_offset: h.next_offset,
+                first_available: h.first_offset,
+                sealed: h.sealed_ms.is_some(),
+                incarnation: Some(h.incarnation),
+            };
+            if from >= h.next_offset {
+                return Ok(batch);
+            }
+            let end = h.next_offset.min(from.saturating_add(max_records));
+            let records = self
+                .dialect
+                .records(stream, h.incarnation, from, end, max_bytes)
+                .await?;
+            // Every record in `from..end` was committed before the head was read, so only a trim
+            // or a delete (new incarnation) running in between can leave a hole: read again.
+            let contiguous =
+                !records.is_empty() && records.iter().zip(from..).all(|(r, o)| r.offset == o);
+            if contiguous {
+                batch.next_offset = from + u64::try_from(records.len()).unwrap_or(u64::MAX);
+                batch.records = records;
+                return Ok(batch);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!("stream {stream:?} kept changing while it was read"),
+        ))
+    }
+
+    async fn sweep_loop(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.check_open().is_err() {
+                return;
+            }
+            // Errors (e.g. the database restarting) are not reported: the sweeper only removes
+            // data early; reads and writes never serve an expired stream whether it ran or not.
+            let _ = self.sweep_once().await;
+        }
+    }
+
+    async fn sweep_once(&self) -> Result<usize> {
+        let ids = self.dialect.expired(now_ms(), SWEEP_BATCH).await?;
+        let mut deleted = 0;
+        for id in ids {
+            let gone = self
+                .retrying(|| async {
+                    let d = &self.dialect;
+                    let mut tx = d.begin().await?;
+                    // Checked again under the lock: an append may have revived the stream.
+                    let due = d
+                        .lock_head(&mut tx, &id)
+                        .await?
+                        .is_some_and(|h| is_expired(&h, now_ms()));
+                    if due {
+                        d.delete_stream(&mut tx, &id).await?;
+                        d.notify(&mut tx, &id).await?;
+                        d.commit(tx).await?;
+                    }
+                    Ok(Attempt::Done(due))
+                })
+                .await?;
+            if gone {
+                self.notifiers.notify(&id);
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait]
+impl<D: SqlDialect> StreamStore for SqlStore<D> {
+    fn capabilities(&self) -> Capabilities {
+        self.core.options.capabilities
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        records: Vec<Bytes>,
+        options: AppendOptions,
+    ) -> Result<AppendResult> {
+        let core = &self.core;
+        core.check_open()?;
+        let caps = &core.options.capabilities;
+        let bytes = check_batch(stream, &records, caps)?;
+        if options.idempotency_key.is_some() && caps.idempotency.is_none() {
+            return Err(Error::unsupported("idempotent append"));
+        }
+        let digest = options
+            .idempotency_key
+            .as_ref()
+            .map(|_| batch_digest(&records));
+        let key = options.idempotency_key.as_ref().zip(digest);
+        let (result, wrote) = core
+            .retrying(|| core.append_once(stream, &records, bytes, options.expect, key))
+            .await?;
+        if wrote {
+            core.notifiers.notify(stream);
+        }
+        Ok(result)
+    }
+
+    async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
+        check_read(&options)?;
+        let core = &self.core;
+        core.check_open()?;
+        let Some(wait) = options.wait else {
+            return core.read_now(stream, from, &options).await;
+        };
+        let (poll_min, poll_max) = (core.options.poll_min, core.options.poll_max);
+        let mut pause = poll_min;
+        let arm = || -> Wakeup<'static> {
+            // The notifier is registered before the read it guards, so a change committed in
+            // between still wakes this wait; the sleep is the fallback for missed hints and for
+            // writers in other processes when the database has no push channel.
+            let notified = core.notifiers.arm(stream);
+            let sleep = tokio::time::sleep(pause);
+            pause = (pause * 2).min(poll_max);
+            Box::pin(async move {
+                tokio::select! {
+                    () = notified => {}
+                    () = sleep => {}
+                }
+            })
+        };
+        wait_for_records(wait, arm, || core.read_now(stream, from, &options)).await
+    }
+
+    async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
+        let core = &self.core;
+        let info = core
+            .retrying(|| async {
+                let d = &core.dialect;
+                let mut tx = d.begin().await?;
+                let mut h = core.lock_live(&mut tx, stream).await?;
+                if h.sealed_ms.is_none() {
+                    h.sealed_ms = Some(now_ms());
+                    d.update_head(&mut tx, stream, &h).await?;
+                    d.notify(&mut tx, stream).await?;
+                    d.commit(tx).await?;
+                }
+                Ok(Attempt::Done(h.info(stream)))
+            })
+            .await?;
+        core.notifiers.notify(stream);
+        Ok(info)
+    }
+
+    async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64> {
+        let core = &self.core;
+        if !core.options.capabilities.trim {
+            return Err(Error::unsupported("trim"));
+        }
+        core.retrying(|| async {
+            let d = &core.dialect;
+            let mut tx = d.begin().await?;
+            let mut h = core.lock_live(&mut tx, stream).await?;
+            let target = h.next_offset.min(before).max(h.first_offset);
+            if target > h.first_offset {
+                core.trim_head(&mut tx, stream, &mut h, target).await?;
+                d.update_head(&mut tx, stream, &h).await?;
+                d.commit(tx).await?;
+            }
+            Ok(Attempt::Done(h.first_offset))
+        })
+        .await
+    }
+
+    async fn delete(&self, stream: &StreamId) -> Result<bool> {
+        let core = &self.core;
+        if !core.options.capabilities.delete {
+            return Err(Error::unsupported("delete"));
+        }
+        let existed = core
+            .retrying(|| async {
+                let d = &core.dialect;
+                let mut tx = d.begin().await?;
+                let Some(h) = d.lock_head(&mut tx, stream).await? else {
+                    return Ok(Attempt::Done(false));
+                };
+                d.delete_stream(&mut tx, stream).await?;
+                d.notify(&mut tx, stream).await?;
+                d.commit(tx).await?;
+                // An expired stream was already gone as far as callers could see.
+                Ok(Attempt::Done(!is_expired(&h, now_ms())))
+            })
+            .await?;
+        core.notifiers.notify(stream);
+        Ok(existed)
+    }
+
+    async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
+        self.core.check_open()?;
+        match self.core.live_head(stream).await? {
+            Some(h) => Ok(h.info(stream)),
+            None => Err(Error::not_found(stream)),
+        }
+    }
+
+    async fn list(&self, options: ListOptions) -> Result<ListPage> {
+        let core = &self.core;
+        core.check_open()?;
+        if !core.options.capabilities.list {
+            return Err(Error::unsupported("list"));
+        }
+        let limit = if options.limit == 0 {
+            1000
+        } else {
+            options.limit
+        };
+        let fetch = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        let query = ListQuery::new(&options.prefix, options.after.as_ref(), fetch);
+        let mut streams = core.dialect.list(&query, now_ms()).await?;
+        let more = streams.len() > limit;
+        streams.truncate(limit);
+        let next_after = if more { streams.last().cloned() } else { None };
+        Ok(ListPage {
+            streams,
+            next_after,
+        })
+    }
+
+    async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
+        let core = &self.core;
+        if !core.options.capabilities.retention {
+            return Err(Error::unsupported("retention"));
+        }
+        core.retrying(|| async {
+            let d = &core.dialect;
+            let mut tx = d.begin().await?;
+            let mut h = core.lock_live(&mut tx, stream).await?;
+            h.retention = retention;
+            core.enforce_max_bytes(&mut tx, stream, &mut h).await?;
+            d.update_head(&mut tx, stream, &h).await?;
+            d.commit(tx).await?;
+            Ok(Attempt::Done(()))
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let core = &self.core;
+        if core.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.abort_tasks();
+        core.notifiers.notify_all();
+        core.dialect.close().await;
+        Ok(())
+    }
+}
