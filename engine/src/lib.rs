@@ -33,6 +33,7 @@ mod capabilities;
 mod error;
 mod ext;
 pub mod head;
+pub mod local;
 pub mod memory;
 mod store;
 mod types;
@@ -42,6 +43,7 @@ pub mod wait;
 pub use capabilities::{Capabilities, IdempotencyWindow, WaitMechanism};
 pub use error::{Error, ErrorKind, Result};
 pub use ext::{StreamStoreExt, SubscribeOptions};
+pub use local::{Durability, LocalOptions, LocalStore};
 pub use memory::MemoryStore;
 pub use store::StreamStore;
 pub use types::{

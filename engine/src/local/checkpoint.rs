@@ -1,0 +1,210 @@
+//! The checkpoint: every live stream's state and index as of a log position, so that recovery
+//! scans only the log after it. Written atomically (temporary file, fsync, rename, directory
+//! fsync) after the log up to its position was synced.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use crate::head::{KeyWindow, StreamHead};
+use crate::types::{AppendResult, IdempotencyKey, Incarnation, StreamId};
+
+use super::codec::{get_retention, put_retention, Get, Put};
+use super::format::FormatError;
+use super::fs::FileSystem;
+use super::index::{Point, Points};
+use super::state::Stream;
+
+/// The checkpoint's file name.
+pub(crate) const CHECKPOINT: &str = "CHECKPOINT";
+const CHECKPOINT_TMP: &str = "CHECKPOINT.tmp";
+const MAGIC: [u8; 8] = *b"STRMCKPT";
+const VERSION: u32 = 1;
+
+/// A checkpoint's contents.
+#[derive(Debug, Default)]
+pub(crate) struct Checkpoint {
+    /// The log position (segment, byte) recovery scans from.
+    pub seg: u64,
+    /// See `seg`.
+    pub pos: u64,
+    /// The next stream number to assign.
+    pub next_number: u64,
+    /// The durability code of the session that wrote it.
+    pub durability: u64,
+    /// Live streams.
+    pub streams: BTreeMap<StreamId, Stream>,
+}
+
+/// Encodes a checkpoint:
+/// `magic "STRMCKPT", version u32, zero u32, body_len u64, body, CRC-32 of everything before u32`.
+pub(crate) fn encode(
+    seg: u64,
+    pos: u64,
+    next_number: u64,
+    durability: u64,
+    streams: &BTreeMap<StreamId, Stream>,
+) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.u64(seg);
+    body.u64(pos);
+    body.u64(next_number);
+    body.u64(durability);
+    body.u64(streams.len() as u64);
+    for (id, s) in streams {
+        let h = &s.head;
+        body.u64(s.number);
+        body.bytes16(id.as_str().as_bytes());
+        body.u64(h.incarnation.0);
+        body.u64(h.first_offset);
+        body.u64(h.next_offset);
+        body.u64(h.created_ms);
+        body.u64(h.last_append_ms);
+        body.u64(h.sealed_ms.unwrap_or(u64::MAX));
+        body.u64(h.bytes);
+        body.u64(s.cum_first);
+        put_retention(&mut body, &h.retention);
+        body.u32(u32::try_from(h.keys.len()).unwrap_or(u32::MAX));
+        for (key, (r, digest)) in h.keys.iter() {
+            body.bytes16(key.as_bytes());
+            body.u64(*digest);
+            body.u64(r.first_offset);
+            body.u64(r.count);
+            body.u64(r.incarnation.0);
+            body.u64(r.timestamp_ms);
+        }
+        body.u32(u32::try_from(s.points.len()).unwrap_or(u32::MAX));
+        for p in s.points.iter() {
+            body.u64(p.offset);
+            body.u64(p.cum);
+            body.u64(p.seg);
+            body.u64(p.pos);
+        }
+        body.u32(u32::try_from(s.lost.len()).unwrap_or(u32::MAX));
+        for (a, b) in &s.lost {
+            body.u64(*a);
+            body.u64(*b);
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 28);
+    out.extend_from_slice(&MAGIC);
+    out.u32(VERSION);
+    out.u32(0);
+    out.u64(body.len() as u64);
+    out.extend_from_slice(&body);
+    let crc = crc32fast::hash(&out);
+    out.u32(crc);
+    out
+}
+
+/// Decodes a checkpoint; any damage, or an unknown version, is an error (never a panic).
+pub(crate) fn decode(b: &[u8], key_capacity: usize) -> Result<Checkpoint, FormatError> {
+    let crc_at = b
+        .len()
+        .checked_sub(4)
+        .ok_or(FormatError("checkpoint truncated"))?;
+    let mut g = Get::new(b);
+    if g.bytes(8)? != MAGIC {
+        return Err(FormatError("bad checkpoint magic"));
+    }
+    let mut tail = Get::new(b.get(crc_at..).unwrap_or_default());
+    if tail.u32()? != crc32fast::hash(b.get(..crc_at).unwrap_or_default()) {
+        return Err(FormatError("checkpoint CRC mismatch"));
+    }
+    if g.u32()? != VERSION {
+        return Err(FormatError("unknown checkpoint version"));
+    }
+    let _zero = g.u32()?;
+    let body_len = usize::try_from(g.u64()?).map_err(|_| FormatError("bad length"))?;
+    if body_len.checked_add(24) != Some(crc_at) {
+        return Err(FormatError("checkpoint length mismatch"));
+    }
+    let mut g = Get::new(b.get(24..crc_at).unwrap_or_default());
+    let mut c = Checkpoint {
+        seg: g.u64()?,
+        pos: g.u64()?,
+        next_number: g.u64()?,
+        durability: g.u64()?,
+        streams: BTreeMap::new(),
+    };
+    let n = g.u64()?;
+    for _ in 0..n {
+        let number = g.u64()?;
+        let id = StreamId::from_bytes(g.bytes16()?).map_err(|_| FormatError("bad stream id"))?;
+        let incarnation = Incarnation(g.u64()?);
+        let first_offset = g.u64()?;
+        let next_offset = g.u64()?;
+        let created_ms = g.u64()?;
+        let last_append_ms = g.u64()?;
+        let sealed = g.u64()?;
+        let bytes = g.u64()?;
+        let cum_first = g.u64()?;
+        let retention = get_retention(&mut g)?;
+        let mut keys = KeyWindow::default();
+        for _ in 0..g.count(42)? {
+            let key = IdempotencyKey::new(Bytes::copy_from_slice(g.bytes16()?))
+                .map_err(|_| FormatError("bad key"))?;
+            let digest = g.u64()?;
+            let r = AppendResult {
+                first_offset: g.u64()?,
+                count: g.u64()?,
+                incarnation: Incarnation(g.u64()?),
+                timestamp_ms: g.u64()?,
+            };
+            keys.insert(key, r, digest, key_capacity.max(1));
+        }
+        let mut points = Points::default();
+        for _ in 0..g.count(32)? {
+            points.push_raw(Point {
+                offset: g.u64()?,
+                cum: g.u64()?,
+                seg: g.u64()?,
+                pos: g.u64()?,
+            });
+        }
+        let mut lost = Vec::new();
+        for _ in 0..g.count(16)? {
+            lost.push((g.u64()?, g.u64()?));
+        }
+        if first_offset > next_offset {
+            return Err(FormatError("first offset above next offset"));
+        }
+        let head = StreamHead {
+            incarnation,
+            first_offset,
+            next_offset,
+            created_ms,
+            last_append_ms,
+            sealed_ms: (sealed != u64::MAX).then_some(sealed),
+            bytes,
+            retention,
+            keys,
+        };
+        let mut s = Stream::new(number, head);
+        s.cum_first = cum_first;
+        s.points = points;
+        s.lost = lost;
+        c.streams.insert(id, s);
+    }
+    if !g.is_done() {
+        return Err(FormatError("trailing bytes in checkpoint"));
+    }
+    Ok(c)
+}
+
+/// Writes `bytes` as the checkpoint of `dir` atomically.
+pub(crate) fn write(fs: &dyn FileSystem, dir: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(CHECKPOINT_TMP);
+    if fs.exists(&tmp) {
+        fs.remove(&tmp)?;
+    }
+    let f = fs.open(&tmp, true)?;
+    f.write_all_at(bytes, 0)?;
+    f.sync_data()?;
+    drop(f);
+    // The rename replaces the old checkpoint in one step; the directory sync makes it durable.
+    fs.rename(&tmp, &dir.join(CHECKPOINT))?;
+    fs.sync_dir(dir)
+}

@@ -1,0 +1,256 @@
+//! Reading records back: a bounded cache of open segment files and the forward scan from an
+//! index point. Every frame read is checked (header CRC before its length is used, body CRC
+//! before a byte of it is returned); anything that fails is `Corruption`, never served.
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+
+use crate::error::{Error, ErrorKind, Result};
+
+use super::format::{self, FrameHeader, Kind, FRAME_HEADER_LEN};
+use super::fs::{segment_path, FileHandle, FileSystem};
+use super::index::Point;
+use super::state::SegInfo;
+
+/// Bytes read at once while scanning.
+const CHUNK: usize = 256 << 10;
+
+/// Open segment files for reading, at most `cap` at once (least recently used closed first).
+pub(crate) struct Files {
+    dir: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    cap: usize,
+    open: Mutex<Lru>,
+}
+
+#[derive(Default)]
+struct Lru {
+    tick: u64,
+    map: HashMap<u64, (Arc<dyn FileHandle>, u64)>,
+}
+
+impl Files {
+    /// A cache of the segments in `dir`.
+    pub fn new(dir: PathBuf, fs: Arc<dyn FileSystem>, cap: usize) -> Self {
+        Files {
+            dir,
+            fs,
+            cap: cap.max(1),
+            open: Mutex::default(),
+        }
+    }
+
+    /// The open file of segment `seq`.
+    pub fn get(&self, seq: u64) -> io::Result<Arc<dyn FileHandle>> {
+        let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some((f, t)) = lru.map.get_mut(&seq) {
+            *t = tick;
+            return Ok(f.clone());
+        }
+        let f = self.fs.open(&segment_path(&self.dir, seq), false)?;
+        if lru.map.len() >= self.cap {
+            if let Some(old) = lru.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
+                lru.map.remove(&old);
+            }
+        }
+        lru.map.insert(seq, (f.clone(), tick));
+        Ok(f)
+    }
+
+    /// Closes segment `seq` (it is being deleted).
+    pub fn forget(&self, seq: u64) {
+        let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        lru.map.remove(&seq);
+    }
+
+    /// Number of files open (for tests of the bound).
+    pub fn open_count(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
+    }
+}
+
+/// Walks the frames of one segment forward from a position, reading in chunks.
+pub(crate) struct Cursor<'a> {
+    file: &'a dyn FileHandle,
+    salt: u32,
+    pos: u64,
+    end: u64,
+    buf: Vec<u8>,
+    buf_at: u64,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over `[pos, end)` of `file`.
+    pub fn new(file: &'a dyn FileHandle, salt: u32, pos: u64, end: u64) -> Self {
+        Cursor {
+            file,
+            salt,
+            pos,
+            end,
+            buf: Vec::new(),
+            buf_at: 0,
+        }
+    }
+
+    /// Makes `[at, at + len)` available in the buffer and returns it.
+    fn bytes(&mut self, at: u64, len: usize) -> io::Result<&[u8]> {
+        let have = at >= self.buf_at && at + len as u64 <= self.buf_at + self.buf.len() as u64;
+        if !have {
+            let want = len.max(CHUNK);
+            let avail = usize::try_from(self.end.saturating_sub(at)).unwrap_or(usize::MAX);
+            let n = want.min(avail).max(len);
+            self.buf.resize(n, 0);
+            super::fs::read_exact_at(self.file, &mut self.buf, at)?;
+            self.buf_at = at;
+        }
+        let start = usize::try_from(at - self.buf_at).unwrap_or(usize::MAX);
+        self.buf
+            .get(start..start + len)
+            .ok_or_else(|| io::Error::other("cursor buffer out of range"))
+    }
+
+    /// The next frame header and its position, or `None` at the end. A frame that fails its
+    /// header check, or claims to run past the end, is an error.
+    pub fn next_header(&mut self) -> Result<Option<(FrameHeader, u64)>> {
+        if self.pos + FRAME_HEADER_LEN as u64 > self.end {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let salt = self.salt;
+        let raw = self.bytes(at, FRAME_HEADER_LEN).map_err(io_error)?;
+        let h = format::decode_header(raw, salt).map_err(|e| corrupt(at, e.0))?;
+        if at + u64::from(h.len) > self.end {
+            return Err(corrupt(at, "frame runs past the committed end"));
+        }
+        self.pos = at + h.padded_len();
+        Ok(Some((h, at)))
+    }
+
+    /// The checked body of the frame `h` at `at`.
+    pub fn body(&mut self, h: &FrameHeader, at: u64) -> Result<Bytes> {
+        let salt = self.salt;
+        let len = h.body_len();
+        let raw = self
+            .bytes(at + FRAME_HEADER_LEN as u64, len)
+            .map_err(io_error)?;
+        if !format::body_ok(h, raw, salt) {
+            return Err(corrupt(at, "frame body CRC mismatch"));
+        }
+        Ok(Bytes::copy_from_slice(raw))
+    }
+}
+
+/// What to scan: a stream's records from `from` up to `end` (exclusive).
+pub(crate) struct Plan {
+    /// The stream number.
+    pub number: u64,
+    /// Points from the last one at or below `from`, through the first one past the need.
+    pub points: Vec<Point>,
+    /// The segments those points name.
+    pub segs: HashMap<u64, SegInfo>,
+    /// First offset wanted.
+    pub from: u64,
+    /// Scan no further than this offset (the committed end, or a lost range).
+    pub end: u64,
+}
+
+/// Visits the stream's records `plan.from..` in order with (offset, timestamp, cumulative bytes
+/// before the record, payload) until the visitor breaks or `plan.end` is reached.
+pub(crate) fn scan(
+    files: &Files,
+    plan: &Plan,
+    mut visit: impl FnMut(u64, u64, u64, Bytes) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut o = plan.from;
+    for (i, p) in plan.points.iter().enumerate() {
+        let stop = plan
+            .points
+            .get(i + 1)
+            .map_or(plan.end, |q| q.offset.min(plan.end));
+        if o >= stop {
+            continue;
+        }
+        let seg = plan.segs.get(&p.seg).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Corruption,
+                format!("segment {} is missing", p.seg),
+            )
+        })?;
+        if seg.damaged {
+            return Err(Error::new(
+                ErrorKind::Corruption,
+                format!("segment {} is damaged (see the recovery report)", p.seg),
+            ));
+        }
+        let file = files.get(p.seg).map_err(io_error)?;
+        let mut cur = Cursor::new(file.as_ref(), seg.salt, p.pos, seg.readable);
+        while o < stop {
+            let Some((h, at)) = cur.next_header()? else {
+                return Err(Error::new(
+                    ErrorKind::Corruption,
+                    format!(
+                        "offset {o} of stream #{} is not in segment {} where the index puts it",
+                        plan.number, p.seg
+                    ),
+                ));
+            };
+            if h.kind != Kind::Data || h.stream != plan.number {
+                continue;
+            }
+            let frame_end = h.first + u64::from(h.count);
+            if frame_end <= o {
+                continue;
+            }
+            if h.first > o {
+                return Err(corrupt(at, "the stream's frames skip an offset"));
+            }
+            let body = cur.body(&h, at)?;
+            let data = format::decode_data_body(&h, &body).map_err(|e| corrupt(at, e.0))?;
+            let mut cum = h.aux;
+            for (off, payload) in (h.first..).zip(data.records) {
+                let len = payload.len() as u64;
+                if off >= o && off < stop {
+                    if visit(off, h.timestamp, cum, payload).is_break() {
+                        return Ok(());
+                    }
+                    o = off + 1;
+                }
+                cum += len;
+            }
+        }
+    }
+    if o < plan.end {
+        return Err(Error::new(
+            ErrorKind::Corruption,
+            format!("offset {o} of stream #{} is not indexed", plan.number),
+        ));
+    }
+    Ok(())
+}
+
+fn corrupt(at: u64, what: &str) -> Error {
+    Error::new(ErrorKind::Corruption, format!("{what} at byte {at}"))
+}
+
+/// Maps an I/O error of a read to an engine error.
+pub(crate) fn io_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        return Error::new(
+            ErrorKind::Corruption,
+            "a segment file is shorter than its index says",
+        )
+        .with_source(e);
+    }
+    Error::new(ErrorKind::Unavailable, "reading a segment failed").with_source(e)
+}

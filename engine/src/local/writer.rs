@@ -1,0 +1,1187 @@
+//! The writer thread: the only code that changes the store.
+//!
+//! Every mutation (append, seal, trim, delete, retention) is queued to one dedicated thread. It
+//! takes everything queued (a *group*), decides each operation in order against the committed
+//! state plus the group's earlier operations, encodes the frames into one buffer, writes it with
+//! one positional write and (in `Sync` mode) one `fdatasync`, then publishes the new state to
+//! readers and completes every waiter. Nothing is visible or acknowledged before its group is
+//! durable in `Sync` mode. A failed write or sync poisons the store.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::head::{Decision, StreamHead};
+use crate::types::{
+    AppendResult, Expect, IdempotencyKey, Incarnation, Record, Retention, StreamId, StreamInfo,
+};
+use crate::validate::now_ms;
+
+use super::codec::{put_retention, Put};
+use super::format::{self, Kind, SegmentHeader, FLAG_KEY, SEGMENT_HEADER_LEN};
+use super::fs::{segment_path, FileHandle};
+use super::index::Point;
+use super::options::Durability;
+use super::reader::{scan, Plan};
+use super::retention::is_expired;
+use super::state::{SegInfo, State, Stream};
+use super::{checkpoint, Shared, CLEAN};
+
+/// Zeros are written this far ahead of the data, so most syncs overwrite blocks that exist.
+const PREFILL_STEP: u64 = 1 << 20;
+
+/// A mutation waiting for the writer.
+pub(crate) enum Op {
+    Append {
+        stream: StreamId,
+        records: Vec<Bytes>,
+        bytes: u64,
+        expect: Expect,
+        key: Option<(IdempotencyKey, u64)>,
+        tx: oneshot::Sender<Result<AppendResult>>,
+    },
+    Seal {
+        stream: StreamId,
+        tx: oneshot::Sender<Result<StreamInfo>>,
+    },
+    Trim {
+        stream: StreamId,
+        before: u64,
+        tx: oneshot::Sender<Result<u64>>,
+    },
+    Delete {
+        stream: StreamId,
+        tx: oneshot::Sender<Result<bool>>,
+    },
+    SetRetention {
+        stream: StreamId,
+        retention: Retention,
+        tx: oneshot::Sender<Result<()>>,
+    },
+    /// Apply time-based retention to every stream.
+    Sweep,
+    /// Write a checkpoint now (tests and tools).
+    Checkpoint { tx: oneshot::Sender<Result<()>> },
+    /// Flush, checkpoint, mark clean and stop.
+    Close { tx: oneshot::Sender<Result<()>> },
+}
+
+/// An operation with the queue slot it holds (released when the writer is done with it).
+pub(crate) struct Queued {
+    pub op: Op,
+    pub _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// An answer sent once the group is durable (or failed).
+enum Reply {
+    Append(oneshot::Sender<Result<AppendResult>>, AppendResult),
+    Info(oneshot::Sender<Result<StreamInfo>>, StreamInfo),
+    Offset(oneshot::Sender<Result<u64>>, u64),
+    Existed(oneshot::Sender<Result<bool>>, bool),
+    Done(oneshot::Sender<Result<()>>),
+}
+
+impl Reply {
+    fn send(self, err: Option<&Error>) {
+        let e = || {
+            Error::new(
+                ErrorKind::Poisoned,
+                err.map_or(String::new(), Error::to_string),
+            )
+        };
+        match (self, err) {
+            (Reply::Append(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Info(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Offset(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Existed(tx, v), None) => drop(tx.send(Ok(v))),
+            (Reply::Done(tx), None) => drop(tx.send(Ok(()))),
+            (Reply::Append(tx, _), Some(_)) => drop(tx.send(Err(e()))),
+            (Reply::Info(tx, _), Some(_)) => drop(tx.send(Err(e()))),
+            (Reply::Offset(tx, _), Some(_)) => drop(tx.send(Err(e()))),
+            (Reply::Existed(tx, _), Some(_)) => drop(tx.send(Err(e()))),
+            (Reply::Done(tx), Some(_)) => drop(tx.send(Err(e()))),
+        }
+    }
+}
+
+/// The segment being written.
+pub(crate) struct Active {
+    pub seq: u64,
+    pub salt: u32,
+    pub file: Arc<dyn FileHandle>,
+    /// Where the next frame goes.
+    pub pos: u64,
+    /// Bytes known to be written (zeros or frames) from the start of the file.
+    pub prefilled: u64,
+    /// Everything before this was synced.
+    pub durable: u64,
+    /// The durable position last recorded in a `Commit` frame.
+    pub marked: u64,
+}
+
+/// A stream as changed by the current group.
+struct Work {
+    number: u64,
+    head: StreamHead,
+    cum_first: u64,
+    /// No committed `Stream` to merge into: created (or re-created) in this group.
+    fresh: bool,
+    /// Every data frame written in this group, in order.
+    frames: Vec<Point>,
+    /// Records appended in this group, in order.
+    pending: Vec<Record>,
+    /// The first offset moved.
+    trimmed: bool,
+    /// The incarnation changed (recovery).
+    reincarnated: bool,
+}
+
+impl Work {
+    fn cum_next(&self) -> u64 {
+        self.cum_first + self.head.bytes
+    }
+}
+
+/// What one group changes.
+#[derive(Default)]
+struct Group {
+    /// Frames for the active segment, starting at `Active::pos`.
+    buf: Vec<u8>,
+    /// Touched streams; `None` means deleted by this group.
+    work: HashMap<StreamId, Option<Work>>,
+    /// Committed streams this group deleted (removed before fresh ones are inserted).
+    deleted: HashSet<StreamId>,
+    replies: Vec<Reply>,
+    /// Ranges written by this group (zeroed if the group fails).
+    written: Vec<(u64, u64, u64)>,
+    /// Segments finished by a roll in this group, with their final length.
+    rolled: Vec<(u64, u64)>,
+    /// Segments created by this group.
+    created: Vec<(u64, SegInfo)>,
+    close: Option<oneshot::Sender<Result<()>>>,
+    checkpoint: Vec<oneshot::Sender<Result<()>>>,
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub dir: PathBuf,
+    pub seg_dir: PathBuf,
+    pub active: Active,
+    pub next_number: u64,
+    pub durability: Durability,
+    pub segment_bytes: u64,
+    pub last_sync: Instant,
+    pub last_checkpoint: Instant,
+    pub bytes_since_checkpoint: u64,
+    pub last_sweep: Instant,
+    /// Streams changed by the group being published (reused buffer).
+    pub touched: Vec<StreamId>,
+}
+
+impl Writer {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn key_capacity(&self) -> usize {
+        self.shared.opts.idempotency_keys
+    }
+
+    /// The thread's main loop: runs until `Close` or until every sender is gone.
+    pub fn run(mut self, rx: Receiver<Queued>) {
+        let opts = self.shared.opts.clone();
+        let mut tick = opts.sweep_interval.min(opts.checkpoint_interval);
+        if let Durability::Interval(d) = self.durability {
+            tick = tick.min(d);
+        }
+        let tick = tick.max(Duration::from_millis(1));
+        let mut closing: Option<oneshot::Sender<Result<()>>> = None;
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(q) => q,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.periodic(&rx);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = vec![first];
+            let mut bytes = 0usize;
+            while bytes < opts.max_group_bytes && batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(q) => {
+                        if let Op::Append { records, .. } = &q.op {
+                            bytes += records.iter().map(Bytes::len).sum::<usize>();
+                        }
+                        batch.push(q);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Some(tx) = self.process(batch) {
+                closing = Some(tx);
+                break;
+            }
+            self.after_group();
+        }
+        let result = self.shutdown();
+        if let Some(tx) = closing {
+            let _ = tx.send(result);
+        }
+        // Anything still queued after close fails.
+        while let Ok(q) = rx.try_recv() {
+            fail_op(q.op, &Error::closed());
+        }
+    }
+
+    /// Timer work: interval syncs, checkpoints, retention sweeps.
+    fn periodic(&mut self, _rx: &Receiver<Queued>) {
+        if self.state().poisoned.is_some() {
+            return;
+        }
+        if let Durability::Interval(d) = self.durability {
+            if self.active.durable < self.active.pos && self.last_sync.elapsed() >= d {
+                if let Err(e) = self.sync() {
+                    self.poison(&e, "sync");
+                }
+            }
+        }
+        if self.last_sweep.elapsed() >= self.shared.opts.sweep_interval {
+            self.last_sweep = Instant::now();
+            let _ = self.process(vec![Queued {
+                op: Op::Sweep,
+                _permit: None,
+            }]);
+        }
+        self.after_group();
+    }
+
+    /// Checkpoints when due.
+    fn after_group(&mut self) {
+        let opts = &self.shared.opts;
+        let due = self.bytes_since_checkpoint > 0
+            && (self.last_checkpoint.elapsed() >= opts.checkpoint_interval
+                || self.bytes_since_checkpoint >= opts.checkpoint_bytes);
+        if due && self.state().poisoned.is_none() {
+            if let Err(e) = self.checkpoint() {
+                self.poison(&e, "checkpoint");
+            }
+        }
+    }
+
+    /// Final flush on close: sync, checkpoint, clean marker.
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(p) = self.state().poisoned.clone() {
+            return Err(Error::new(ErrorKind::Poisoned, p));
+        }
+        let r = self.checkpoint().and_then(|()| {
+            let f = self.shared.opts.fs.open(&self.dir.join(CLEAN), true)?;
+            f.sync_data()?;
+            self.shared.opts.fs.sync_dir(&self.dir)
+        });
+        r.map_err(|e| {
+            self.poison(&e, "close");
+            Error::new(ErrorKind::Poisoned, "closing the store failed").with_source(e)
+        })
+    }
+
+    /// Marks the store poisoned.
+    fn poison(&self, e: &io::Error, what: &str) {
+        let msg = format!("a {what} of the log failed ({e}); reopen the store");
+        eprintln!("streamstore: {msg}");
+        let mut st = self.state();
+        if st.poisoned.is_none() {
+            st.poisoned = Some(msg);
+        }
+    }
+
+    /// Runs one group. Returns the close reply if the group held `Close`.
+    fn process(&mut self, batch: Vec<Queued>) -> Option<oneshot::Sender<Result<()>>> {
+        let poisoned = self.state().poisoned.clone();
+        if let Some(p) = poisoned {
+            let e = Error::new(ErrorKind::Poisoned, p);
+            let mut close = None;
+            for q in batch {
+                match q.op {
+                    Op::Close { tx } => close = Some(tx),
+                    op => fail_op(op, &e),
+                }
+            }
+            return close;
+        }
+        let mut g = Group::default();
+        let mut ops = batch.into_iter();
+        for q in ops.by_ref() {
+            let is_close = matches!(q.op, Op::Close { .. });
+            if let Err(e) = self.apply_op(&mut g, q.op) {
+                // An I/O failure while rolling a segment: the whole group fails.
+                return self.fail_group(g, &e, ops);
+            }
+            if is_close {
+                break;
+            }
+        }
+        let rest: Vec<Queued> = ops.collect();
+        if let Err(e) = self.write_group(&mut g) {
+            return self.fail_group(g, &e, rest.into_iter());
+        }
+        self.publish(&mut g);
+        let close = g.close.take();
+        for tx in std::mem::take(&mut g.checkpoint) {
+            let r = self.checkpoint().map_err(|e| {
+                self.poison(&e, "checkpoint");
+                Error::new(ErrorKind::Poisoned, "checkpoint failed").with_source(e)
+            });
+            let _ = tx.send(r);
+        }
+        for q in rest {
+            fail_op(q.op, &Error::closed());
+        }
+        close
+    }
+
+    /// Fails every waiter of a group whose write or sync failed, poisons the store, and tries to
+    /// erase the group's frames so that a reopen does not resurrect appends reported as failed.
+    fn fail_group(
+        &mut self,
+        g: Group,
+        e: &io::Error,
+        rest: impl Iterator<Item = Queued>,
+    ) -> Option<oneshot::Sender<Result<()>>> {
+        self.poison(e, "write");
+        for (seq, start, len) in &g.written {
+            let file = if *seq == self.active.seq {
+                Ok(self.active.file.clone())
+            } else {
+                self.shared.files.get(*seq)
+            };
+            let erased = file.and_then(|f| {
+                let zeros = vec![0u8; usize::try_from(*len).unwrap_or(0)];
+                f.write_all_at(&zeros, *start)?;
+                f.sync_data()
+            });
+            if let Err(e2) = erased {
+                eprintln!(
+                    "streamstore: could not erase a failed group in segment {seq} ({e2}); its \
+                     appends may reappear after reopen"
+                );
+            }
+        }
+        let err = Error::new(ErrorKind::Poisoned, format!("the log write failed: {e}"));
+        for r in g.replies {
+            r.send(Some(&err));
+        }
+        for tx in g.checkpoint {
+            let _ = tx.send(Err(Error::new(ErrorKind::Poisoned, err.message())));
+        }
+        let mut close = g.close;
+        for q in rest {
+            match q.op {
+                Op::Close { tx } => close = Some(tx),
+                op => fail_op(op, &err),
+            }
+        }
+        close
+    }
+
+    /// The stream as this group sees it (loading the committed one on first touch).
+    fn work<'g>(&self, g: &'g mut Group, id: &StreamId) -> Option<&'g mut Work> {
+        if !g.work.contains_key(id) {
+            let st = self.state();
+            let s = st.streams.get(id)?;
+            let w = Work {
+                number: s.number,
+                head: s.head.clone(),
+                cum_first: s.cum_first,
+                fresh: false,
+                frames: Vec::new(),
+                pending: Vec::new(),
+                trimmed: false,
+                reincarnated: false,
+            };
+            drop(st);
+            g.work.insert(id.clone(), Some(w));
+        }
+        g.work.get_mut(id).and_then(Option::as_mut)
+    }
+
+    /// Deletes the stream in this group (logs a `Delete` frame).
+    fn delete(&mut self, g: &mut Group, id: &StreamId) -> io::Result<bool> {
+        let Some(number) = self.work(g, id).map(|w| w.number) else {
+            return Ok(false);
+        };
+        self.emit(g, Kind::Delete, 0, number, 0, 0, now_ms(), 0, &[])?;
+        if let Some(Some(w)) = g.work.insert(id.clone(), None) {
+            if !w.fresh {
+                g.deleted.insert(id.clone());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Applies time-based retention to `id` before an operation touches it.
+    fn expire(&mut self, g: &mut Group, id: &StreamId, now: u64) -> io::Result<()> {
+        let due = self.work(g, id).is_some_and(|w| is_expired(&w.head, now));
+        if due {
+            self.delete(g, id)?;
+        }
+        Ok(())
+    }
+
+    /// Decides and encodes one operation. `Err` only for I/O failures (which fail the group).
+    fn apply_op(&mut self, g: &mut Group, op: Op) -> io::Result<()> {
+        let now = now_ms();
+        match op {
+            Op::Append {
+                stream,
+                records,
+                bytes,
+                expect,
+                key,
+                tx,
+            } => {
+                self.expire(g, &stream, now)?;
+                let decision = {
+                    let head = self.work(g, &stream).map(|w| &w.head);
+                    StreamHead::decide(
+                        &stream,
+                        head,
+                        expect,
+                        key.as_ref().map(|(k, d)| (k, *d)),
+                        now,
+                    )
+                };
+                match decision {
+                    Err(e) => drop(tx.send(Err(e))),
+                    Ok(Decision::Duplicate(r)) => g.replies.push(Reply::Append(tx, r)),
+                    Ok(Decision::Write {
+                        timestamp_ms,
+                        create,
+                        ..
+                    }) => {
+                        if create {
+                            self.create(g, &stream, now)?;
+                        }
+                        let r = self.append(g, &stream, records, bytes, timestamp_ms, key)?;
+                        self.enforce_max_bytes(g, &stream)?;
+                        g.replies.push(Reply::Append(tx, r));
+                    }
+                }
+            }
+            Op::Seal { stream, tx } => {
+                self.expire(g, &stream, now)?;
+                let Some(w) = self.work(g, &stream) else {
+                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    return Ok(());
+                };
+                if w.head.sealed_ms.is_none() {
+                    let (number, next) = (w.number, w.head.next_offset);
+                    w.head.sealed_ms = Some(now);
+                    self.emit(g, Kind::Seal, 0, number, next, 0, now, 0, &[])?;
+                }
+                let info = self
+                    .work(g, &stream)
+                    .map(|w| info_of(&stream, &w.head))
+                    .ok_or_else(|| io::Error::other("sealed stream vanished"))?;
+                g.replies.push(Reply::Info(tx, info));
+            }
+            Op::Trim { stream, before, tx } => {
+                self.expire(g, &stream, now)?;
+                let Some(w) = self.work(g, &stream) else {
+                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    return Ok(());
+                };
+                let target = w.head.trim_target(before);
+                match self.trim(g, &stream, target) {
+                    Ok(first) => g.replies.push(Reply::Offset(tx, first)),
+                    Err(TrimError::Io(e)) => return Err(e),
+                    Err(TrimError::Store(e)) => drop(tx.send(Err(e))),
+                }
+            }
+            Op::Delete { stream, tx } => {
+                let existed = self.delete(g, &stream)?;
+                g.replies.push(Reply::Existed(tx, existed));
+            }
+            Op::SetRetention {
+                stream,
+                retention,
+                tx,
+            } => {
+                let Some(w) = self.work(g, &stream) else {
+                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    return Ok(());
+                };
+                w.head.retention = retention;
+                let (number, next) = (w.number, w.head.next_offset);
+                let mut body = Vec::new();
+                put_retention(&mut body, &retention);
+                self.emit(g, Kind::Retention, 0, number, next, 0, now, 0, &body)?;
+                self.enforce_max_bytes(g, &stream)?;
+                g.replies.push(Reply::Done(tx));
+            }
+            Op::Sweep => {
+                let due: Vec<StreamId> = self
+                    .state()
+                    .streams
+                    .iter()
+                    .filter(|(_, s)| is_expired(&s.head, now))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in due {
+                    self.expire(g, &id, now)?;
+                }
+            }
+            Op::Checkpoint { tx } => g.checkpoint.push(tx),
+            Op::Close { tx } => g.close = Some(tx),
+        }
+        Ok(())
+    }
+
+    /// Starts a new incarnation of `id` (logs a `Create` frame).
+    fn create(&mut self, g: &mut Group, id: &StreamId, now: u64) -> io::Result<()> {
+        let number = self.next_number;
+        self.next_number += 1;
+        let head = StreamHead::new(now, Retention::default());
+        let mut body = Vec::new();
+        body.bytes16(id.as_str().as_bytes());
+        self.emit(
+            g,
+            Kind::Create,
+            0,
+            number,
+            0,
+            head.incarnation.0,
+            now,
+            0,
+            &body,
+        )?;
+        let w = Work {
+            number,
+            head,
+            cum_first: 0,
+            fresh: true,
+            frames: Vec::new(),
+            pending: Vec::new(),
+            trimmed: false,
+            reincarnated: false,
+        };
+        g.work.insert(id.clone(), Some(w));
+        Ok(())
+    }
+
+    /// Gives `id` a new incarnation (recovery, after records readers may have seen were lost).
+    pub fn reincarnate(&mut self, ids: &[StreamId]) -> io::Result<()> {
+        let mut g = Group::default();
+        for id in ids {
+            let Some((number, next)) = self
+                .work(&mut g, id)
+                .map(|w| (w.number, w.head.next_offset))
+            else {
+                continue;
+            };
+            let inc = Incarnation::random();
+            self.emit(
+                &mut g,
+                Kind::Reincarnate,
+                0,
+                number,
+                next,
+                inc.0,
+                now_ms(),
+                0,
+                &[],
+            )?;
+            if let Some(w) = self.work(&mut g, id) {
+                w.head.incarnation = inc;
+                w.reincarnated = true;
+            }
+        }
+        self.write_group(&mut g)?;
+        self.sync()?;
+        self.publish(&mut g);
+        Ok(())
+    }
+
+    /// Logs the `Open` frame of this session and syncs it, before any operation is accepted.
+    pub fn open_session(&mut self) -> io::Result<()> {
+        let mut g = Group::default();
+        let code = self.durability.code();
+        self.emit(&mut g, Kind::Open, 0, 0, 0, code, now_ms(), 0, &[])?;
+        self.write_group(&mut g)?;
+        self.sync()?;
+        self.publish(&mut g);
+        Ok(())
+    }
+
+    /// Logs a data frame and applies the append to the group's view.
+    fn append(
+        &mut self,
+        g: &mut Group,
+        id: &StreamId,
+        records: Vec<Bytes>,
+        bytes: u64,
+        timestamp: u64,
+        key: Option<(IdempotencyKey, u64)>,
+    ) -> io::Result<AppendResult> {
+        let (number, first, cum) = match self.work(g, id) {
+            Some(w) => (w.number, w.head.next_offset, w.cum_next()),
+            None => return Err(io::Error::other("append to a stream that does not exist")),
+        };
+        let mut body =
+            Vec::with_capacity(usize::try_from(bytes).unwrap_or(0) + records.len() * 4 + 160);
+        format::encode_data_body(&mut body, key.as_ref().map(|(k, d)| (k, *d)), &records);
+        let flags = if key.is_some() { FLAG_KEY } else { 0 };
+        let count = u32::try_from(records.len()).map_err(io::Error::other)?;
+        let (seg, pos) = self.emit(
+            g,
+            Kind::Data,
+            flags,
+            number,
+            first,
+            cum,
+            timestamp,
+            count,
+            &body,
+        )?;
+        let cap = self.key_capacity();
+        let w = self
+            .work(g, id)
+            .ok_or_else(|| io::Error::other("stream vanished"))?;
+        w.frames.push(Point {
+            offset: first,
+            cum,
+            seg,
+            pos,
+        });
+        w.pending.extend(
+            records
+                .into_iter()
+                .zip(first..)
+                .map(|(payload, offset)| Record {
+                    offset,
+                    timestamp_ms: timestamp,
+                    payload,
+                }),
+        );
+        Ok(w.head
+            .apply_append(count.into(), bytes, timestamp, key, cap))
+    }
+
+    /// Trims the oldest records while the stream holds more than its `max_bytes` (never the
+    /// newest record), as the memory store does.
+    fn enforce_max_bytes(&mut self, g: &mut Group, id: &StreamId) -> io::Result<()> {
+        let Some(w) = self.work(g, id) else {
+            return Ok(());
+        };
+        let Some(max) = w.head.retention.max_bytes else {
+            return Ok(());
+        };
+        if w.head.bytes <= max || w.head.next_offset - w.head.first_offset <= 1 {
+            return Ok(());
+        }
+        let target = match self.max_bytes_target(g, id, max) {
+            Ok(t) => t,
+            Err(e) => {
+                // The records could not be read back: leave the stream as is; the next append or
+                // sweep tries again.
+                eprintln!("streamstore: byte retention of {id:?} skipped: {e}");
+                return Ok(());
+            }
+        };
+        match self.trim(g, id, target) {
+            Ok(_) => Ok(()),
+            Err(TrimError::Io(e)) => Err(e),
+            Err(TrimError::Store(e)) => {
+                eprintln!("streamstore: byte retention of {id:?} skipped: {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves the first offset of `id` to `target` (logs a `Trim` frame); returns the first offset.
+    fn trim(&mut self, g: &mut Group, id: &StreamId, target: u64) -> Result<u64, TrimError> {
+        let (number, first) = match self.work(g, id) {
+            Some(w) => (w.number, w.head.first_offset),
+            None => return Err(TrimError::Store(Error::not_found(id))),
+        };
+        if target <= first {
+            return Ok(first);
+        }
+        let cum = self.cum_at(g, id, target).map_err(TrimError::Store)?;
+        self.emit(g, Kind::Trim, 0, number, target, cum, now_ms(), 0, &[])
+            .map_err(TrimError::Io)?;
+        let w = self
+            .work(g, id)
+            .ok_or_else(|| TrimError::Store(Error::not_found(id)))?;
+        let cum_next = w.cum_next();
+        w.head.first_offset = target;
+        w.cum_first = cum;
+        w.head.bytes = cum_next.saturating_sub(cum);
+        w.trimmed = true;
+        Ok(target)
+    }
+
+    /// Cumulative payload bytes of `id` before offset `t` (`first <= t <= next`).
+    fn cum_at(&mut self, g: &mut Group, id: &StreamId, t: u64) -> Result<u64> {
+        let w = self.work(g, id).ok_or_else(|| Error::not_found(id))?;
+        if t >= w.head.next_offset {
+            return Ok(w.cum_next());
+        }
+        if t <= w.head.first_offset {
+            return Ok(w.cum_first);
+        }
+        // Newest records first: this group's, then the committed tail cache.
+        let mut cum = w.cum_next();
+        let mut covered = w.head.next_offset;
+        for r in w.pending.iter().rev() {
+            if r.offset < t {
+                return Ok(cum);
+            }
+            cum -= r.payload.len() as u64;
+            covered = r.offset;
+        }
+        if covered == t {
+            return Ok(cum);
+        }
+        if w.fresh {
+            return Err(Error::new(ErrorKind::Internal, "trim target not in memory"));
+        }
+        let st = self.state();
+        let s = st.streams.get(id).ok_or_else(|| Error::not_found(id))?;
+        if s.tail.back().is_some_and(|b| b.offset + 1 == covered) {
+            for r in s.tail.iter().rev() {
+                if r.offset < t {
+                    return Ok(cum);
+                }
+                cum -= r.payload.len() as u64;
+                covered = r.offset;
+            }
+            if covered == t {
+                return Ok(cum);
+            }
+        }
+        // Read it back from the log. A target inside a lost range counts from the range's end.
+        let t = s.lost_at(t).map_or(t, |(_, b)| b);
+        if t >= s.head.next_offset {
+            return Ok(s.cum_next());
+        }
+        let plan = plan_for(&st, s, t, t + 1);
+        drop(st);
+        let mut found = None;
+        scan(&self.shared.files, &plan, |_, _, cum, _| {
+            found = Some(cum);
+            ControlFlow::Break(())
+        })?;
+        found.ok_or_else(|| Error::new(ErrorKind::Corruption, "record not found in the log"))
+    }
+
+    /// The first offset after enforcing `max` bytes on `id`.
+    fn max_bytes_target(&mut self, g: &mut Group, id: &StreamId, max: u64) -> Result<u64> {
+        let w = self.work(g, id).ok_or_else(|| Error::not_found(id))?;
+        let next = w.head.next_offset;
+        let first = w.head.first_offset;
+        let need = w.cum_next().saturating_sub(max);
+        if w.cum_first >= need {
+            return Ok(first);
+        }
+        let newest = next - 1;
+        let mut cum = w.cum_next();
+        let mut t = next;
+        for r in w.pending.iter().rev() {
+            let before = cum - r.payload.len() as u64;
+            if before < need {
+                return Ok(t.min(newest));
+            }
+            cum = before;
+            t = r.offset;
+        }
+        if w.fresh {
+            return Ok(t.max(first).min(newest));
+        }
+        let st = self.state();
+        let s = st.streams.get(id).ok_or_else(|| Error::not_found(id))?;
+        if s.tail.back().is_some_and(|b| b.offset + 1 == t) {
+            for r in s.tail.iter().rev() {
+                let before = cum - r.payload.len() as u64;
+                if before < need {
+                    return Ok(t.min(newest));
+                }
+                cum = before;
+                t = r.offset;
+            }
+        }
+        // Older records: scan from the last point at or below the needed cumulative count.
+        let start = s
+            .points
+            .find_cum(need)
+            .and_then(|i| s.points.get(i))
+            .map_or(first, |p| p.offset.max(first));
+        let start = s.lost_at(start).map_or(start, |(_, b)| b);
+        if start >= t {
+            return Ok(t.max(first).min(newest));
+        }
+        let plan = plan_for(&st, s, start, t);
+        drop(st);
+        let mut found = None;
+        scan(&self.shared.files, &plan, |off, _, cum_before, _| {
+            if cum_before >= need {
+                found = Some(off);
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(found.unwrap_or(t).max(first).min(newest))
+    }
+
+    /// Encodes one frame into the group, rolling to a new segment first if it does not fit.
+    /// Returns the frame's segment and position.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the frame header fields one to one"
+    )]
+    fn emit(
+        &mut self,
+        g: &mut Group,
+        kind: Kind,
+        flags: u8,
+        stream: u64,
+        first: u64,
+        aux: u64,
+        timestamp: u64,
+        count: u32,
+        body: &[u8],
+    ) -> io::Result<(u64, u64)> {
+        let need = format::align((format::FRAME_HEADER_LEN + body.len()) as u64);
+        let marker = format::align(format::FRAME_HEADER_LEN as u64);
+        if self.active.pos + g.buf.len() as u64 + need + marker > self.segment_bytes {
+            self.roll(g)?;
+        }
+        if g.buf.is_empty() && self.active.durable > self.active.marked {
+            // Record how far this segment is durable: recovery uses it to tell a torn tail from
+            // damage in the middle.
+            let durable = self.active.durable;
+            let (seq, salt) = (self.active.seq, self.active.salt);
+            format::encode_frame(
+                &mut g.buf,
+                salt,
+                Kind::Commit,
+                0,
+                seq,
+                durable,
+                0,
+                now_ms(),
+                0,
+                &[],
+            );
+            self.active.marked = durable;
+        }
+        let pos = self.active.pos + g.buf.len() as u64;
+        format::encode_frame(
+            &mut g.buf,
+            self.active.salt,
+            kind,
+            flags,
+            stream,
+            first,
+            aux,
+            timestamp,
+            count,
+            body,
+        );
+        Ok((self.active.seq, pos))
+    }
+
+    /// Writes the group's buffer to the active segment (zero-filling ahead), and syncs it as the
+    /// durability mode requires.
+    fn write_group(&mut self, g: &mut Group) -> io::Result<()> {
+        if !g.buf.is_empty() {
+            self.write_buf(g)?;
+        }
+        let sync = match self.durability {
+            Durability::Sync => true,
+            Durability::Interval(d) => self.last_sync.elapsed() >= d,
+            Durability::Buffered => false,
+        };
+        if sync && self.active.durable < self.active.pos {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn write_buf(&mut self, g: &mut Group) -> io::Result<()> {
+        let len = g.buf.len() as u64;
+        let end = self.active.pos + len;
+        if end > self.active.prefilled {
+            let target = (end.max(self.active.prefilled) + PREFILL_STEP).min(self.segment_bytes);
+            if target > end {
+                let zeros = vec![0u8; usize::try_from(target - end).unwrap_or(0)];
+                self.active.file.write_all_at(&zeros, end)?;
+            }
+            self.active.prefilled = target.max(end);
+        }
+        g.written.push((self.active.seq, self.active.pos, len));
+        self.active.file.write_all_at(&g.buf, self.active.pos)?;
+        self.active.pos = end;
+        self.bytes_since_checkpoint += len;
+        g.buf.clear();
+        Ok(())
+    }
+
+    /// `fdatasync` of the active segment.
+    fn sync(&mut self) -> io::Result<()> {
+        self.active.file.sync_data()?;
+        self.active.durable = self.active.pos;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Finishes the active segment (written and synced) and starts the next one.
+    fn roll(&mut self, g: &mut Group) -> io::Result<()> {
+        if !g.buf.is_empty() {
+            self.write_buf(g)?;
+        }
+        self.sync()?;
+        g.rolled.push((self.active.seq, self.active.pos));
+        let next = create_segment(&self.shared, &self.seg_dir, self.active.seq + 1)?;
+        g.created.push((
+            next.seq,
+            SegInfo {
+                salt: next.salt,
+                readable: next.pos,
+                damaged: false,
+            },
+        ));
+        self.active = next;
+        Ok(())
+    }
+
+    /// Makes the group visible: applies it to the shared state, answers waiters, wakes readers.
+    fn publish(&mut self, g: &mut Group) {
+        let mut touched = std::mem::take(&mut self.touched);
+        let shared = self.shared.clone();
+        let opts = &shared.opts;
+        let mut st = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        for (seq, len) in &g.rolled {
+            if let Some(s) = st.segments.get_mut(seq) {
+                s.readable = *len;
+            }
+        }
+        for (seq, info) in &g.created {
+            st.segments.insert(*seq, *info);
+        }
+        if let Some(s) = st.segments.get_mut(&self.active.seq) {
+            s.readable = self.active.pos;
+        }
+        for id in &g.deleted {
+            st.streams.remove(id);
+        }
+        for (id, w) in g.work.drain() {
+            let Some(w) = w else { continue };
+            if w.fresh {
+                st.streams
+                    .insert(id.clone(), Stream::new(w.number, w.head.clone()));
+            }
+            let Some(s) = st.streams.get_mut(&id) else {
+                continue;
+            };
+            s.head = w.head;
+            s.cum_first = w.cum_first;
+            for p in &w.frames {
+                s.points.note_frame(*p, true, None);
+            }
+            s.push_tail(&w.pending, opts.tail_cache_records, opts.tail_cache_bytes);
+            if w.trimmed {
+                s.points.trim(s.head.first_offset);
+                s.trim_tail();
+                s.trim_lost();
+            }
+            if w.reincarnated {
+                s.clear_tail();
+            }
+            touched.push(id);
+        }
+        drop(st);
+        for r in g.replies.drain(..) {
+            r.send(None);
+        }
+        for id in g.deleted.iter().chain(touched.iter()) {
+            shared.notifiers.notify(id);
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
+    /// record needs any more.
+    pub fn checkpoint(&mut self) -> io::Result<()> {
+        if self.active.durable < self.active.pos {
+            self.sync()?;
+        }
+        let bytes = {
+            let st = self.state();
+            checkpoint::encode(
+                self.active.seq,
+                self.active.pos,
+                self.next_number,
+                self.durability.code(),
+                &st.streams,
+            )
+        };
+        checkpoint::write(self.shared.opts.fs.as_ref(), &self.dir, &bytes)?;
+        self.last_checkpoint = Instant::now();
+        self.bytes_since_checkpoint = 0;
+        self.collect_garbage()
+    }
+
+    /// Deletes segments before the checkpointed position that no live stream's index names.
+    fn collect_garbage(&mut self) -> io::Result<()> {
+        let dead: Vec<u64> = {
+            let mut st = self.state();
+            let live: HashSet<u64> = st
+                .streams
+                .values()
+                .flat_map(|s| s.points.iter().map(|p| p.seg))
+                .collect();
+            let dead: Vec<u64> = st
+                .segments
+                .keys()
+                .copied()
+                .filter(|seq| *seq < self.active.seq && !live.contains(seq))
+                .collect();
+            for seq in &dead {
+                st.segments.remove(seq);
+            }
+            dead
+        };
+        if dead.is_empty() {
+            return Ok(());
+        }
+        for seq in &dead {
+            self.shared.files.forget(*seq);
+            let path = segment_path(&self.seg_dir, *seq);
+            if let Err(e) = self.shared.opts.fs.remove(&path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    return Err(e);
+                }
+            }
+        }
+        self.shared.opts.fs.sync_dir(&self.seg_dir)
+    }
+}
+
+/// Why a trim failed.
+enum TrimError {
+    /// Writing the log failed: the group fails.
+    Io(io::Error),
+    /// The trim itself cannot be done (missing stream, unreadable records).
+    Store(Error),
+}
+
+/// Creates segment `seq`: header and a first stretch of zeros, synced, directory synced.
+pub(crate) fn create_segment(
+    shared: &Shared,
+    seg_dir: &std::path::Path,
+    seq: u64,
+) -> io::Result<Active> {
+    let fs = &shared.opts.fs;
+    let path = segment_path(seg_dir, seq);
+    let file = fs.open(&path, true)?;
+    let header = SegmentHeader {
+        seq,
+        generation: loop {
+            let g: u64 = rand::random();
+            if g != 0 {
+                break g;
+            }
+        },
+        created_ms: now_ms(),
+    };
+    let prefill = PREFILL_STEP.min(shared.segment_bytes);
+    let mut first = vec![0u8; usize::try_from(prefill).unwrap_or(0)];
+    if let Some(h) = first.get_mut(..64) {
+        h.copy_from_slice(&header.encode());
+    }
+    file.write_all_at(&first, 0)?;
+    // The header is durable before any frame is written after it: a segment whose header is
+    // invalid on recovery holds nothing that was acknowledged.
+    file.sync_data()?;
+    fs.sync_dir(seg_dir)?;
+    Ok(Active {
+        seq,
+        salt: header.salt(),
+        file,
+        pos: SEGMENT_HEADER_LEN,
+        prefilled: prefill.max(SEGMENT_HEADER_LEN),
+        durable: SEGMENT_HEADER_LEN,
+        marked: SEGMENT_HEADER_LEN,
+    })
+}
+
+/// A read plan for stream `s` covering offsets `from..until` (bounded by what is committed).
+pub(crate) fn plan_for(st: &State, s: &Stream, from: u64, until: u64) -> Plan {
+    let end = until
+        .min(s.head.next_offset)
+        .min(s.lost_after(from).unwrap_or(u64::MAX));
+    let start = s.points.find(from).unwrap_or(0);
+    let mut points = Vec::new();
+    for p in s.points.window(start, usize::MAX) {
+        let past = p.offset >= end;
+        points.push(p);
+        if past {
+            break;
+        }
+    }
+    let segs = points
+        .iter()
+        .filter_map(|p| st.segments.get(&p.seg).map(|i| (p.seg, *i)))
+        .collect();
+    Plan {
+        number: s.number,
+        points,
+        segs,
+        from,
+        end,
+    }
+}
+
+fn info_of(id: &StreamId, h: &StreamHead) -> StreamInfo {
+    StreamInfo {
+        stream: id.clone(),
+        incarnation: h.incarnation,
+        first_offset: h.first_offset,
+        next_offset: h.next_offset,
+        sealed: h.sealed_ms.is_some(),
+        created_ms: h.created_ms,
+        last_append_ms: h.last_append_ms,
+        sealed_ms: h.sealed_ms,
+        bytes: h.bytes,
+        retention: h.retention,
+    }
+}
+
+/// Fails an operation that was never run.
+pub(crate) fn fail_op(op: Op, e: &Error) {
+    let err = || Error::new(e.kind(), e.message());
+    match op {
+        Op::Append { tx, .. } => drop(tx.send(Err(err()))),
+        Op::Seal { tx, .. } => drop(tx.send(Err(err()))),
+        Op::Trim { tx, .. } => drop(tx.send(Err(err()))),
+        Op::Delete { tx, .. } => drop(tx.send(Err(err()))),
+        Op::SetRetention { tx, .. } => drop(tx.send(Err(err()))),
+        Op::Checkpoint { tx } | Op::Close { tx } => drop(tx.send(Err(err()))),
+        Op::Sweep => {}
+    }
+}
