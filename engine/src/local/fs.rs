@@ -16,7 +16,7 @@ pub trait FileHandle: Send + Sync {
     /// `fdatasync`: the written data (and the size, if it changed) are durable when this returns.
     fn sync_data(&self) -> io::Result<()>;
     /// The file's length.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// The directory operations the engine needs.
@@ -56,7 +56,7 @@ impl FileHandle for StdFile {
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }
@@ -113,7 +113,7 @@ pub(crate) fn read_exact_at(file: &dyn FileHandle, buf: &mut [u8], pos: u64) -> 
 
 /// Reads the whole file (used by recovery and the checkpoint loader).
 pub(crate) fn read_all(file: &dyn FileHandle) -> io::Result<Vec<u8>> {
-    let len = usize::try_from(file.len()?)
+    let len = usize::try_from(file.size()?)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
     let mut buf = vec![0u8; len];
     let mut done = 0usize;

@@ -89,11 +89,6 @@ impl Points {
         self.points.len()
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
-    }
-
     /// Appends a point as is (checkpoint loading).
     pub fn push_raw(&mut self, p: Point) {
         self.points.push_back(p);

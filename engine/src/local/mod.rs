@@ -179,7 +179,7 @@ impl LocalStore {
                 let file = fs
                     .open(&fs::segment_path(&seg_dir, seq), true)
                     .map_err(|e| io("opening the last segment", e))?;
-                let len = file.len().map_err(|e| io("reading the last segment", e))?;
+                let len = file.size().map_err(|e| io("reading the last segment", e))?;
                 Active {
                     seq,
                     salt,

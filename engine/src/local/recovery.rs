@@ -252,7 +252,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
                         .map_err(|e| io("syncing the segment directory", e))?;
                     continue;
                 }
-                let len = file.len().unwrap_or(0);
+                let len = file.size().unwrap_or(0);
                 rec.quarantine(seq, 0, len, &data, format!("segment header: {reason}"));
                 rec.blind.push((seq, len));
                 segments.insert(
@@ -283,7 +283,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
             rec.report.bytes_scanned += end.saturating_sub(from);
             end
         } else {
-            file.len().map_err(|e| io("reading a segment length", e))?
+            file.size().map_err(|e| io("reading a segment length", e))?
         };
         segments.insert(
             seq,
