@@ -1,0 +1,152 @@
+//! The fault workload shared by the PostgreSQL and MySQL fault tests (included with
+//! `#[path]`): writers append with idempotency keys and retry every retryable error with the
+//! same key while the database server is restarted; afterwards every acknowledged append must be
+//! in the stream exactly once, at the offsets it was acknowledged with, with no gaps.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use streamstore::{
+    AppendOptions, AppendResult, IdempotencyKey, ReadOptions, StreamId, StreamStore,
+};
+
+/// Writers appending concurrently to the one stream.
+pub const WRITERS: usize = 4;
+/// Logical appends per writer (all of them stay inside the idempotency window).
+pub const APPENDS: usize = 120;
+/// How long a writer keeps retrying one append before the test fails.
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// `scripts/services.sh` of this repository.
+pub fn services_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh")
+}
+
+/// Runs `services.sh <args>` and panics unless it succeeds.
+pub fn services(args: &[&str]) {
+    let out = std::process::Command::new("bash")
+        .arg(services_script())
+        .args(args)
+        .output()
+        .expect("run scripts/services.sh");
+    assert!(
+        out.status.success(),
+        "services.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The records of logical append `i` of writer `w`: 1 to 3 of them.
+fn batch(w: usize, i: usize) -> Vec<Bytes> {
+    (0..=(i % 3))
+        .map(|j| Bytes::from(format!("w{w}-a{i}-r{j}")))
+        .collect()
+}
+
+/// Appends with `key`, retrying retryable errors with the same key and records. Returns the
+/// result and how many attempts it took.
+async fn append_retrying(
+    store: &dyn StreamStore,
+    stream: &StreamId,
+    records: Vec<Bytes>,
+    key: IdempotencyKey,
+) -> (AppendResult, u32) {
+    let started = Instant::now();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let options = AppendOptions::default().with_key(key.clone());
+        match store.append(stream, records.clone(), options).await {
+            Ok(r) => return (r, attempts),
+            Err(e) if e.is_retryable() && started.elapsed() < RETRY_FOR => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("append failed for good after {attempts} attempts: {e}"),
+        }
+    }
+}
+
+/// Runs the writers while `restart` restarts the server (in a blocking thread), then checks the
+/// stream. Returns (acknowledged appends, appends that needed a retry).
+pub async fn run(
+    store: Arc<dyn StreamStore>,
+    restart: impl FnOnce() + Send + 'static,
+) -> (usize, usize) {
+    let stream = StreamId::new("faults/stream").unwrap();
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = Arc::clone(&store);
+        let stream = stream.clone();
+        writers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..APPENDS {
+                let key = IdempotencyKey::new(format!("w{w}-a{i}")).unwrap();
+                let (r, attempts) = append_retrying(&*store, &stream, batch(w, i), key).await;
+                acked.push(((w, i), r, attempts));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            acked
+        }));
+    }
+    let restarter = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        restart();
+    });
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer task"));
+    }
+    restarter.await.expect("restart task");
+
+    // Read everything back, after the restart, through the same store.
+    let mut records = Vec::new();
+    let mut from = 0;
+    loop {
+        let batch = store
+            .read(&stream, from, ReadOptions::limit(1000))
+            .await
+            .expect("read after the restart");
+        if batch.records.is_empty() {
+            break;
+        }
+        from = batch.next_offset;
+        records.extend(batch.records);
+    }
+    for (o, r) in records.iter().enumerate() {
+        assert_eq!(r.offset, o as u64, "offsets are not contiguous from 0");
+    }
+    let expected: usize = acked
+        .iter()
+        .map(|(_, r, _)| usize::try_from(r.count).unwrap())
+        .sum();
+    assert_eq!(
+        records.len(),
+        expected,
+        "the stream holds {} records, the acknowledged appends {expected}",
+        records.len()
+    );
+    let incarnation = acked[0].1.incarnation;
+    let mut seen = HashMap::new();
+    for ((w, i), r, _) in &acked {
+        assert_eq!(r.incarnation, incarnation, "the incarnation changed");
+        let want = batch(*w, *i);
+        let got: Vec<Bytes> = records[usize::try_from(r.first_offset).unwrap()..]
+            .iter()
+            .take(want.len())
+            .map(|x| x.payload.clone())
+            .collect();
+        assert_eq!(
+            got, want,
+            "append w{w}-a{i} is not at its acknowledged offset"
+        );
+        assert!(
+            seen.insert(r.first_offset, (w, i)).is_none(),
+            "two appends acked at one offset"
+        );
+    }
+    let retried = acked.iter().filter(|(_, _, a)| *a > 1).count();
+    (acked.len(), retried)
+}
