@@ -1,0 +1,95 @@
+//! The systems under test and how to open each one in a fresh directory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamstore::{Durability, LocalOptions, LocalStore, MemoryStore, StreamStore};
+
+use crate::backend::{BenchBackend, Result, StoreBackend};
+
+/// A system the harness can open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum System {
+    /// `LocalStore` with this durability.
+    Local(Durability),
+    /// `MemoryStore` (the reference, no I/O: an upper bound for the engine's code path).
+    Memory,
+    /// SQLite in WAL mode, `synchronous=FULL` (`true`) or `NORMAL` (`false`).
+    #[cfg(feature = "peers")]
+    Sqlite {
+        /// `synchronous=FULL`.
+        full: bool,
+    },
+    /// fjall; `durable` commits every batch with `SyncData`.
+    #[cfg(feature = "peers")]
+    Fjall {
+        /// Sync every batch.
+        durable: bool,
+    },
+    /// One file per stream; `durable` does `fdatasync` after every append.
+    FileLog {
+        /// Sync every append.
+        durable: bool,
+    },
+}
+
+/// The `Interval` period the harness uses.
+pub const INTERVAL: Duration = Duration::from_millis(10);
+
+impl System {
+    /// The short label used in tables.
+    pub fn label(self) -> String {
+        match self {
+            System::Local(Durability::Sync) => "local-sync".into(),
+            System::Local(Durability::Interval(d)) => format!("local-interval-{}ms", d.as_millis()),
+            System::Local(Durability::Buffered) => "local-buffered".into(),
+            System::Memory => "memory".into(),
+            #[cfg(feature = "peers")]
+            System::Sqlite { full: true } => "sqlite-full".into(),
+            #[cfg(feature = "peers")]
+            System::Sqlite { full: false } => "sqlite-normal".into(),
+            #[cfg(feature = "peers")]
+            System::Fjall { durable: true } => "fjall-sync".into(),
+            #[cfg(feature = "peers")]
+            System::Fjall { durable: false } => "fjall-nosync".into(),
+            System::FileLog { durable: true } => "filelog-sync".into(),
+            System::FileLog { durable: false } => "filelog-nosync".into(),
+        }
+    }
+
+    /// Opens the system in `dir` (created if missing) for `streams` streams.
+    pub async fn open(self, dir: &Path, streams: usize) -> Result<Arc<dyn BenchBackend>> {
+        std::fs::create_dir_all(dir)?;
+        Ok(match self {
+            System::Local(d) => Arc::new(StoreBackend::new(open_local(dir, d).await?, streams)?),
+            System::Memory => Arc::new(StoreBackend::new(Arc::new(MemoryStore::new()), streams)?),
+            #[cfg(feature = "peers")]
+            System::Sqlite { full } => {
+                use crate::peers::sqlite::{SqliteBackend, Synchronous};
+                let sync = if full {
+                    Synchronous::Full
+                } else {
+                    Synchronous::Normal
+                };
+                Arc::new(SqliteBackend::open(dir, sync, streams)?)
+            }
+            #[cfg(feature = "peers")]
+            System::Fjall { durable } => {
+                Arc::new(crate::peers::lsm::FjallBackend::open(dir, durable, streams)?)
+            }
+            System::FileLog { durable } => Arc::new(crate::peers::filelog::FileLogBackend::open(
+                dir, durable, streams,
+            )?),
+        })
+    }
+}
+
+/// Opens a `LocalStore` in `dir` with `durability` and otherwise default options.
+pub async fn open_local(dir: &Path, durability: Durability) -> Result<Arc<dyn StreamStore>> {
+    let opts = LocalOptions {
+        durability,
+        ..LocalOptions::default()
+    };
+    Ok(Arc::new(LocalStore::open(dir, opts).await?))
+}
