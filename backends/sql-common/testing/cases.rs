@@ -1,0 +1,163 @@
+//! Adapter tests shared by the PostgreSQL and MySQL test files (included with `#[path]`), for
+//! what the conformance suite does not reach: several stores on the same tables, schema
+//! creation races, id bytes the databases could fold, and key-window pruning.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use streamstore::{
+    AppendOptions, ErrorKind, IdempotencyKey, ListOptions, ReadOptions, StreamId, StreamStore,
+};
+
+/// A unique table prefix for one test.
+pub fn prefix(test: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{test}_{:08x}_", t.subsec_nanos() ^ std::process::id())
+}
+
+fn id(s: &str) -> StreamId {
+    StreamId::new(s).unwrap()
+}
+
+/// Ids a collation or padding rule could fold together stay distinct and list in byte order.
+pub async fn ids_differing_in_padding_case_or_accents_never_alias(store: &dyn StreamStore) {
+    let ids = [
+        "x", "x ", "X", "x\u{a0}", "\u{e9}", "e\u{301}", "E\u{301}", "x  ",
+    ];
+    for (i, s) in ids.iter().enumerate() {
+        store
+            .append(
+                &id(s),
+                vec![Bytes::from(i.to_string())],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    for (i, s) in ids.iter().enumerate() {
+        let b = store.read(&id(s), 0, ReadOptions::default()).await.unwrap();
+        let texts: Vec<_> = b.records.iter().map(|r| r.payload.clone()).collect();
+        assert_eq!(texts, vec![Bytes::from(i.to_string())], "id {s:?} aliased");
+    }
+    let listed = store.list(ListOptions::default()).await.unwrap().streams;
+    let mut want: Vec<StreamId> = ids.iter().map(|s| id(s)).collect();
+    want.sort();
+    assert_eq!(listed, want, "list is not in byte order");
+}
+
+/// A reader waiting on one store wakes when another store (another process, as far as the
+/// database can tell) appends; returns how long the wake-up took.
+pub async fn waiting_reader_wakes_on_another_stores_append(
+    writer: Arc<dyn StreamStore>,
+    reader: Arc<dyn StreamStore>,
+) -> Duration {
+    let s = id("wake/other-store");
+    writer
+        .append(&s, vec![Bytes::from("0")], AppendOptions::default())
+        .await
+        .unwrap();
+    // Let the reader's first polls back off, so a fast wake-up is the push, not a poll.
+    let wait = tokio::spawn({
+        let s = s.clone();
+        async move {
+            let b = reader
+                .read(&s, 1, ReadOptions::default().wait(Duration::from_secs(10)))
+                .await
+                .unwrap();
+            (Instant::now(), b)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let appended = Instant::now();
+    writer
+        .append(&s, vec![Bytes::from("1")], AppendOptions::default())
+        .await
+        .unwrap();
+    let (woke, batch) = wait.await.unwrap();
+    assert_eq!(
+        batch.records.len(),
+        1,
+        "the waiting read returned {batch:?}"
+    );
+    woke.saturating_duration_since(appended)
+}
+
+/// Several stores opening the same new tables at once all succeed and share the data.
+pub async fn concurrent_opens_create_the_schema_once<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = streamstore::Result<Arc<dyn StreamStore>>> + Send + 'static,
+{
+    let opens: Vec<_> = (0..4).map(|_| tokio::spawn(open())).collect();
+    let mut stores = Vec::new();
+    for o in opens {
+        stores.push(o.await.unwrap().expect("a concurrent open failed"));
+    }
+    let s = id("schema/shared");
+    for (i, store) in stores.iter().enumerate() {
+        let r = store
+            .append(
+                &s,
+                vec![Bytes::from(i.to_string())],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.first_offset, i as u64);
+    }
+    for store in stores {
+        store.close().await.unwrap();
+    }
+}
+
+/// More keyed appends than twice the window: pruning runs, and the most recent `window` keys
+/// are still recognized.
+pub async fn key_window_keeps_the_most_recent_keys(store: &dyn StreamStore) {
+    let window = store.capabilities().idempotency.unwrap().keys_per_stream;
+    let s = id("keys/window");
+    let total = 2 * window + 5;
+    let key = |i: usize| IdempotencyKey::new(format!("k{i}")).unwrap();
+    for i in 0..total {
+        let r = store
+            .append(
+                &s,
+                vec![Bytes::from(i.to_string())],
+                AppendOptions::default().with_key(key(i)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.first_offset, i as u64);
+    }
+    for i in total - window..total {
+        let r = store
+            .append(
+                &s,
+                vec![Bytes::from(i.to_string())],
+                AppendOptions::default().with_key(key(i)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r.first_offset, i as u64,
+            "key k{i} inside the window was forgotten"
+        );
+    }
+    let info = store.info(&s).await.unwrap();
+    assert_eq!(
+        info.next_offset, total as u64,
+        "a retry inside the window wrote again"
+    );
+    // Reusing a remembered key for other records is refused.
+    let e = store
+        .append(
+            &s,
+            vec![Bytes::from("other")],
+            AppendOptions::default().with_key(key(total - 1)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
