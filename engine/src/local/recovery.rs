@@ -61,6 +61,10 @@ pub struct RecoveryReport {
     pub reincarnated: Vec<StreamId>,
     /// Other findings (e.g. frames of streams whose creation is no longer in the log).
     pub warnings: Vec<String>,
+    /// Last segments removed because their header was never completely written (a crash while
+    /// creating the segment; nothing in them was acknowledged). Normal after a crash, but listed
+    /// because a segment cut to nothing by damage looks the same.
+    pub removed_empty_segments: Vec<u64>,
     /// Time the recovery took.
     pub duration: Duration,
 }
@@ -246,8 +250,12 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
                 let rest_zero = data.get(64..).unwrap_or_default().iter().all(|b| *b == 0);
                 if is_last && scanned && rest_zero {
                     // Created but never written: the crash came before its header was durable.
+                    eprintln!(
+                        "streamstore: removing segment {seq}, whose header was never completely written"
+                    );
                     fs.remove(&path)
                         .map_err(|e| io("removing a torn segment", e))?;
+                    rec.report.removed_empty_segments.push(seq);
                     fs.sync_dir(seg_dir)
                         .map_err(|e| io("syncing the segment directory", e))?;
                     continue;
@@ -279,6 +287,12 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
                 SEGMENT_HEADER_LEN
             };
             rec.report.segments_scanned += 1;
+            if (data.len() as u64) < from {
+                rec.report.warnings.push(format!(
+                    "segment {seq} has {} bytes, fewer than the checkpoint position {from}",
+                    data.len()
+                ));
+            }
             let end = rec.scan(seq, salt, &data, from, durable, is_last, file.as_ref())?;
             rec.report.bytes_scanned += end.saturating_sub(from);
             end
@@ -386,8 +400,18 @@ impl Rec<'_> {
         let mut pos = from;
         let mut durable = durable;
         let mut barrier = None;
+        // One past the last non-zero byte: computed once, the data does not change.
+        let data_end = nonzero_end(data, from);
         loop {
-            if pos + FRAME_HEADER_LEN as u64 > data.len() as u64 {
+            if pos >= data_end {
+                // Only zeros (or nothing) follow: the normal end of the written part. A file that
+                // ends exactly here was cut (the writer always zero-fills ahead of its frames).
+                if data.len() as u64 <= pos && pos < self.opts.segment_bytes {
+                    self.report.warnings.push(format!(
+                        "segment {seq} ends exactly after its last frame at byte {pos}: it may \
+                         have been truncated"
+                    ));
+                }
                 return Ok(pos);
             }
             if let Some((h, body)) = frame_at(data, pos, salt) {
@@ -406,7 +430,7 @@ impl Rec<'_> {
                 Some(q) => durable > pos || self.commit_after(data, q, salt, pos),
             };
             if !proven {
-                let end = nonzero_end(data, pos);
+                let end = data_end.max(pos);
                 if end > pos {
                     let dropped = next.map_or(0, |q| count_frames(data, q, salt));
                     if is_last {
