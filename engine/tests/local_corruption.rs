@@ -230,7 +230,7 @@ fn run(without_checkpoint: bool) -> Tally {
         .collect();
     if !without_checkpoint {
         let ck = orig.join("CHECKPOINT");
-        let n = std::fs::metadata(&ck).unwrap().len() as usize;
+        let n = usize::try_from(std::fs::metadata(&ck).unwrap().len()).unwrap();
         files.push((ck, n));
     }
     for (path, n) in &files {

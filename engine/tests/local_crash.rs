@@ -37,9 +37,9 @@ fn stream(i: usize) -> StreamId {
 
 /// The payload of `offset` in stream `i`: recognisable, and of varying length.
 fn payload(i: usize, offset: u64) -> Bytes {
-    let len = 20 + (offset as usize * 131 + i * 17) % 1500;
+    let len = 20 + usize::try_from((offset * 131 + i as u64 * 17) % 1500).unwrap();
     let mut v = format!("{i}:{offset}:").into_bytes();
-    v.resize(len, b'a' + (offset % 26) as u8);
+    v.resize(len, b'a' + u8::try_from(offset % 26).unwrap());
     Bytes::from(v)
 }
 
