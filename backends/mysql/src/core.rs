@@ -17,14 +17,11 @@ use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
 
 /// The columns of a head row, in [`HeadColumns`] order.
 const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
-     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count";
+     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms";
 
-/// True when a time-based retention rule has fired at the two `?` (both bound to the same
-/// now, ms since the epoch); never NULL. `start <= now - ttl` is `start + ttl <= now` without
-/// overflow.
-const EXPIRED: &str = "((sealed_ms IS NOT NULL AND seal_ttl_ms IS NOT NULL \
-     AND sealed_ms <= ? - seal_ttl_ms) \
-     OR (idle_ttl_ms IS NOT NULL AND last_append_ms <= ? - idle_ttl_ms))";
+/// True when a time-based retention rule has fired at `?` (ms since the epoch); never NULL.
+/// `expires_ms` is kept by every head write (see `HeadColumns`).
+const EXPIRED: &str = "(expires_ms IS NOT NULL AND expires_ms <= ?)";
 
 /// Largest number of rows in one multi-row `INSERT`. Batches are split into chunks whose sizes
 /// are powers of two up to this, so a connection prepares at most 9 distinct insert statements
@@ -73,12 +70,12 @@ impl Sql {
             head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ?"),
             insert_head: format!(
                 "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             update_head: format!(
                 "UPDATE {s} SET incarnation = ?, first_offset = ?, next_offset = ?, \
                  created_ms = ?, last_append_ms = ?, sealed_ms = ?, bytes = ?, \
-                 seal_ttl_ms = ?, idle_ttl_ms = ?, max_bytes = ?, key_count = ? \
+                 seal_ttl_ms = ?, idle_ttl_ms = ?, max_bytes = ?, key_count = ?, expires_ms = ? \
                  WHERE stream_id = ?"
             ),
             delete_head: format!("DELETE FROM {s} WHERE stream_id = ?"),
@@ -126,7 +123,7 @@ impl Sql {
             ),
             expired: format!(
                 "SELECT stream_id FROM {s} \
-                 WHERE (seal_ttl_ms IS NOT NULL OR idle_ttl_ms IS NOT NULL) AND {EXPIRED} LIMIT ?"
+                 WHERE {EXPIRED} ORDER BY expires_ms LIMIT ?"
             ),
         }
     }
@@ -166,6 +163,7 @@ fn head_of(row: &MySqlRow) -> Result<HeadRow> {
         idle_ttl_ms: db(row.try_get(8))?,
         max_bytes: db(row.try_get(9))?,
         key_count: db(row.try_get(10))?,
+        expires_ms: None,
     })
 }
 
@@ -182,6 +180,7 @@ fn bind_head(q: Query<'_>, c: HeadColumns) -> Query<'_> {
         .bind(c.idle_ttl_ms)
         .bind(c.max_bytes)
         .bind(c.key_count)
+        .bind(c.expires_ms)
 }
 
 fn sid(stream: &StreamId) -> &[u8] {
@@ -231,12 +230,13 @@ impl MysqlCore {
                 // Ids are VARBINARY: compared and sorted byte-wise with no collation or
                 // padding, so ids that differ in any byte never alias.
                 format!(
-                    "CREATE TABLE IF NOT EXISTS {} (\
+                    "CREATE TABLE IF NOT EXISTS {0} (\
                      stream_id VARBINARY(512) NOT NULL PRIMARY KEY, incarnation BIGINT NOT NULL, \
                      first_offset BIGINT NOT NULL, next_offset BIGINT NOT NULL, \
                      created_ms BIGINT NOT NULL, last_append_ms BIGINT NOT NULL, sealed_ms BIGINT NULL, \
                      bytes BIGINT NOT NULL, seal_ttl_ms BIGINT NULL, idle_ttl_ms BIGINT NULL, \
-                     max_bytes BIGINT NULL, key_count BIGINT NOT NULL) ENGINE=InnoDB",
+                     max_bytes BIGINT NULL, key_count BIGINT NOT NULL, expires_ms BIGINT NULL, \
+                     KEY {0}_expires (expires_ms)) ENGINE=InnoDB",
                     t.streams
                 ),
                 format!(
@@ -558,7 +558,6 @@ impl SqlDialect for MysqlCore {
         }
         let q = q
             .bind(now)
-            .bind(now)
             .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
         let ids = db(q.fetch_all(&self.pool).await)?;
         ids.iter().map(|id| id_of(id)).collect()
@@ -567,7 +566,6 @@ impl SqlDialect for MysqlCore {
     async fn expired(&self, now_ms: u64, limit: u64) -> Result<Vec<StreamId>> {
         let now = to_db(now_ms)?;
         let ids: Vec<Vec<u8>> = db(sqlx::query_scalar(&self.sql.expired)
-            .bind(now)
             .bind(now)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)

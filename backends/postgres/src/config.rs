@@ -16,7 +16,7 @@ use streamstore_sql::{DbUrl, TablePrefix, DEFAULT_PREFIX};
 pub struct PostgresConfig {
     url: DbUrl,
     prefix: TablePrefix,
-    /// Connections in the pool (the `LISTEN` connection comes on top of these).
+    /// Connections in the pool (one of them is held by the `LISTEN` task).
     pub max_connections: u32,
     /// How long to wait for a pooled connection before failing with `Unavailable`.
     pub acquire_timeout: Duration,

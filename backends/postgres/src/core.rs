@@ -16,16 +16,12 @@ use crate::error::parse_postgres_error;
 
 /// The columns of a head row, in [`HeadColumns`] order.
 const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
-     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count";
+     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms";
 
 /// True when a time-based retention rule has fired at `$N` (ms since the epoch); never NULL.
-/// `start <= now - ttl` is `start + ttl <= now` without overflow (ttl is at most i64::MAX and
-/// now is positive).
+/// `expires_ms` is kept by every head write (see `HeadColumns`).
 fn expired_at(n: usize) -> String {
-    format!(
-        "((sealed_ms IS NOT NULL AND seal_ttl_ms IS NOT NULL AND sealed_ms <= ${n} - seal_ttl_ms) \
-         OR (idle_ttl_ms IS NOT NULL AND last_append_ms <= ${n} - idle_ttl_ms))"
-    )
+    format!("(expires_ms IS NOT NULL AND expires_ms <= ${n})")
 }
 
 /// The statements, formatted once per store with its table names.
@@ -55,13 +51,14 @@ impl Sql {
             head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = $1"),
             insert_head: format!(
                 "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (stream_id) DO NOTHING"
             ),
             update_head: format!(
                 "UPDATE {s} SET incarnation = $2, first_offset = $3, next_offset = $4, \
                  created_ms = $5, last_append_ms = $6, sealed_ms = $7, bytes = $8, \
-                 seal_ttl_ms = $9, idle_ttl_ms = $10, max_bytes = $11, key_count = $12 \
+                 seal_ttl_ms = $9, idle_ttl_ms = $10, max_bytes = $11, key_count = $12, \
+                 expires_ms = $13 \
                  WHERE stream_id = $1"
             ),
             delete_head: format!("DELETE FROM {s} WHERE stream_id = $1"),
@@ -112,7 +109,7 @@ impl Sql {
             ),
             expired: format!(
                 "SELECT stream_id FROM {s} \
-                 WHERE (seal_ttl_ms IS NOT NULL OR idle_ttl_ms IS NOT NULL) AND {} LIMIT $2",
+                 WHERE {} ORDER BY expires_ms LIMIT $2",
                 expired_at(1)
             ),
         }
@@ -154,10 +151,11 @@ fn head_of(row: &PgRow) -> Result<HeadRow> {
         idle_ttl_ms: db(row.try_get(8))?,
         max_bytes: db(row.try_get(9))?,
         key_count: db(row.try_get(10))?,
+        expires_ms: None,
     })
 }
 
-/// Binds a head row's columns after the stream id (`$2..$12`).
+/// Binds a head row's columns after the stream id (`$2..$13`).
 fn bind_head<'q>(
     q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     c: HeadColumns,
@@ -173,6 +171,7 @@ fn bind_head<'q>(
         .bind(c.idle_ttl_ms)
         .bind(c.max_bytes)
         .bind(c.key_count)
+        .bind(c.expires_ms)
 }
 
 fn sid(stream: &StreamId) -> &[u8] {
@@ -205,12 +204,13 @@ impl PgCore {
                  first_offset BIGINT NOT NULL, next_offset BIGINT NOT NULL, \
                  created_ms BIGINT NOT NULL, last_append_ms BIGINT NOT NULL, sealed_ms BIGINT, \
                  bytes BIGINT NOT NULL, seal_ttl_ms BIGINT, idle_ttl_ms BIGINT, max_bytes BIGINT, \
-                 key_count BIGINT NOT NULL)",
+                 key_count BIGINT NOT NULL, expires_ms BIGINT)",
                 t.streams
             ),
+            // Only streams with a time rule are indexed: the sweeper's range scan.
             format!(
-                "CREATE INDEX IF NOT EXISTS {0}_retention ON {0} (stream_id) \
-                 WHERE seal_ttl_ms IS NOT NULL OR idle_ttl_ms IS NOT NULL",
+                "CREATE INDEX IF NOT EXISTS {0}_expires ON {0} (expires_ms) \
+                 WHERE expires_ms IS NOT NULL",
                 t.streams
             ),
             format!(

@@ -72,7 +72,11 @@ pub struct HeadRow {
 
 /// The columns of a head row in `BIGINT` form, in the order every adapter's SQL lists them:
 /// `incarnation, first_offset, next_offset, created_ms, last_append_ms, sealed_ms, bytes,
-/// seal_ttl_ms, idle_ttl_ms, max_bytes, key_count`.
+/// seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms`.
+///
+/// `expires_ms` is derived ([`HeadRow::expires_ms`]) and written with every head update, so
+/// that the sweeper and `list` find expired streams through an index on that one column (MySQL
+/// has no partial indexes, and an `OR` of two rules uses no index); it is ignored when read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct HeadColumns {
@@ -87,6 +91,7 @@ pub struct HeadColumns {
     pub idle_ttl_ms: Option<i64>,
     pub max_bytes: Option<i64>,
     pub key_count: i64,
+    pub expires_ms: Option<i64>,
 }
 
 impl HeadRow {
@@ -122,7 +127,29 @@ impl HeadRow {
                 .max_bytes
                 .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
             key_count: to_db(self.key_count)?,
+            expires_ms: self
+                .expires_ms()
+                .map(|e| i64::try_from(e).unwrap_or(i64::MAX)),
         })
+    }
+
+    /// When a time-based retention rule deletes this stream (ms since the epoch, saturating),
+    /// if one is set: the earlier of `sealed_ms + delete_after_seal` and
+    /// `last_append_ms + delete_after_idle`. The stream is expired once this is `<= now`.
+    pub fn expires_ms(&self) -> Option<u64> {
+        let at = |start: u64, d: Duration| {
+            start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        };
+        let r = &self.retention;
+        let sealed = self
+            .sealed_ms
+            .zip(r.delete_after_seal)
+            .map(|(t, d)| at(t, d));
+        let idle = r.delete_after_idle.map(|d| at(self.last_append_ms, d));
+        match (sealed, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The row read back from `BIGINT` form.
@@ -223,15 +250,7 @@ impl KeyRow {
 /// Whether a time-based retention rule has fired for `head` at `now_ms` (the same rule as the
 /// reference store: due when `start + ttl <= now`).
 pub fn is_expired(head: &HeadRow, now_ms: u64) -> bool {
-    let after = |start: u64, d: Duration| {
-        start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) <= now_ms
-    };
-    let r = &head.retention;
-    let sealed = matches!((head.sealed_ms, r.delete_after_seal), (Some(t), Some(d)) if after(t, d));
-    let idle = r
-        .delete_after_idle
-        .is_some_and(|d| after(head.last_append_ms, d));
-    sealed || idle
+    head.expires_ms().is_some_and(|at| at <= now_ms)
 }
 
 #[cfg(test)]
@@ -261,5 +280,14 @@ mod tests {
         assert!(is_expired(&h, 1010));
         h.retention.delete_after_idle = Some(Duration::MAX);
         assert!(!is_expired(&h, u64::MAX - 1));
+        h.retention.delete_after_seal = Some(Duration::from_millis(5));
+        assert!(
+            !is_expired(&h, 2000),
+            "unsealed streams ignore delete_after_seal"
+        );
+        h.sealed_ms = Some(1500);
+        assert!(!is_expired(&h, 1504));
+        assert!(is_expired(&h, 1505));
+        assert_eq!(h.to_columns().unwrap().expires_ms, Some(1505));
     }
 }
