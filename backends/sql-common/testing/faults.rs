@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,10 @@ use streamstore::{
 
 /// Writers appending concurrently to the one stream.
 pub const WRITERS: usize = 4;
-/// Logical appends per writer (all of them stay inside the idempotency window).
-pub const APPENDS: usize = 120;
+/// Logical appends per writer at least; writers go on until the restart is over, so some are
+/// always in flight when the server stops (at most `MAX_APPENDS`).
+pub const APPENDS: usize = 60;
+const MAX_APPENDS: usize = 2000;
 /// How long a writer keeps retrying one append before the test fails.
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -76,13 +79,18 @@ pub async fn run(
     restart: impl FnOnce() + Send + 'static,
 ) -> (usize, usize) {
     let stream = StreamId::new("faults/stream").unwrap();
+    let restarted = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let store = Arc::clone(&store);
         let stream = stream.clone();
+        let restarted = Arc::clone(&restarted);
         writers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
-            for i in 0..APPENDS {
+            for i in 0..MAX_APPENDS {
+                if i >= APPENDS && restarted.load(Ordering::Acquire) {
+                    break;
+                }
                 let key = IdempotencyKey::new(format!("w{w}-a{i}")).unwrap();
                 let (r, attempts) = append_retrying(&*store, &stream, batch(w, i), key).await;
                 acked.push(((w, i), r, attempts));
@@ -91,9 +99,11 @@ pub async fn run(
             acked
         }));
     }
+    let done = Arc::clone(&restarted);
     let restarter = tokio::task::spawn_blocking(move || {
         std::thread::sleep(Duration::from_millis(700));
         restart();
+        done.store(true, Ordering::Release);
     });
     let mut acked = Vec::new();
     for w in writers {
