@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub files: Files,
     pub opts: LocalOptions,
     pub segment_bytes: u64,
+    /// Set by `abandon`: the writer stops without checkpoint or clean marker.
+    pub abandoned: AtomicBool,
 }
 
 /// A segment kept alive by streams that still have records in it.
@@ -162,6 +164,7 @@ impl LocalStore {
             files: Files::new(seg_dir.clone(), options.fs.clone(), options.max_open_files),
             opts: options.clone(),
             segment_bytes,
+            abandoned: AtomicBool::new(false),
         });
         let fs = options.fs.clone();
         let io = |what: &str, e: std::io::Error| {
@@ -281,6 +284,15 @@ impl LocalStore {
     /// Number of segment files open for reading (bounded by `max_open_files`).
     pub fn open_files(&self) -> usize {
         self.shared.files.open_count()
+    }
+
+    /// Stops the store as if the process had been killed after its last acknowledged operation:
+    /// no final checkpoint and no clean-shutdown marker, so the next open replays the log. For
+    /// tests of recovery; use [`close`](StreamStore::close) otherwise.
+    #[doc(hidden)]
+    pub async fn abandon(&self) {
+        self.shared.abandoned.store(true, Ordering::Release);
+        let _ = self.close().await;
     }
 
     /// Writes a checkpoint now and deletes the segments no live record needs.

@@ -236,7 +236,17 @@ impl Writer {
             }
             self.after_group();
         }
-        let result = self.shutdown();
+        // `LocalStore::abandon` (tests): stop like a killed process, without the final checkpoint
+        // and clean marker.
+        let result = if self
+            .shared
+            .abandoned
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Ok(())
+        } else {
+            self.shutdown()
+        };
         if let Some(tx) = closing {
             let _ = tx.send(result);
         }
