@@ -55,7 +55,18 @@ fn encode(recs: &[Bytes], buf: &mut Vec<u8>, body: &mut Vec<u8>) {
     encode_data_body(body, None, recs);
     buf.clear();
     let count = u32::try_from(recs.len()).unwrap_or(u32::MAX);
-    encode_frame(buf, SALT, Kind::Data, 0, 7, 1000, 0, 1_700_000_000_000, count, body);
+    encode_frame(
+        buf,
+        SALT,
+        Kind::Data,
+        0,
+        7,
+        1000,
+        0,
+        1_700_000_000_000,
+        count,
+        body,
+    );
 }
 
 fn framing(c: &mut Criterion) {
@@ -73,7 +84,10 @@ fn framing(c: &mut Criterion) {
             let h = decode_header(black_box(&frame), SALT).expect("valid header");
             let body = frame.slice(FRAME_HEADER_LEN..FRAME_HEADER_LEN + h.body_len());
             assert!(body_ok(&h, &body, SALT));
-            decode_data_body(&h, &body).expect("valid body").records.len()
+            decode_data_body(&h, &body)
+                .expect("valid body")
+                .records
+                .len()
         });
     });
     g.finish();

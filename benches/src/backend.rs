@@ -79,11 +79,7 @@ impl BenchBackend for StoreBackend {
             .store
             .read(id, from, ReadOptions::limit(max).bytes(usize::MAX))
             .await?;
-        let bytes = batch
-            .records
-            .iter()
-            .map(|r| r.payload.len() as u64)
-            .sum();
+        let bytes = batch.records.iter().map(|r| r.payload.len() as u64).sum();
         Ok((batch.records.len(), bytes))
     }
 

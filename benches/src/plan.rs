@@ -110,7 +110,7 @@ pub struct Settings {
 const KIB: usize = 1024;
 
 fn size_label(b: usize) -> String {
-    if b >= KIB && b % KIB == 0 {
+    if b >= KIB && b.is_multiple_of(KIB) {
         format!("{}KiB", b / KIB)
     } else {
         format!("{b}B")
@@ -210,7 +210,11 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
 
     // Sync against the disk at equal batch size.
     let sync_batches: &[usize] = if s.full { &[1, 16, 64] } else { &[1, 16] };
-    let sync_sizes: &[usize] = if s.full { &[100, KIB, 64 * KIB] } else { &[KIB] };
+    let sync_sizes: &[usize] = if s.full {
+        &[100, KIB, 64 * KIB]
+    } else {
+        &[KIB]
+    };
     for &rb in sync_sizes {
         for &b in sync_batches {
             if rb == 64 * KIB && b > 16 {
@@ -236,7 +240,11 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
     );
 
     // Durability modes × record sizes × concurrency (batch 1 except where said).
-    let mode_sizes: &[usize] = if s.full { &[100, KIB, 64 * KIB] } else { &[KIB] };
+    let mode_sizes: &[usize] = if s.full {
+        &[100, KIB, 64 * KIB]
+    } else {
+        &[KIB]
+    };
     for sys in [sync, interval, buffered] {
         for &rb in mode_sizes {
             for appenders in [1, 64] {
@@ -248,34 +256,61 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
         }
     }
     // Buffered bulk: 100 B records in batches of 1000, and 64 KiB records against raw bandwidth.
-    push("buffered", Work::Append(buffered, spec(1, 1, 100, 1000, rr)));
+    push(
+        "buffered",
+        Work::Append(buffered, spec(1, 1, 100, 1000, rr)),
+    );
     if s.full {
-        push("buffered", Work::Append(buffered, spec(64, 64, 100, 1000, rr)));
+        push(
+            "buffered",
+            Work::Append(buffered, spec(64, 64, 100, 1000, rr)),
+        );
     }
     push("buffered", Work::SeqWrite { chunk: 1 << 20 });
-    push("buffered", Work::Append(buffered, spec(1, 1, 64 * KIB, 16, rr)));
+    push(
+        "buffered",
+        Work::Append(buffered, spec(1, 1, 64 * KIB, 16, rr)),
+    );
 
     // Many streams, durable.
     let stream_counts: &[usize] = &[1000, 10_000];
     for &n in stream_counts {
         push("streams", Work::Append(sync, spec(n, 64, KIB, 1, rr)));
         if s.full {
-            push("streams", Work::Append(sync, spec(n, 64, KIB, 1, Spread::Skewed)));
+            push(
+                "streams",
+                Work::Append(sync, spec(n, 64, KIB, 1, Spread::Skewed)),
+            );
         }
     }
 
     // Peers at 1,000 streams.
     #[cfg(feature = "peers")]
     {
-        push("peers", Work::Append(System::Sqlite { full: true }, spec(1000, 64, KIB, 1, rr)));
+        push(
+            "peers",
+            Work::Append(System::Sqlite { full: true }, spec(1000, 64, KIB, 1, rr)),
+        );
         if s.full {
-            push("peers", Work::Append(System::Sqlite { full: false }, spec(1000, 64, KIB, 1, rr)));
-            push("peers", Work::Append(System::Fjall { durable: true }, spec(1000, 64, KIB, 1, rr)));
+            push(
+                "peers",
+                Work::Append(System::Sqlite { full: false }, spec(1000, 64, KIB, 1, rr)),
+            );
+            push(
+                "peers",
+                Work::Append(System::Fjall { durable: true }, spec(1000, 64, KIB, 1, rr)),
+            );
             push("peers", Work::Append(interval, spec(1000, 64, KIB, 1, rr)));
         }
     }
     if s.full {
-        push("peers", Work::Append(System::FileLog { durable: true }, spec(1000, 64, KIB, 1, rr)));
+        push(
+            "peers",
+            Work::Append(
+                System::FileLog { durable: true },
+                spec(1000, 64, KIB, 1, rr),
+            ),
+        );
     }
 
     // Replay and tail.
@@ -302,7 +337,10 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
     );
     #[cfg(feature = "peers")]
     if s.full {
-        for system in [System::Sqlite { full: false }, System::Fjall { durable: false }] {
+        for system in [
+            System::Sqlite { full: false },
+            System::Fjall { durable: false },
+        ] {
             push(
                 "replay",
                 Work::Replay {
@@ -383,7 +421,8 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
             den: "sqlite-full/1KiBx1/a64/s1000".into(),
             bandwidth: false,
             target: Some(5.0),
-            what: "durable appends at 1,000 streams, 64 appenders: Sync ÷ SQLite WAL synchronous=FULL",
+            what:
+                "durable appends at 1,000 streams, 64 appenders: Sync ÷ SQLite WAL synchronous=FULL",
         },
         RatioDef {
             name: "buffered64k_vs_raw_write",
@@ -540,7 +579,15 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
             let backend = system.open(dir, spec.streams).await?;
             if spec.streams > 1 {
                 // Create every stream first: the measurement is of steady-state appends.
-                workload::fill(Arc::clone(&backend), spec.streams, 1, spec.record_bytes, 1, 64).await?;
+                workload::fill(
+                    Arc::clone(&backend),
+                    spec.streams,
+                    1,
+                    spec.record_bytes,
+                    1,
+                    64,
+                )
+                .await?;
             }
             let sample = workload::run_appends(Arc::clone(&backend), spec).await;
             backend.close().await?;
@@ -559,7 +606,15 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
                 other => *other,
             };
             let mut backend = fill_system.open(dir, *streams).await?;
-            workload::fill(Arc::clone(&backend), *streams, *records, *record_bytes, 100, 64).await?;
+            workload::fill(
+                Arc::clone(&backend),
+                *streams,
+                *records,
+                *record_bytes,
+                100,
+                64,
+            )
+            .await?;
             if matches!(system, System::Local(_)) {
                 // Reopen, so the read is served from the files, not the tail cache. (The peers
                 // keep their handle: their data is in the page cache either way.)
@@ -567,9 +622,14 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
                 drop(backend);
                 backend = system.open(dir, *streams).await?;
             }
-            let sample =
-                workload::run_replay(Arc::clone(&backend), *streams, *records as u64, *readers, 1000)
-                    .await;
+            let sample = workload::run_replay(
+                Arc::clone(&backend),
+                *streams,
+                *records as u64,
+                *readers,
+                1000,
+            )
+            .await;
             backend.close().await?;
             sample
         }
@@ -583,7 +643,6 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
     }
 }
 
-
 /// Runs the plan: every case once per repetition (interleaved), then recovery and idle resources.
 pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     let (cases, ratios) = build(s);
@@ -595,6 +654,18 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Without a terminal the bar draws nothing: print one line per step instead, for logs.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let note = |bar: &ProgressBar, msg: String| {
+        if plain {
+            eprintln!(
+                "[{}/{}] {msg}",
+                bar.position() + 1,
+                bar.length().unwrap_or(0)
+            );
+        }
+        bar.set_message(msg);
+    };
     let mut results = Results {
         cases: cases.iter().map(|c| (c.clone(), Vec::new())).collect(),
         ratios,
@@ -603,7 +674,7 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     let duration = s.duration;
     for rep in 0..s.reps {
         for (i, case) in cases.iter().enumerate() {
-            bar.set_message(format!("rep {}/{} {}", rep + 1, s.reps, case.key));
+            note(&bar, format!("rep {}/{} {}", rep + 1, s.reps, case.key));
             let sample = run_case(case, &s.work_dir, rep, duration).await;
             match sample {
                 Ok(sample) => {
@@ -621,18 +692,23 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     }
     if s.filter.is_none() {
         for &size in &s.recovery_sizes {
-            bar.set_message(format!("recovery after SIGKILL at {} MiB", size >> 20));
+            note(
+                &bar,
+                format!("recovery after SIGKILL at {} MiB", size >> 20),
+            );
             match procs::recovery(exe, &s.work_dir.join("recovery"), size).await {
                 Ok(r) => results.recovery.push(r),
                 Err(e) => {
                     bar.println(format!("recovery {size} failed: {e}"));
-                    results.failures.push((format!("recovery/{size}"), e.to_string()));
+                    results
+                        .failures
+                        .push((format!("recovery/{size}"), e.to_string()));
                 }
             }
             bar.inc(1);
         }
         if s.idle_streams > 0 {
-            bar.set_message(format!("{} idle streams", s.idle_streams));
+            note(&bar, format!("{} idle streams", s.idle_streams));
             match procs::idle(exe, &s.work_dir.join("idle"), s.idle_streams).await {
                 Ok((c, r, b)) => results.idle = Some((s.idle_streams, c, r, b)),
                 Err(e) => {

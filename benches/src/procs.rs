@@ -74,7 +74,9 @@ pub async fn child_fill(dir: &Path, bytes: u64) -> Result<()> {
         tasks.push(tokio::spawn(async move {
             for k in 0usize.. {
                 let id = &ids[(a + k * 8) % ids.len()];
-                let recs: Vec<Bytes> = (0..FILL_BATCH).map(|i| pool[(i + k) % pool.len()].clone()).collect();
+                let recs: Vec<Bytes> = (0..FILL_BATCH)
+                    .map(|i| pool[(i + k) % pool.len()].clone())
+                    .collect();
                 store.append(id, recs, AppendOptions::default()).await?;
                 written.fetch_add((FILL_RECORD * FILL_BATCH) as u64, Ordering::Relaxed);
             }
@@ -177,7 +179,9 @@ pub async fn child_idle(dir: &Path, streams: usize, reopen: bool) -> Result<()> 
             let (store, ids, payload) = (Arc::clone(&store), Arc::clone(&ids), payload.clone());
             tasks.push(tokio::spawn(async move {
                 for id in ids.iter().skip(a).step_by(64) {
-                    store.append(id, vec![payload.clone()], AppendOptions::default()).await?;
+                    store
+                        .append(id, vec![payload.clone()], AppendOptions::default())
+                        .await?;
                 }
                 Ok::<_, crate::backend::BoxError>(())
             }));
@@ -199,7 +203,11 @@ pub async fn child_idle(dir: &Path, streams: usize, reopen: bool) -> Result<()> 
 
 /// Resources measured in a child for `streams` idle streams: (after creating, after reopening,
 /// the bare process before opening).
-pub async fn idle(exe: &Path, dir: &Path, streams: usize) -> Result<(Resources, Resources, Resources)> {
+pub async fn idle(
+    exe: &Path,
+    dir: &Path,
+    streams: usize,
+) -> Result<(Resources, Resources, Resources)> {
     let _ = std::fs::remove_dir_all(dir);
     let run = |reopen: bool| -> Result<(Resources, Resources)> {
         let mut cmd = Command::new(exe);

@@ -60,7 +60,11 @@ fn fmt_rate(r: f64) -> String {
 /// The ratio lines a script reads (`ratio <name>: <x>`), headline ratios only, in this order.
 pub fn ratio_lines(r: &Results) -> String {
     let mut out = String::new();
-    for name in ["sync_vs_raw_fdatasync", "streams10k_vs_1", "local_vs_sqlite_full"] {
+    for name in [
+        "sync_vs_raw_fdatasync",
+        "streams10k_vs_1",
+        "local_vs_sqlite_full",
+    ] {
         let v = r
             .ratios
             .iter()
@@ -85,7 +89,10 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
         s.duration.as_millis()
     );
     let _ = writeln!(out, "### Ratios (median of per-repetition ratios)\n");
-    let _ = writeln!(out, "| ratio | value | target | met | what |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| ratio | value | target | met | what |\n|---|---|---|---|---|"
+    );
     for d in &r.ratios {
         let v = r.ratio(d);
         let (val, met) = match (v, d.target) {
@@ -94,7 +101,11 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
             (None, _) => ("not measured".into(), "—"),
         };
         let target = d.target.map_or("—".to_string(), |t| format!("≥ {t:.2}"));
-        let _ = writeln!(out, "| `{}` | {val} | {target} | {met} | {} |", d.name, d.what);
+        let _ = writeln!(
+            out,
+            "| `{}` | {val} | {target} | {met} | {} |",
+            d.name, d.what
+        );
     }
     let _ = writeln!(out, "\n### Cases\n");
     let _ = writeln!(
@@ -103,7 +114,11 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
     );
     for (c, _) in &r.cases {
         let Some(x) = sums.get(&c.key) else {
-            let _ = writeln!(out, "| {} | {} | {} | failed | | | | | |", c.group, c.system, c.workload);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | failed | | | | | |",
+                c.group, c.system, c.workload
+            );
             continue;
         };
         let _ = writeln!(
@@ -161,8 +176,16 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
         let _ = writeln!(
             out,
             "\nTarget ≤ 64 MiB RSS: {}; ≤ 128 open fds: {}",
-            if worst_rss <= 64 << 20 { "met" } else { "**not met**" },
-            if worst_fds <= 128 { "met" } else { "**not met**" }
+            if worst_rss <= 64 << 20 {
+                "met"
+            } else {
+                "**not met**"
+            },
+            if worst_fds <= 128 {
+                "met"
+            } else {
+                "**not met**"
+            }
         );
     }
     if let Some(tail) = sums.get("local-buffered/tail") {
@@ -170,7 +193,11 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
             out,
             "\nTail wake p99 (Buffered) {} (target ≤ 50 µs): {}",
             fmt_dur(tail.latency.p99),
-            if tail.latency.p99 <= Duration::from_micros(50) { "met" } else { "**not met**" }
+            if tail.latency.p99 <= Duration::from_micros(50) {
+                "met"
+            } else {
+                "**not met**"
+            }
         );
     }
     if let Some(b) = sums.get("local-buffered/100Bx1000/a1/s1") {
@@ -178,7 +205,11 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
             out,
             "\nBuffered 100 B × 1000 per append: {} records/s (target ≥ 2 M): {}",
             fmt_rate(b.records_per_sec),
-            if b.records_per_sec >= 2e6 { "met" } else { "**not met**" }
+            if b.records_per_sec >= 2e6 {
+                "met"
+            } else {
+                "**not met**"
+            }
         );
     }
     if !r.failures.is_empty() {
@@ -191,7 +222,9 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A two-panel horizontal bar chart (records/s and p99 latency, both on log scales), one bar per
@@ -221,20 +254,35 @@ pub fn svg(r: &Results) -> String {
     );
     let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let panels = [
-        ("records/s (log scale, 1 k … 100 M)", 3.0_f64, 8.0_f64, "#3b7dd8"),
-        ("p99 latency, µs (log scale, 1 µs … 1 s)", 0.0, 6.0, "#d8703b"),
+        (
+            "records/s (log scale, 100 … 100 M)",
+            2_u32,
+            8_u32,
+            "#3b7dd8",
+        ),
+        (
+            "p99 latency, µs (log scale, 1 µs … 1 s)",
+            0_u32,
+            6_u32,
+            "#d8703b",
+        ),
     ];
-    for (p, (title, lo, hi, color)) in panels.iter().enumerate() {
+    for (p, &(title, lo_decade, hi_decade, color)) in panels.iter().enumerate() {
+        let (lo, hi) = (f64::from(lo_decade), f64::from(hi_decade));
         let x0 = label_w + f(p as u64) * (panel_w + 20.0);
-        let _ = writeln!(o, r#"<text x="{x0}" y="16" font-weight="bold">{}</text>"#, esc(title));
-        for decade in 0..=((hi - lo) as u32) {
+        let _ = writeln!(
+            o,
+            r#"<text x="{x0}" y="16" font-weight="bold">{}</text>"#,
+            esc(title)
+        );
+        for decade in 0..=(hi_decade - lo_decade) {
             let x = x0 + f(u64::from(decade)) / (hi - lo) * panel_w;
             let _ = writeln!(
                 o,
                 r##"<line x1="{x:.1}" y1="{}" x2="{x:.1}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="32" text-anchor="middle" fill="#666">1e{}</text>"##,
                 top - 4.0,
                 height - 26.0,
-                f(u64::from(decade)) + lo
+                decade + lo_decade
             );
         }
         for (i, (_, rate, p99)) in rows.iter().enumerate() {

@@ -31,7 +31,9 @@ impl Latency {
 
     /// Records one duration (clamped to 1 ns ..= 60 s).
     pub fn record(&mut self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(MAX_NANOS).clamp(1, MAX_NANOS);
+        let nanos = u64::try_from(d.as_nanos())
+            .unwrap_or(MAX_NANOS)
+            .clamp(1, MAX_NANOS);
         self.0.saturating_record(nanos);
     }
 

@@ -75,9 +75,9 @@ impl System {
                 Arc::new(SqliteBackend::open(dir, sync, streams)?)
             }
             #[cfg(feature = "peers")]
-            System::Fjall { durable } => {
-                Arc::new(crate::peers::lsm::FjallBackend::open(dir, durable, streams)?)
-            }
+            System::Fjall { durable } => Arc::new(crate::peers::lsm::FjallBackend::open(
+                dir, durable, streams,
+            )?),
             System::FileLog { durable } => Arc::new(crate::peers::filelog::FileLogBackend::open(
                 dir, durable, streams,
             )?),

@@ -78,7 +78,14 @@ pub fn payloads(record_bytes: usize, count: usize, seed: u64) -> Vec<Bytes> {
         .collect()
 }
 
-fn pick(spread: Spread, streams: usize, appender: usize, appenders: usize, k: usize, u: f64) -> usize {
+fn pick(
+    spread: Spread,
+    streams: usize,
+    appender: usize,
+    appenders: usize,
+    k: usize,
+    u: f64,
+) -> usize {
     match spread {
         Spread::RoundRobin => (appender + k * appenders) % streams,
         Spread::Skewed => {
@@ -166,7 +173,8 @@ pub async fn fill(
                 let mut k = 0usize;
                 while left > 0 {
                     let n = left.min(batch);
-                    let recs: Vec<Bytes> = (0..n).map(|i| pool[(k + i) % pool.len()].clone()).collect();
+                    let recs: Vec<Bytes> =
+                        (0..n).map(|i| pool[(k + i) % pool.len()].clone()).collect();
                     backend.append(stream, recs).await?;
                     left -= n;
                     k += n;
@@ -262,7 +270,11 @@ pub async fn run_tail(store: &StoreBackend, n: usize, record_bytes: usize) -> Re
         // measures nothing about wake-up.
         tokio::time::sleep(Duration::from_micros(200)).await;
         store_arc
-            .append(&id, vec![payload.clone()], streamstore::AppendOptions::default())
+            .append(
+                &id,
+                vec![payload.clone()],
+                streamstore::AppendOptions::default(),
+            )
             .await?;
         let acked = Instant::now();
         let seen = rx.recv().await.ok_or("tail reader stopped")?;

@@ -61,7 +61,13 @@ impl BenchBackend for FileLogBackend {
                 .map_err(|_| "stream mutex poisoned")?;
             if s.file.is_none() {
                 let path = inner.dir.join(format!("{stream:06}.log"));
-                s.file = Some(OpenOptions::new().create(true).append(true).read(true).open(path)?);
+                s.file = Some(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .read(true)
+                        .open(path)?,
+                );
             }
             let mut buf = Vec::with_capacity(records.iter().map(|r| r.len() + 8).sum());
             let mut pos = s.len;

@@ -74,7 +74,9 @@ impl BenchBackend for SqliteBackend {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             {
                 let next: i64 = tx
-                    .prepare_cached("SELECT COALESCE(MAX(off) + 1, 0) FROM records WHERE stream = ?1")?
+                    .prepare_cached(
+                        "SELECT COALESCE(MAX(off) + 1, 0) FROM records WHERE stream = ?1",
+                    )?
                     .query_row(params![name], |r| r.get(0))?;
                 let ts = now_ms();
                 let mut insert = tx.prepare_cached(
