@@ -19,7 +19,8 @@ pub(crate) const ER_DUP_ENTRY: u16 = 1062;
 ///   interrupted (`1317`, `1927`, `3024`, `4031`), server gone / lost (`2006`, `2013`), I/O, TLS,
 ///   protocol and pool timeouts → `Unavailable`;
 /// - packet or value too large (`1153`, `1406`, `1264`) → `TooLarge`;
-/// - a bad URL or option → `InvalidArgument`; anything else → `Internal`.
+/// - access denied or unknown database (`1044`, `1045`, `1049`, `1698`), a bad URL or option →
+///   `InvalidArgument`; anything else → `Internal`.
 pub fn parse_mysql_error(e: sqlx::Error) -> Error {
     let number = match &e {
         sqlx::Error::Database(db) => db
@@ -42,6 +43,11 @@ pub fn parse_mysql_error(e: sqlx::Error) -> Error {
                 )
                 .with_source(e)
             }
+            // Access denied, unknown database: a configuration error, not transient.
+            1044 | 1045 | 1049 | 1698 => Error::invalid(
+                "the database refused the connection settings (credentials or database name)",
+            )
+            .with_source(e),
             1153 | 1264 | 1406 => {
                 Error::too_large("a value exceeds a database limit").with_source(e)
             }

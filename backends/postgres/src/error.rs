@@ -13,7 +13,8 @@ use streamstore_sql::RolledBack;
 ///   resources (class `53`), a cancelled statement (`57014`), I/O, TLS, protocol, pool timeout →
 ///   `Unavailable` (retryable; the outcome of a commit is then unknown);
 /// - value too long or out of range (`22001`, `22003`, `54000`) → `TooLarge`;
-/// - a bad URL or option → `InvalidArgument`; anything else → `Internal`.
+/// - refused credentials (class `28`) or an unknown database (`3D000`), a bad URL or option →
+///   `InvalidArgument`; anything else → `Internal`.
 pub fn parse_postgres_error(e: sqlx::Error) -> Error {
     let code = match &e {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
@@ -36,6 +37,11 @@ pub fn parse_postgres_error(e: sqlx::Error) -> Error {
                 Error::new(ErrorKind::Unavailable, "the database connection failed or the server is out of resources")
                     .with_source(e)
             }
+            // Wrong password, unknown role or database: a configuration error, not transient.
+            c if c.starts_with("28") || c == "3D000" => Error::invalid(
+                "the database refused the connection settings (credentials or database name)",
+            )
+            .with_source(e),
             "22001" | "22003" | "54000" => {
                 Error::too_large("a value exceeds a database limit").with_source(e)
             }
