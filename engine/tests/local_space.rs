@@ -1,0 +1,172 @@
+//! Space and resources: checkpoints bound recovery, dead segments are deleted, the streams that pin
+//! old segments are reported, open files stay bounded, and a crash of a session that acknowledged
+//! before syncing gives streams a new incarnation.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use streamstore::{
+    AppendOptions, Durability, LocalOptions, LocalStore, ReadOptions, Retention, StreamId,
+    StreamStore,
+};
+
+fn small() -> LocalOptions {
+    LocalOptions {
+        segment_bytes: 64 << 10,
+        max_open_files: 2,
+        ..LocalOptions::default()
+    }
+}
+
+fn id(s: &str) -> StreamId {
+    StreamId::new(s).unwrap()
+}
+
+async fn fill(store: &LocalStore, stream: &StreamId, n: usize, size: usize) {
+    for i in 0..n {
+        let r = Bytes::from(vec![b'a' + u8::try_from(i % 26).unwrap(); size]);
+        store
+            .append(stream, vec![r], AppendOptions::default())
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn clean_reopen_scans_only_after_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path(), small()).await.unwrap();
+    fill(&store, &id("a"), 200, 1000).await;
+    store.close().await.unwrap();
+    let store = LocalStore::open(tmp.path(), small()).await.unwrap();
+    let r = store.recovery_report();
+    assert!(r.clean_shutdown && r.checkpoint.is_some(), "{r:?}");
+    assert!(
+        r.bytes_scanned < 1024,
+        "a clean reopen rescanned {} bytes",
+        r.bytes_scanned
+    );
+    // Written after the checkpoint, then abandoned: only that part is scanned.
+    fill(&store, &id("a"), 10, 1000).await;
+    store.abandon().await;
+    let store = LocalStore::open(tmp.path(), small()).await.unwrap();
+    let r = store.recovery_report();
+    assert!(!r.clean_shutdown);
+    assert!(
+        r.bytes_scanned > 10_000 && r.bytes_scanned < 40_000,
+        "{r:?}"
+    );
+    assert_eq!(store.info(&id("a")).await.unwrap().next_offset, 210);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn dead_segments_are_deleted_and_pinning_streams_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path(), small()).await.unwrap();
+    // A long-lived stream writes a little first, then a busy one fills several segments.
+    fill(&store, &id("old"), 3, 100).await;
+    fill(&store, &id("busy"), 300, 1000).await;
+    store.checkpoint().await.unwrap();
+    let before = store.segment_count();
+    assert!(before >= 4, "{before} segments");
+    let pinned = store.pinned_segments();
+    assert!(
+        pinned.iter().any(|p| p.streams.contains(&id("old"))),
+        "{pinned:?}"
+    );
+
+    // Trimming the busy stream frees every segment but the one "old" pins and the newest.
+    let next = store.info(&id("busy")).await.unwrap().next_offset;
+    store.trim(&id("busy"), next).await.unwrap();
+    store.checkpoint().await.unwrap();
+    let after = store.segment_count();
+    assert!(after <= 2, "{after} segments remain");
+    let files = std::fs::read_dir(tmp.path().join("segments"))
+        .unwrap()
+        .count();
+    assert_eq!(files, after);
+    let pinned = store.pinned_segments();
+    assert_eq!(pinned.len(), 1, "{pinned:?}");
+    assert_eq!(pinned[0].streams, vec![id("old")]);
+
+    // Deleting the old stream frees its segment too.
+    store.delete(&id("old")).await.unwrap();
+    store.checkpoint().await.unwrap();
+    assert_eq!(store.segment_count(), 1);
+    assert!(store.pinned_segments().is_empty());
+
+    // Reading across many segments keeps at most `max_open_files` open.
+    fill(&store, &id("wide"), 200, 1000).await;
+    store.close().await.unwrap();
+    let store = LocalStore::open(tmp.path(), small()).await.unwrap();
+    let mut from = 0;
+    while from < 200 {
+        let b = store
+            .read(&id("wide"), from, ReadOptions::limit(7))
+            .await
+            .unwrap();
+        assert!(!b.records.is_empty());
+        from = b.next_offset;
+        assert!(store.open_files() <= 2);
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn retention_deletes_durably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        sweep_interval: Duration::from_millis(20),
+        ..small()
+    };
+    let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
+    fill(&store, &id("gone"), 3, 10).await;
+    fill(&store, &id("kept"), 30, 100).await;
+    let r = Retention {
+        delete_after_idle: Some(Duration::from_millis(50)),
+        ..Retention::default()
+    };
+    store.set_retention(&id("gone"), r).await.unwrap();
+    let r = Retention {
+        max_bytes: Some(1000),
+        ..Retention::default()
+    };
+    store.set_retention(&id("kept"), r).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.abandon().await;
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    assert!(store.info(&id("gone")).await.is_err());
+    let info = store.info(&id("kept")).await.unwrap();
+    assert_eq!((info.first_offset, info.bytes), (20, 1000));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn crash_of_a_buffered_session_changes_incarnations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        durability: Durability::Buffered,
+        ..small()
+    };
+    let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
+    let a = store
+        .append(&id("s"), vec![Bytes::from("x")], AppendOptions::default())
+        .await
+        .unwrap();
+    store.abandon().await;
+    let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
+    assert_eq!(store.recovery_report().reincarnated, vec![id("s")]);
+    let info = store.info(&id("s")).await.unwrap();
+    assert_ne!(info.incarnation, a.incarnation);
+    assert_eq!(info.next_offset, 1);
+    // A clean close of a buffered session changes nothing.
+    store.close().await.unwrap();
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    assert!(store.recovery_report().reincarnated.is_empty());
+    assert_eq!(
+        store.info(&id("s")).await.unwrap().incarnation,
+        info.incarnation
+    );
+    store.close().await.unwrap();
+}
