@@ -414,6 +414,56 @@ impl LocalStore {
     }
 }
 
+/// Runs every decoder of the on-disk format on `data` (segment header, frame header and body with
+/// salt 0 and with the salt read from a segment header, checkpoint) and returns how many accepted
+/// it. For fuzzing (`fuzz/`): no input may panic.
+#[doc(hidden)]
+pub fn fuzz_decoders(data: &[u8]) -> usize {
+    let mut ok = 0;
+    let salt = format::SegmentHeader::decode(data).map_or(0, |h| {
+        ok += 1;
+        h.salt()
+    });
+    for salt in [0, salt] {
+        if let Ok(h) = format::decode_header(data, salt) {
+            ok += 1;
+            let body =
+                Bytes::copy_from_slice(data.get(format::FRAME_HEADER_LEN..).unwrap_or_default());
+            if format::body_ok(&h, &body, salt) {
+                ok += 1;
+            }
+            if format::decode_data_body(&h, &body).is_ok() {
+                ok += 1;
+            }
+        }
+    }
+    // A segment: walk its frames with the header's salt.
+    if salt != 0 {
+        let mut pos = format::SEGMENT_HEADER_LEN;
+        while let Some(rest) = usize::try_from(pos).ok().and_then(|p| data.get(p..)) {
+            let Ok(h) = format::decode_header(rest, salt) else {
+                break;
+            };
+            let body = Bytes::copy_from_slice(
+                rest.get(format::FRAME_HEADER_LEN..h.len as usize)
+                    .unwrap_or_default(),
+            );
+            if !format::body_ok(&h, &body, salt) {
+                break;
+            }
+            ok += 1;
+            if h.kind == format::Kind::Data && format::decode_data_body(&h, &body).is_ok() {
+                ok += 1;
+            }
+            pos += h.padded_len();
+        }
+    }
+    if checkpoint::decode(data, 16).is_ok() {
+        ok += 1;
+    }
+    ok
+}
+
 /// Whether one more record of `len` bytes fits the read's limits (the first always does).
 fn take(records: &[Record], bytes: usize, len: usize, options: &ReadOptions) -> bool {
     records.len() < options.max_records
