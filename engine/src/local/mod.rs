@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub segment_bytes: u64,
     /// Set by `abandon`: the writer stops without checkpoint or clean marker.
     pub abandoned: AtomicBool,
+    /// Mirrors `State::poisoned.is_some()`, so callers check it without taking the state lock.
+    pub poisoned: AtomicBool,
 }
 
 /// A segment kept alive by streams that still have records in it.
@@ -165,6 +167,7 @@ impl LocalStore {
             opts: options.clone(),
             segment_bytes,
             abandoned: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
         });
         let fs = options.fs.clone();
         let io = |what: &str, e: std::io::Error| {
@@ -304,8 +307,12 @@ impl LocalStore {
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
-        if let Some(p) = &lock_state(&self.shared).poisoned {
-            return Err(Error::new(ErrorKind::Poisoned, p.clone()));
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            let msg = lock_state(&self.shared)
+                .poisoned
+                .clone()
+                .unwrap_or_default();
+            return Err(Error::new(ErrorKind::Poisoned, msg));
         }
         Ok(())
     }

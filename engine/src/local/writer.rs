@@ -268,6 +268,12 @@ impl Writer {
                 }
             }
         }
+        self.after_group();
+    }
+
+    /// Sweeps retention and checkpoints when due (after every group, and on the timer, so both
+    /// happen under constant load too).
+    fn after_group(&mut self) {
         if self.last_sweep.elapsed() >= self.shared.opts.sweep_interval {
             self.last_sweep = Instant::now();
             let _ = self.process(vec![Queued {
@@ -275,11 +281,6 @@ impl Writer {
                 _permit: None,
             }]);
         }
-        self.after_group();
-    }
-
-    /// Checkpoints when due.
-    fn after_group(&mut self) {
         let opts = &self.shared.opts;
         let due = self.bytes_since_checkpoint > 0
             && (self.last_checkpoint.elapsed() >= opts.checkpoint_interval
@@ -314,6 +315,9 @@ impl Writer {
         let mut st = self.state();
         if st.poisoned.is_none() {
             st.poisoned = Some(msg);
+            self.shared
+                .poisoned
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 
