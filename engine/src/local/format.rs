@@ -42,6 +42,9 @@ pub enum Kind {
     Commit = 8,
     /// A session (one open of the store) starts; `aux` is its durability code.
     Open = 9,
+    /// Compaction: the stream's records `first..aux` are now in the `FLAG_COPY` data frames
+    /// just before this frame (same group); its index points move there.
+    Moved = 10,
 }
 
 impl Kind {
@@ -56,6 +59,7 @@ impl Kind {
             7 => Kind::Reincarnate,
             8 => Kind::Commit,
             9 => Kind::Open,
+            10 => Kind::Moved,
             _ => return None,
         })
     }
@@ -63,6 +67,9 @@ impl Kind {
 
 /// `flags` bit: the data frame's body starts with an idempotency key and batch digest.
 pub const FLAG_KEY: u8 = 1;
+/// `flags` bit: the data frame is a compaction copy of records the stream already has; it takes
+/// effect only with the `Moved` frame that follows it.
+pub const FLAG_COPY: u8 = 2;
 
 /// Why bytes are not a valid frame or header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -394,7 +401,7 @@ mod tests {
     #[test]
     fn decoders_survive_garbage() {
         for n in 0..200usize {
-            let junk: Vec<u8> = (0..n).map(|i| (i * 37 % 251) as u8).collect();
+            let junk: Vec<u8> = (0..n).map(|i| u8::try_from(i * 37 % 251).unwrap()).collect();
             let _ = decode_header(&junk, 0);
             let _ = SegmentHeader::decode(&junk);
         }

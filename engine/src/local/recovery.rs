@@ -146,6 +146,8 @@ struct Rec<'a> {
     blind: Vec<(u64, u64)>,
     /// Durability code of the last session seen.
     session: u64,
+    /// Points of compaction copies waiting for their `Moved` frame, by stream number.
+    moves: HashMap<u64, super::index::Points>,
     orphans: usize,
     report: RecoveryReport,
 }
@@ -175,6 +177,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
         last_seen: HashMap::new(),
         blind: Vec::new(),
         session: 0,
+        moves: HashMap::new(),
         orphans: 0,
         report: RecoveryReport {
             clean_shutdown: fs.exists(&dir.join(super::CLEAN)),
@@ -596,6 +599,32 @@ impl Rec<'_> {
             return;
         };
         self.last_seen.insert(h.stream, (seq, pos));
+        if h.kind == Kind::Data && h.flags & format::FLAG_COPY != 0 {
+            // A compaction copy: its points take over only when its `Moved` frame follows.
+            let contiguous = true;
+            self.moves.entry(h.stream).or_default().note_frame(
+                Point {
+                    offset: h.first,
+                    cum: h.aux,
+                    seg: seq,
+                    pos,
+                },
+                contiguous,
+                None,
+            );
+            return;
+        }
+        if h.kind == Kind::Moved {
+            let moved = self.moves.remove(&h.stream);
+            if let (Some(points), Some(s)) = (moved, self.streams.get_mut(&id)) {
+                let starts = points.get(0).map(|p| p.offset) == Some(h.first);
+                if starts && h.first <= s.head.first_offset && h.aux == s.head.next_offset {
+                    s.points = points;
+                    s.points.trim(s.head.first_offset);
+                }
+            }
+            return;
+        }
         // Every stream frame says how far the stream reached; offsets missing before it were lost.
         let reached = match h.kind {
             Kind::Data | Kind::Seal | Kind::Retention | Kind::Reincarnate | Kind::Trim => h.first,
@@ -689,7 +718,7 @@ impl Rec<'_> {
                 s.head.incarnation = Incarnation(h.aux);
                 s.clear_tail();
             }
-            Kind::Create | Kind::Commit | Kind::Open => {}
+            Kind::Create | Kind::Commit | Kind::Open | Kind::Moved => {}
         }
     }
 }
