@@ -110,7 +110,7 @@ mod tests {
             crate::ErrorKind::TooLarge
         );
         assert_eq!(
-            kind(&[Bytes::from_static(b"1234"); 2]),
+            kind(&[Bytes::from_static(b"1234"), Bytes::from_static(b"1234")]),
             crate::ErrorKind::TooLarge
         );
         assert_eq!(
