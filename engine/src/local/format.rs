@@ -401,7 +401,9 @@ mod tests {
     #[test]
     fn decoders_survive_garbage() {
         for n in 0..200usize {
-            let junk: Vec<u8> = (0..n).map(|i| u8::try_from(i * 37 % 251).unwrap()).collect();
+            let junk: Vec<u8> = (0..n)
+                .map(|i| u8::try_from(i * 37 % 251).unwrap())
+                .collect();
             let _ = decode_header(&junk, 0);
             let _ = SegmentHeader::decode(&junk);
         }
