@@ -222,3 +222,30 @@ async fn a_compaction_move_is_replayed_after_a_crash() {
     assert_eq!(store.segment_count(), 1);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn tail_caches_stay_under_their_global_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        tail_cache_total_bytes: 20_000,
+        ..small()
+    };
+    let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
+    for i in 0..50 {
+        fill(&store, &id(&format!("t{i}")), 4, 1000).await;
+        assert!(store.cache_bytes() <= 20_000, "{}", store.cache_bytes());
+    }
+    assert!(store.cache_bytes() > 0);
+    // Evicted or not, every stream reads back whole.
+    for i in 0..50 {
+        let b = store
+            .read(&id(&format!("t{i}")), 0, ReadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(b.records.len(), 4);
+    }
+    store.close().await.unwrap();
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    assert!(store.cache_bytes() <= 20_000);
+    store.close().await.unwrap();
+}

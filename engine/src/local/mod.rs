@@ -154,14 +154,18 @@ impl LocalStore {
 
         let rec = recovery::recover(&dir, &seg_dir, &options)?;
         let segment_bytes = options.segment_bytes;
+        let mut state = State {
+            tail_total: rec.streams.values().map(|s| s.tail_bytes).sum(),
+            streams: rec.streams,
+            segments: rec.segments,
+            poisoned: None,
+            closed: false,
+            report: rec.report,
+            evict_after: None,
+        };
+        state.evict_tails(options.tail_cache_total_bytes);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                streams: rec.streams,
-                segments: rec.segments,
-                poisoned: None,
-                closed: false,
-                report: rec.report,
-            }),
+            state: Mutex::new(state),
             notifiers: Notifiers::default(),
             files: Files::new(seg_dir.clone(), options.fs.clone(), options.max_open_files),
             opts: options.clone(),
@@ -282,6 +286,11 @@ impl LocalStore {
     /// Number of segment files on disk (as the store knows them).
     pub fn segment_count(&self) -> usize {
         lock_state(&self.shared).segments.len()
+    }
+
+    /// Payload bytes held by the tail caches (bounded by `tail_cache_total_bytes`).
+    pub fn cache_bytes(&self) -> usize {
+        lock_state(&self.shared).tail_total
     }
 
     /// Number of segment files open for reading (bounded by `max_open_files`).

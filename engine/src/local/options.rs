@@ -58,6 +58,9 @@ pub struct LocalOptions {
     pub tail_cache_records: usize,
     /// Most payload bytes kept in memory per stream for tail reads (default 64 KiB).
     pub tail_cache_bytes: usize,
+    /// Most payload bytes kept in the tail caches of all streams together (default 64 MiB);
+    /// beyond it, caches are emptied round-robin.
+    pub tail_cache_total_bytes: usize,
     /// Recent idempotency keys remembered per stream (default 1024).
     pub idempotency_keys: usize,
     /// The file system every file operation goes through (tests inject faults here).
@@ -77,6 +80,7 @@ impl Default for LocalOptions {
             max_open_files: 64,
             tail_cache_records: 32,
             tail_cache_bytes: 64 << 10,
+            tail_cache_total_bytes: 64 << 20,
             idempotency_keys: 1024,
             fs: Arc::new(StdFs),
         }
@@ -96,6 +100,7 @@ impl fmt::Debug for LocalOptions {
             .field("max_open_files", &self.max_open_files)
             .field("tail_cache_records", &self.tail_cache_records)
             .field("tail_cache_bytes", &self.tail_cache_bytes)
+            .field("tail_cache_total_bytes", &self.tail_cache_total_bytes)
             .field("idempotency_keys", &self.idempotency_keys)
             .finish_non_exhaustive()
     }

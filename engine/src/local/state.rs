@@ -4,6 +4,7 @@
 //! read it, decide, release the lock, do I/O, and lock again to publish without races.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 use crate::head::StreamHead;
 use crate::types::{Record, StreamId, StreamInfo};
@@ -154,4 +155,49 @@ pub(crate) struct State {
     pub closed: bool,
     /// What the last open found.
     pub report: RecoveryReport,
+    /// Payload bytes in all tail caches.
+    pub tail_total: usize,
+    /// Where the round-robin eviction of tail caches continues.
+    pub evict_after: Option<StreamId>,
+}
+
+impl State {
+    /// Empties tail caches, round-robin over the streams, until all of them together hold at
+    /// most `cap` bytes.
+    pub fn evict_tails(&mut self, cap: usize) {
+        let mut steps = 0usize;
+        while self.tail_total > cap {
+            steps += 1;
+            if steps > self.streams.len() + 1 {
+                // The running total drifted: recount (never loop forever).
+                self.tail_total = self.streams.values().map(|s| s.tail_bytes).sum();
+                if self.tail_total > cap {
+                    for s in self.streams.values_mut() {
+                        s.clear_tail();
+                    }
+                    self.tail_total = 0;
+                }
+                break;
+            }
+            let next = self
+                .evict_after
+                .as_ref()
+                .and_then(|after| {
+                    self.streams
+                        .range((Bound::Excluded(after.clone()), Bound::Unbounded))
+                        .next()
+                        .map(|(k, _)| k.clone())
+                })
+                .or_else(|| self.streams.keys().next().cloned());
+            let Some(id) = next else {
+                self.tail_total = 0;
+                break;
+            };
+            if let Some(s) = self.streams.get_mut(&id) {
+                self.tail_total = self.tail_total.saturating_sub(s.tail_bytes);
+                s.clear_tail();
+            }
+            self.evict_after = Some(id);
+        }
+    }
 }

@@ -1000,7 +1000,9 @@ impl Writer {
             s.readable = self.active.pos;
         }
         for id in &g.deleted {
-            st.streams.remove(id);
+            if let Some(s) = st.streams.remove(id) {
+                st.tail_total = st.tail_total.saturating_sub(s.tail_bytes);
+            }
         }
         for (id, w) in g.work.drain() {
             let Some(w) = w else { continue };
@@ -1011,6 +1013,7 @@ impl Writer {
             let Some(s) = st.streams.get_mut(&id) else {
                 continue;
             };
+            let cached_before = s.tail_bytes;
             s.head = w.head;
             s.cum_first = w.cum_first;
             for p in &w.frames {
@@ -1025,8 +1028,11 @@ impl Writer {
             if w.reincarnated {
                 s.clear_tail();
             }
+            let cached_after = s.tail_bytes;
+            st.tail_total = (st.tail_total + cached_after).saturating_sub(cached_before);
             touched.push(id);
         }
+        st.evict_tails(opts.tail_cache_total_bytes);
         drop(st);
         for r in g.replies.drain(..) {
             r.send(None);
