@@ -249,3 +249,35 @@ async fn tail_caches_stay_under_their_global_bound() {
     assert!(store.cache_bytes() <= 20_000);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_group_spanning_several_segments_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        // Reads must come from the segments, not the cache.
+        tail_cache_records: 0,
+        ..small()
+    };
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    // Queued together, these become one group of ~400 KiB: several rolls in one group.
+    let appends = (0..100).map(|i| {
+        let store = &store;
+        async move {
+            let r = Bytes::from(vec![b'a' + u8::try_from(i % 26).unwrap(); 4000]);
+            store
+                .append(&id(&format!("g{i}")), vec![r], AppendOptions::default())
+                .await
+                .unwrap()
+        }
+    });
+    futures::future::join_all(appends).await;
+    assert!(store.segment_count() >= 5);
+    for i in 0..100 {
+        let b = store
+            .read(&id(&format!("g{i}")), 0, ReadOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(b.records.len(), 1);
+    }
+    store.close().await.unwrap();
+}

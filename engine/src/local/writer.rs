@@ -988,13 +988,14 @@ impl Writer {
         let shared = self.shared.clone();
         let opts = &shared.opts;
         let mut st = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // Created first: a group that rolled twice created a segment and finished it too.
+        for (seq, info) in &g.created {
+            st.segments.insert(*seq, *info);
+        }
         for (seq, len) in &g.rolled {
             if let Some(s) = st.segments.get_mut(seq) {
                 s.readable = *len;
             }
-        }
-        for (seq, info) in &g.created {
-            st.segments.insert(*seq, *info);
         }
         if let Some(s) = st.segments.get_mut(&self.active.seq) {
             s.readable = self.active.pos;
