@@ -614,8 +614,10 @@ impl Rec<'_> {
             );
             return;
         }
+        // Copies are followed by their `Moved` frame in the same group; any other frame of the
+        // stream in between means the move never completed: forget its copies.
+        let moved = self.moves.remove(&h.stream);
         if h.kind == Kind::Moved {
-            let moved = self.moves.remove(&h.stream);
             if let (Some(points), Some(s)) = (moved, self.streams.get_mut(&id)) {
                 let starts = points.get(0).map(|p| p.offset) == Some(h.first);
                 if starts && h.first <= s.head.first_offset && h.aux == s.head.next_offset {
