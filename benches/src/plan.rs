@@ -313,6 +313,32 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
         );
     }
 
+    // Database adapters against their raw driver, where a server URL is set.
+    #[cfg(feature = "sql")]
+    for db in [
+        crate::peers::sql::Db::Postgres,
+        crate::peers::sql::Db::Mysql,
+    ] {
+        if db.url().is_none() {
+            continue;
+        }
+        for raw in [false, true] {
+            let sys = System::Sql { db, raw };
+            push("adapters", Work::Append(sys, spec(100, 16, KIB, 1, rr)));
+            push("adapters", Work::Append(sys, spec(100, 16, KIB, 16, rr)));
+            push(
+                "adapters",
+                Work::Replay {
+                    system: sys,
+                    streams: 1,
+                    records: 4096,
+                    record_bytes: KIB,
+                    readers: 1,
+                },
+            );
+        }
+    }
+
     // Replay and tail.
     let (replay_records, many) = if s.full { (65_536, 256) } else { (16_384, 64) };
     push(
@@ -433,6 +459,53 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
             what: "Buffered 64 KiB × 16 per append ÷ raw sequential 1 MiB writes (bytes/s)",
         },
     ];
+    #[cfg(feature = "sql")]
+    for (db, names) in [
+        (
+            "postgres",
+            [
+                "postgres_adapter_vs_raw_append",
+                "postgres_adapter_vs_raw_append16",
+                "postgres_adapter_vs_raw_replay",
+            ],
+        ),
+        (
+            "mysql",
+            [
+                "mysql_adapter_vs_raw_append",
+                "mysql_adapter_vs_raw_append16",
+                "mysql_adapter_vs_raw_replay",
+            ],
+        ),
+    ] {
+        let [a1, a16, rp] = names;
+        for (name, suffix, what) in [
+            (
+                a1,
+                "1KiBx1/a16/s100",
+                "adapter ÷ raw sqlx: 16 appenders × 1 KiB, 100 streams",
+            ),
+            (
+                a16,
+                "1KiBx16/a16/s100",
+                "adapter ÷ raw sqlx: 16 appenders × 16 × 1 KiB, 100 streams",
+            ),
+            (
+                rp,
+                "replay/s1/r1",
+                "adapter ÷ raw sqlx: replay 4,096 × 1 KiB",
+            ),
+        ] {
+            ratios.push(RatioDef {
+                name,
+                num: format!("{db}-adapter/{suffix}"),
+                den: format!("{db}-raw-sqlx/{suffix}"),
+                bandwidth: false,
+                target: Some(0.80),
+                what,
+            });
+        }
+    }
     if s.full {
         ratios.extend([
             RatioDef {
@@ -647,7 +720,11 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
 pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     let (cases, ratios) = build(s);
     std::fs::create_dir_all(&s.work_dir)?;
-    let extra = s.recovery_sizes.len() + usize::from(s.idle_streams > 0);
+    let extra = if s.filter.is_some() {
+        0
+    } else {
+        s.recovery_sizes.len() + usize::from(s.idle_streams > 0)
+    };
     let total = cases.len() * s.reps + extra;
     let bar = ProgressBar::new(total as u64);
     bar.set_style(

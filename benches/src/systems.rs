@@ -27,6 +27,14 @@ pub enum System {
         /// Sync every batch.
         durable: bool,
     },
+    /// A database adapter (`raw: false`) or the raw `sqlx` equivalent (`raw: true`).
+    #[cfg(feature = "sql")]
+    Sql {
+        /// Which database.
+        db: crate::peers::sql::Db,
+        /// The raw driver instead of the adapter.
+        raw: bool,
+    },
     /// One file per stream; `durable` does `fdatasync` after every append.
     FileLog {
         /// Sync every append.
@@ -53,6 +61,18 @@ impl System {
             System::Fjall { durable: true } => "fjall-sync".into(),
             #[cfg(feature = "peers")]
             System::Fjall { durable: false } => "fjall-nosync".into(),
+            #[cfg(feature = "sql")]
+            System::Sql { db, raw } => {
+                let db = match db {
+                    crate::peers::sql::Db::Postgres => "postgres",
+                    crate::peers::sql::Db::Mysql => "mysql",
+                };
+                if raw {
+                    format!("{db}-raw-sqlx")
+                } else {
+                    format!("{db}-adapter")
+                }
+            }
             System::FileLog { durable: true } => "filelog-sync".into(),
             System::FileLog { durable: false } => "filelog-nosync".into(),
         }
@@ -78,6 +98,14 @@ impl System {
             System::Fjall { durable } => Arc::new(crate::peers::lsm::FjallBackend::open(
                 dir, durable, streams,
             )?),
+            #[cfg(feature = "sql")]
+            System::Sql { db, raw: false } => {
+                Arc::new(crate::peers::sql::AdapterBackend::open(db, streams).await?)
+            }
+            #[cfg(feature = "sql")]
+            System::Sql { db, raw: true } => {
+                Arc::new(crate::peers::sql::RawSqlBackend::open(db, streams).await?)
+            }
             System::FileLog { durable } => Arc::new(crate::peers::filelog::FileLogBackend::open(
                 dir, durable, streams,
             )?),

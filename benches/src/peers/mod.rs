@@ -7,6 +7,8 @@
 pub mod filelog;
 #[cfg(feature = "peers")]
 pub mod lsm;
+#[cfg(feature = "sql")]
+pub mod sql;
 #[cfg(feature = "peers")]
 pub mod sqlite;
 
