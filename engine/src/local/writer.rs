@@ -379,7 +379,11 @@ impl Writer {
             let file = if *seq == self.active.seq {
                 Ok(self.active.file.clone())
             } else {
-                self.shared.files.get(*seq)
+                // A segment finished by a roll in this group: open it for writing again.
+                self.shared
+                    .opts
+                    .fs
+                    .open(&segment_path(&self.seg_dir, *seq), true)
             };
             let erased = file.and_then(|f| {
                 let zeros = vec![0u8; usize::try_from(*len).unwrap_or(0)];
