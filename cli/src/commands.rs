@@ -15,13 +15,14 @@ use streamstore::{
 use tokio::io::AsyncBufReadExt;
 
 use crate::output::{emit, info, record};
-use crate::store_url::open_store;
+use crate::store_url::{open_store, parse_durability};
 
 /// Durable per-stream logs from the command line. Output is JSON lines.
 #[derive(Parser, Debug)]
 #[command(name = "streamstore", version)]
 pub struct Cli {
-    /// Where the streams live: a directory or file:// URL (the local engine), or memory:.
+    /// Where the streams live: a directory or file:// URL (the local engine), memory:,
+    /// postgres://… or mysql://… (add ?table_prefix=name_ to choose the tables).
     #[arg(
         long,
         global = true,
@@ -29,6 +30,10 @@ pub struct Cli {
         env = "STREAMSTORE_URL"
     )]
     store: String,
+    /// Local engine only: when appends are acknowledged: sync (after fdatasync), buffered, or
+    /// interval:<ms>.
+    #[arg(long, global = true, default_value = "sync")]
+    durability: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +107,12 @@ enum Command {
     Verify,
     /// Print the store's statistics and capabilities.
     Stats,
+    /// Run the benchmark harness (`streamstore-bench`, built beside this binary): `--quick`
+    /// (a few minutes, ends with `ratio ...` lines) or `--full`. Arguments pass through.
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn parse_expect(s: &str) -> Result<Expect> {
@@ -124,7 +135,10 @@ fn io_err(e: std::io::Error) -> Error {
 
 /// Runs one command against the store named by `--store`.
 pub async fn run(cli: Cli) -> Result<()> {
-    let opened = open_store(&cli.store).await?;
+    if let Command::Bench { args } = cli.command {
+        return bench(args).await;
+    }
+    let opened = open_store(&cli.store, parse_durability(&cli.durability)?).await?;
     let store = Arc::clone(&opened.store);
     let result = dispatch(cli.command, &store, &opened).await;
     let closed = store.close().await;
@@ -210,6 +224,7 @@ async fn dispatch(
         }
         Command::Verify => opened.verify().await,
         Command::Stats => opened.stats().await,
+        Command::Bench { .. } => Err(Error::invalid("bench takes no store")),
     }
 }
 
@@ -303,4 +318,30 @@ async fn read(
         next = page.next_offset;
     }
     Ok(())
+}
+
+/// Runs the `streamstore-bench` binary found next to this executable (or on `PATH`), passing
+/// `args` through, with inherited stdout/stderr; a non-zero exit is an error.
+async fn bench(args: Vec<String>) -> Result<()> {
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name("streamstore-bench"));
+    let program = beside
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("streamstore-bench"));
+    let status = tokio::process::Command::new(&program).args(&args).status().await.map_err(|e| {
+        Error::invalid(format!(
+            "cannot run {}: build it with `cargo build --release -p streamstore-cli -p streamstore-bench`",
+            program.display()
+        ))
+        .with_source(e)
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            streamstore::ErrorKind::Internal,
+            format!("the benchmark harness failed ({status})"),
+        ))
+    }
 }

@@ -39,6 +39,7 @@ mod reader;
 mod recovery;
 mod retention;
 mod state;
+mod verify;
 mod writer;
 
 use std::ops::{Bound, ControlFlow};
@@ -67,6 +68,7 @@ use crate::wait::{wait_for_records, Notifiers};
 pub use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
 pub use recovery::{LostRange, Quarantine, RecoveryReport, TornTail};
+pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
 use lock::DirLock;
 use reader::{scan, Files, Plan};

@@ -41,14 +41,21 @@ pub struct VerifyReport {
 /// byte counts as files are read. Blocking: run it on a blocking thread.
 pub fn verify_dir(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
     let seg_dir = dir.join(super::SEGMENTS);
-    let io = |what: String, e: std::io::Error| Error::new(ErrorKind::Unavailable, what).with_source(e);
+    let io =
+        |what: String, e: std::io::Error| Error::new(ErrorKind::Unavailable, what).with_source(e);
     let mut files: Vec<(u64, PathBuf, u64)> = Vec::new();
-    let entries = std::fs::read_dir(&seg_dir).map_err(|e| io(format!("cannot list {}", seg_dir.display()), e))?;
+    let entries = std::fs::read_dir(&seg_dir)
+        .map_err(|e| io(format!("cannot list {}", seg_dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| io(format!("cannot list {}", seg_dir.display()), e))?;
         let name = entry.file_name();
-        let Some(seq) = name.to_str().and_then(super::fs::parse_segment_name) else { continue };
-        let len = entry.metadata().map_err(|e| io(format!("cannot stat {name:?}"), e))?.len();
+        let Some(seq) = name.to_str().and_then(super::fs::parse_segment_name) else {
+            continue;
+        };
+        let len = entry
+            .metadata()
+            .map_err(|e| io(format!("cannot stat {name:?}"), e))?
+            .len();
         files.push((seq, entry.path(), len));
     }
     files.sort();
@@ -56,7 +63,8 @@ pub fn verify_dir(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Veri
     let mut report = VerifyReport::default();
     progress(0, total);
     for (_, path, _) in files {
-        let data = std::fs::read(&path).map_err(|e| io(format!("cannot read {}", path.display()), e))?;
+        let data =
+            std::fs::read(&path).map_err(|e| io(format!("cannot read {}", path.display()), e))?;
         verify_segment(&path, &Bytes::from(data), &mut report);
         report.segments += 1;
         progress(report.bytes, total);
@@ -67,14 +75,21 @@ pub fn verify_dir(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Veri
 fn verify_segment(path: &Path, data: &Bytes, report: &mut VerifyReport) {
     report.bytes += data.len() as u64;
     let problem = |report: &mut VerifyReport, position: u64, reason: String| {
-        report.problems.push(VerifyProblem { file: path.to_path_buf(), position, reason });
+        report.problems.push(VerifyProblem {
+            file: path.to_path_buf(),
+            position,
+            reason,
+        });
     };
     let header = match SegmentHeader::decode(data) {
         Ok(h) => h,
         Err(e) => return problem(report, 0, e.0.to_owned()),
     };
     let salt = header.salt();
-    let at = |pos: u64| data.get(usize::try_from(pos).unwrap_or(usize::MAX)..).unwrap_or_default();
+    let at = |pos: u64| {
+        data.get(usize::try_from(pos).unwrap_or(usize::MAX)..)
+            .unwrap_or_default()
+    };
     let mut pos = SEGMENT_HEADER_LEN;
     loop {
         let rest = at(pos);
@@ -83,7 +98,9 @@ fn verify_segment(path: &Path, data: &Bytes, report: &mut VerifyReport) {
             return;
         }
         let checked = format::decode_header(rest, salt).and_then(|h| {
-            let body = rest.get(FRAME_HEADER_LEN..usize::try_from(h.len).unwrap_or(usize::MAX)).ok_or(format::FormatError("frame cut short"))?;
+            let body = rest
+                .get(FRAME_HEADER_LEN..usize::try_from(h.len).unwrap_or(usize::MAX))
+                .ok_or(format::FormatError("frame cut short"))?;
             if !format::body_ok(&h, body, salt) {
                 return Err(format::FormatError("frame body CRC mismatch"));
             }
