@@ -5,7 +5,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::error::{Error, Result};
-use crate::types::{AppendResult, Expect, IdempotencyKey, Incarnation, Retention, StreamId};
+use crate::types::{
+    AppendResult, Expect, IdempotencyKey, Incarnation, Retention, StreamId, StreamInfo,
+};
 
 /// The most recent idempotency keys of one stream, with the result each produced.
 #[derive(Clone, Debug, Default)]
@@ -178,6 +180,39 @@ impl StreamHead {
             self.keys.insert(key, result, digest, key_capacity);
         }
         result
+    }
+
+    /// Whether a time-based retention rule has expired the stream at `now_ms`: sealed longer than
+    /// `delete_after_seal`, or idle longer than `delete_after_idle`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        let after = |start: u64, d: std::time::Duration| {
+            start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) <= now_ms
+        };
+        let sealed = matches!(
+            (self.sealed_ms, self.retention.delete_after_seal),
+            (Some(t), Some(d)) if after(t, d)
+        );
+        let idle = self
+            .retention
+            .delete_after_idle
+            .is_some_and(|d| after(self.last_append_ms, d));
+        sealed || idle
+    }
+
+    /// What `info` reports for this stream.
+    pub fn info(&self, stream: &StreamId) -> StreamInfo {
+        StreamInfo {
+            stream: stream.clone(),
+            incarnation: self.incarnation,
+            first_offset: self.first_offset,
+            next_offset: self.next_offset,
+            sealed: self.sealed_ms.is_some(),
+            created_ms: self.created_ms,
+            last_append_ms: self.last_append_ms,
+            sealed_ms: self.sealed_ms,
+            bytes: self.bytes,
+            retention: self.retention,
+        }
     }
 
     /// The first offset after trimming below `before` (clamped; never moves backwards).

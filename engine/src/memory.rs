@@ -78,7 +78,7 @@ impl MemoryStore {
         let due = inner
             .streams
             .get(stream)
-            .is_some_and(|s| is_expired(&s.head, now));
+            .is_some_and(|s| s.head.is_expired(now));
         if due {
             inner.streams.remove(stream);
             self.notifiers.notify(stream);
@@ -119,19 +119,6 @@ impl MemoryStore {
     }
 }
 
-fn is_expired(h: &StreamHead, now: u64) -> bool {
-    let after = |start: u64, d: std::time::Duration| {
-        start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) <= now
-    };
-    let sealed =
-        matches!((h.sealed_ms, h.retention.delete_after_seal), (Some(t), Some(d)) if after(t, d));
-    let idle = h
-        .retention
-        .delete_after_idle
-        .is_some_and(|d| after(h.last_append_ms, d));
-    sealed || idle
-}
-
 /// Trims the oldest records while the stream holds more than `max_bytes` (never the newest).
 fn enforce_max_bytes(s: &mut MemStream) {
     let Some(max) = s.head.retention.max_bytes else {
@@ -142,21 +129,6 @@ fn enforce_max_bytes(s: &mut MemStream) {
             s.head.bytes -= r.payload.len() as u64;
             s.head.first_offset += 1;
         }
-    }
-}
-
-fn info_of(stream: &StreamId, h: &StreamHead) -> StreamInfo {
-    StreamInfo {
-        stream: stream.clone(),
-        incarnation: h.incarnation,
-        first_offset: h.first_offset,
-        next_offset: h.next_offset,
-        sealed: h.sealed_ms.is_some(),
-        created_ms: h.created_ms,
-        last_append_ms: h.last_append_ms,
-        sealed_ms: h.sealed_ms,
-        bytes: h.bytes,
-        retention: h.retention,
     }
 }
 
@@ -258,7 +230,7 @@ impl StreamStore for MemoryStore {
         if s.head.sealed_ms.is_none() {
             s.head.sealed_ms = Some(now);
         }
-        let info = info_of(stream, &s.head);
+        let info = s.head.info(stream);
         drop(inner);
         self.notifiers.notify(stream);
         Ok(info)
@@ -302,49 +274,30 @@ impl StreamStore for MemoryStore {
             .streams
             .get(stream)
             .ok_or_else(|| Error::not_found(stream))?;
-        Ok(info_of(stream, &s.head))
+        Ok(s.head.info(stream))
     }
 
     async fn list(&self, options: ListOptions) -> Result<ListPage> {
         if !self.caps.list {
             return Err(Error::unsupported("list"));
         }
-        let limit = if options.limit == 0 {
-            1000
-        } else {
-            options.limit
-        };
         let now = now_ms();
         let mut inner = self.lock()?;
         let expired: Vec<StreamId> = inner
             .streams
             .iter()
-            .filter(|(_, s)| is_expired(&s.head, now))
+            .filter(|(_, s)| s.head.is_expired(now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
             self.expire(&mut inner, id, now);
         }
-        let lower = match &options.after {
-            Some(a) => Bound::Excluded(a.clone()),
-            None => Bound::Unbounded,
-        };
-        let mut streams: Vec<StreamId> = inner
-            .streams
-            .range((lower, Bound::Unbounded))
-            .map(|(id, _)| id)
-            .skip_while(|id| id.as_str() < options.prefix.as_str())
-            .take_while(|id| id.as_str().starts_with(&options.prefix))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let more = streams.len() > limit;
-        streams.truncate(limit);
-        let next_after = if more { streams.last().cloned() } else { None };
-        Ok(ListPage {
-            streams,
-            next_after,
-        })
+        Ok(options.page(
+            inner
+                .streams
+                .range((options.lower_bound(), Bound::Unbounded))
+                .map(|(id, _)| id),
+        ))
     }
 
     async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {

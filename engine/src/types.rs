@@ -333,6 +333,38 @@ pub struct ListOptions {
     pub limit: usize,
 }
 
+impl ListOptions {
+    /// The page size: `limit`, or the default of 1000 when it is 0.
+    pub fn page_size(&self) -> usize {
+        if self.limit == 0 {
+            1000
+        } else {
+            self.limit
+        }
+    }
+
+    /// Builds the page from existing ids in ascending order, starting after `after` (e.g. a
+    /// `BTreeMap` range from [`ListOptions::lower_bound`]): keeps those with the prefix, at most
+    /// [`ListOptions::page_size`], and sets `next_after` if more follow.
+    pub fn page<'a>(&self, ids: impl Iterator<Item = &'a StreamId>) -> ListPage {
+        let fetched = ids
+            .skip_while(|id| id.as_str() < self.prefix.as_str())
+            .take_while(|id| id.as_str().starts_with(&self.prefix))
+            .take(self.page_size().saturating_add(1))
+            .cloned()
+            .collect();
+        ListPage::from_fetched(fetched, self.page_size())
+    }
+
+    /// Where a scan of ids in byte order starts: just after `after`.
+    pub fn lower_bound(&self) -> std::ops::Bound<StreamId> {
+        match &self.after {
+            Some(a) => std::ops::Bound::Excluded(a.clone()),
+            None => std::ops::Bound::Unbounded,
+        }
+    }
+}
+
 /// One page of stream ids, in ascending byte order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListPage {
@@ -340,6 +372,20 @@ pub struct ListPage {
     pub streams: Vec<StreamId>,
     /// Pass as `after` to get the next page; `None` when this page is the last.
     pub next_after: Option<StreamId>,
+}
+
+impl ListPage {
+    /// A page from up to `limit + 1` ids fetched in order: the extra one only tells that more
+    /// follow.
+    pub fn from_fetched(mut streams: Vec<StreamId>, limit: usize) -> Self {
+        let more = streams.len() > limit;
+        streams.truncate(limit);
+        let next_after = if more { streams.last().cloned() } else { None };
+        ListPage {
+            streams,
+            next_after,
+        }
+    }
 }
 
 /// When a stream's data is removed without an explicit trim or delete.

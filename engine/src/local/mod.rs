@@ -37,7 +37,6 @@ mod lock;
 mod options;
 mod reader;
 mod recovery;
-mod retention;
 mod state;
 mod verify;
 mod writer;
@@ -72,7 +71,6 @@ pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
 use lock::DirLock;
 use reader::{scan, Files, Plan};
-use retention::is_expired;
 use state::State;
 use writer::{create_segment, fail_op, plan_for, Active, Op, Queued, Writer};
 
@@ -383,7 +381,7 @@ impl LocalStore {
                 return Ok(ReadBatch::missing(from));
             };
             let h = &s.head;
-            if is_expired(h, now_ms()) {
+            if h.is_expired(now_ms()) {
                 return Ok(ReadBatch::missing(from));
             }
             if from < h.first_offset {
@@ -623,7 +621,7 @@ impl StreamStore for LocalStore {
             return Err(Error::closed());
         }
         match st.streams.get(stream) {
-            Some(s) if !is_expired(&s.head, now_ms()) => Ok(s.info(stream)),
+            Some(s) if !s.head.is_expired(now_ms()) => Ok(s.head.info(stream)),
             _ => Err(Error::not_found(stream)),
         }
     }
@@ -632,37 +630,17 @@ impl StreamStore for LocalStore {
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
-        let limit = if options.limit == 0 {
-            1000
-        } else {
-            options.limit
-        };
         let now = now_ms();
         let st = lock_state(&self.shared);
         if st.closed {
             return Err(Error::closed());
         }
-        let lower = match &options.after {
-            Some(a) => Bound::Excluded(a.clone()),
-            None => Bound::Unbounded,
-        };
-        let mut streams: Vec<StreamId> = st
+        let live = st
             .streams
-            .range((lower, Bound::Unbounded))
-            .filter(|(_, s)| !is_expired(&s.head, now))
-            .map(|(id, _)| id)
-            .skip_while(|id| id.as_str() < options.prefix.as_str())
-            .take_while(|id| id.as_str().starts_with(&options.prefix))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let more = streams.len() > limit;
-        streams.truncate(limit);
-        let next_after = if more { streams.last().cloned() } else { None };
-        Ok(ListPage {
-            streams,
-            next_after,
-        })
+            .range((options.lower_bound(), Bound::Unbounded))
+            .filter(|(_, s)| !s.head.is_expired(now))
+            .map(|(id, _)| id);
+        Ok(options.page(live))
     }
 
     async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {

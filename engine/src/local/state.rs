@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
 use crate::head::StreamHead;
-use crate::types::{Record, StreamId, StreamInfo};
+use crate::types::{Record, StreamId};
 
 use super::index::Points;
 use super::recovery::RecoveryReport;
@@ -111,23 +111,6 @@ impl Stream {
     pub fn trim_lost(&mut self) {
         let first = self.head.first_offset;
         self.lost.retain(|(_, b)| *b > first);
-    }
-
-    /// What `info` reports.
-    pub fn info(&self, id: &StreamId) -> StreamInfo {
-        let h = &self.head;
-        StreamInfo {
-            stream: id.clone(),
-            incarnation: h.incarnation,
-            first_offset: h.first_offset,
-            next_offset: h.next_offset,
-            sealed: h.sealed_ms.is_some(),
-            created_ms: h.created_ms,
-            last_append_ms: h.last_append_ms,
-            sealed_ms: h.sealed_ms,
-            bytes: h.bytes,
-            retention: h.retention,
-        }
     }
 }
 

@@ -31,7 +31,6 @@ use super::fs::{segment_path, FileHandle};
 use super::index::Point;
 use super::options::Durability;
 use super::reader::{scan, Plan};
-use super::retention::is_expired;
 use super::state::{SegInfo, State, Stream};
 use super::{checkpoint, Shared, CLEAN};
 
@@ -451,7 +450,7 @@ impl Writer {
 
     /// Applies time-based retention to `id` before an operation touches it.
     fn expire(&mut self, g: &mut Group, id: &StreamId, now: u64) -> io::Result<()> {
-        let due = self.work(g, id).is_some_and(|w| is_expired(&w.head, now));
+        let due = self.work(g, id).is_some_and(|w| w.head.is_expired(now));
         if due {
             self.delete(g, id)?;
         }
@@ -511,7 +510,7 @@ impl Writer {
                 }
                 let info = self
                     .work(g, &stream)
-                    .map(|w| info_of(&stream, &w.head))
+                    .map(|w| w.head.info(&stream))
                     .ok_or_else(|| io::Error::other("sealed stream vanished"))?;
                 g.replies.push(Reply::Info(tx, info));
             }
@@ -554,7 +553,7 @@ impl Writer {
                     .state()
                     .streams
                     .iter()
-                    .filter(|(_, s)| is_expired(&s.head, now))
+                    .filter(|(_, s)| s.head.is_expired(now))
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in due {
@@ -1323,21 +1322,6 @@ pub(crate) fn plan_for(st: &State, s: &Stream, from: u64, until: u64) -> Plan {
         segs,
         from,
         end,
-    }
-}
-
-fn info_of(id: &StreamId, h: &StreamHead) -> StreamInfo {
-    StreamInfo {
-        stream: id.clone(),
-        incarnation: h.incarnation,
-        first_offset: h.first_offset,
-        next_offset: h.next_offset,
-        sealed: h.sealed_ms.is_some(),
-        created_ms: h.created_ms,
-        last_append_ms: h.last_append_ms,
-        sealed_ms: h.sealed_ms,
-        bytes: h.bytes,
-        retention: h.retention,
     }
 }
 
