@@ -3,13 +3,12 @@
 //! Table names come only from the validated prefix; every stream id, key and payload is a bound
 //! parameter.
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPool, MySqlRow};
-use sqlx::{Connection, Executor, MySql, MySqlConnection, Row, Transaction};
-use streamstore::{Error, IdempotencyKey, Incarnation, Record, Result, StreamId};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::{Connection, Executor, MySql, MySqlConnection, Transaction};
+use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    from_db, to_db, to_db_incarnation, HeadColumns, HeadRow, KeyRow, ListQuery, SqlDialect,
+    bind_head, from_db, id_of, record_of, sid, to_db, to_db_incarnation, HeadRow, ListQuery,
     TablePrefix, Tables, SCHEMA_VERSION,
 };
 
@@ -28,8 +27,6 @@ const EXPIRED: &str = "(expires_ms IS NOT NULL AND expires_ms <= ?)";
 /// however batch sizes vary. With at most 4 MiB per batch every chunk stays far below the
 /// servers' default `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on MySQL 8).
 const MAX_CHUNK: usize = 256;
-
-type Query<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
 
 /// The statements, formatted once per store with its table names.
 struct Sql {
@@ -138,53 +135,6 @@ pub(crate) struct MysqlCore {
 
 fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
     r.map_err(parse_mysql_error)
-}
-
-fn id_of(bytes: &[u8]) -> Result<StreamId> {
-    StreamId::from_bytes(bytes).map_err(|e| {
-        Error::new(
-            streamstore::ErrorKind::Corruption,
-            "a stored stream id is invalid",
-        )
-        .with_source(e)
-    })
-}
-
-fn head_of(row: &MySqlRow) -> Result<HeadRow> {
-    HeadRow::from_columns(HeadColumns {
-        incarnation: db(row.try_get(0))?,
-        first_offset: db(row.try_get(1))?,
-        next_offset: db(row.try_get(2))?,
-        created_ms: db(row.try_get(3))?,
-        last_append_ms: db(row.try_get(4))?,
-        sealed_ms: db(row.try_get(5))?,
-        bytes: db(row.try_get(6))?,
-        seal_ttl_ms: db(row.try_get(7))?,
-        idle_ttl_ms: db(row.try_get(8))?,
-        max_bytes: db(row.try_get(9))?,
-        key_count: db(row.try_get(10))?,
-        expires_ms: None,
-    })
-}
-
-/// Binds a head row's columns in [`HEAD_COLUMNS`] order.
-fn bind_head(q: Query<'_>, c: HeadColumns) -> Query<'_> {
-    q.bind(c.incarnation)
-        .bind(c.first_offset)
-        .bind(c.next_offset)
-        .bind(c.created_ms)
-        .bind(c.last_append_ms)
-        .bind(c.sealed_ms)
-        .bind(c.bytes)
-        .bind(c.seal_ttl_ms)
-        .bind(c.idle_ttl_ms)
-        .bind(c.max_bytes)
-        .bind(c.key_count)
-        .bind(c.expires_ms)
-}
-
-fn sid(stream: &StreamId) -> &[u8] {
-    stream.as_str().as_bytes()
 }
 
 /// Runs `f` on a connection of its own holding the named lock of `prefix`, so that schema
@@ -309,271 +259,158 @@ impl MysqlCore {
 
 type Tx = Transaction<'static, MySql>;
 
-#[async_trait]
-impl SqlDialect for MysqlCore {
-    type Tx = Tx;
+// The statements that differ from PostgreSQL's; the others are written once in
+// `sqlx_dialect!`.
+streamstore_sql::sqlx_dialect! {
+    impl SqlDialect for MysqlCore {
+        database: MySql,
+        map_error: parse_mysql_error;
 
-    async fn begin(&self) -> Result<Tx> {
-        db(self.pool.begin().await)
-    }
-
-    async fn commit(&self, tx: Tx) -> Result<()> {
-        db(tx.commit().await)
-    }
-
-    async fn lock_head(&self, tx: &mut Tx, stream: &StreamId) -> Result<Option<HeadRow>> {
-        // READ COMMITTED (set per connection): a locking read of a missing row takes no gap
-        // lock, so concurrent first appends to different new streams do not deadlock.
-        let row = db(sqlx::query(&self.sql.lock_head)
-            .bind(sid(stream))
-            .fetch_optional(&mut **tx)
-            .await)?;
-        row.as_ref().map(head_of).transpose()
-    }
-
-    async fn insert_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<bool> {
-        let q = bind_head(
-            sqlx::query(&self.sql.insert_head).bind(sid(stream)),
-            head.to_columns()?,
-        );
-        match q.execute(&mut **tx).await {
-            Ok(_) => Ok(true),
-            // Another transaction created the stream and committed (the insert waited for it).
-            Err(sqlx::Error::Database(e))
-                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                    .is_some_and(|m| m.number() == ER_DUP_ENTRY) =>
-            {
-                Ok(false)
+        async fn insert_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<bool> {
+            let q = bind_head(
+                sqlx::query(&self.sql.insert_head).bind(sid(stream)),
+                head.to_columns()?,
+            );
+            match q.execute(&mut **tx).await {
+                Ok(_) => Ok(true),
+                // Another transaction created the stream and committed (the insert waited for it).
+                Err(sqlx::Error::Database(e))
+                    if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                        .is_some_and(|m| m.number() == ER_DUP_ENTRY) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(parse_mysql_error(e)),
             }
-            Err(e) => Err(parse_mysql_error(e)),
         }
-    }
 
-    async fn update_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<()> {
-        let q = bind_head(sqlx::query(&self.sql.update_head), head.to_columns()?).bind(sid(stream));
-        db(q.execute(&mut **tx).await)?;
-        Ok(())
-    }
-
-    async fn delete_stream(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
-        // Head first: the same lock order as appends (head, then records), so no deadlock.
-        for sql in [
-            &self.sql.delete_head,
-            &self.sql.delete_records,
-            &self.sql.delete_keys,
-        ] {
-            db(sqlx::query(sql).bind(sid(stream)).execute(&mut **tx).await)?;
+        async fn update_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<()> {
+            let q = bind_head(sqlx::query(&self.sql.update_head), head.to_columns()?).bind(sid(stream));
+            db(q.execute(&mut **tx).await)?;
+            Ok(())
         }
-        Ok(())
-    }
 
-    async fn find_key(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<KeyRow>> {
-        let row = db(sqlx::query(&self.sql.find_key)
-            .bind(sid(stream))
-            .bind(key.as_bytes())
-            .fetch_optional(&mut **tx)
-            .await)?;
-        row.map(|r| {
-            KeyRow::from_columns(
-                db(r.try_get(0))?,
-                db(r.try_get(1))?,
-                db(r.try_get(2))?,
-                db(r.try_get(3))?,
-                db(r.try_get(4))?,
-            )
-        })
-        .transpose()
-    }
-
-    async fn insert_key(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        key: &IdempotencyKey,
-        row: &KeyRow,
-    ) -> Result<()> {
-        db(sqlx::query(&self.sql.insert_key)
-            .bind(sid(stream))
-            .bind(key.as_bytes())
-            .bind(to_db_incarnation(row.result.incarnation))
-            .bind(to_db(row.result.first_offset)?)
-            .bind(to_db(row.result.count)?)
-            .bind(to_db(row.result.timestamp_ms)?)
-            .bind(row.digest_db())
-            .execute(&mut **tx)
-            .await)?;
-        Ok(())
-    }
-
-    async fn prune_keys(&self, tx: &mut Tx, stream: &StreamId, keep: u64) -> Result<()> {
-        let cutoff: Option<i64> = db(sqlx::query_scalar(&self.sql.key_cutoff)
-            .bind(sid(stream))
-            .bind(to_db(keep.saturating_sub(1))?)
-            .fetch_optional(&mut **tx)
-            .await)?;
-        if let Some(cutoff) = cutoff {
-            db(sqlx::query(&self.sql.delete_keys_below)
+        async fn prune_keys(&self, tx: &mut Tx, stream: &StreamId, keep: u64) -> Result<()> {
+            let cutoff: Option<i64> = db(sqlx::query_scalar(&self.sql.key_cutoff)
                 .bind(sid(stream))
-                .bind(cutoff)
+                .bind(to_db(keep.saturating_sub(1))?)
+                .fetch_optional(&mut **tx)
+                .await)?;
+            if let Some(cutoff) = cutoff {
+                db(sqlx::query(&self.sql.delete_keys_below)
+                    .bind(sid(stream))
+                    .bind(cutoff)
+                    .execute(&mut **tx)
+                    .await)?;
+            }
+            Ok(())
+        }
+
+        async fn insert_records(
+            &self,
+            tx: &mut Tx,
+            stream: &StreamId,
+            incarnation: Incarnation,
+            first_offset: u64,
+            ts_ms: u64,
+            records: &[Bytes],
+        ) -> Result<()> {
+            let (incarnation, ts_ms) = (to_db_incarnation(incarnation), to_db(ts_ms)?);
+            let mut offset = first_offset;
+            let mut rest = records;
+            while !rest.is_empty() {
+                // The largest power of two that fits both the rest and MAX_CHUNK.
+                let level = rest.len().min(MAX_CHUNK).ilog2();
+                let n = 1usize << level;
+                let (chunk, tail) = rest.split_at(n);
+                let sql = &self.sql.insert_records[usize::try_from(level).unwrap_or(0)];
+                let mut q = sqlx::query(sql);
+                for (r, off) in chunk.iter().zip(offset..) {
+                    q = q
+                        .bind(sid(stream))
+                        .bind(to_db(off)?)
+                        .bind(incarnation)
+                        .bind(ts_ms)
+                        .bind(to_db(u64::try_from(r.len()).unwrap_or(u64::MAX))?)
+                        .bind(r.as_ref());
+                }
+                db(q.execute(&mut **tx).await)?;
+                offset += u64::try_from(n).unwrap_or(u64::MAX);
+                rest = tail;
+            }
+            Ok(())
+        }
+
+        async fn delete_records_below(
+            &self,
+            tx: &mut Tx,
+            stream: &StreamId,
+            before: u64,
+        ) -> Result<u64> {
+            // No RETURNING: sum first, then delete, both under the head lock this transaction holds,
+            // so no other writer changes the records in between.
+            let removed: i64 = db(sqlx::query_scalar(&self.sql.bytes_below)
+                .bind(sid(stream))
+                .bind(to_db(before)?)
+                .fetch_one(&mut **tx)
+                .await)?;
+            db(sqlx::query(&self.sql.delete_records_below)
+                .bind(sid(stream))
+                .bind(to_db(before)?)
                 .execute(&mut **tx)
                 .await)?;
+            from_db(removed)
         }
-        Ok(())
-    }
 
-    async fn insert_records(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        incarnation: Incarnation,
-        first_offset: u64,
-        ts_ms: u64,
-        records: &[Bytes],
-    ) -> Result<()> {
-        let (incarnation, ts_ms) = (to_db_incarnation(incarnation), to_db(ts_ms)?);
-        let mut offset = first_offset;
-        let mut rest = records;
-        while !rest.is_empty() {
-            // The largest power of two that fits both the rest and MAX_CHUNK.
-            let level = rest.len().min(MAX_CHUNK).ilog2();
-            let n = 1usize << level;
-            let (chunk, tail) = rest.split_at(n);
-            let sql = &self.sql.insert_records[usize::try_from(level).unwrap_or(0)];
-            let mut q = sqlx::query(sql);
-            for (r, off) in chunk.iter().zip(offset..) {
-                q = q
-                    .bind(sid(stream))
-                    .bind(to_db(off)?)
-                    .bind(incarnation)
-                    .bind(ts_ms)
-                    .bind(to_db(u64::try_from(r.len()).unwrap_or(u64::MAX))?)
-                    .bind(r.as_ref());
+        async fn records(
+            &self,
+            stream: &StreamId,
+            incarnation: Incarnation,
+            from: u64,
+            end: u64,
+            max_bytes: u64,
+        ) -> Result<Vec<Record>> {
+            let (inc, from_db_, end_db) = (to_db_incarnation(incarnation), to_db(from)?, to_db(end)?);
+            let rows = db(sqlx::query(&self.sql.records)
+                .bind(sid(stream))
+                .bind(inc)
+                .bind(from_db_)
+                .bind(end_db)
+                .bind(from_db_)
+                .bind(sid(stream))
+                .bind(inc)
+                .bind(from_db_)
+                .bind(end_db)
+                .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await)?;
+            rows.iter()
+                .map(|r| record_of(r, parse_mysql_error))
+                .collect()
+        }
+
+        async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {
+            let op = if query.lower_inclusive { ">=" } else { ">" };
+            let upper = if query.upper.is_some() {
+                "AND stream_id < ?"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT stream_id FROM {} WHERE stream_id {op} ? {upper} AND NOT {EXPIRED} \
+                 ORDER BY stream_id LIMIT ?",
+                self.tables.streams
+            );
+            let now = to_db(now_ms)?;
+            let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(query.lower.as_slice());
+            if let Some(upper) = &query.upper {
+                q = q.bind(upper.as_slice());
             }
-            db(q.execute(&mut **tx).await)?;
-            offset += u64::try_from(n).unwrap_or(u64::MAX);
-            rest = tail;
+            let q = q
+                .bind(now)
+                .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+            let ids = db(q.fetch_all(&self.pool).await)?;
+            ids.iter().map(|id| id_of(id)).collect()
         }
-        Ok(())
-    }
-
-    async fn delete_records_below(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        before: u64,
-    ) -> Result<u64> {
-        // No RETURNING: sum first, then delete, both under the head lock this transaction holds,
-        // so no other writer changes the records in between.
-        let removed: i64 = db(sqlx::query_scalar(&self.sql.bytes_below)
-            .bind(sid(stream))
-            .bind(to_db(before)?)
-            .fetch_one(&mut **tx)
-            .await)?;
-        db(sqlx::query(&self.sql.delete_records_below)
-            .bind(sid(stream))
-            .bind(to_db(before)?)
-            .execute(&mut **tx)
-            .await)?;
-        from_db(removed)
-    }
-
-    async fn bytes_cut(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        from: u64,
-        excess: u64,
-    ) -> Result<Option<u64>> {
-        let off: Option<i64> = db(sqlx::query_scalar(&self.sql.bytes_cut)
-            .bind(sid(stream))
-            .bind(to_db(from)?)
-            .bind(to_db(excess)?)
-            .fetch_optional(&mut **tx)
-            .await)?;
-        off.map(from_db).transpose()
-    }
-
-    async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>> {
-        let row = db(sqlx::query(&self.sql.head)
-            .bind(sid(stream))
-            .fetch_optional(&self.pool)
-            .await)?;
-        row.as_ref().map(head_of).transpose()
-    }
-
-    async fn records(
-        &self,
-        stream: &StreamId,
-        incarnation: Incarnation,
-        from: u64,
-        end: u64,
-        max_bytes: u64,
-    ) -> Result<Vec<Record>> {
-        let (inc, from_db_, end_db) = (to_db_incarnation(incarnation), to_db(from)?, to_db(end)?);
-        let rows = db(sqlx::query(&self.sql.records)
-            .bind(sid(stream))
-            .bind(inc)
-            .bind(from_db_)
-            .bind(end_db)
-            .bind(from_db_)
-            .bind(sid(stream))
-            .bind(inc)
-            .bind(from_db_)
-            .bind(end_db)
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Record {
-                    offset: from_db(db(r.try_get(0))?)?,
-                    timestamp_ms: from_db(db(r.try_get(1))?)?,
-                    payload: Bytes::from(db(r.try_get::<Vec<u8>, _>(2))?),
-                })
-            })
-            .collect()
-    }
-
-    async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {
-        let op = if query.lower_inclusive { ">=" } else { ">" };
-        let upper = if query.upper.is_some() {
-            "AND stream_id < ?"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT stream_id FROM {} WHERE stream_id {op} ? {upper} AND NOT {EXPIRED} \
-             ORDER BY stream_id LIMIT ?",
-            self.tables.streams
-        );
-        let now = to_db(now_ms)?;
-        let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql).bind(query.lower.as_slice());
-        if let Some(upper) = &query.upper {
-            q = q.bind(upper.as_slice());
-        }
-        let q = q
-            .bind(now)
-            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        let ids = db(q.fetch_all(&self.pool).await)?;
-        ids.iter().map(|id| id_of(id)).collect()
-    }
-
-    async fn expired(&self, now_ms: u64, limit: u64) -> Result<Vec<StreamId>> {
-        let now = to_db(now_ms)?;
-        let ids: Vec<Vec<u8>> = db(sqlx::query_scalar(&self.sql.expired)
-            .bind(now)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await)?;
-        ids.iter().map(|id| id_of(id)).collect()
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }

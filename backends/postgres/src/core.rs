@@ -2,13 +2,12 @@
 //! [`SqlDialect`]. Table names come only from the validated prefix; every stream id, key and
 //! payload is a bound parameter.
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::postgres::{PgPool, PgRow};
-use sqlx::{Executor, Postgres, Row, Transaction};
-use streamstore::{Error, IdempotencyKey, Incarnation, Record, Result, StreamId};
+use sqlx::postgres::PgPool;
+use sqlx::{Executor, Postgres, Transaction};
+use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    from_db, to_db, to_db_incarnation, HeadColumns, HeadRow, KeyRow, ListQuery, SqlDialect,
+    bind_head, from_db, id_of, record_of, sid, to_db, to_db_incarnation, HeadRow, ListQuery,
     TablePrefix, Tables, SCHEMA_VERSION,
 };
 
@@ -128,56 +127,6 @@ fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
     r.map_err(parse_postgres_error)
 }
 
-fn id_of(bytes: &[u8]) -> Result<StreamId> {
-    StreamId::from_bytes(bytes).map_err(|e| {
-        Error::new(
-            streamstore::ErrorKind::Corruption,
-            "a stored stream id is invalid",
-        )
-        .with_source(e)
-    })
-}
-
-fn head_of(row: &PgRow) -> Result<HeadRow> {
-    HeadRow::from_columns(HeadColumns {
-        incarnation: db(row.try_get(0))?,
-        first_offset: db(row.try_get(1))?,
-        next_offset: db(row.try_get(2))?,
-        created_ms: db(row.try_get(3))?,
-        last_append_ms: db(row.try_get(4))?,
-        sealed_ms: db(row.try_get(5))?,
-        bytes: db(row.try_get(6))?,
-        seal_ttl_ms: db(row.try_get(7))?,
-        idle_ttl_ms: db(row.try_get(8))?,
-        max_bytes: db(row.try_get(9))?,
-        key_count: db(row.try_get(10))?,
-        expires_ms: None,
-    })
-}
-
-/// Binds a head row's columns after the stream id (`$2..$13`).
-fn bind_head<'q>(
-    q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    c: HeadColumns,
-) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    q.bind(c.incarnation)
-        .bind(c.first_offset)
-        .bind(c.next_offset)
-        .bind(c.created_ms)
-        .bind(c.last_append_ms)
-        .bind(c.sealed_ms)
-        .bind(c.bytes)
-        .bind(c.seal_ttl_ms)
-        .bind(c.idle_ttl_ms)
-        .bind(c.max_bytes)
-        .bind(c.key_count)
-        .bind(c.expires_ms)
-}
-
-fn sid(stream: &StreamId) -> &[u8] {
-    stream.as_str().as_bytes()
-}
-
 impl PgCore {
     /// Creates or migrates the schema of `prefix`, then returns the dialect over `pool`.
     ///
@@ -291,237 +240,126 @@ impl PgCore {
 
 type Tx = Transaction<'static, Postgres>;
 
-#[async_trait]
-impl SqlDialect for PgCore {
-    type Tx = Tx;
+// The statements that differ from MySQL's; the others are written once in `sqlx_dialect!`.
+streamstore_sql::sqlx_dialect! {
+    impl SqlDialect for PgCore {
+        database: Postgres,
+        map_error: parse_postgres_error;
 
-    async fn begin(&self) -> Result<Tx> {
-        db(self.pool.begin().await)
-    }
-
-    async fn commit(&self, tx: Tx) -> Result<()> {
-        db(tx.commit().await)
-    }
-
-    async fn lock_head(&self, tx: &mut Tx, stream: &StreamId) -> Result<Option<HeadRow>> {
-        let row = db(sqlx::query(&self.sql.lock_head)
-            .bind(sid(stream))
-            .fetch_optional(&mut **tx)
-            .await)?;
-        row.as_ref().map(head_of).transpose()
-    }
-
-    async fn insert_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<bool> {
-        let q = bind_head(
-            sqlx::query(&self.sql.insert_head).bind(sid(stream)),
-            head.to_columns()?,
-        );
-        Ok(db(q.execute(&mut **tx).await)?.rows_affected() == 1)
-    }
-
-    async fn update_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<()> {
-        let q = bind_head(
-            sqlx::query(&self.sql.update_head).bind(sid(stream)),
-            head.to_columns()?,
-        );
-        db(q.execute(&mut **tx).await)?;
-        Ok(())
-    }
-
-    async fn delete_stream(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
-        // Head first: the same lock order as appends (head, then records), so no deadlock.
-        for sql in [
-            &self.sql.delete_head,
-            &self.sql.delete_records,
-            &self.sql.delete_keys,
-        ] {
-            db(sqlx::query(sql).bind(sid(stream)).execute(&mut **tx).await)?;
+        async fn insert_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<bool> {
+            let q = bind_head(
+                sqlx::query(&self.sql.insert_head).bind(sid(stream)),
+                head.to_columns()?,
+            );
+            Ok(db(q.execute(&mut **tx).await)?.rows_affected() == 1)
         }
-        Ok(())
-    }
 
-    async fn find_key(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        key: &IdempotencyKey,
-    ) -> Result<Option<KeyRow>> {
-        let row = db(sqlx::query(&self.sql.find_key)
-            .bind(sid(stream))
-            .bind(key.as_bytes())
-            .fetch_optional(&mut **tx)
-            .await)?;
-        row.map(|r| {
-            KeyRow::from_columns(
-                db(r.try_get(0))?,
-                db(r.try_get(1))?,
-                db(r.try_get(2))?,
-                db(r.try_get(3))?,
-                db(r.try_get(4))?,
-            )
-        })
-        .transpose()
-    }
-
-    async fn insert_key(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        key: &IdempotencyKey,
-        row: &KeyRow,
-    ) -> Result<()> {
-        db(sqlx::query(&self.sql.insert_key)
-            .bind(sid(stream))
-            .bind(key.as_bytes())
-            .bind(to_db_incarnation(row.result.incarnation))
-            .bind(to_db(row.result.first_offset)?)
-            .bind(to_db(row.result.count)?)
-            .bind(to_db(row.result.timestamp_ms)?)
-            .bind(row.digest_db())
-            .execute(&mut **tx)
-            .await)?;
-        Ok(())
-    }
-
-    async fn prune_keys(&self, tx: &mut Tx, stream: &StreamId, keep: u64) -> Result<()> {
-        db(sqlx::query(&self.sql.prune_keys)
-            .bind(sid(stream))
-            .bind(to_db(keep.saturating_sub(1))?)
-            .execute(&mut **tx)
-            .await)?;
-        Ok(())
-    }
-
-    async fn insert_records(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        incarnation: Incarnation,
-        first_offset: u64,
-        ts_ms: u64,
-        records: &[Bytes],
-    ) -> Result<()> {
-        let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
-        db(sqlx::query(&self.sql.insert_records)
-            .bind(sid(stream))
-            .bind(to_db(first_offset)?)
-            .bind(to_db_incarnation(incarnation))
-            .bind(to_db(ts_ms)?)
-            .bind(payloads)
-            .execute(&mut **tx)
-            .await)?;
-        Ok(())
-    }
-
-    async fn delete_records_below(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        before: u64,
-    ) -> Result<u64> {
-        let removed: i64 = db(sqlx::query_scalar(&self.sql.delete_records_below)
-            .bind(sid(stream))
-            .bind(to_db(before)?)
-            .fetch_one(&mut **tx)
-            .await)?;
-        from_db(removed)
-    }
-
-    async fn bytes_cut(
-        &self,
-        tx: &mut Tx,
-        stream: &StreamId,
-        from: u64,
-        excess: u64,
-    ) -> Result<Option<u64>> {
-        let off: Option<i64> = db(sqlx::query_scalar(&self.sql.bytes_cut)
-            .bind(sid(stream))
-            .bind(to_db(from)?)
-            .bind(to_db(excess)?)
-            .fetch_optional(&mut **tx)
-            .await)?;
-        off.map(from_db).transpose()
-    }
-
-    async fn notify(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
-        // Delivered at commit, to listeners only; a hint, never data.
-        db(sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(&self.channel)
-            .bind(stream.as_str())
-            .execute(&mut **tx)
-            .await)?;
-        Ok(())
-    }
-
-    async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>> {
-        let row = db(sqlx::query(&self.sql.head)
-            .bind(sid(stream))
-            .fetch_optional(&self.pool)
-            .await)?;
-        row.as_ref().map(head_of).transpose()
-    }
-
-    async fn records(
-        &self,
-        stream: &StreamId,
-        incarnation: Incarnation,
-        from: u64,
-        end: u64,
-        max_bytes: u64,
-    ) -> Result<Vec<Record>> {
-        let rows = db(sqlx::query(&self.sql.records)
-            .bind(sid(stream))
-            .bind(to_db_incarnation(incarnation))
-            .bind(to_db(from)?)
-            .bind(to_db(end)?)
-            .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await)?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Record {
-                    offset: from_db(db(r.try_get(0))?)?,
-                    timestamp_ms: from_db(db(r.try_get(1))?)?,
-                    payload: Bytes::from(db(r.try_get::<Vec<u8>, _>(2))?),
-                })
-            })
-            .collect()
-    }
-
-    async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {
-        let op = if query.lower_inclusive { ">=" } else { ">" };
-        let upper = if query.upper.is_some() {
-            "AND stream_id < $4"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "SELECT stream_id FROM {} WHERE stream_id {op} $1 {upper} AND NOT {} \
-             ORDER BY stream_id LIMIT $3",
-            self.tables.streams,
-            expired_at(2)
-        );
-        let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql)
-            .bind(query.lower.as_slice())
-            .bind(to_db(now_ms)?)
-            .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
-        if let Some(upper) = &query.upper {
-            q = q.bind(upper.as_slice());
+        async fn update_head(&self, tx: &mut Tx, stream: &StreamId, head: &HeadRow) -> Result<()> {
+            let q = bind_head(
+                sqlx::query(&self.sql.update_head).bind(sid(stream)),
+                head.to_columns()?,
+            );
+            db(q.execute(&mut **tx).await)?;
+            Ok(())
         }
-        let ids = db(q.fetch_all(&self.pool).await)?;
-        ids.iter().map(|id| id_of(id)).collect()
-    }
 
-    async fn expired(&self, now_ms: u64, limit: u64) -> Result<Vec<StreamId>> {
-        let ids: Vec<Vec<u8>> = db(sqlx::query_scalar(&self.sql.expired)
-            .bind(to_db(now_ms)?)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await)?;
-        ids.iter().map(|id| id_of(id)).collect()
-    }
+        async fn prune_keys(&self, tx: &mut Tx, stream: &StreamId, keep: u64) -> Result<()> {
+            db(sqlx::query(&self.sql.prune_keys)
+                .bind(sid(stream))
+                .bind(to_db(keep.saturating_sub(1))?)
+                .execute(&mut **tx)
+                .await)?;
+            Ok(())
+        }
 
-    async fn close(&self) {
-        self.pool.close().await;
+        async fn insert_records(
+            &self,
+            tx: &mut Tx,
+            stream: &StreamId,
+            incarnation: Incarnation,
+            first_offset: u64,
+            ts_ms: u64,
+            records: &[Bytes],
+        ) -> Result<()> {
+            let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
+            db(sqlx::query(&self.sql.insert_records)
+                .bind(sid(stream))
+                .bind(to_db(first_offset)?)
+                .bind(to_db_incarnation(incarnation))
+                .bind(to_db(ts_ms)?)
+                .bind(payloads)
+                .execute(&mut **tx)
+                .await)?;
+            Ok(())
+        }
+
+        async fn delete_records_below(
+            &self,
+            tx: &mut Tx,
+            stream: &StreamId,
+            before: u64,
+        ) -> Result<u64> {
+            let removed: i64 = db(sqlx::query_scalar(&self.sql.delete_records_below)
+                .bind(sid(stream))
+                .bind(to_db(before)?)
+                .fetch_one(&mut **tx)
+                .await)?;
+            from_db(removed)
+        }
+
+        async fn notify(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
+            // Delivered at commit, to listeners only; a hint, never data.
+            db(sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(&self.channel)
+                .bind(stream.as_str())
+                .execute(&mut **tx)
+                .await)?;
+            Ok(())
+        }
+
+        async fn records(
+            &self,
+            stream: &StreamId,
+            incarnation: Incarnation,
+            from: u64,
+            end: u64,
+            max_bytes: u64,
+        ) -> Result<Vec<Record>> {
+            let rows = db(sqlx::query(&self.sql.records)
+                .bind(sid(stream))
+                .bind(to_db_incarnation(incarnation))
+                .bind(to_db(from)?)
+                .bind(to_db(end)?)
+                .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await)?;
+            rows.iter()
+                .map(|r| record_of(r, parse_postgres_error))
+                .collect()
+        }
+
+        async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {
+            let op = if query.lower_inclusive { ">=" } else { ">" };
+            let upper = if query.upper.is_some() {
+                "AND stream_id < $4"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT stream_id FROM {} WHERE stream_id {op} $1 {upper} AND NOT {} \
+                 ORDER BY stream_id LIMIT $3",
+                self.tables.streams,
+                expired_at(2)
+            );
+            let mut q = sqlx::query_scalar::<_, Vec<u8>>(&sql)
+                .bind(query.lower.as_slice())
+                .bind(to_db(now_ms)?)
+                .bind(i64::try_from(query.limit).unwrap_or(i64::MAX));
+            if let Some(upper) = &query.upper {
+                q = q.bind(upper.as_slice());
+            }
+            let ids = db(q.fetch_all(&self.pool).await)?;
+            ids.iter().map(|id| id_of(id)).collect()
+        }
     }
 }

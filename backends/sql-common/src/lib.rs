@@ -12,21 +12,43 @@
 //!   written once over a [`SqlDialect`], including the internal retry of transactions the
 //!   database rolled back ([`RolledBack`]) and the retention sweeper.
 //! - [`DbUrl`]: connection URLs, with the project's options split off and the password hidden.
+//! - Over sqlx, written once for both databases: the row helpers ([`head_of`], [`bind_head`],
+//!   [`key_of`], [`record_of`], …), the [`sqlx_dialect!`] macro with the [`SqlDialect`] methods
+//!   whose statements run alike, [`forward_stream_store!`], and the configuration, pool,
+//!   capability and driver-error helpers of the adapters ([`DbTarget`], [`pool_options`],
+//!   [`capabilities`], [`driver_error`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod adapter;
 mod dialect;
+mod macros;
 mod model;
 mod prefix;
+mod rows;
 mod store;
 mod url;
 
+pub use adapter::{
+    capabilities, driver_error, pool_options, DbTarget, DEFAULT_ACQUIRE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_INTERVAL, MAX_BATCH_BYTES, MAX_BATCH_RECORDS,
+};
 pub use dialect::{ListQuery, RolledBack, SqlDialect};
 pub use model::{
     from_db, from_db_incarnation, is_expired, to_db, to_db_incarnation, HeadColumns, HeadRow,
     KeyRow, SCHEMA_VERSION,
 };
 pub use prefix::{TablePrefix, Tables};
+pub use rows::{bind_head, head_of, id_of, key_of, record_of, sid, MapError};
 pub use store::{SqlStore, StoreOptions};
 pub use url::{DbUrl, DEFAULT_PREFIX};
+
+/// What the macros of this crate name; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use bytes;
+    pub use sqlx;
+    pub use streamstore;
+}

@@ -1,0 +1,110 @@
+//! Rows to and from the driver, written once over `sqlx::Database`: the head row's columns, an
+//! idempotency key row, a record, and stream ids as bytes. Each helper takes the adapter's
+//! error mapping (`parse_<db>_error`).
+
+use bytes::Bytes;
+use sqlx::query::Query;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
+use streamstore::{Error, Record, Result, StreamId};
+
+use crate::model::{from_db, HeadColumns, HeadRow, KeyRow};
+
+/// Maps a driver error with the adapter's `parse_<db>_error`.
+pub type MapError = fn(sqlx::Error) -> Error;
+
+/// A stream id as the bytes bound to `stream_id` columns.
+pub fn sid(stream: &StreamId) -> &[u8] {
+    stream.as_str().as_bytes()
+}
+
+/// A stream id read back from a `stream_id` column; invalid bytes are `Corruption`.
+pub fn id_of(bytes: &[u8]) -> Result<StreamId> {
+    StreamId::from_bytes(bytes).map_err(|e| {
+        Error::new(
+            streamstore::ErrorKind::Corruption,
+            "a stored stream id is invalid",
+        )
+        .with_source(e)
+    })
+}
+
+/// A head row selected as the columns of [`HeadColumns`], in order.
+pub fn head_of<R>(row: &R, map_error: MapError) -> Result<HeadRow>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let db = |r: std::result::Result<_, sqlx::Error>| r.map_err(map_error);
+    HeadRow::from_columns(HeadColumns {
+        incarnation: db(row.try_get(0))?,
+        first_offset: db(row.try_get(1))?,
+        next_offset: db(row.try_get(2))?,
+        created_ms: db(row.try_get(3))?,
+        last_append_ms: db(row.try_get(4))?,
+        sealed_ms: row.try_get(5).map_err(map_error)?,
+        bytes: db(row.try_get(6))?,
+        seal_ttl_ms: row.try_get(7).map_err(map_error)?,
+        idle_ttl_ms: row.try_get(8).map_err(map_error)?,
+        max_bytes: row.try_get(9).map_err(map_error)?,
+        key_count: db(row.try_get(10))?,
+        expires_ms: None,
+    })
+}
+
+/// Binds a head row's columns in [`HeadColumns`] order.
+pub fn bind_head<'q, DB>(
+    q: Query<'q, DB, DB::Arguments<'q>>,
+    c: HeadColumns,
+) -> Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    Option<i64>: Encode<'q, DB>,
+{
+    q.bind(c.incarnation)
+        .bind(c.first_offset)
+        .bind(c.next_offset)
+        .bind(c.created_ms)
+        .bind(c.last_append_ms)
+        .bind(c.sealed_ms)
+        .bind(c.bytes)
+        .bind(c.seal_ttl_ms)
+        .bind(c.idle_ttl_ms)
+        .bind(c.max_bytes)
+        .bind(c.key_count)
+        .bind(c.expires_ms)
+}
+
+/// A key row selected as `incarnation, first_offset, count, ts_ms, digest`.
+pub fn key_of<R>(row: &R, map_error: MapError) -> Result<KeyRow>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let db = |r: std::result::Result<i64, sqlx::Error>| r.map_err(map_error);
+    KeyRow::from_columns(
+        db(row.try_get(0))?,
+        db(row.try_get(1))?,
+        db(row.try_get(2))?,
+        db(row.try_get(3))?,
+        db(row.try_get(4))?,
+    )
+}
+
+/// A record selected as `off, ts_ms, payload`.
+pub fn record_of<R>(row: &R, map_error: MapError) -> Result<Record>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let db = |r: std::result::Result<i64, sqlx::Error>| r.map_err(map_error);
+    Ok(Record {
+        offset: from_db(db(row.try_get(0))?)?,
+        timestamp_ms: from_db(db(row.try_get(1))?)?,
+        payload: Bytes::from(row.try_get::<Vec<u8>, _>(2).map_err(map_error)?),
+    })
+}
