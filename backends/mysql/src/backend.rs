@@ -1,17 +1,11 @@
 //! `MysqlStore`: the `StreamStore` over MySQL 8 or MariaDB.
 
 use std::str::FromStr;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::Executor;
-use streamstore::{
-    AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
-    ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
-};
-use streamstore_sql::{SqlStore, StoreOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::{Executor, MySql};
+use streamstore::{Error, Result, WaitMechanism};
+use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions};
 
 use crate::config::MysqlConfig;
 use crate::core::MysqlCore;
@@ -64,11 +58,7 @@ impl MysqlStore {
     /// Connects with `config`: creates or migrates the schema and starts the retention sweeper.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
         let options = connect_options(&config)?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(config.max_connections)
-            .min_connections(0)
-            .acquire_timeout(config.acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(60)))
+        let pool = pool_options::<MySql>(config.max_connections, config.acquire_timeout)
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     // READ COMMITTED: locking reads of missing rows take no gap locks (the
@@ -88,7 +78,13 @@ impl MysqlStore {
         let inner = SqlStore::new(
             core,
             StoreOptions {
-                capabilities: capabilities(config.poll_max),
+                capabilities: capabilities(
+                    MAX_RECORD_BYTES,
+                    KEYS_PER_STREAM,
+                    WaitMechanism::Poll {
+                        max_interval: config.poll_max,
+                    },
+                ),
                 poll_min: config.poll_min,
                 poll_max: config.poll_max,
                 sweep_interval: Some(config.sweep_interval),
@@ -116,67 +112,4 @@ impl MysqlStore {
     }
 }
 
-fn capabilities(poll_max: Duration) -> Capabilities {
-    Capabilities {
-        max_record_bytes: MAX_RECORD_BYTES,
-        max_batch_records: 1000,
-        max_batch_bytes: 4 << 20,
-        idempotency: Some(IdempotencyWindow {
-            keys_per_stream: KEYS_PER_STREAM,
-            max_age: None,
-        }),
-        wait: WaitMechanism::Poll {
-            max_interval: poll_max,
-        },
-        persistent: true,
-        ..Capabilities::default()
-    }
-}
-
-#[async_trait]
-impl StreamStore for MysqlStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn append(
-        &self,
-        stream: &StreamId,
-        records: Vec<Bytes>,
-        options: AppendOptions,
-    ) -> Result<AppendResult> {
-        self.inner.append(stream, records, options).await
-    }
-
-    async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
-        self.inner.read(stream, from, options).await
-    }
-
-    async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
-        self.inner.seal(stream).await
-    }
-
-    async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64> {
-        self.inner.trim(stream, before).await
-    }
-
-    async fn delete(&self, stream: &StreamId) -> Result<bool> {
-        self.inner.delete(stream).await
-    }
-
-    async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
-        self.inner.info(stream).await
-    }
-
-    async fn list(&self, options: ListOptions) -> Result<ListPage> {
-        self.inner.list(options).await
-    }
-
-    async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
-        self.inner.set_retention(stream, retention).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-}
+streamstore_sql::forward_stream_store!(MysqlStore, inner);

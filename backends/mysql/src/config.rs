@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use streamstore::Result;
-use streamstore_sql::{DbUrl, TablePrefix, DEFAULT_PREFIX};
+use streamstore_sql::{DbTarget, TablePrefix, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
 
 /// Where and how to connect.
 ///
@@ -14,8 +14,7 @@ use streamstore_sql::{DbUrl, TablePrefix, DEFAULT_PREFIX};
 /// the password.
 #[derive(Clone)]
 pub struct MysqlConfig {
-    url: DbUrl,
-    prefix: TablePrefix,
+    target: DbTarget,
     /// Connections in the pool.
     pub max_connections: u32,
     /// How long to wait for a pooled connection before failing with `Unavailable`.
@@ -32,17 +31,12 @@ impl MysqlConfig {
     /// Parses a `mysql://` URL (MySQL 8 or MariaDB 10.6+). Invalid input is `InvalidArgument`, and the
     /// message never quotes the URL.
     pub fn from_url(url: &str) -> Result<Self> {
-        let url = DbUrl::parse(url, &["mysql"])?;
-        let prefix = match &url.prefix {
-            Some(p) => p.clone(),
-            None => TablePrefix::new(DEFAULT_PREFIX)?,
-        };
+        let target = DbTarget::parse(url, &["mysql"])?;
         Ok(MysqlConfig {
-            max_connections: url.max_connections.unwrap_or(8),
-            url,
-            prefix,
-            acquire_timeout: Duration::from_secs(10),
-            sweep_interval: Duration::from_secs(1),
+            max_connections: target.max_connections(),
+            target,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
             poll_min: Duration::from_millis(10),
             poll_max: Duration::from_millis(250),
         })
@@ -50,25 +44,24 @@ impl MysqlConfig {
 
     /// Uses the tables `<prefix>streams`, `<prefix>records`, … (`[a-z][a-z0-9_]{0,30}`).
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self> {
-        self.prefix = TablePrefix::new(prefix)?;
+        self.target.set_prefix(prefix)?;
         Ok(self)
     }
 
     /// The table prefix.
     pub fn prefix(&self) -> &TablePrefix {
-        &self.prefix
+        self.target.prefix()
     }
 
     pub(crate) fn driver_url(&self) -> &str {
-        self.url.driver_url()
+        self.target.driver_url()
     }
 }
 
 impl fmt::Debug for MysqlConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MysqlConfig")
-            .field("url", &self.url)
-            .field("prefix", &self.prefix)
+        self.target
+            .debug_fields(&mut f.debug_struct("MysqlConfig"))
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sweep_interval", &self.sweep_interval)
@@ -81,6 +74,7 @@ impl fmt::Debug for MysqlConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamstore_sql::DEFAULT_PREFIX;
 
     #[test]
     fn debug_hides_the_password() {

@@ -3,7 +3,7 @@
 
 use sqlx::mysql::MySqlDatabaseError;
 use streamstore::{Error, ErrorKind};
-use streamstore_sql::RolledBack;
+use streamstore_sql::{driver_error, RolledBack};
 
 /// Duplicate entry for a unique key.
 pub(crate) const ER_DUP_ENTRY: u16 = 1062;
@@ -58,20 +58,7 @@ pub fn parse_mysql_error(e: sqlx::Error) -> Error {
             .with_source(e),
         };
     }
-    match &e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => {
-            Error::new(ErrorKind::Unavailable, "the database is unreachable").with_source(e)
-        }
-        sqlx::Error::Configuration(_) => {
-            Error::invalid("the database connection options are invalid").with_source(e)
-        }
-        _ => Error::new(ErrorKind::Internal, "unexpected database driver error").with_source(e),
-    }
+    driver_error(e)
 }
 
 #[cfg(test)]

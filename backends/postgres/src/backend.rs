@@ -4,15 +4,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use streamstore::wait::Notifiers;
-use streamstore::{
-    AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
-    ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
-};
-use streamstore_sql::{SqlStore, StoreOptions};
+use streamstore::{Error, Result, StreamId, WaitMechanism};
+use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions};
 
 use crate::config::PostgresConfig;
 use crate::core::PgCore;
@@ -34,14 +29,10 @@ pub struct PostgresStore {
     inner: SqlStore<PgCore>,
 }
 
-fn pool_options(config: &PostgresConfig) -> Result<(PgPoolOptions, PgConnectOptions)> {
+fn connect_options(config: &PostgresConfig) -> Result<(PgPoolOptions, PgConnectOptions)> {
     let connect = PgConnectOptions::from_str(config.driver_url())
         .map_err(|e| Error::invalid("invalid PostgreSQL URL options").with_source(e))?;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .min_connections(0)
-        .acquire_timeout(config.acquire_timeout)
-        .idle_timeout(Some(Duration::from_secs(60)));
+    let pool = pool_options(config.max_connections, config.acquire_timeout);
     Ok((pool, connect))
 }
 
@@ -70,7 +61,7 @@ impl PostgresStore {
     /// Connects with `config`: creates or migrates the schema, starts the `LISTEN` task and
     /// the retention sweeper.
     pub async fn open(config: PostgresConfig) -> Result<Self> {
-        let (pool_opts, connect) = pool_options(&config)?;
+        let (pool_opts, connect) = connect_options(&config)?;
         let pool = pool_opts
             .connect_with(connect)
             .await
@@ -80,7 +71,13 @@ impl PostgresStore {
         let inner = SqlStore::new(
             core,
             StoreOptions {
-                capabilities: capabilities(config.poll_interval),
+                capabilities: capabilities(
+                    MAX_RECORD_BYTES,
+                    KEYS_PER_STREAM,
+                    WaitMechanism::Push {
+                        poll: config.poll_interval,
+                    },
+                ),
                 poll_min: config.poll_interval,
                 poll_max: config.poll_interval,
                 sweep_interval: Some(config.sweep_interval),
@@ -95,7 +92,7 @@ impl PostgresStore {
     /// closed first.
     pub async fn destroy(url: &str, prefix: &str) -> Result<()> {
         let config = PostgresConfig::from_url(url)?.with_prefix(prefix)?;
-        let (pool_opts, connect) = pool_options(&config)?;
+        let (pool_opts, connect) = connect_options(&config)?;
         let pool = pool_opts
             .max_connections(1)
             .connect_with(connect)
@@ -115,21 +112,6 @@ impl PostgresStore {
     /// The connection pool (for diagnostics and tests).
     pub fn pool(&self) -> &PgPool {
         self.inner.dialect().pool()
-    }
-}
-
-fn capabilities(poll: Duration) -> Capabilities {
-    Capabilities {
-        max_record_bytes: MAX_RECORD_BYTES,
-        max_batch_records: 1000,
-        max_batch_bytes: 4 << 20,
-        idempotency: Some(IdempotencyWindow {
-            keys_per_stream: KEYS_PER_STREAM,
-            max_age: None,
-        }),
-        wait: WaitMechanism::Push { poll },
-        persistent: true,
-        ..Capabilities::default()
     }
 }
 
@@ -171,50 +153,4 @@ async fn listen(pool: PgPool, channel: String, notifiers: Arc<Notifiers>) {
     }
 }
 
-#[async_trait]
-impl StreamStore for PostgresStore {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn append(
-        &self,
-        stream: &StreamId,
-        records: Vec<Bytes>,
-        options: AppendOptions,
-    ) -> Result<AppendResult> {
-        self.inner.append(stream, records, options).await
-    }
-
-    async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
-        self.inner.read(stream, from, options).await
-    }
-
-    async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
-        self.inner.seal(stream).await
-    }
-
-    async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64> {
-        self.inner.trim(stream, before).await
-    }
-
-    async fn delete(&self, stream: &StreamId) -> Result<bool> {
-        self.inner.delete(stream).await
-    }
-
-    async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
-        self.inner.info(stream).await
-    }
-
-    async fn list(&self, options: ListOptions) -> Result<ListPage> {
-        self.inner.list(options).await
-    }
-
-    async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
-        self.inner.set_retention(stream, retention).await
-    }
-
-    async fn close(&self) -> Result<()> {
-        self.inner.close().await
-    }
-}
+streamstore_sql::forward_stream_store!(PostgresStore, inner);

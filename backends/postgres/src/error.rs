@@ -2,7 +2,7 @@
 
 use sqlx::error::ErrorKind as SqlxKind;
 use streamstore::{Error, ErrorKind};
-use streamstore_sql::RolledBack;
+use streamstore_sql::{driver_error, RolledBack};
 
 /// Maps a driver error to the store's error kinds.
 ///
@@ -50,21 +50,10 @@ pub fn parse_postgres_error(e: sqlx::Error) -> Error {
         };
     }
     match &e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => {
-            Error::new(ErrorKind::Unavailable, "the database is unreachable").with_source(e)
-        }
-        sqlx::Error::Configuration(_) => {
-            Error::invalid("the database connection options are invalid").with_source(e)
-        }
         sqlx::Error::Database(db) if db.kind() == SqlxKind::UniqueViolation => {
             Error::conflict(0, "a row with this key exists").with_source(e)
         }
-        _ => Error::new(ErrorKind::Internal, "unexpected database driver error").with_source(e),
+        _ => driver_error(e),
     }
 }
 

@@ -64,10 +64,10 @@ impl DbTarget {
     }
 
     /// Adds the fields `url` and `prefix` to an adapter configuration's `Debug`.
-    pub fn debug_fields<'a, 'b>(
+    pub fn debug_fields<'d, 'a, 'b: 'a>(
         &self,
-        d: &'a mut fmt::DebugStruct<'b, 'b>,
-    ) -> &'a mut fmt::DebugStruct<'b, 'b> {
+        d: &'d mut fmt::DebugStruct<'a, 'b>,
+    ) -> &'d mut fmt::DebugStruct<'a, 'b> {
         d.field("url", &self.url).field("prefix", &self.prefix)
     }
 }
