@@ -4,43 +4,14 @@
 //! Needs `STREAMSTORE_POSTGRES_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down postgres` / `up postgres`); prints SKIPPED and passes without the URL.
 
+#[macro_use]
 #[path = "../../sql-common/testing/faults.rs"]
 mod faults;
 
-use std::sync::Arc;
-
-use streamstore::StreamStore;
 use streamstore_postgres::{PostgresStore, URL_ENV};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_during_idempotent_appends_loses_and_duplicates_nothing() {
-    let Ok(url) = std::env::var(URL_ENV) else {
-        println!(
-            "SKIPPED: {URL_ENV} is not set (start the server: scripts/services.sh up postgres)"
-        );
-        return;
-    };
-    let prefix = format!("faults_{:08x}_", rand_u32());
-    let store: Arc<dyn StreamStore> =
-        Arc::new(PostgresStore::connect(&url, &prefix).await.unwrap());
-    let (acked, retried) = faults::run(Arc::clone(&store), || {
-        faults::services(&["down", "postgres"]);
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        faults::services(&["up", "postgres"]);
-    })
-    .await;
-    println!("postgres faults: {acked} appends acknowledged, {retried} needed a retry, none lost or duplicated");
-    assert!(
-        retried > 0,
-        "the restart interrupted no append: the test proved nothing"
-    );
-    store.close().await.unwrap();
-    PostgresStore::destroy(&url, &prefix).await.unwrap();
-}
-
-fn rand_u32() -> u32 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.subsec_nanos() ^ std::process::id()
+restart_test! {
+    store: PostgresStore,
+    server: "postgres",
+    url_env: URL_ENV,
 }

@@ -161,3 +161,134 @@ pub async fn key_window_keeps_the_most_recent_keys(store: &dyn StreamStore) {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// The server's URL from `url_env`, or `None` after printing why the test is skipped.
+pub fn url(url_env: &str, server: &str) -> Option<String> {
+    let url = std::env::var(url_env).ok();
+    if url.is_none() {
+        println!(
+            "SKIPPED: {url_env} is not set (start the server: scripts/services.sh up {server})"
+        );
+    }
+    url
+}
+
+/// The adapter tests of one store type (`connect`, `destroy`, `sweep` and `pool` as the
+/// PostgreSQL and MySQL stores have them): ids, cross-store wake-ups (the test named
+/// `wake_test`, which must wake within `wakes_within`), concurrent schema creation, key-window
+/// pruning, the sweeper and prefix validation.
+macro_rules! sql_adapter_tests {
+    (
+        store: $store:ident,
+        server: $server:literal,
+        url_env: $url_env:expr,
+        wake_test: $wake_test:ident,
+        wakes_within: $wakes_within:expr $(,)?
+    ) => {
+        async fn open(url: &str, prefix: &str) -> std::sync::Arc<dyn streamstore::StreamStore> {
+            std::sync::Arc::new($store::connect(url, prefix).await.unwrap())
+        }
+
+        #[tokio::test]
+        async fn ids_never_alias() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("ids");
+            let store = open(&url, &p).await;
+            $crate::cases::ids_differing_in_padding_case_or_accents_never_alias(&*store).await;
+            store.close().await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn $wake_test() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("wake");
+            let (a, b) = (open(&url, &p).await, open(&url, &p).await);
+            let took =
+                $crate::cases::waiting_reader_wakes_on_another_stores_append(a.clone(), b.clone())
+                    .await;
+            assert!(took < $wakes_within, "woke after {took:?}");
+            a.close().await.unwrap();
+            b.close().await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn concurrent_opens_create_the_schema_once() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("schema");
+            let (u, q) = (url.clone(), p.clone());
+            $crate::cases::concurrent_opens_create_the_schema_once(move || {
+                let (u, q) = (u.clone(), q.clone());
+                async move {
+                    let s: std::sync::Arc<dyn streamstore::StreamStore> =
+                        std::sync::Arc::new($store::connect(&u, &q).await?);
+                    Ok(s)
+                }
+            })
+            .await;
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn key_window_prunes_but_keeps_recent_keys() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("keys");
+            let store = open(&url, &p).await;
+            $crate::cases::key_window_keeps_the_most_recent_keys(&*store).await;
+            store.close().await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn sweeper_deletes_expired_streams_and_bad_prefixes_are_refused() {
+            use streamstore::StreamStore as _;
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            for bad in ["", "A", "a-b", "a;drop table x", "1a"] {
+                let e = $store::connect(&url, bad).await.err().unwrap();
+                assert_eq!(e.kind(), streamstore::ErrorKind::InvalidArgument, "{bad:?}");
+            }
+            let p = $crate::cases::prefix("sweep");
+            let store = $store::connect(&url, &p).await.unwrap();
+            let s = streamstore::StreamId::new("sweep/me").unwrap();
+            store
+                .append(
+                    &s,
+                    vec![bytes::Bytes::from("x")],
+                    streamstore::AppendOptions::default(),
+                )
+                .await
+                .unwrap();
+            let idle = streamstore::Retention {
+                delete_after_idle: Some(std::time::Duration::from_millis(50)),
+                ..streamstore::Retention::default()
+            };
+            store.set_retention(&s, idle).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // Expired streams are never served, swept or not.
+            assert_eq!(
+                store.info(&s).await.unwrap_err().kind(),
+                streamstore::ErrorKind::NotFound
+            );
+            // The background sweeper (every second) or this explicit sweep removes the rows.
+            store.sweep().await.unwrap();
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {p}streams"))
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(rows, 0);
+            store.close().await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+    };
+}

@@ -160,3 +160,55 @@ pub async fn run(
     let retried = acked.iter().filter(|(_, _, a)| *a > 1).count();
     (acked.len(), retried)
 }
+
+/// A table prefix of its own for one run.
+pub fn prefix() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("faults_{:08x}_", t.subsec_nanos() ^ std::process::id())
+}
+
+/// The fault test of one store type (`connect` and `destroy` as the PostgreSQL and MySQL stores
+/// have them): [`run`] while `services.sh down <server>` / `up <server>` restarts the server.
+macro_rules! restart_test {
+    (store: $store:ident, server: $server:literal, url_env: $url_env:expr $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn restart_during_idempotent_appends_loses_and_duplicates_nothing() {
+            let url_env = $url_env;
+            let Ok(url) = std::env::var(url_env) else {
+                println!(
+                    concat!(
+                        "SKIPPED: {} is not set (start the server: scripts/services.sh up ",
+                        $server,
+                        ")"
+                    ),
+                    url_env
+                );
+                return;
+            };
+            let prefix = $crate::faults::prefix();
+            let store: std::sync::Arc<dyn streamstore::StreamStore> =
+                std::sync::Arc::new($store::connect(&url, &prefix).await.unwrap());
+            let (acked, retried) = $crate::faults::run(std::sync::Arc::clone(&store), || {
+                $crate::faults::services(&["down", $server]);
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                $crate::faults::services(&["up", $server]);
+            })
+            .await;
+            println!(
+                concat!(
+                    $server,
+                    " faults: {} appends acknowledged, {} needed a retry, none lost or duplicated"
+                ),
+                acked, retried
+            );
+            assert!(
+                retried > 0,
+                "the restart interrupted no append: the test proved nothing"
+            );
+            store.close().await.unwrap();
+            $store::destroy(&url, &prefix).await.unwrap();
+        }
+    };
+}
