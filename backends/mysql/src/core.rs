@@ -5,11 +5,11 @@
 
 use bytes::Bytes;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
-use sqlx::{Connection, Executor, MySql, MySqlConnection, Transaction};
+use sqlx::{Connection, MySql, MySqlConnection, Transaction};
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, from_db, id_of, record_of, sid, to_db, to_db_incarnation, HeadRow, ListQuery,
-    TablePrefix, Tables, SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
+    to_db_incarnation, HeadRow, ListQuery, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
@@ -211,24 +211,7 @@ impl MysqlCore {
                     t.meta
                 ),
             ];
-            for stmt in &ddl {
-                db(conn.execute(stmt.as_str()).await)?;
-            }
-            let version: i64 = db(sqlx::query_scalar(&format!(
-                "SELECT value FROM {} WHERE name = 'schema_version'",
-                t.meta
-            ))
-            .fetch_one(&mut *conn)
-            .await)?;
-            if version > SCHEMA_VERSION {
-                return Err(Error::new(
-                    streamstore::ErrorKind::Internal,
-                    format!(
-                        "tables {prefix:?} have schema version {version}; this build knows up to {SCHEMA_VERSION}"
-                    ),
-                ));
-            }
-            Ok(())
+            create_schema::<MySql>(conn, prefix, &ddl, parse_mysql_error).await
         })
         .await?;
         Ok(MysqlCore {
@@ -240,14 +223,8 @@ impl MysqlCore {
 
     /// Drops every table of `prefix` (under the same lock as creation).
     pub(crate) async fn destroy(options: &MySqlConnectOptions, prefix: &TablePrefix) -> Result<()> {
-        let t = prefix.tables();
         with_schema_lock(options, prefix, async |conn| {
-            for table in t.all() {
-                db(conn
-                    .execute(format!("DROP TABLE IF EXISTS {table}").as_str())
-                    .await)?;
-            }
-            Ok(())
+            drop_tables::<MySql>(conn, prefix, parse_mysql_error).await
         })
         .await
     }

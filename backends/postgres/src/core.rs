@@ -4,11 +4,11 @@
 
 use bytes::Bytes;
 use sqlx::postgres::PgPool;
-use sqlx::{Executor, Postgres, Transaction};
-use streamstore::{Error, Incarnation, Record, Result, StreamId};
+use sqlx::{Postgres, Transaction};
+use streamstore::{Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, from_db, id_of, record_of, sid, to_db, to_db_incarnation, HeadRow, ListQuery,
-    TablePrefix, Tables, SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
+    to_db_incarnation, HeadRow, ListQuery, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::parse_postgres_error;
@@ -186,23 +186,7 @@ impl PgCore {
                 t.meta
             ),
         ];
-        for stmt in &ddl {
-            db(tx.execute(stmt.as_str()).await)?;
-        }
-        let version: i64 = db(sqlx::query_scalar(&format!(
-            "SELECT value FROM {} WHERE name = 'schema_version'",
-            t.meta
-        ))
-        .fetch_one(&mut *tx)
-        .await)?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::new(
-                streamstore::ErrorKind::Internal,
-                format!(
-                    "tables {prefix:?} have schema version {version}; this build knows up to {SCHEMA_VERSION}"
-                ),
-            ));
-        }
+        create_schema::<Postgres>(&mut tx, prefix, &ddl, parse_postgres_error).await?;
         db(tx.commit().await)?;
         Ok(PgCore {
             sql: Sql::new(&t),
@@ -214,17 +198,12 @@ impl PgCore {
 
     /// Drops every table of `prefix` (under the same lock as creation).
     pub(crate) async fn destroy(pool: &PgPool, prefix: &TablePrefix) -> Result<()> {
-        let t = prefix.tables();
         let mut tx = db(pool.begin().await)?;
         db(sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(prefix.lock_key())
             .execute(&mut *tx)
             .await)?;
-        for table in t.all() {
-            db(tx
-                .execute(format!("DROP TABLE IF EXISTS {table}").as_str())
-                .await)?;
-        }
+        drop_tables::<Postgres>(&mut tx, prefix, parse_postgres_error).await?;
         db(tx.commit().await)
     }
 

@@ -40,7 +40,9 @@ pub use model::{
     KeyRow, SCHEMA_VERSION,
 };
 pub use prefix::{TablePrefix, Tables};
-pub use rows::{bind_head, head_of, id_of, key_of, record_of, sid, MapError};
+pub use rows::{
+    bind_head, create_schema, drop_tables, head_of, id_of, key_of, record_of, sid, MapError,
+};
 pub use store::{SqlStore, StoreOptions};
 pub use url::{DbUrl, DEFAULT_PREFIX};
 

@@ -1,13 +1,14 @@
 //! Rows to and from the driver, written once over `sqlx::Database`: the head row's columns, an
-//! idempotency key row, a record, and stream ids as bytes. Each helper takes the adapter's
+//! idempotency key row, a record, and stream ids as bytes; and the schema's creation and removal. Each helper takes the adapter's
 //! error mapping (`parse_<db>_error`).
 
 use bytes::Bytes;
 use sqlx::query::Query;
-use sqlx::{ColumnIndex, Database, Decode, Encode, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use streamstore::{Error, Record, Result, StreamId};
 
-use crate::model::{from_db, HeadColumns, HeadRow, KeyRow};
+use crate::model::{from_db, HeadColumns, HeadRow, KeyRow, SCHEMA_VERSION};
+use crate::prefix::TablePrefix;
 
 /// Maps a driver error with the adapter's `parse_<db>_error`.
 pub type MapError = fn(sqlx::Error) -> Error;
@@ -107,4 +108,63 @@ where
         timestamp_ms: from_db(db(row.try_get(1))?)?,
         payload: Bytes::from(row.try_get::<Vec<u8>, _>(2).map_err(map_error)?),
     })
+}
+
+/// Runs the schema statements `ddl` of `prefix` on `conn` (under the adapter's schema lock),
+/// then reads the schema version from `<prefix>meta` and refuses tables of a newer one.
+pub async fn create_schema<DB>(
+    conn: &mut DB::Connection,
+    prefix: &TablePrefix,
+    ddl: &[String],
+    map_error: MapError,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    i64: Type<DB> + for<'r> Decode<'r, DB>,
+{
+    for stmt in ddl {
+        (&mut *conn)
+            .execute(stmt.as_str())
+            .await
+            .map_err(map_error)?;
+    }
+    let sql = format!(
+        "SELECT value FROM {} WHERE name = 'schema_version'",
+        prefix.tables().meta
+    );
+    let version: i64 = sqlx::query_scalar(&sql)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_error)?;
+    if version > SCHEMA_VERSION {
+        return Err(Error::new(
+            streamstore::ErrorKind::Internal,
+            format!(
+                "tables {prefix:?} have schema version {version}; this build knows up to {SCHEMA_VERSION}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Drops every table of `prefix` on `conn` (under the adapter's schema lock).
+pub async fn drop_tables<DB>(
+    conn: &mut DB::Connection,
+    prefix: &TablePrefix,
+    map_error: MapError,
+) -> Result<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    for table in prefix.tables().all() {
+        (&mut *conn)
+            .execute(format!("DROP TABLE IF EXISTS {table}").as_str())
+            .await
+            .map_err(map_error)?;
+    }
+    Ok(())
 }
