@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use streamstore::Result;
-use streamstore_sql::{DbTarget, TablePrefix, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
+use streamstore_sql::{DbTarget, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
 
 /// Where and how to connect.
 ///
@@ -41,22 +41,9 @@ impl MysqlConfig {
             poll_max: Duration::from_millis(250),
         })
     }
-
-    /// Uses the tables `<prefix>streams`, `<prefix>records`, … (`[a-z][a-z0-9_]{0,30}`).
-    pub fn with_prefix(mut self, prefix: &str) -> Result<Self> {
-        self.target.set_prefix(prefix)?;
-        Ok(self)
-    }
-
-    /// The table prefix.
-    pub fn prefix(&self) -> &TablePrefix {
-        self.target.prefix()
-    }
-
-    pub(crate) fn driver_url(&self) -> &str {
-        self.target.driver_url()
-    }
 }
+
+streamstore_sql::config_target_methods!(MysqlConfig);
 
 impl fmt::Debug for MysqlConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

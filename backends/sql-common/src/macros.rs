@@ -262,3 +262,35 @@ macro_rules! forward_stream_store {
         }
     };
 }
+
+/// Writes the methods of an adapter's configuration that only pass through to its
+/// [`DbTarget`](crate::DbTarget) field `target`: `with_prefix`, `prefix` and the crate-private
+/// `driver_url`.
+///
+/// ```text
+/// streamstore_sql::config_target_methods!(PostgresConfig);
+/// ```
+#[macro_export]
+macro_rules! config_target_methods {
+    ($config:ty) => {
+        impl $config {
+            /// Uses the tables `<prefix>streams`, `<prefix>records`, … (`[a-z][a-z0-9_]{0,30}`).
+            pub fn with_prefix(
+                mut self,
+                prefix: &str,
+            ) -> $crate::__private::streamstore::Result<Self> {
+                self.target.set_prefix(prefix)?;
+                Ok(self)
+            }
+
+            /// The table prefix.
+            pub fn prefix(&self) -> &$crate::TablePrefix {
+                self.target.prefix()
+            }
+
+            pub(crate) fn driver_url(&self) -> &str {
+                self.target.driver_url()
+            }
+        }
+    };
+}

@@ -189,16 +189,24 @@ macro_rules! sql_adapter_tests {
             std::sync::Arc::new($store::connect(url, prefix).await.unwrap())
         }
 
-        #[tokio::test]
-        async fn ids_never_alias() {
+        /// Runs `case` on a store of its own tables, then drops them.
+        async fn on_one_store(name: &str, case: impl AsyncFnOnce(&dyn streamstore::StreamStore)) {
             let Some(url) = $crate::cases::url($url_env, $server) else {
                 return;
             };
-            let p = $crate::cases::prefix("ids");
+            let p = $crate::cases::prefix(name);
             let store = open(&url, &p).await;
-            $crate::cases::ids_differing_in_padding_case_or_accents_never_alias(&*store).await;
+            case(&*store).await;
             store.close().await.unwrap();
             $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn ids_never_alias() {
+            on_one_store("ids", async |store| {
+                $crate::cases::ids_differing_in_padding_case_or_accents_never_alias(store).await
+            })
+            .await;
         }
 
         #[tokio::test]
@@ -238,14 +246,10 @@ macro_rules! sql_adapter_tests {
 
         #[tokio::test]
         async fn key_window_prunes_but_keeps_recent_keys() {
-            let Some(url) = $crate::cases::url($url_env, $server) else {
-                return;
-            };
-            let p = $crate::cases::prefix("keys");
-            let store = open(&url, &p).await;
-            $crate::cases::key_window_keeps_the_most_recent_keys(&*store).await;
-            store.close().await.unwrap();
-            $store::destroy(&url, &p).await.unwrap();
+            on_one_store("keys", async |store| {
+                $crate::cases::key_window_keeps_the_most_recent_keys(store).await
+            })
+            .await;
         }
 
         #[tokio::test]
