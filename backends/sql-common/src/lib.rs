@@ -13,10 +13,14 @@
 //!   database rolled back ([`RolledBack`]) and the retention sweeper.
 //! - [`DbUrl`]: connection URLs, with the project's options split off and the password hidden.
 //! - Over sqlx, written once for both databases: the row helpers ([`head_of`], [`bind_head`],
-//!   [`key_of`], [`record_of`], …), the [`sqlx_dialect!`] macro with the [`SqlDialect`] methods
-//!   whose statements run alike, [`forward_stream_store!`], and the configuration, pool,
-//!   capability and driver-error helpers of the adapters ([`DbTarget`], [`pool_options`],
-//!   [`capabilities`], [`driver_error`]).
+//!   [`key_of`], [`record_of`], …), schema creation and removal ([`create_schema`],
+//!   [`drop_tables`]), the [`sqlx_dialect!`] macro with the [`SqlDialect`] methods whose
+//!   statements run alike, [`forward_stream_store!`], [`config_target_methods!`], and the
+//!   configuration, pool, capability and driver-error helpers of the adapters ([`DbTarget`],
+//!   [`pool_options`], [`capabilities`], [`driver_error`]).
+//!
+//! The adapters' shared tests live in `testing/` (included by their test files with `#[path]`):
+//! `cases.rs` with the `sql_adapter_tests!` macro, `faults.rs` with `restart_test!`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
