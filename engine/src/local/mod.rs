@@ -37,6 +37,7 @@ mod lock;
 mod options;
 mod reader;
 mod recovery;
+mod spare;
 mod state;
 mod verify;
 mod writer;
@@ -184,24 +185,37 @@ impl LocalStore {
                 .and_then(|()| fs.sync_dir(&dir))
                 .map_err(|e| io("removing the clean marker", e))?;
         }
+        // Files left by a crash while a segment was being prepared are not segments.
+        spare::remove_leftovers(fs.as_ref(), &seg_dir)
+            .map_err(|e| io("removing unfinished segment files", e))?;
+        // `Sync` and `Interval` write only into segments zero-filled and synced in advance, so a
+        // commit's `fdatasync` never allocates blocks or changes the file size.
+        let fill = !matches!(options.durability, Durability::Buffered);
         let active = match rec.active {
             Some((seq, salt, pos)) => {
                 let file = fs
                     .open(&fs::segment_path(&seg_dir, seq), true)
                     .map_err(|e| io("opening the last segment", e))?;
-                let len = file.size().map_err(|e| io("reading the last segment", e))?;
+                if fill {
+                    // Bring the last segment to its full zero-filled size (past the data end and
+                    // the file's length everything is zeros: recovery cut any torn tail).
+                    let len = file.size().map_err(|e| io("reading the last segment", e))?;
+                    if len < segment_bytes {
+                        spare::zero_fill(file.as_ref(), len.max(pos), segment_bytes)
+                            .map_err(|e| io("zero-filling the last segment", e))?;
+                    }
+                }
                 Active {
                     seq,
                     salt,
                     file,
                     pos,
-                    prefilled: len.max(pos),
                     durable: pos,
                     marked: pos,
                 }
             }
             None => {
-                let a = create_segment(&shared, &seg_dir, rec.max_seq + 1)
+                let a = create_segment(&shared, &seg_dir, rec.max_seq + 1, fill)
                     .map_err(|e| io("creating a segment", e))?;
                 lock_state(&shared).segments.insert(
                     a.seq,
@@ -227,6 +241,9 @@ impl LocalStore {
             bytes_since_checkpoint: 0,
             last_sweep: Instant::now(),
             touched: Vec::new(),
+            fill,
+            prealloc: None,
+            prealloc_off: false,
         };
         writer
             .open_session()

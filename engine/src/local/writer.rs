@@ -26,16 +26,14 @@ use crate::types::{
 use crate::validate::now_ms;
 
 use super::codec::{put_retention, Put};
-use super::format::{self, Kind, SegmentHeader, FLAG_COPY, FLAG_KEY, SEGMENT_HEADER_LEN};
+use super::format::{self, Kind, FLAG_COPY, FLAG_KEY, SEGMENT_HEADER_LEN};
 use super::fs::{segment_path, FileHandle};
 use super::index::Point;
 use super::options::Durability;
 use super::reader::{scan, Plan};
+use super::spare::{self, activate, Preallocator, TMP_SUFFIX};
 use super::state::{SegInfo, State, Stream};
 use super::{checkpoint, Shared, CLEAN};
-
-/// Zeros are written this far ahead of the data, so most syncs overwrite blocks that exist.
-const PREFILL_STEP: u64 = 1 << 20;
 
 /// A mutation waiting for the writer.
 pub(crate) enum Op {
@@ -118,8 +116,6 @@ pub(crate) struct Active {
     pub file: Arc<dyn FileHandle>,
     /// Where the next frame goes.
     pub pos: u64,
-    /// Bytes known to be written (zeros or frames) from the start of the file.
-    pub prefilled: u64,
     /// Everything before this was synced.
     pub durable: u64,
     /// The durable position last recorded in a `Commit` frame.
@@ -184,6 +180,12 @@ pub(crate) struct Writer {
     pub last_sweep: Instant,
     /// Streams changed by the group being published (reused buffer).
     pub touched: Vec<StreamId>,
+    /// Segments are zero-filled to `segment_bytes` before use (`Sync` and `Interval` mode).
+    pub fill: bool,
+    /// Keeps the next segment ready (started when the active segment is an eighth full).
+    pub prealloc: Option<Preallocator>,
+    /// The preallocator could not be started: rolls prepare segments themselves.
+    pub prealloc_off: bool,
 }
 
 impl Writer {
@@ -938,23 +940,59 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes the group's buffer at the active position. In `Sync`/`Interval` mode the segment was
+    /// zero-filled and synced before it became active, so nothing else is written here.
     fn write_buf(&mut self, g: &mut Group) -> io::Result<()> {
         let len = g.buf.len() as u64;
         let end = self.active.pos + len;
-        if end > self.active.prefilled {
-            let target = (end.max(self.active.prefilled) + PREFILL_STEP).min(self.segment_bytes);
-            if target > end {
-                let zeros = vec![0u8; usize::try_from(target - end).unwrap_or(0)];
-                self.active.file.write_all_at(&zeros, end)?;
-            }
-            self.active.prefilled = target.max(end);
-        }
         g.written.push((self.active.seq, self.active.pos, len));
+        if !self.fill {
+            // A not zero-filled segment (`Buffered`) still ends in zeros after its last frame, so
+            // that recovery can tell a file cut at a frame boundary from a complete one.
+            g.buf.extend_from_slice(&[0u8; TAIL_PAD_BYTES]);
+        }
         self.active.file.write_all_at(&g.buf, self.active.pos)?;
         self.active.pos = end;
         self.bytes_since_checkpoint += len;
         g.buf.clear();
+        if self.fill && !self.prealloc_off && end >= self.segment_bytes / 8 {
+            self.want_spare();
+        }
         Ok(())
+    }
+
+    /// Asks the preallocator for the next segment's file (starting it on first use).
+    fn want_spare(&mut self) {
+        if self.prealloc.is_none() {
+            match Preallocator::start(
+                self.shared.opts.fs.clone(),
+                &self.seg_dir,
+                self.segment_bytes,
+            ) {
+                Ok(p) => self.prealloc = Some(p),
+                Err(e) => {
+                    // Not fatal: rolls prepare the next segment synchronously.
+                    eprintln!("streamstore: cannot start the segment preallocator ({e})");
+                    self.prealloc_off = true;
+                    return;
+                }
+            }
+        }
+        if let Some(p) = &mut self.prealloc {
+            p.request();
+        }
+    }
+
+    /// The next active segment: the preallocator's spare if one is ready (never waiting for it),
+    /// otherwise one prepared here.
+    fn next_segment(&mut self, seq: u64) -> io::Result<Active> {
+        let fs = self.shared.opts.fs.clone();
+        if self.fill {
+            if let Some((file, path)) = self.prealloc.as_mut().and_then(Preallocator::take) {
+                return activate(fs.as_ref(), &self.seg_dir, seq, file.as_ref(), &path);
+            }
+        }
+        create_segment(&self.shared, &self.seg_dir, seq, self.fill)
     }
 
     /// `fdatasync` of the active segment.
@@ -972,7 +1010,7 @@ impl Writer {
         }
         self.sync()?;
         g.rolled.push((self.active.seq, self.active.pos));
-        let next = create_segment(&self.shared, &self.seg_dir, self.active.seq + 1)?;
+        let next = self.next_segment(self.active.seq + 1)?;
         g.created.push((
             next.seq,
             SegInfo {
@@ -1258,44 +1296,28 @@ enum TrimError {
     Store(Error),
 }
 
-/// Creates segment `seq`: header and a first stretch of zeros, synced, directory synced.
+/// Zeros written after the last frame of a segment that is not zero-filled in advance.
+const TAIL_PAD_BYTES: usize = 8;
+const TAIL_PAD: u64 = TAIL_PAD_BYTES as u64;
+
+/// Creates segment `seq` synchronously: prepared under `<seq>.seg.tmp` (zero-filled to
+/// `segment_bytes` if `fill`, otherwise just past the header), then activated (header synced,
+/// renamed, directory synced).
 pub(crate) fn create_segment(
     shared: &Shared,
     seg_dir: &std::path::Path,
     seq: u64,
+    fill: bool,
 ) -> io::Result<Active> {
-    let fs = &shared.opts.fs;
-    let path = segment_path(seg_dir, seq);
-    let file = fs.open(&path, true)?;
-    let header = SegmentHeader {
-        seq,
-        generation: loop {
-            let g: u64 = rand::random();
-            if g != 0 {
-                break g;
-            }
-        },
-        created_ms: now_ms(),
+    let fs = shared.opts.fs.as_ref();
+    let tmp = seg_dir.join(format!("{seq:020}{TMP_SUFFIX}"));
+    let len = if fill {
+        shared.segment_bytes
+    } else {
+        SEGMENT_HEADER_LEN + TAIL_PAD
     };
-    let prefill = PREFILL_STEP.min(shared.segment_bytes);
-    let mut first = vec![0u8; usize::try_from(prefill).unwrap_or(0)];
-    if let Some(h) = first.get_mut(..64) {
-        h.copy_from_slice(&header.encode());
-    }
-    file.write_all_at(&first, 0)?;
-    // The header is durable before any frame is written after it: a segment whose header is
-    // invalid on recovery holds nothing that was acknowledged.
-    file.sync_data()?;
-    fs.sync_dir(seg_dir)?;
-    Ok(Active {
-        seq,
-        salt: header.salt(),
-        file,
-        pos: SEGMENT_HEADER_LEN,
-        prefilled: prefill.max(SEGMENT_HEADER_LEN),
-        durable: SEGMENT_HEADER_LEN,
-        marked: SEGMENT_HEADER_LEN,
-    })
+    let file = spare::prepare(fs, &tmp, len)?;
+    activate(fs, seg_dir, seq, file.as_ref(), &tmp)
 }
 
 /// A read plan for stream `s` covering offsets `from..until` (bounded by what is committed).

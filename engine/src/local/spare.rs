@@ -1,0 +1,202 @@
+//! Segment preparation off the commit path.
+//!
+//! In `Sync` and `Interval` mode every segment is zero-filled to its full size and synced
+//! *before* it becomes the active segment, so a commit's `fdatasync` only ever overwrites blocks
+//! that already exist (no extent allocation, no size change to commit). The zero-fill of the next
+//! segment runs on a background thread (the *preallocator*), which keeps at most one spare ready
+//! under the name [`SPARE`]; the writer takes it at a roll without waiting. If none is ready, the
+//! writer prepares one itself (correct, only slower).
+//!
+//! Files being prepared end in [`TMP_SUFFIX`]; recovery never reads them (they are not segment
+//! names) and `LocalStore::open` deletes them. A spare becomes a segment only through
+//! [`activate`]: header written and synced, then renamed to its segment name, then the directory
+//! synced. A crash leaves either a `*.seg.tmp` file (deleted at the next open) or a segment with a
+//! valid, durable header followed by zeros (an empty segment).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
+use super::fs::{segment_path, FileHandle, FileSystem};
+use super::writer::Active;
+use crate::validate::now_ms;
+
+/// Names of files being prepared end with this; they are never segments.
+pub(crate) const TMP_SUFFIX: &str = ".seg.tmp";
+/// The preallocator's spare.
+pub(crate) const SPARE: &str = "spare.seg.tmp";
+/// Zeros are written in chunks of this size.
+const CHUNK: u64 = 1 << 20;
+
+/// Writes zeros over `from..len` of `file` (nothing if `len <= from`), then syncs it.
+pub(crate) fn zero_fill(file: &dyn FileHandle, from: u64, len: u64) -> io::Result<()> {
+    if len > from {
+        let zeros = vec![0u8; usize::try_from(CHUNK.min(len - from)).unwrap_or(0)];
+        let mut pos = from;
+        while pos < len {
+            let n = usize::try_from((len - pos).min(CHUNK)).unwrap_or(0);
+            file.write_all_at(zeros.get(..n).unwrap_or_default(), pos)?;
+            pos += n as u64;
+        }
+    }
+    file.sync_data()
+}
+
+/// Creates `path` afresh (removing what was there), zero-filled to `len` bytes and synced.
+pub(crate) fn prepare(
+    fs: &dyn FileSystem,
+    path: &Path,
+    len: u64,
+) -> io::Result<Arc<dyn FileHandle>> {
+    if let Err(e) = fs.remove(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(e);
+        }
+    }
+    let file = fs.open(path, true)?;
+    zero_fill(file.as_ref(), 0, len.max(SEGMENT_HEADER_LEN))?;
+    Ok(file)
+}
+
+/// Turns the prepared file `spare` (at `spare_path`, zeros, synced) into segment `seq`: header written and synced, renamed to the segment's name, directory
+/// synced. Returns the segment, reopened under its own name, as the active one.
+pub(crate) fn activate(
+    fs: &dyn FileSystem,
+    seg_dir: &Path,
+    seq: u64,
+    spare: &dyn FileHandle,
+    spare_path: &Path,
+) -> io::Result<Active> {
+    let header = SegmentHeader {
+        seq,
+        generation: loop {
+            let g: u64 = rand::random();
+            if g != 0 {
+                break g;
+            }
+        },
+        created_ms: now_ms(),
+    };
+    // The header is durable before the file gets a segment name, and the name is durable before
+    // any frame is written after it: a segment found on recovery always has a valid header.
+    spare.write_all_at(&header.encode(), 0)?;
+    spare.sync_data()?;
+    let path = segment_path(seg_dir, seq);
+    fs.rename(spare_path, &path)?;
+    fs.sync_dir(seg_dir)?;
+    let file = fs.open(&path, true)?;
+    Ok(Active {
+        seq,
+        salt: header.salt(),
+        file,
+        pos: SEGMENT_HEADER_LEN,
+        durable: SEGMENT_HEADER_LEN,
+        marked: SEGMENT_HEADER_LEN,
+    })
+}
+
+/// Deletes leftover `*.seg.tmp` files (a crash while preparing a segment).
+pub(crate) fn remove_leftovers(fs: &dyn FileSystem, seg_dir: &Path) -> io::Result<()> {
+    let mut removed = false;
+    for name in fs.list(seg_dir)? {
+        if name.ends_with(TMP_SUFFIX) {
+            match fs.remove(&seg_dir.join(&name)) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if removed {
+        fs.sync_dir(seg_dir)?;
+    }
+    Ok(())
+}
+
+type Ready = io::Result<Arc<dyn FileHandle>>;
+
+/// The background thread that keeps one zero-filled spare segment file ready.
+pub(crate) struct Preallocator {
+    req: Option<mpsc::Sender<()>>,
+    ready: mpsc::Receiver<Ready>,
+    /// A spare was asked for and not yet taken.
+    pending: bool,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+    fs: Arc<dyn FileSystem>,
+}
+
+impl Preallocator {
+    /// Starts the thread (idle until [`Preallocator::request`]).
+    pub fn start(fs: Arc<dyn FileSystem>, seg_dir: &Path, len: u64) -> io::Result<Self> {
+        let path = seg_dir.join(SPARE);
+        let (req, req_rx) = mpsc::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel::<Ready>();
+        let (fs2, path2) = (fs.clone(), path.clone());
+        let thread = std::thread::Builder::new()
+            .name("streamstore-prealloc".into())
+            .spawn(move || {
+                for () in req_rx {
+                    let r = prepare(fs2.as_ref(), &path2, len);
+                    if ready_tx.send(r).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Preallocator {
+            req: Some(req),
+            ready,
+            pending: false,
+            thread: Some(thread),
+            path,
+            fs,
+        })
+    }
+
+    /// Asks for a spare unless one is already asked for or ready.
+    pub fn request(&mut self) {
+        if !self.pending {
+            if let Some(req) = &self.req {
+                self.pending = req.send(()).is_ok();
+            }
+        }
+    }
+
+    /// The ready spare and its path, if there is one; never waits.
+    pub fn take(&mut self) -> Option<(Arc<dyn FileHandle>, PathBuf)> {
+        if !self.pending {
+            return None;
+        }
+        match self.ready.try_recv() {
+            Ok(Ok(f)) => {
+                self.pending = false;
+                Some((f, self.path.clone()))
+            }
+            Ok(Err(e)) => {
+                // Not fatal: the writer prepares the next segment itself.
+                eprintln!("streamstore: preparing a spare segment failed ({e})");
+                self.pending = false;
+                None
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.pending = false;
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Preallocator {
+    /// Stops the thread (waiting for a spare being prepared) and deletes the spare.
+    fn drop(&mut self) {
+        drop(self.req.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.fs.remove(&self.path);
+    }
+}
