@@ -18,7 +18,7 @@ use crate::types::{
     AppendOptions, AppendResult, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Retention,
     StreamId, StreamInfo,
 };
-use crate::validate::{batch_digest, check_batch, check_read, now_ms};
+use crate::validate::{check_append, check_read, now_ms};
 use crate::wait::{wait_for_records, Notifiers};
 
 struct MemStream {
@@ -144,11 +144,9 @@ impl StreamStore for MemoryStore {
         records: Vec<Bytes>,
         options: AppendOptions,
     ) -> Result<AppendResult> {
-        let bytes = check_batch(stream, &records, &self.caps)?;
-        let key = options.idempotency_key.map(|k| (k, batch_digest(&records)));
-        if key.is_some() && self.caps.idempotency.is_none() {
-            return Err(Error::unsupported("idempotent append"));
-        }
+        let key = options.idempotency_key.as_ref();
+        let (bytes, digest) = check_append(stream, &records, key, &self.caps)?;
+        let key = options.idempotency_key.zip(digest);
         let now = now_ms();
         let mut inner = self.lock()?;
         self.expire(&mut inner, stream, now);

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
-use crate::types::{ReadOptions, StreamId};
+use crate::types::{IdempotencyKey, ReadOptions, StreamId};
 
 /// Checks a batch against the contract and `caps`: non-empty, each record and the whole batch
 /// within the limits. Returns the batch's payload bytes.
@@ -43,6 +43,22 @@ pub fn check_batch(stream: &StreamId, records: &[Bytes], caps: &Capabilities) ->
         )));
     }
     Ok(total as u64)
+}
+
+/// Checks an append before anything is written: [`check_batch`], and an idempotency key only where
+/// the store remembers keys (`Unsupported` otherwise). Returns the batch's payload bytes and, for
+/// a keyed append, the [`batch_digest`] to store beside the key.
+pub fn check_append(
+    stream: &StreamId,
+    records: &[Bytes],
+    key: Option<&IdempotencyKey>,
+    caps: &Capabilities,
+) -> Result<(u64, Option<u64>)> {
+    let bytes = check_batch(stream, records, caps)?;
+    if key.is_some() && caps.idempotency.is_none() {
+        return Err(Error::unsupported("idempotent append"));
+    }
+    Ok((bytes, key.map(|_| batch_digest(records))))
 }
 
 /// Checks read options.

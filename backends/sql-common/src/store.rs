@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::{batch_digest, check_batch, check_read, now_ms};
+use streamstore::validate::{check_append, check_read, now_ms};
 use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
@@ -459,14 +459,8 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         let core = &self.core;
         core.check_open()?;
         let caps = &core.options.capabilities;
-        let bytes = check_batch(stream, &records, caps)?;
-        if options.idempotency_key.is_some() && caps.idempotency.is_none() {
-            return Err(Error::unsupported("idempotent append"));
-        }
-        let digest = options
-            .idempotency_key
-            .as_ref()
-            .map(|_| batch_digest(&records));
+        let (bytes, digest) =
+            check_append(stream, &records, options.idempotency_key.as_ref(), caps)?;
         let key = options.idempotency_key.as_ref().zip(digest);
         let (result, wrote) = core
             .retrying(|| core.append_once(stream, &records, bytes, options.expect, key))

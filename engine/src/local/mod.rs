@@ -62,7 +62,7 @@ use crate::types::{
     AppendOptions, AppendResult, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Retention,
     StreamId, StreamInfo,
 };
-use crate::validate::{batch_digest, check_batch, check_read, now_ms};
+use crate::validate::{check_append, check_read, now_ms};
 use crate::wait::{wait_for_records, Notifiers};
 
 pub use fs::{FileHandle, FileSystem, StdFs};
@@ -579,11 +579,9 @@ impl StreamStore for LocalStore {
         records: Vec<Bytes>,
         options: AppendOptions,
     ) -> Result<AppendResult> {
-        let bytes = check_batch(stream, &records, &self.caps)?;
-        if options.idempotency_key.is_some() && self.caps.idempotency.is_none() {
-            return Err(Error::unsupported("idempotent append"));
-        }
-        let key = options.idempotency_key.map(|k| (k, batch_digest(&records)));
+        let key = options.idempotency_key.as_ref();
+        let (bytes, digest) = check_append(stream, &records, key, &self.caps)?;
+        let key = options.idempotency_key.zip(digest);
         let stream = stream.clone();
         self.submit(|tx| Op::Append {
             stream,
