@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::error::{Error, Result};
 use crate::types::{
-    AppendResult, Expect, IdempotencyKey, Incarnation, Retention, StreamId, StreamInfo,
+    AppendResult, Expect, IdempotencyKey, Incarnation, ReadBatch, Retention, StreamId, StreamInfo,
 };
 
 /// The most recent idempotency keys of one stream, with the result each produced.
@@ -197,6 +197,18 @@ impl StreamHead {
             .delete_after_idle
             .is_some_and(|d| after(self.last_append_ms, d));
         sealed || idle
+    }
+
+    /// The empty batch at `from`, or `Trimmed` (see [`ReadBatch::empty_at`]).
+    pub fn empty_read(&self, from: u64) -> Result<ReadBatch> {
+        let sealed = self.sealed_ms.is_some();
+        ReadBatch::empty_at(
+            from,
+            self.first_offset,
+            self.next_offset,
+            sealed,
+            self.incarnation,
+        )
     }
 
     /// What `info` reports for this stream.

@@ -92,30 +92,20 @@ impl MemoryStore {
         let Some(s) = inner.streams.get(stream) else {
             return Ok(ReadBatch::missing(from));
         };
-        let h = &s.head;
-        if from < h.first_offset {
-            return Err(Error::trimmed(from, h.first_offset));
-        }
-        let mut records = Vec::new();
+        let mut batch = s.head.empty_read(from)?;
+        let skip = usize::try_from(from - s.head.first_offset).unwrap_or(usize::MAX);
         let mut bytes = 0usize;
-        let skip = usize::try_from(from - h.first_offset).unwrap_or(usize::MAX);
         for r in s.records.iter().skip(skip) {
-            if records.len() >= options.max_records
-                || (!records.is_empty() && bytes + r.payload.len() > options.max_bytes)
+            if batch.records.len() >= options.max_records
+                || (!batch.records.is_empty() && bytes + r.payload.len() > options.max_bytes)
             {
                 break;
             }
             bytes += r.payload.len();
-            records.push(r.clone());
+            batch.records.push(r.clone());
         }
-        Ok(ReadBatch {
-            next_offset: from + records.len() as u64,
-            records,
-            end_offset: h.next_offset,
-            first_available: h.first_offset,
-            sealed: h.sealed_ms.is_some(),
-            incarnation: Some(h.incarnation),
-        })
+        batch.next_offset = from + batch.records.len() as u64;
+        Ok(batch)
     }
 }
 

@@ -291,6 +291,28 @@ impl ReadBatch {
         }
     }
 
+    /// The empty batch at `from` of an existing stream — the start of every read — or `Trimmed`
+    /// if `from` is below `first_available`.
+    pub fn empty_at(
+        from: u64,
+        first_available: u64,
+        end_offset: u64,
+        sealed: bool,
+        incarnation: Incarnation,
+    ) -> Result<Self> {
+        if from < first_available {
+            return Err(Error::trimmed(from, first_available));
+        }
+        Ok(ReadBatch {
+            records: Vec::new(),
+            next_offset: from,
+            end_offset,
+            first_available,
+            sealed,
+            incarnation: Some(incarnation),
+        })
+    }
+
     /// Whether a follower has seen everything this stream will ever have.
     pub fn is_finished(&self) -> bool {
         self.sealed && self.next_offset >= self.end_offset

@@ -365,17 +365,9 @@ impl<D: SqlDialect> Core<D> {
             let Some(h) = self.live_head(stream).await? else {
                 return Ok(ReadBatch::missing(from));
             };
-            if from < h.first_offset {
-                return Err(Error::trimmed(from, h.first_offset));
-            }
-            let mut batch = ReadBatch {
-                records: Vec::new(),
-                next_offset: from,
-                end_offset: h.next_offset,
-                first_available: h.first_offset,
-                sealed: h.sealed_ms.is_some(),
-                incarnation: Some(h.incarnation),
-            };
+            let sealed = h.sealed_ms.is_some();
+            let mut batch =
+                ReadBatch::empty_at(from, h.first_offset, h.next_offset, sealed, h.incarnation)?;
             if from >= h.next_offset {
                 return Ok(batch);
             }

@@ -401,17 +401,7 @@ impl LocalStore {
             if h.is_expired(now_ms()) {
                 return Ok(ReadBatch::missing(from));
             }
-            if from < h.first_offset {
-                return Err(Error::trimmed(from, h.first_offset));
-            }
-            let meta = ReadBatch {
-                records: Vec::new(),
-                next_offset: from,
-                end_offset: h.next_offset,
-                first_available: h.first_offset,
-                sealed: h.sealed_ms.is_some(),
-                incarnation: Some(h.incarnation),
-            };
+            let meta = h.empty_read(from)?;
             if from >= h.next_offset {
                 return Ok(meta);
             }
