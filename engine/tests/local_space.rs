@@ -164,7 +164,17 @@ async fn retention_deletes_durably() {
         ..Retention::default()
     };
     store.set_retention(&id("kept"), r).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait for the sweep to act (polling, not a fixed sleep: a loaded machine may be slow).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let gone = store.info(&id("gone")).await.is_err();
+        let trimmed = store.info(&id("kept")).await.unwrap().first_offset == 20;
+        if gone && trimmed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sweep never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     store.abandon().await;
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     assert!(store.info(&id("gone")).await.is_err());
