@@ -155,13 +155,25 @@ fn sigkill_never_loses_acknowledged_appends() {
                 }
             }
         });
+        // libtest prints its own lines ("running 1 test") first; wait for a real one. Right
+        // after a large build the first fsync can take seconds (dirty pages being written back).
         let mut lines = Vec::new();
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(first) => lines.push(first),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("round {round}: the child acknowledged nothing within 60 s ({e})");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let real = line.starts_with("ack ") || line.starts_with("trim ");
+                    lines.push(line);
+                    if real {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("round {round}: the child acknowledged nothing within 60 s ({e})");
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..400)));
