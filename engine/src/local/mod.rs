@@ -501,7 +501,7 @@ fn read_plan(
     options: &ReadOptions,
 ) -> Result<ReadBatch> {
     let mut bytes = 0usize;
-    scan(&shared.files, plan, |offset, timestamp_ms, _, payload| {
+    let scanned = scan(&shared.files, plan, |offset, timestamp_ms, _, payload| {
         if !take(&batch.records, bytes, payload.len(), options) {
             return ControlFlow::Break(());
         }
@@ -512,7 +512,15 @@ fn read_plan(
             payload,
         });
         ControlFlow::Continue(())
-    })?;
+    });
+    // Every record visited came from a frame whose checks passed, so the records before a
+    // damaged frame (or a failed read) are served, and the read that starts at the damage gets
+    // the error. Failing the whole page would hide good records behind a bad one.
+    if let Err(e) = scanned {
+        if batch.records.is_empty() {
+            return Err(e);
+        }
+    }
     batch.next_offset = plan.from + batch.records.len() as u64;
     Ok(batch)
 }
