@@ -68,6 +68,9 @@ enum Command {
         /// Keep printing new records until the stream is sealed.
         #[arg(long)]
         follow: bool,
+        /// Only records that a crash can no longer take away (see docs/contract.md).
+        #[arg(long)]
+        durable: bool,
     },
     /// Describe a stream.
     Info { stream: String },
@@ -166,7 +169,8 @@ async fn dispatch(
             from,
             limit,
             follow,
-        } => read(store, &StreamId::new(stream)?, from, limit, follow).await,
+            durable,
+        } => read(store, &StreamId::new(stream)?, from, limit, follow, durable).await,
         Command::Info { stream } => {
             emit(&info(&store.info(&StreamId::new(stream)?).await?)).map_err(io_err)
         }
@@ -291,10 +295,23 @@ async fn read(
     from: u64,
     limit: Option<u64>,
     follow: bool,
+    durable: bool,
 ) -> Result<()> {
     let mut left = limit.unwrap_or(u64::MAX);
+    let options = |max: usize| {
+        let o = ReadOptions::limit(max);
+        if durable {
+            o.durable()
+        } else {
+            o
+        }
+    };
     if follow {
-        let mut sub = store.subscribe(id, from, SubscribeOptions::default());
+        let subscribe = SubscribeOptions {
+            durable,
+            ..SubscribeOptions::default()
+        };
+        let mut sub = store.subscribe(id, from, subscribe);
         while left > 0 {
             match sub.next().await {
                 Some(r) => emit(&record(id, &r?)).map_err(io_err)?,
@@ -307,7 +324,7 @@ async fn read(
     let mut next = from;
     while left > 0 {
         let max = usize::try_from(left.min(1000)).unwrap_or(1000);
-        let page = store.read(id, next, ReadOptions::limit(max)).await?;
+        let page = store.read(id, next, options(max)).await?;
         if page.records.is_empty() {
             break;
         }

@@ -127,3 +127,22 @@ fn idempotency_key_makes_a_rerun_write_nothing() {
     let out = run(&dir, &["read", "s"], "");
     assert_eq!(lines(&out).len(), 2);
 }
+
+#[test]
+fn durable_reads_on_the_local_engine_and_unsupported_on_memory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let out = run(&dir, &["append", "s"], "a\nb\n");
+    assert!(out.status.success());
+    let out = run(&dir, &["read", "s", "--durable"], "");
+    let payloads: Vec<_> = lines(&out).iter().map(|r| r["payload"].clone()).collect();
+    assert_eq!(payloads, ["a", "b"]);
+
+    let out = run(
+        std::path::Path::new("memory:"),
+        &["read", "s", "--durable"],
+        "",
+    );
+    assert!(!out.status.success(), "memory served a durable read");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("durable"));
+}

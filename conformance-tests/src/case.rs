@@ -41,6 +41,8 @@ pub enum Requirement {
     Idempotency,
     /// `Capabilities::persistent`.
     Persistent,
+    /// `Capabilities::durable_reads`.
+    DurableReads,
 }
 
 impl Requirement {
@@ -53,6 +55,7 @@ impl Requirement {
             Requirement::List => caps.list,
             Requirement::Idempotency => caps.idempotency.is_some(),
             Requirement::Persistent => caps.persistent,
+            Requirement::DurableReads => caps.durable_reads,
         }
     }
 
@@ -65,6 +68,7 @@ impl Requirement {
             Requirement::List => "list",
             Requirement::Idempotency => "idempotency",
             Requirement::Persistent => "persistent",
+            Requirement::DurableReads => "durable_reads",
         }
     }
 }

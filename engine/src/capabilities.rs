@@ -62,6 +62,9 @@ pub struct Capabilities {
     pub list: bool,
     /// Data survives `close` and a reopen of the same location.
     pub persistent: bool,
+    /// Reads can ask for durable records only ([`crate::ReadOptions::durable`]); without it
+    /// such a read is `Unsupported`.
+    pub durable_reads: bool,
 }
 
 impl Default for Capabilities {
@@ -81,6 +84,7 @@ impl Default for Capabilities {
             retention: true,
             list: true,
             persistent: false,
+            durable_reads: false,
         }
     }
 }

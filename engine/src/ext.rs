@@ -19,6 +19,8 @@ pub struct SubscribeOptions {
     /// How long each underlying read waits before it polls again (a subscription itself never
     /// times out).
     pub poll: Duration,
+    /// Deliver only durable records ([`ReadOptions::durable`]).
+    pub durable: bool,
 }
 
 impl Default for SubscribeOptions {
@@ -26,6 +28,7 @@ impl Default for SubscribeOptions {
         SubscribeOptions {
             batch: 256,
             poll: Duration::from_secs(5),
+            durable: false,
         }
     }
 }
@@ -91,7 +94,8 @@ impl<S: StreamStore + ?Sized> StreamStoreExt for Arc<S> {
                 if st.done {
                     return None;
                 }
-                let opts = ReadOptions::limit(st.options.batch.max(1)).wait(st.options.poll);
+                let mut opts = ReadOptions::limit(st.options.batch.max(1)).wait(st.options.poll);
+                opts.durable = st.options.durable;
                 let batch = match st.store.read(&st.stream, st.next, opts).await {
                     Ok(b) => b,
                     Err(e) => {

@@ -193,7 +193,7 @@ impl StreamStore for MemoryStore {
     }
 
     async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
-        check_read(&options)?;
+        check_read(&options, &self.caps)?;
         match options.wait {
             None => self.read_now(stream, from, &options),
             Some(wait) => {

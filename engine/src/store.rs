@@ -71,6 +71,11 @@ pub trait StreamStore: Send + Sync + 'static {
     /// - With `wait`, an empty result is held back until a record at `from` exists, the stream is
     ///   sealed or deleted (or re-created), or the wait times out; then it reads again and returns.
     ///   Waiting on a stream that does not exist yet is allowed.
+    /// - With `durable`, only records that a crash of the store can no longer take away are
+    ///   returned: always a prefix of what a plain read returns (`end_offset` still reports the
+    ///   stream's end), and a waiting durable read returns once records become durable. A store
+    ///   without [`Capabilities::durable_reads`](crate::Capabilities::durable_reads) answers
+    ///   `Unsupported`.
     async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch>;
 
     /// Seals `stream`: later appends fail with `Sealed`, waiting readers wake and see the end.

@@ -224,6 +224,12 @@ pub struct ReadOptions {
     /// If no record at or after `from` exists yet, wait up to this long for one; the read returns
     /// early when the stream is sealed or deleted. `None` returns at once.
     pub wait: Option<Duration>,
+    /// Only records that a crash of the store can no longer take away: for the local engine in
+    /// `Interval` or `Buffered` mode, those covered by an `fdatasync`; where every acknowledged
+    /// record is already durable (`Sync`, the database adapters) every record. A waiting durable
+    /// read returns once records become durable. Stores that keep nothing durable (the memory
+    /// store) answer `Unsupported`; see [`crate::Capabilities::durable_reads`].
+    pub durable: bool,
 }
 
 impl Default for ReadOptions {
@@ -232,6 +238,7 @@ impl Default for ReadOptions {
             max_records: 1000,
             max_bytes: 4 << 20,
             wait: None,
+            durable: false,
         }
     }
 }
@@ -256,6 +263,13 @@ impl ReadOptions {
     #[must_use]
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = Some(wait);
+        self
+    }
+
+    /// Asks for durable records only (see [`ReadOptions::durable`]).
+    #[must_use]
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
         self
     }
 }

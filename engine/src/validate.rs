@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::capabilities::Capabilities;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::types::{IdempotencyKey, ReadOptions, StreamId};
 
 /// Checks a batch against the contract and `caps`: non-empty, each record and the whole batch
@@ -62,9 +62,15 @@ pub fn check_append(
 }
 
 /// Checks read options.
-pub fn check_read(options: &ReadOptions) -> Result<()> {
+pub fn check_read(options: &ReadOptions, caps: &Capabilities) -> Result<()> {
     if options.max_records == 0 {
         return Err(Error::invalid("max_records must be at least 1"));
+    }
+    if options.durable && !caps.durable_reads {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "this store keeps nothing durable: durable reads are not supported",
+        ));
     }
     Ok(())
 }

@@ -19,8 +19,8 @@ pub type Wakeup<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 ///
 /// `arm` is called before every `read_now` and returns the wake-up for changes after that point,
 /// so an append between the read and the wait is never missed. The loop returns the first batch
-/// that has records, is sealed, shows a different incarnation than the first read (the stream
-/// was deleted or re-created), or is read at or after the deadline.
+/// that has records, is sealed, shows a different incarnation than the first read that found the
+/// stream (it was deleted or re-created), or is read at or after the deadline.
 pub async fn wait_for_records<'a, R, F>(
     wait: Duration,
     mut arm: impl FnMut() -> Wakeup<'a>,
@@ -35,6 +35,12 @@ where
     loop {
         let wakeup = arm();
         let batch = read_now().await?;
+        // A stream that did not exist at the first read and was created since is the one waited
+        // for: its records (not its creation alone) end the wait. A durable read of it may see
+        // the new incarnation before any of its records is durable.
+        if first_incarnation == Some(None) {
+            first_incarnation = Some(batch.incarnation);
+        }
         let incarnation = *first_incarnation.get_or_insert(batch.incarnation);
         if !batch.records.is_empty()
             || batch.sealed

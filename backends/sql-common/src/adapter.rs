@@ -102,6 +102,10 @@ pub fn capabilities(
         }),
         wait,
         persistent: true,
+        // A committed transaction is as durable as the server's commit setting makes it
+        // (PostgreSQL `synchronous_commit`, InnoDB `innodb_flush_log_at_trx_commit`; both
+        // durable by default), and nothing uncommitted is ever read.
+        durable_reads: true,
         ..Capabilities::default()
     }
 }

@@ -464,7 +464,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
     }
 
     async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
-        check_read(&options)?;
+        check_read(&options, &self.core.options.capabilities)?;
         let core = &self.core;
         core.check_open()?;
         let Some(wait) = options.wait else {

@@ -4,6 +4,7 @@
 
 mod basics;
 mod concurrency;
+mod durable;
 mod expect;
 mod idempotency;
 mod ids;
@@ -32,6 +33,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(trim_delete::cases());
     all.extend(limits::cases());
     all.extend(waits::cases());
+    all.extend(durable::cases());
     all.extend(subscribe::cases());
     all.extend(list::cases());
     all.extend(retention::cases());

@@ -23,6 +23,7 @@ fn opts() -> SubscribeOptions {
     SubscribeOptions {
         batch: 3,
         poll: Duration::from_secs(2),
+        ..SubscribeOptions::default()
     }
 }
 

@@ -45,7 +45,7 @@ mod writer;
 use std::ops::{Bound, ControlFlow};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -92,6 +92,13 @@ pub(crate) struct Shared {
     pub abandoned: AtomicBool,
     /// Mirrors `State::poisoned.is_some()`, so callers check it without taking the state lock.
     pub poisoned: AtomicBool,
+    /// The log position `(segment, byte)` below which every frame is covered by an `fdatasync`;
+    /// advanced by the writer after each sync. Durable reads in `Interval`/`Buffered` mode stop
+    /// there (in `Sync` mode nothing is published before it is synced).
+    pub durable: Mutex<(u64, u64)>,
+    /// Readers waiting for durable records: while nonzero, each non-`Sync` sync wakes every
+    /// waiting reader (a publish woke them before their records were durable).
+    pub durable_waiters: AtomicUsize,
 }
 
 /// A segment kept alive by streams that still have records in it.
@@ -173,6 +180,8 @@ impl LocalStore {
             segment_bytes,
             abandoned: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
+            durable: Mutex::new((0, 0)),
+            durable_waiters: AtomicUsize::new(0),
         });
         let fs = options.fs.clone();
         let io = |what: &str, e: std::io::Error| {
@@ -228,6 +237,12 @@ impl LocalStore {
                 a
             }
         };
+        // Everything recovery found is durable: earlier segments were synced at their roll, and
+        // the last one is synced with the session's `Open` frame before the store is returned.
+        *shared
+            .durable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (active.seq, active.pos);
         let mut writer = Writer {
             shared: shared.clone(),
             dir: dir.clone(),
@@ -367,6 +382,12 @@ impl LocalStore {
     }
 
     /// One read attempt, without waiting.
+    /// Whether `options` asks for more than what is visible: durable records in a mode that
+    /// publishes before syncing.
+    fn durable_only(&self, options: &ReadOptions) -> bool {
+        options.durable && !matches!(self.shared.opts.durability, Durability::Sync)
+    }
+
     async fn read_now(
         &self,
         stream: &StreamId,
@@ -413,7 +434,9 @@ impl LocalStore {
                     ),
                 ));
             }
-            if s.tail.front().is_some_and(|r| r.offset <= from) {
+            // The tail cache does not know which of its records are synced yet.
+            let durable_only = self.durable_only(options);
+            if !durable_only && s.tail.front().is_some_and(|r| r.offset <= from) {
                 let mut batch = meta;
                 let mut bytes = 0usize;
                 for r in s.tail.iter().filter(|r| r.offset >= from) {
@@ -427,7 +450,16 @@ impl LocalStore {
                 return Ok(batch);
             }
             let until = from.saturating_add(options.max_records as u64);
-            (plan_for(&st, s, from, until), meta)
+            let mut plan = plan_for(&st, s, from, until);
+            if durable_only {
+                let synced = *self
+                    .shared
+                    .durable
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                plan.synced_end = Some(synced);
+            }
+            (plan, meta)
         };
         let shared = self.shared.clone();
         let options = *options;
@@ -485,6 +517,22 @@ pub fn fuzz_decoders(data: &[u8]) -> usize {
         ok += 1;
     }
     ok
+}
+
+/// Counts a reader waiting for durable records while it waits.
+struct DurableWaiter<'a>(&'a Shared);
+
+impl<'a> DurableWaiter<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.durable_waiters.fetch_add(1, Ordering::AcqRel);
+        DurableWaiter(shared)
+    }
+}
+
+impl Drop for DurableWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.durable_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Whether one more record of `len` bytes fits the read's limits (the first always does).
@@ -561,6 +609,7 @@ fn capabilities(opts: &LocalOptions) -> Capabilities {
             max_age: None,
         }),
         persistent: true,
+        durable_reads: true,
         ..d
     }
 }
@@ -593,13 +642,16 @@ impl StreamStore for LocalStore {
     }
 
     async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch> {
-        check_read(&options)?;
+        check_read(&options, &self.caps)?;
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
         match options.wait {
             None => self.read_now(stream, from, &options).await,
             Some(wait) => {
+                let _durable_waiter = self
+                    .durable_only(&options)
+                    .then(|| DurableWaiter::new(&self.shared));
                 wait_for_records(
                     wait,
                     || self.shared.notifiers.arm(stream),

@@ -163,6 +163,9 @@ pub(crate) struct Plan {
     pub from: u64,
     /// Scan no further than this offset (the committed end, or a lost range).
     pub end: u64,
+    /// For durable reads in a mode that publishes before syncing: the synced log position
+    /// `(segment, byte)`; the scan stops (without error) at the first frame that ends past it.
+    pub synced_end: Option<(u64, u64)>,
 }
 
 /// Visits the stream's records `plan.from..` in order with (offset, timestamp, cumulative bytes
@@ -214,6 +217,12 @@ pub(crate) fn scan(
             }
             if h.first > o {
                 return Err(corrupt(at, "the stream's frames skip an offset"));
+            }
+            if plan
+                .synced_end
+                .is_some_and(|synced| (p.seg, at + u64::from(h.len)) > synced)
+            {
+                return Ok(());
             }
             let body = cur.body(&h, at)?;
             let data = format::decode_data_body(&h, &body).map_err(|e| corrupt(at, e.0))?;

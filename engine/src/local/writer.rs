@@ -1000,6 +1000,22 @@ impl Writer {
         self.active.file.sync_data()?;
         self.active.durable = self.active.pos;
         self.last_sync = Instant::now();
+        let shared = &self.shared;
+        *shared
+            .durable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (self.active.seq, self.active.pos);
+        // In `Sync` mode publishing (after this sync) wakes readers; otherwise readers waiting
+        // for durable records were woken by a publish before their records were synced.
+        let publishes_first = !matches!(self.durability, Durability::Sync);
+        if publishes_first
+            && shared
+                .durable_waiters
+                .load(std::sync::atomic::Ordering::Acquire)
+                > 0
+        {
+            shared.notifiers.notify_all();
+        }
         Ok(())
     }
 
@@ -1344,6 +1360,7 @@ pub(crate) fn plan_for(st: &State, s: &Stream, from: u64, until: u64) -> Plan {
         segs,
         from,
         end,
+        synced_end: None,
     }
 }
 
