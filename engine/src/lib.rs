@@ -26,6 +26,7 @@
 //! # }).unwrap();
 //! ```
 
+// `unsafe` is denied everywhere except `local::mmap`, which allows it for its one map call.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 

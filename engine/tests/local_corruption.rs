@@ -332,3 +332,53 @@ fn a_read_serves_the_records_before_a_damaged_frame() {
         assert_eq!(got, (4..6).map(payload).collect::<Vec<_>>());
     });
 }
+
+/// The same through a memory map: damage in a finished (mapped) segment found by a read.
+#[test]
+fn a_mapped_read_serves_the_records_before_a_damaged_frame() {
+    let tmp = scratch();
+    let dir = tmp.path().join("store");
+    let id = StreamId::new("s").unwrap();
+    let payload = |o: u64| {
+        let mut v = format!("record {o:04} ").into_bytes();
+        v.resize(3000, b'x');
+        Bytes::from(v)
+    };
+    {
+        let store = LocalStore::open_blocking(&dir, options()).unwrap();
+        rt().block_on(async {
+            for o in 0..60 {
+                store
+                    .append(&id, vec![payload(o)], AppendOptions::default())
+                    .await
+                    .unwrap();
+            }
+            store.close().await.unwrap();
+        });
+    }
+    let segs = segment_files(&dir);
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Damage offset 5 in the first (finished) segment.
+    let mut b = std::fs::read(&segs[0]).unwrap();
+    let at = b.windows(12).position(|w| w == b"record 0005 ").unwrap();
+    b[at + 100] ^= 0x5a;
+    std::fs::write(&segs[0], b).unwrap();
+
+    let store = LocalStore::open_blocking(&dir, options()).unwrap();
+    rt().block_on(async {
+        let batch = store.read(&id, 0, ReadOptions::limit(100)).await.unwrap();
+        assert!(
+            store.mapped_segments() > 0,
+            "the finished segment was not mapped"
+        );
+        let got: Vec<_> = batch.records.iter().map(|r| r.payload.clone()).collect();
+        assert_eq!(got, (0..5).map(payload).collect::<Vec<_>>());
+        let e = store
+            .read(&id, 5, ReadOptions::limit(100))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), streamstore::ErrorKind::Corruption);
+        let after = store.read(&id, 6, ReadOptions::limit(100)).await.unwrap();
+        assert_eq!(after.records[0].payload, payload(6));
+    });
+}

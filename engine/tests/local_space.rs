@@ -140,8 +140,47 @@ async fn dead_segments_are_deleted_and_pinning_streams_reported() {
         assert!(!b.records.is_empty());
         from = b.next_offset;
         assert!(store.open_files() <= 2);
+        assert!(store.mapped_segments() <= 2);
     }
+    assert!(
+        store.mapped_segments() > 0,
+        "finished segments were not mapped"
+    );
     store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn mapped_and_pread_reads_agree_across_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(tmp.path(), small()).await.unwrap();
+    fill(&store, &id("a"), 150, 900).await;
+    fill(&store, &id("b"), 150, 700).await;
+    store.close().await.unwrap();
+    let mut seen = Vec::new();
+    for mmap_reads in [true, false] {
+        let options = LocalOptions {
+            mmap_reads,
+            ..small()
+        };
+        let store = LocalStore::open(tmp.path(), options).await.unwrap();
+        let mut all = Vec::new();
+        for s in ["a", "b"] {
+            let mut from = 0;
+            while from < 150 {
+                let b = store
+                    .read(&id(s), from, ReadOptions::limit(9))
+                    .await
+                    .unwrap();
+                from = b.next_offset;
+                all.extend(b.records);
+            }
+        }
+        assert_eq!(store.mapped_segments() > 0, mmap_reads);
+        assert_eq!(all.len(), 300);
+        seen.push(all);
+        store.close().await.unwrap();
+    }
+    assert_eq!(seen[0], seen[1]);
 }
 
 #[tokio::test]

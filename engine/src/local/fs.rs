@@ -17,6 +17,12 @@ pub trait FileHandle: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// The file's length.
     fn size(&self) -> io::Result<u64>;
+    /// The operating-system file behind this handle, if there is one: finished segments of such
+    /// files are read through a memory map (`local::mmap`). Wrappers (fault injection, tests)
+    /// keep the default `None`, and every read of theirs goes through `read_at`.
+    fn std_file(&self) -> Option<&File> {
+        None
+    }
 }
 
 /// The directory operations the engine needs.
@@ -58,6 +64,9 @@ impl FileHandle for StdFile {
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn std_file(&self) -> Option<&File> {
+        Some(&self.0)
     }
 }
 

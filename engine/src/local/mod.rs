@@ -34,6 +34,7 @@ pub mod format;
 pub mod fs;
 mod index;
 mod lock;
+mod mmap;
 mod options;
 mod reader;
 mod recovery;
@@ -175,7 +176,12 @@ impl LocalStore {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             notifiers: Notifiers::default(),
-            files: Files::new(seg_dir.clone(), options.fs.clone(), options.max_open_files),
+            files: Files::new(
+                seg_dir.clone(),
+                options.fs.clone(),
+                options.max_open_files,
+                options.mmap_reads,
+            ),
             opts: options.clone(),
             segment_bytes,
             abandoned: AtomicBool::new(false),
@@ -328,6 +334,12 @@ impl LocalStore {
     /// Number of segment files open for reading (bounded by `max_open_files`).
     pub fn open_files(&self) -> usize {
         self.shared.files.open_count()
+    }
+
+    /// Number of finished segments currently memory-mapped for reading (bounded by
+    /// `max_open_files`; 0 with `mmap_reads: false`).
+    pub fn mapped_segments(&self) -> usize {
+        self.shared.files.mapped_count()
     }
 
     /// Stops the store as if the process had been killed after its last acknowledged operation:

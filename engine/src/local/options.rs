@@ -52,8 +52,13 @@ pub struct LocalOptions {
     pub checkpoint_bytes: u64,
     /// How often time-based retention is swept (default 1 s); reads and appends also apply it at once.
     pub sweep_interval: Duration,
-    /// Most segment files kept open for reading (default 64).
+    /// Most segment files kept open for reading (default 64); finished segments read through a
+    /// memory map keep at most as many maps (a map holds no file descriptor).
     pub max_open_files: usize,
+    /// Read finished segments through read-only memory maps (default `true`); the active segment
+    /// is always read with `pread`. Off: every read is a `pread`. See `local::mmap` for the one
+    /// risk of maps (a segment truncated by another program).
+    pub mmap_reads: bool,
     /// Most recent records kept in memory per stream for tail reads (default 32).
     pub tail_cache_records: usize,
     /// Most payload bytes kept in memory per stream for tail reads (default 64 KiB).
@@ -78,6 +83,7 @@ impl Default for LocalOptions {
             checkpoint_bytes: 256 << 20,
             sweep_interval: Duration::from_secs(1),
             max_open_files: 64,
+            mmap_reads: true,
             tail_cache_records: 32,
             tail_cache_bytes: 64 << 10,
             tail_cache_total_bytes: 64 << 20,

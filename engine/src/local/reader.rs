@@ -15,59 +15,119 @@ use crate::error::{Error, ErrorKind, Result};
 use super::format::{self, FrameHeader, Kind, FRAME_HEADER_LEN};
 use super::fs::{segment_path, FileHandle, FileSystem};
 use super::index::Point;
+use super::mmap::Mapped;
 use super::state::SegInfo;
 
 /// Bytes read at once while scanning.
 const CHUNK: usize = 256 << 10;
 
-/// Open segment files for reading, at most `cap` at once (least recently used closed first).
+/// Open segment files for reading, at most `cap` at once (least recently used closed first),
+/// and maps of finished segments, at most `cap` too.
 pub(crate) struct Files {
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
     cap: usize,
-    open: Mutex<Lru>,
+    mmap: bool,
+    open: Mutex<Lru<Arc<dyn FileHandle>>>,
+    maps: Mutex<Lru<Arc<Mapped>>>,
 }
 
-#[derive(Default)]
-struct Lru {
+struct Lru<T> {
     tick: u64,
-    map: HashMap<u64, (Arc<dyn FileHandle>, u64)>,
+    map: HashMap<u64, (T, u64)>,
+}
+
+impl<T: Clone> Lru<T> {
+    fn get(&mut self, seq: u64) -> Option<T> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(&seq).map(|(v, t)| {
+            *t = tick;
+            v.clone()
+        })
+    }
+
+    fn insert(&mut self, seq: u64, v: T, cap: usize) {
+        if self.map.len() >= cap {
+            if let Some(old) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            {
+                self.map.remove(&old);
+            }
+        }
+        self.map.insert(seq, (v, self.tick));
+    }
+}
+
+impl<T> Default for Lru<T> {
+    fn default() -> Self {
+        Lru {
+            tick: 0,
+            map: HashMap::new(),
+        }
+    }
 }
 
 impl Files {
-    /// A cache of the segments in `dir`.
-    pub fn new(dir: PathBuf, fs: Arc<dyn FileSystem>, cap: usize) -> Self {
+    /// A cache of the segments in `dir`; with `mmap`, finished segments are read through maps.
+    pub fn new(dir: PathBuf, fs: Arc<dyn FileSystem>, cap: usize, mmap: bool) -> Self {
         Files {
             dir,
             fs,
             cap: cap.max(1),
+            mmap,
             open: Mutex::default(),
+            maps: Mutex::default(),
         }
     }
 
     /// The open file of segment `seq`.
     pub fn get(&self, seq: u64) -> io::Result<Arc<dyn FileHandle>> {
         let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        lru.tick += 1;
-        let tick = lru.tick;
-        if let Some((f, t)) = lru.map.get_mut(&seq) {
-            *t = tick;
-            return Ok(f.clone());
+        if let Some(f) = lru.get(seq) {
+            return Ok(f);
         }
         let f = self.fs.open(&segment_path(&self.dir, seq), false)?;
-        if lru.map.len() >= self.cap {
-            if let Some(old) = lru.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
-                lru.map.remove(&old);
-            }
-        }
-        lru.map.insert(seq, (f.clone(), tick));
+        lru.insert(seq, f.clone(), self.cap);
         Ok(f)
+    }
+
+    /// A map of the first `len` bytes of the finished segment `seq`, or `None` where maps are off
+    /// or unavailable (a file system without OS files, or a failed `mmap`: `pread` serves then).
+    pub fn mapped(&self, seq: u64, len: u64) -> io::Result<Option<Arc<Mapped>>> {
+        if !self.mmap {
+            return Ok(None);
+        }
+        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        // A finished segment's readable length never changes, so a cached map covers `len`.
+        if let Some(m) = maps.get(seq).filter(|m| m.bytes().len() as u64 >= len) {
+            return Ok(Some(m));
+        }
+        let file = self.get(seq)?;
+        let Some(std) = file.std_file() else {
+            return Ok(None);
+        };
+        match Mapped::new(std, len) {
+            Ok(m) => {
+                let m = Arc::new(m);
+                maps.insert(seq, m.clone(), self.cap);
+                Ok(Some(m))
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(e),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Closes segment `seq` (it is being deleted).
     pub fn forget(&self, seq: u64) {
         let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         lru.map.remove(&seq);
+        drop(lru);
+        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        maps.map.remove(&seq);
     }
 
     /// Number of files open (for tests of the bound).
@@ -78,11 +138,28 @@ impl Files {
             .map
             .len()
     }
+
+    /// Number of finished segments mapped (for tests of the bound and of the map path).
+    pub fn mapped_count(&self) -> usize {
+        self.maps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
+    }
+}
+
+/// Where a cursor's bytes come from.
+enum Source<'a> {
+    /// Positional reads into the cursor's buffer.
+    Pread(&'a dyn FileHandle),
+    /// A finished segment's map: slices of it, no copy until a record's payload is returned.
+    Map(&'a [u8]),
 }
 
 /// Walks the frames of one segment forward from a position, reading in chunks.
 pub(crate) struct Cursor<'a> {
-    file: &'a dyn FileHandle,
+    source: Source<'a>,
     salt: u32,
     pos: u64,
     end: u64,
@@ -93,8 +170,17 @@ pub(crate) struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// A cursor over `[pos, end)` of `file`.
     pub fn new(file: &'a dyn FileHandle, salt: u32, pos: u64, end: u64) -> Self {
+        Cursor::over(Source::Pread(file), salt, pos, end)
+    }
+
+    /// A cursor over `[pos, end)` of a mapped finished segment.
+    fn mapped(map: &'a Mapped, salt: u32, pos: u64, end: u64) -> Self {
+        Cursor::over(Source::Map(map.bytes()), salt, pos, end)
+    }
+
+    fn over(source: Source<'a>, salt: u32, pos: u64, end: u64) -> Self {
         Cursor {
-            file,
+            source,
             salt,
             pos,
             end,
@@ -105,13 +191,25 @@ impl<'a> Cursor<'a> {
 
     /// Makes `[at, at + len)` available in the buffer and returns it.
     fn bytes(&mut self, at: u64, len: usize) -> io::Result<&[u8]> {
+        let file = match self.source {
+            Source::Map(map) => {
+                let start = usize::try_from(at).map_err(io::Error::other)?;
+                return start
+                    .checked_add(len)
+                    .and_then(|end| map.get(start..end))
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "past the mapped length")
+                    });
+            }
+            Source::Pread(file) => file,
+        };
         let have = at >= self.buf_at && at + len as u64 <= self.buf_at + self.buf.len() as u64;
         if !have {
             let want = len.max(CHUNK);
             let avail = usize::try_from(self.end.saturating_sub(at)).unwrap_or(usize::MAX);
             let n = want.min(avail).max(len);
             self.buf.resize(n, 0);
-            super::fs::read_exact_at(self.file, &mut self.buf, at)?;
+            super::fs::read_exact_at(file, &mut self.buf, at)?;
             self.buf_at = at;
         }
         let start = usize::try_from(at - self.buf_at).unwrap_or(usize::MAX);
@@ -163,6 +261,9 @@ pub(crate) struct Plan {
     pub from: u64,
     /// Scan no further than this offset (the committed end, or a lost range).
     pub end: u64,
+    /// The newest segment when the plan was made: every older one is finished (never written
+    /// again) and may be read through a map.
+    pub newest_seg: u64,
     /// For durable reads in a mode that publishes before syncing: the synced log position
     /// `(segment, byte)`; the scan stops (without error) at the first frame that ends past it.
     pub synced_end: Option<(u64, u64)>,
@@ -196,8 +297,19 @@ pub(crate) fn scan(
                 format!("segment {} is damaged (see the recovery report)", p.seg),
             ));
         }
-        let file = files.get(p.seg).map_err(io_error)?;
-        let mut cur = Cursor::new(file.as_ref(), seg.salt, p.pos, seg.readable);
+        let map = if p.seg < plan.newest_seg {
+            files.mapped(p.seg, seg.readable).map_err(io_error)?
+        } else {
+            None
+        };
+        let file;
+        let mut cur = match &map {
+            Some(m) => Cursor::mapped(m, seg.salt, p.pos, seg.readable),
+            None => {
+                file = files.get(p.seg).map_err(io_error)?;
+                Cursor::new(file.as_ref(), seg.salt, p.pos, seg.readable)
+            }
+        };
         while o < stop {
             let Some((h, at)) = cur.next_header()? else {
                 return Err(Error::new(

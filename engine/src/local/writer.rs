@@ -1361,6 +1361,7 @@ pub(crate) fn plan_for(st: &State, s: &Stream, from: u64, until: u64) -> Plan {
         from,
         end,
         synced_end: None,
+        newest_seg: st.segments.keys().next_back().copied().unwrap_or(0),
     }
 }
 
