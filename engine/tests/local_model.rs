@@ -164,6 +164,23 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability) {
                 let a = mem.read(&id(s), u64::from(from), o).await;
                 let b = local.read(&id(s), u64::from(from), o).await;
                 same_err(&a, &b, &what);
+                // A durable read right after: a prefix of the plain read (all of it in `Sync`).
+                let mut od = o;
+                od.wait = None;
+                let d = local.read(&id(s), u64::from(from), od.durable()).await;
+                same_err(&b, &d, &what);
+                if let (Ok(b), Ok(d)) = (&b, &d) {
+                    let n = d.records.len();
+                    assert!(n <= b.records.len(), "{what}: durable read longer");
+                    assert_eq!(
+                        d.records[..],
+                        b.records[..n],
+                        "{what}: durable read differs"
+                    );
+                    if durability == Durability::Sync {
+                        assert_eq!(n, b.records.len(), "{what}: durable read short in Sync");
+                    }
+                }
                 if let (Ok(a), Ok(b)) = (a, b) {
                     let strip = |r: &streamstore::Record| (r.offset, r.payload.clone());
                     assert_eq!(
