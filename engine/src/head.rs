@@ -10,8 +10,17 @@ use crate::types::{
 };
 
 /// The most recent idempotency keys of one stream, with the result each produced.
+///
+/// Most streams never use a key, and a store may hold many idle streams: until the first key, the
+/// window is one null pointer (an empty `VecDeque` and `HashMap` inline would take 80 bytes).
 #[derive(Clone, Debug, Default)]
 pub struct KeyWindow {
+    keys: Option<Box<Keys>>,
+}
+
+/// The keys of a [`KeyWindow`] that has held at least one.
+#[derive(Clone, Debug, Default)]
+struct Keys {
     order: VecDeque<IdempotencyKey>,
     map: HashMap<IdempotencyKey, (AppendResult, u64)>,
 }
@@ -19,7 +28,7 @@ pub struct KeyWindow {
 impl KeyWindow {
     /// The remembered result and batch digest for `key`.
     pub fn get(&self, key: &IdempotencyKey) -> Option<&(AppendResult, u64)> {
-        self.map.get(key)
+        self.keys.as_ref().and_then(|k| k.map.get(key))
     }
 
     /// Remembers `key`, forgetting the oldest keys beyond `capacity`.
@@ -30,29 +39,32 @@ impl KeyWindow {
         digest: u64,
         capacity: usize,
     ) {
-        if self.map.insert(key.clone(), (result, digest)).is_none() {
-            self.order.push_back(key);
+        let k = self.keys.get_or_insert_with(Box::default);
+        if k.map.insert(key.clone(), (result, digest)).is_none() {
+            k.order.push_back(key);
         }
-        while self.order.len() > capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
+        while k.order.len() > capacity {
+            if let Some(old) = k.order.pop_front() {
+                k.map.remove(&old);
             }
         }
     }
 
     /// Keys oldest first, with their results (for checkpoints).
     pub fn iter(&self) -> impl Iterator<Item = (&IdempotencyKey, &(AppendResult, u64))> {
-        self.order.iter().filter_map(|k| self.map.get_key_value(k))
+        self.keys
+            .iter()
+            .flat_map(|k| k.order.iter().filter_map(|key| k.map.get_key_value(key)))
     }
 
     /// Number of keys held.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.keys.as_ref().map_or(0, |k| k.order.len())
     }
 
     /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 }
 

@@ -308,6 +308,28 @@ async fn tail_caches_stay_under_their_global_bound() {
 }
 
 #[tokio::test]
+async fn empty_records_count_against_the_tail_cache_bound() {
+    // Payload bytes alone would count nothing here: each cached record's own size must.
+    let tmp = tempfile::tempdir().unwrap();
+    let options = LocalOptions {
+        tail_cache_total_bytes: 4_800,
+        ..small()
+    };
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    for i in 0..300 {
+        fill(&store, &id(&format!("e{i}")), 1, 0).await;
+        assert!(store.cache_bytes() <= 4_800, "{}", store.cache_bytes());
+    }
+    assert!(store.cache_bytes() > 0);
+    let b = store
+        .read(&id("e0"), 0, ReadOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(b.records.len(), 1);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_group_spanning_several_segments_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
     let options = LocalOptions {

@@ -2,7 +2,6 @@
 //! scans only the log after it. Written atomically (temporary file, fsync, rename, directory
 //! fsync) after the log up to its position was synced.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
@@ -15,13 +14,16 @@ use super::codec::{get_retention, put_retention, Get, Put};
 use super::format::FormatError;
 use super::fs::FileSystem;
 use super::index::{Point, Points};
-use super::state::Stream;
+use super::state::{Lost, Stream, Streams};
 
 /// The checkpoint's file name.
 pub(crate) const CHECKPOINT: &str = "CHECKPOINT";
 const CHECKPOINT_TMP: &str = "CHECKPOINT.tmp";
 const MAGIC: [u8; 8] = *b"STRMCKPT";
 const VERSION: u32 = 1;
+/// The smallest encoded stream: number, 1-byte id with its length, 8 `u64` fields, retention with
+/// no rule (3 presence bytes), and three empty counts.
+const MIN_ENTRY_BYTES: usize = 8 + 2 + 1 + 8 * 8 + 3 + 3 * 4;
 
 /// A checkpoint's contents.
 #[derive(Debug, Default)]
@@ -35,7 +37,7 @@ pub(crate) struct Checkpoint {
     /// The durability code of the session that wrote it.
     pub durability: u64,
     /// Live streams.
-    pub streams: BTreeMap<StreamId, Stream>,
+    pub streams: Streams,
 }
 
 /// Encodes a checkpoint:
@@ -45,7 +47,7 @@ pub(crate) fn encode(
     pos: u64,
     next_number: u64,
     durability: u64,
-    streams: &BTreeMap<StreamId, Stream>,
+    streams: &Streams,
 ) -> Vec<u8> {
     let mut body = Vec::new();
     body.u64(seg);
@@ -127,9 +129,17 @@ pub(crate) fn decode(b: &[u8], key_capacity: usize) -> Result<Checkpoint, Format
         pos: g.u64()?,
         next_number: g.u64()?,
         durability: g.u64()?,
-        streams: BTreeMap::new(),
+        streams: Streams::new(),
     };
     let n = g.u64()?;
+    // Collected first and turned into the map in one go: `BTreeMap::from_iter` on sorted entries
+    // (a checkpoint lists streams in id order) builds full nodes, where inserting one by one in
+    // ascending order leaves the leaves about half full. Each entry takes at least
+    // `MIN_ENTRY_BYTES` of the body, which bounds the preallocation whatever `n` claims.
+    let cap = usize::try_from(n)
+        .unwrap_or(0)
+        .min(g.remaining() / MIN_ENTRY_BYTES);
+    let mut entries = Vec::with_capacity(cap);
     for _ in 0..n {
         let number = g.u64()?;
         let id = StreamId::from_bytes(g.bytes16()?).map_err(|_| FormatError("bad stream id"))?;
@@ -164,7 +174,7 @@ pub(crate) fn decode(b: &[u8], key_capacity: usize) -> Result<Checkpoint, Format
                 pos: g.u64()?,
             });
         }
-        let mut lost = Vec::new();
+        let mut lost = Lost::default();
         for _ in 0..g.count(16)? {
             lost.push((g.u64()?, g.u64()?));
         }
@@ -186,8 +196,9 @@ pub(crate) fn decode(b: &[u8], key_capacity: usize) -> Result<Checkpoint, Format
         s.cum_first = cum_first;
         s.points = points;
         s.lost = lost;
-        c.streams.insert(id, s);
+        entries.push((id, s));
     }
+    c.streams = entries.into_iter().collect();
     if !g.is_done() {
         return Err(FormatError("trailing bytes in checkpoint"));
     }

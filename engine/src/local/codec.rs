@@ -90,6 +90,10 @@ impl<'a> Get<'a> {
         }
         Ok(n)
     }
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.b.len().saturating_sub(self.at)
+    }
     pub fn is_done(&self) -> bool {
         self.at == self.b.len()
     }

@@ -9,7 +9,7 @@
 //! a quarantined region: never one per record for a stream that writes steadily, and a stream
 //! that is idle costs its points and nothing else.
 
-use std::collections::VecDeque;
+use super::small::SmallDeque;
 
 /// Where a scan for a stream's records may start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +29,11 @@ pub const POINT_EVERY_BYTES: u64 = 32 << 10;
 /// A scan from a point never has to cross more than about this many bytes of the segment.
 pub const POINT_MAX_DISTANCE: u64 = 1 << 20;
 
-/// The points of one stream, ascending by offset (and by log position).
+/// The points of one stream, ascending by offset (and by log position). An idle stream has one
+/// point: it is held inline, with no heap buffer.
 #[derive(Clone, Debug, Default)]
 pub struct Points {
-    points: VecDeque<Point>,
+    points: SmallDeque<Point>,
 }
 
 impl Points {

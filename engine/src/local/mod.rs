@@ -38,6 +38,7 @@ mod mmap;
 mod options;
 mod reader;
 mod recovery;
+mod small;
 mod spare;
 mod state;
 mod verify;
@@ -326,7 +327,8 @@ impl LocalStore {
         lock_state(&self.shared).segments.len()
     }
 
-    /// Payload bytes held by the tail caches (bounded by `tail_cache_total_bytes`).
+    /// Bytes held by the tail caches as counted against `tail_cache_total_bytes` (payload plus
+    /// 48 bytes per record).
     pub fn cache_bytes(&self) -> usize {
         lock_state(&self.shared).tail_total
     }

@@ -63,8 +63,9 @@ pub struct LocalOptions {
     pub tail_cache_records: usize,
     /// Most payload bytes kept in memory per stream for tail reads (default 64 KiB).
     pub tail_cache_bytes: usize,
-    /// Most payload bytes kept in the tail caches of all streams together (default 64 MiB);
-    /// beyond it, caches are emptied round-robin.
+    /// Most bytes kept in the tail caches of all streams together (default 64 MiB), counting
+    /// each cached record as its payload plus the record's own size (48 bytes), so that many
+    /// small records are bounded too; beyond it, caches are emptied round-robin.
     pub tail_cache_total_bytes: usize,
     /// Recent idempotency keys remembered per stream (default 1024).
     pub idempotency_keys: usize,

@@ -36,7 +36,7 @@ use super::format::{
 use super::fs::{parse_segment_name, read_all, segment_path, FileSystem};
 use super::index::Point;
 use super::options::LocalOptions;
-use super::state::{SegInfo, Stream};
+use super::state::{SegInfo, Stream, Streams};
 
 /// What reopening found. `LocalStore::recovery_report` returns the last one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub struct LostRange {
 
 /// The state rebuilt by recovery, handed to the writer.
 pub(crate) struct Recovered {
-    pub streams: BTreeMap<StreamId, Stream>,
+    pub streams: Streams,
     pub segments: BTreeMap<u64, SegInfo>,
     pub next_number: u64,
     /// The segment to continue writing: (seq, salt, end of valid data, file length).
@@ -137,7 +137,7 @@ struct Rec<'a> {
     fs: &'a dyn FileSystem,
     dir: &'a Path,
     opts: &'a LocalOptions,
-    streams: BTreeMap<StreamId, Stream>,
+    streams: Streams,
     numbers: HashMap<u64, StreamId>,
     next_number: u64,
     /// Log position of each stream's last frame seen by the scan.

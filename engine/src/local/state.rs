@@ -3,7 +3,7 @@
 //! Only the writer thread (and recovery, before the writer starts) changes it, so the writer may
 //! read it, decide, release the lock, do I/O, and lock again to publish without races.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::head::StreamHead;
@@ -11,8 +11,19 @@ use crate::types::{Record, StreamId};
 
 use super::index::Points;
 use super::recovery::RecoveryReport;
+use super::small::SmallDeque;
+
+/// Live streams by id. Each `Stream` is boxed: the map's nodes then hold 24 B per entry instead of
+/// the whole stream, which matters because nodes are often only half full (streams are mostly
+/// created in ascending id order, and a B-tree filled in ascending order leaves its leaves about
+/// half full); the boxed stream itself is allocated at its exact size.
+pub(crate) type Streams = BTreeMap<StreamId, Box<Stream>>;
 
 /// One live stream.
+///
+/// Kept small because every idle stream costs its `Stream` (see docs/benchmarks.md, "100,000 idle
+/// streams"): the parts most streams never use (lost ranges; idempotency keys inside `head`) take
+/// one pointer until used, and the index and the tail cache hold their first element inline.
 #[derive(Clone, Debug)]
 pub(crate) struct Stream {
     /// The internal number of this incarnation; frames name the stream by it.
@@ -24,25 +35,31 @@ pub(crate) struct Stream {
     /// The sparse index.
     pub points: Points,
     /// Offset ranges lost to corruption (`[start, end)`, ascending); reading them is `Corruption`.
-    pub lost: Vec<(u64, u64)>,
+    pub lost: Lost,
     /// The newest records, contiguous and ending at `head.next_offset`.
-    pub tail: VecDeque<Record>,
-    /// Payload bytes in `tail`.
+    pub tail: SmallDeque<Record>,
+    /// What `tail` costs, as counted against the tail cache limits: payload bytes plus
+    /// [`TAIL_RECORD_COST`] per record.
     pub tail_bytes: usize,
 }
 
+/// What a cached record costs beyond its payload: the `Record` itself (offset, timestamp and the
+/// payload's `Bytes` handle). Counted so that `tail_cache_total_bytes` bounds the memory of many
+/// small records too, not only their payload.
+pub(crate) const TAIL_RECORD_COST: usize = std::mem::size_of::<Record>();
+
 impl Stream {
-    /// A stream with no records yet.
-    pub fn new(number: u64, head: StreamHead) -> Self {
-        Stream {
+    /// A stream with no records yet, boxed for [`Streams`].
+    pub fn new(number: u64, head: StreamHead) -> Box<Self> {
+        Box::new(Stream {
             number,
             head,
             cum_first: 0,
             points: Points::default(),
-            lost: Vec::new(),
-            tail: VecDeque::new(),
+            lost: Lost::default(),
+            tail: SmallDeque::default(),
             tail_bytes: 0,
-        }
+        })
     }
 
     /// Cumulative payload bytes before `head.next_offset`.
@@ -51,7 +68,7 @@ impl Stream {
     }
 
     /// Adds newly committed records to the tail cache, keeping at most `max_records` records and
-    /// `max_bytes` bytes (but always the newest record if it alone fits the byte limit).
+    /// `max_bytes` payload bytes (but always the newest record if it alone fits the byte limit).
     pub fn push_tail(&mut self, records: &[Record], max_records: usize, max_bytes: usize) {
         if let Some(first) = records.first() {
             // The cache must stay contiguous with the stream's end.
@@ -63,13 +80,18 @@ impl Stream {
                 self.clear_tail();
             }
         }
-        for r in records {
-            self.tail_bytes += r.payload.len();
+        // Only the records that can stay: the newest `max_records` (pushing and popping the
+        // others would only churn the queue's buffer).
+        let skip = records.len().saturating_sub(max_records);
+        for r in records.iter().skip(skip) {
+            self.tail_bytes += r.payload.len() + TAIL_RECORD_COST;
             self.tail.push_back(r.clone());
         }
-        while self.tail.len() > max_records || self.tail_bytes > max_bytes {
+        while self.tail.len() > max_records
+            || self.tail_bytes - self.tail.len() * TAIL_RECORD_COST > max_bytes
+        {
             match self.tail.pop_front() {
-                Some(r) => self.tail_bytes -= r.payload.len(),
+                Some(r) => self.tail_bytes -= r.payload.len() + TAIL_RECORD_COST,
                 None => break,
             }
         }
@@ -83,12 +105,12 @@ impl Stream {
             .is_some_and(|r| r.offset < self.head.first_offset)
         {
             if let Some(r) = self.tail.pop_front() {
-                self.tail_bytes -= r.payload.len();
+                self.tail_bytes -= r.payload.len() + TAIL_RECORD_COST;
             }
         }
     }
 
-    /// Empties the tail cache.
+    /// Empties the tail cache (and frees its buffer).
     pub fn clear_tail(&mut self) {
         self.tail.clear();
         self.tail_bytes = 0;
@@ -114,6 +136,60 @@ impl Stream {
     }
 }
 
+/// A stream's offset ranges lost to corruption. Almost always empty, so it costs one pointer
+/// until the first range is added (and again once the last is trimmed away).
+/// Invariant: `Some` holds at least one range.
+#[derive(Clone, Debug, Default)]
+// A boxed `Vec` on purpose: one pointer inline instead of a `Vec`'s three.
+#[allow(clippy::box_collection)]
+pub(crate) struct Lost(Option<Box<Vec<(u64, u64)>>>);
+
+impl Lost {
+    /// The ranges, ascending.
+    pub fn iter(&self) -> std::slice::Iter<'_, (u64, u64)> {
+        self.0.as_deref().map_or(&[][..], Vec::as_slice).iter()
+    }
+
+    /// Whether there is no range.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Number of ranges.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// The last (highest) range.
+    pub fn last(&self) -> Option<&(u64, u64)> {
+        self.0.as_ref().and_then(|v| v.last())
+    }
+
+    /// Adds a range above all others.
+    pub fn push(&mut self, range: (u64, u64)) {
+        self.0.get_or_insert_with(Box::default).push(range);
+    }
+
+    /// Keeps the ranges for which `keep` holds.
+    pub fn retain(&mut self, keep: impl FnMut(&(u64, u64)) -> bool) {
+        if let Some(v) = &mut self.0 {
+            v.retain(keep);
+            if v.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Lost {
+    type Item = &'a (u64, u64);
+    type IntoIter = std::slice::Iter<'a, (u64, u64)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// What readers need to know about a segment.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SegInfo {
@@ -129,7 +205,7 @@ pub(crate) struct SegInfo {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     /// Live streams by id.
-    pub streams: BTreeMap<StreamId, Stream>,
+    pub streams: Streams,
     /// Existing segments by sequence number.
     pub segments: BTreeMap<u64, SegInfo>,
     /// Set by the first failed write or sync; every later write fails with `Poisoned`.
@@ -138,7 +214,7 @@ pub(crate) struct State {
     pub closed: bool,
     /// What the last open found.
     pub report: RecoveryReport,
-    /// Payload bytes in all tail caches.
+    /// `tail_bytes` of all streams together (bounded by `tail_cache_total_bytes`).
     pub tail_total: usize,
     /// Where the round-robin eviction of tail caches continues.
     pub evict_after: Option<StreamId>,
