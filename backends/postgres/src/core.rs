@@ -8,7 +8,7 @@ use sqlx::{Postgres, Transaction};
 use streamstore::{Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
     bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
-    to_db_incarnation, HeadRow, ListQuery, TablePrefix, Tables, SCHEMA_VERSION,
+    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::parse_postgres_error;
@@ -39,6 +39,7 @@ struct Sql {
     delete_records_below: String,
     bytes_cut: String,
     records: String,
+    records_within: String,
     expired: String,
 }
 
@@ -97,13 +98,19 @@ impl Sql {
             // `$3..$4` is at most max_records offsets; of those, as many as fit the byte budget
             // `$5` by the running sum of lengths (payloads beyond it are never fetched), and at
             // least one.
-            records: format!(
+            records_within: format!(
                 "SELECT off, ts_ms, payload FROM {r} \
                  WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4 \
                  AND off < $3 + GREATEST(1, (SELECT COUNT(*) FROM \
                    (SELECT SUM(len) OVER (ORDER BY off) AS run FROM {r} \
                     WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4) w \
                    WHERE w.run <= $5)) \
+                 ORDER BY off"
+            ),
+            // No byte budget: `$3..$4` is at most max_records offsets.
+            records: format!(
+                "SELECT off, ts_ms, payload FROM {r} \
+                 WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4 \
                  ORDER BY off"
             ),
             expired: format!(
@@ -296,22 +303,21 @@ streamstore_sql::sqlx_dialect! {
             Ok(())
         }
 
-        async fn records(
-            &self,
-            stream: &StreamId,
-            incarnation: Incarnation,
-            from: u64,
-            end: u64,
-            max_bytes: u64,
-        ) -> Result<Vec<Record>> {
-            let rows = db(sqlx::query(&self.sql.records)
+        async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>> {
+            let q = if range.bounded() {
+                sqlx::query(&self.sql.records_within)
+            } else {
+                sqlx::query(&self.sql.records)
+            };
+            let mut q = q
                 .bind(sid(stream))
-                .bind(to_db_incarnation(incarnation))
-                .bind(to_db(from)?)
-                .bind(to_db(end)?)
-                .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await)?;
+                .bind(to_db_incarnation(range.incarnation))
+                .bind(to_db(range.from)?)
+                .bind(to_db(range.end)?);
+            if range.bounded() {
+                q = q.bind(i64::try_from(range.max_bytes).unwrap_or(i64::MAX));
+            }
+            let rows = db(q.fetch_all(&self.pool).await)?;
             rows.iter()
                 .map(|r| record_of(r, parse_postgres_error))
                 .collect()

@@ -109,17 +109,10 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>>;
 
-    /// Reads records of `stream`'s incarnation `incarnation` at `from..end`, in offset order, in
-    /// one statement: as many as fit `max_bytes` of payload (by the running sum of lengths), and
-    /// at least one if any exists.
-    async fn records(
-        &self,
-        stream: &StreamId,
-        incarnation: Incarnation,
-        from: u64,
-        end: u64,
-        max_bytes: u64,
-    ) -> Result<Vec<Record>>;
+    /// Reads records of `stream` per `range`, in offset order: as many as fit
+    /// `range.max_bytes` of payload (by the running sum of lengths), and at least one if any
+    /// exists.
+    async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>>;
 
     /// Stream ids per `query`, ascending by bytes, leaving out streams expired at `now_ms`.
     async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>>;
@@ -129,6 +122,39 @@ pub trait SqlDialect: Send + Sync + 'static {
 
     /// Closes the connection pool.
     async fn close(&self);
+}
+
+/// The records a read asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRange {
+    /// The stream's incarnation (records of others are not returned).
+    pub incarnation: Incarnation,
+    /// The first offset.
+    pub from: u64,
+    /// Past the last offset (at most `max_records` after `from`, at most the head).
+    pub end: u64,
+    /// The byte budget; `u64::MAX` when it cannot cut the page (no budget, or the head shows
+    /// that the whole stream fits it), so the query need not sum lengths.
+    pub max_bytes: u64,
+    /// The stream's mean payload length (its bytes over its records, rounded up), from the
+    /// head: lets a dialect guess whether the budget will cut the page before reading.
+    pub mean_len: u64,
+}
+
+impl RecordRange {
+    /// Whether the budget can cut the page.
+    pub fn bounded(&self) -> bool {
+        self.max_bytes != u64::MAX
+    }
+
+    /// Whether the budget probably cuts the page (by the stream's mean record length).
+    pub fn likely_cut(&self) -> bool {
+        self.bounded()
+            && self
+                .mean_len
+                .saturating_mul(self.end.saturating_sub(self.from))
+                > self.max_bytes
+    }
 }
 
 /// A listing as bounds on the id bytes, so that it is one index range scan.

@@ -23,7 +23,7 @@ use streamstore::{
 };
 use tokio::task::JoinHandle;
 
-use crate::dialect::{ListQuery, RolledBack, SqlDialect};
+use crate::dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
 use crate::model::{is_expired, HeadRow, KeyRow};
 
 /// How often a transaction the database rolled back (deadlock, serialization failure, lock
@@ -372,10 +372,21 @@ impl<D: SqlDialect> Core<D> {
                 return Ok(batch);
             }
             let end = h.next_offset.min(from.saturating_add(max_records));
-            let records = self
-                .dialect
-                .records(stream, h.incarnation, from, end, max_bytes)
-                .await?;
+            let held = h.next_offset - h.first_offset;
+            let range = RecordRange {
+                incarnation: h.incarnation,
+                from,
+                end,
+                // The head's byte count covers every record the read can return: if it fits the
+                // budget, the budget cannot cut the page.
+                max_bytes: if h.bytes <= max_bytes {
+                    u64::MAX
+                } else {
+                    max_bytes
+                },
+                mean_len: h.bytes.div_ceil(held.max(1)),
+            };
+            let records = self.dialect.records(stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             let contiguous =
