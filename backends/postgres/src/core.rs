@@ -2,6 +2,8 @@
 //! [`SqlDialect`]. Table names come only from the validated prefix; every stream id, key and
 //! payload is a bound parameter.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
@@ -12,6 +14,7 @@ use streamstore_sql::{
 };
 
 use crate::error::parse_postgres_error;
+use crate::notify::Outbox;
 
 /// The columns of a head row, in [`HeadColumns`] order.
 const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
@@ -36,6 +39,7 @@ struct Sql {
     insert_key: String,
     prune_keys: String,
     insert_records: String,
+    append_records: String,
     delete_records_below: String,
     bytes_cut: String,
     records: String,
@@ -87,6 +91,18 @@ impl Sql {
                  SELECT $1, $2::BIGINT + t.o - 1, $3, $4, octet_length(t.p)::BIGINT, t.p \
                  FROM UNNEST($5::BYTEA[]) WITH ORDINALITY AS t(p, o)"
             ),
+            // `insert_records` and `update_head` in one statement (a data-modifying CTE): the
+            // records at `$2..` as above, the head's columns as `$6..$17`.
+            append_records: format!(
+                "WITH ins AS (INSERT INTO {r} (stream_id, off, incarnation, ts_ms, len, payload) \
+                 SELECT $1, $2::BIGINT + t.o - 1, $3, $4, octet_length(t.p)::BIGINT, t.p \
+                 FROM UNNEST($5::BYTEA[]) WITH ORDINALITY AS t(p, o)) \
+                 UPDATE {s} SET incarnation = $6, first_offset = $7, next_offset = $8, \
+                 created_ms = $9, last_append_ms = $10, sealed_ms = $11, bytes = $12, \
+                 seal_ttl_ms = $13, idle_ttl_ms = $14, max_bytes = $15, key_count = $16, \
+                 expires_ms = $17 \
+                 WHERE stream_id = $1"
+            ),
             delete_records_below: format!(
                 "WITH d AS (DELETE FROM {r} WHERE stream_id = $1 AND off < $2 RETURNING len) \
                  SELECT COALESCE(SUM(len), 0)::BIGINT FROM d"
@@ -122,12 +138,14 @@ impl Sql {
     }
 }
 
-/// The PostgreSQL dialect: a pool, the table names and the NOTIFY channel.
+/// The PostgreSQL dialect: a pool, the table names, the NOTIFY channel and the outbox of
+/// notifications to send after commits.
 pub(crate) struct PgCore {
     pool: PgPool,
     tables: Tables,
     channel: String,
     sql: Sql,
+    outbox: Arc<Outbox>,
 }
 
 fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
@@ -200,6 +218,7 @@ impl PgCore {
             channel: format!("{prefix}changes"),
             tables: t,
             pool,
+            outbox: Arc::new(Outbox::default()),
         })
     }
 
@@ -221,6 +240,11 @@ impl PgCore {
     /// The `LISTEN` channel of this prefix; payloads are stream ids (hints only).
     pub(crate) fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// The notifications to send (by `notify::send_loop`).
+    pub(crate) fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.outbox)
     }
 }
 
@@ -293,14 +317,29 @@ streamstore_sql::sqlx_dialect! {
             from_db(removed)
         }
 
-        async fn notify(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
-            // Delivered at commit, to listeners only; a hint, never data.
-            db(sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(stream.as_str())
-                .execute(&mut **tx)
-                .await)?;
+        async fn append_records(
+            &self,
+            tx: &mut Tx,
+            stream: &StreamId,
+            head: &HeadRow,
+            first_offset: u64,
+            ts_ms: u64,
+            records: &[Bytes],
+        ) -> Result<()> {
+            let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
+            let q = sqlx::query(&self.sql.append_records)
+                .bind(sid(stream))
+                .bind(to_db(first_offset)?)
+                .bind(to_db_incarnation(head.incarnation))
+                .bind(to_db(ts_ms)?)
+                .bind(payloads);
+            db(bind_head(q, head.to_columns()?).execute(&mut **tx).await)?;
             Ok(())
+        }
+
+        fn changed(&self, stream: &StreamId) {
+            // Sent after the commit by `notify::send_loop`, to listeners only; a hint, never data.
+            self.outbox.push(stream);
         }
 
         async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>> {

@@ -100,11 +100,28 @@ pub trait SqlDialect: Send + Sync + 'static {
         excess: u64,
     ) -> Result<Option<u64>>;
 
-    /// Tells other processes that `stream` changed, delivered at commit (PostgreSQL `NOTIFY`).
-    /// Only a wake-up hint; the default does nothing.
-    async fn notify(&self, _tx: &mut Self::Tx, _stream: &StreamId) -> Result<()> {
-        Ok(())
+    /// Inserts `records` at `first_offset..` with timestamp `ts_ms` (as [`Self::insert_records`])
+    /// and overwrites the head of `stream` with `head` (as [`Self::update_head`]): the writes of
+    /// an append to an existing stream that trims nothing. The default runs the two statements;
+    /// a database that can do both in one statement (a data-modifying CTE) saves a round trip.
+    async fn append_records(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        head: &HeadRow,
+        first_offset: u64,
+        ts_ms: u64,
+        records: &[Bytes],
+    ) -> Result<()> {
+        self.insert_records(tx, stream, head.incarnation, first_offset, ts_ms, records)
+            .await?;
+        self.update_head(tx, stream, head).await
     }
+
+    /// Tells other processes that `stream` changed (PostgreSQL `NOTIFY`). Called after the
+    /// change committed, never inside its transaction: it only queues a wake-up hint and must
+    /// not wait for the database. The default does nothing.
+    fn changed(&self, _stream: &StreamId) {}
 
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>>;

@@ -37,6 +37,14 @@ const MAX_READ_ATTEMPTS: u32 = 8;
 /// Streams deleted per sweeper query.
 const SWEEP_BATCH: u64 = 256;
 
+/// Whether `max_bytes` retention must trim `h`: it holds more than the limit, and more than the
+/// newest record (which is never trimmed).
+fn must_trim(h: &HeadRow) -> bool {
+    h.retention
+        .max_bytes
+        .is_some_and(|max| h.bytes > max && h.next_offset - h.first_offset > 1)
+}
+
 /// The knobs an adapter sets for its [`SqlStore`].
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
@@ -246,8 +254,15 @@ impl<D: SqlDialect> Core<D> {
         h.next_offset = first_offset + count;
         h.bytes += bytes;
         h.last_append_ms = timestamp_ms;
+        let window = self.options.key_window();
+        let mut prune = false;
         if key.is_some() {
             h.key_count += 1;
+            // Pruning (below, in this transaction) leaves `window` keys.
+            if h.key_count >= window.saturating_mul(2) {
+                prune = true;
+                h.key_count = window;
+            }
         }
         // A new stream's head is inserted first, with its final values: if another transaction
         // created the stream meanwhile, the insert finds its row and this attempt starts over
@@ -255,8 +270,11 @@ impl<D: SqlDialect> Core<D> {
         if create && !d.insert_head(&mut tx, stream, &h).await? {
             return Ok(Attempt::Retry);
         }
-        if let Err(e) = d
-            .insert_records(
+        // The usual case (an existing stream, nothing to trim) writes the records and the head
+        // together: one statement where the database allows it.
+        let trims = !create && must_trim(&h);
+        let inserted = if create || trims {
+            d.insert_records(
                 &mut tx,
                 stream,
                 h.incarnation,
@@ -265,25 +283,34 @@ impl<D: SqlDialect> Core<D> {
                 records,
             )
             .await
-        {
+        } else {
+            d.append_records(&mut tx, stream, &h, first_offset, timestamp_ms, records)
+                .await
+        };
+        if let Err(e) = inserted {
             return Err(self.with_actual_next(e, stream, tx).await);
+        }
+        if trims {
+            self.enforce_max_bytes(&mut tx, stream, &mut h).await?;
+            d.update_head(&mut tx, stream, &h).await?;
         }
         if let Some((k, digest)) = key {
             d.insert_key(&mut tx, stream, k, &KeyRow { result, digest })
                 .await?;
-            let window = self.options.key_window();
-            if h.key_count >= window.saturating_mul(2) {
+            if prune {
                 d.prune_keys(&mut tx, stream, window).await?;
-                h.key_count = window;
             }
         }
-        if !create {
-            self.enforce_max_bytes(&mut tx, stream, &mut h).await?;
-            d.update_head(&mut tx, stream, &h).await?;
-        }
-        d.notify(&mut tx, stream).await?;
         d.commit(tx).await?;
         Ok(Attempt::Done((result, true)))
+    }
+
+    /// After a committed change of `stream`: wakes this process's waiting readers, and (through
+    /// the dialect, e.g. PostgreSQL `NOTIFY`) other processes'. Never called before the commit
+    /// returned, so a woken reader sees the change.
+    fn changed(&self, stream: &StreamId) {
+        self.notifiers.notify(stream);
+        self.dialect.changed(stream);
     }
 
     /// The unique key on `(stream_id, off)` refused a record: the head lock should make that
@@ -311,12 +338,9 @@ impl<D: SqlDialect> Core<D> {
         stream: &StreamId,
         h: &mut HeadRow,
     ) -> Result<()> {
-        let Some(max) = h.retention.max_bytes else {
+        let Some(max) = h.retention.max_bytes.filter(|_| must_trim(h)) else {
             return Ok(());
         };
-        if h.bytes <= max || h.next_offset - h.first_offset <= 1 {
-            return Ok(());
-        }
         let newest = h.next_offset - 1;
         let cut = self
             .dialect
@@ -432,14 +456,13 @@ impl<D: SqlDialect> Core<D> {
                         .is_some_and(|h| is_expired(&h, now_ms()));
                     if due {
                         d.delete_stream(&mut tx, &id).await?;
-                        d.notify(&mut tx, &id).await?;
                         d.commit(tx).await?;
                     }
                     Ok(Attempt::Done(due))
                 })
                 .await?;
             if gone {
-                self.notifiers.notify(&id);
+                self.changed(&id);
                 deleted += 1;
             }
         }
@@ -469,7 +492,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             .retrying(|| core.append_once(stream, &records, bytes, options.expect, key))
             .await?;
         if wrote {
-            core.notifiers.notify(stream);
+            core.changed(stream);
         }
         Ok(result)
     }
@@ -502,21 +525,23 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
         let core = &self.core;
-        let info = core
+        let (info, sealed_now) = core
             .retrying(|| async {
                 let d = &core.dialect;
                 let mut tx = d.begin().await?;
                 let mut h = core.lock_live(&mut tx, stream).await?;
-                if h.sealed_ms.is_none() {
+                let sealed_now = h.sealed_ms.is_none();
+                if sealed_now {
                     h.sealed_ms = Some(now_ms());
                     d.update_head(&mut tx, stream, &h).await?;
-                    d.notify(&mut tx, stream).await?;
                     d.commit(tx).await?;
                 }
-                Ok(Attempt::Done(h.info(stream)))
+                Ok(Attempt::Done((h.info(stream), sealed_now)))
             })
             .await?;
-        core.notifiers.notify(stream);
+        if sealed_now {
+            core.changed(stream);
+        }
         Ok(info)
     }
 
@@ -553,13 +578,12 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
                     return Ok(Attempt::Done(false));
                 };
                 d.delete_stream(&mut tx, stream).await?;
-                d.notify(&mut tx, stream).await?;
                 d.commit(tx).await?;
                 // An expired stream was already gone as far as callers could see.
                 Ok(Attempt::Done(!is_expired(&h, now_ms())))
             })
             .await?;
-        core.notifiers.notify(stream);
+        core.changed(stream);
         Ok(existed)
     }
 
