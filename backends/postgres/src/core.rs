@@ -330,7 +330,7 @@ streamstore_sql::sqlx_dialect! {
             let q = sqlx::query(&self.sql.append_records)
                 .bind(sid(stream))
                 .bind(to_db(first_offset)?)
-                .bind(to_db_incarnation(head.incarnation))
+                .bind(to_db_incarnation(head.head.incarnation))
                 .bind(to_db(ts_ms)?)
                 .bind(payloads);
             db(bind_head(q, head.to_columns()?).execute(&mut **tx).await)?;

@@ -113,8 +113,15 @@ pub trait SqlDialect: Send + Sync + 'static {
         ts_ms: u64,
         records: &[Bytes],
     ) -> Result<()> {
-        self.insert_records(tx, stream, head.incarnation, first_offset, ts_ms, records)
-            .await?;
+        self.insert_records(
+            tx,
+            stream,
+            head.head.incarnation,
+            first_offset,
+            ts_ms,
+            records,
+        )
+        .await?;
         self.update_head(tx, stream, head).await
     }
 

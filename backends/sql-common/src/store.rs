@@ -40,9 +40,10 @@ const SWEEP_BATCH: u64 = 256;
 /// Whether `max_bytes` retention must trim `h`: it holds more than the limit, and more than the
 /// newest record (which is never trimmed).
 fn must_trim(h: &HeadRow) -> bool {
-    h.retention
+    h.head
+        .retention
         .max_bytes
-        .is_some_and(|max| h.bytes > max && h.next_offset - h.first_offset > 1)
+        .is_some_and(|max| h.head.bytes > max && h.head.next_offset - h.head.first_offset > 1)
 }
 
 /// The knobs an adapter sets for its [`SqlStore`].
@@ -223,7 +224,7 @@ impl<D: SqlDialect> Core<D> {
             (Some(h), Some((k, _))) => d
                 .find_key(&mut tx, stream, k)
                 .await?
-                .filter(|row| row.result.incarnation == h.incarnation),
+                .filter(|row| row.result.incarnation == h.head.incarnation),
             _ => None,
         };
         let engine_head = head
@@ -248,12 +249,12 @@ impl<D: SqlDialect> Core<D> {
         let result = AppendResult {
             first_offset,
             count,
-            incarnation: h.incarnation,
+            incarnation: h.head.incarnation,
             timestamp_ms,
         };
-        h.next_offset = first_offset + count;
-        h.bytes += bytes;
-        h.last_append_ms = timestamp_ms;
+        h.head.next_offset = first_offset + count;
+        h.head.bytes += bytes;
+        h.head.last_append_ms = timestamp_ms;
         let window = self.options.key_window();
         let mut prune = false;
         if key.is_some() {
@@ -277,7 +278,7 @@ impl<D: SqlDialect> Core<D> {
             d.insert_records(
                 &mut tx,
                 stream,
-                h.incarnation,
+                h.head.incarnation,
                 first_offset,
                 timestamp_ms,
                 records,
@@ -322,7 +323,7 @@ impl<D: SqlDialect> Core<D> {
         drop(tx);
         match self.live_head(stream).await {
             Ok(h) => Error::conflict(
-                h.map_or(0, |h| h.next_offset),
+                h.map_or(0, |h| h.head.next_offset),
                 "an offset of this batch was taken by another append",
             )
             .with_source(e),
@@ -338,13 +339,13 @@ impl<D: SqlDialect> Core<D> {
         stream: &StreamId,
         h: &mut HeadRow,
     ) -> Result<()> {
-        let Some(max) = h.retention.max_bytes.filter(|_| must_trim(h)) else {
+        let Some(max) = h.head.retention.max_bytes.filter(|_| must_trim(h)) else {
             return Ok(());
         };
-        let newest = h.next_offset - 1;
+        let newest = h.head.next_offset - 1;
         let cut = self
             .dialect
-            .bytes_cut(tx, stream, h.first_offset, h.bytes - max)
+            .bytes_cut(tx, stream, h.head.first_offset, h.head.bytes - max)
             .await?;
         let new_first = cut.map_or(newest, |o| (o + 1).min(newest));
         self.trim_head(tx, stream, h, new_first).await
@@ -357,13 +358,13 @@ impl<D: SqlDialect> Core<D> {
         h: &mut HeadRow,
         new_first: u64,
     ) -> Result<()> {
-        if new_first > h.first_offset {
+        if new_first > h.head.first_offset {
             let removed = self
                 .dialect
                 .delete_records_below(tx, stream, new_first)
                 .await?;
-            h.bytes = h.bytes.saturating_sub(removed);
-            h.first_offset = new_first;
+            h.head.bytes = h.head.bytes.saturating_sub(removed);
+            h.head.first_offset = new_first;
         }
         Ok(())
     }
@@ -389,26 +390,24 @@ impl<D: SqlDialect> Core<D> {
             let Some(h) = self.live_head(stream).await? else {
                 return Ok(ReadBatch::missing(from));
             };
-            let sealed = h.sealed_ms.is_some();
-            let mut batch =
-                ReadBatch::empty_at(from, h.first_offset, h.next_offset, sealed, h.incarnation)?;
-            if from >= h.next_offset {
+            let mut batch = h.head.empty_read(from)?;
+            if from >= h.head.next_offset {
                 return Ok(batch);
             }
-            let end = h.next_offset.min(from.saturating_add(max_records));
-            let held = h.next_offset - h.first_offset;
+            let end = h.head.next_offset.min(from.saturating_add(max_records));
+            let held = h.head.next_offset - h.head.first_offset;
             let range = RecordRange {
-                incarnation: h.incarnation,
+                incarnation: h.head.incarnation,
                 from,
                 end,
                 // The head's byte count covers every record the read can return: if it fits the
                 // budget, the budget cannot cut the page.
-                max_bytes: if h.bytes <= max_bytes {
+                max_bytes: if h.head.bytes <= max_bytes {
                     u64::MAX
                 } else {
                     max_bytes
                 },
-                mean_len: h.bytes.div_ceil(held.max(1)),
+                mean_len: h.head.bytes.div_ceil(held.max(1)),
             };
             let records = self.dialect.records(stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
@@ -530,13 +529,13 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
                 let d = &core.dialect;
                 let mut tx = d.begin().await?;
                 let mut h = core.lock_live(&mut tx, stream).await?;
-                let sealed_now = h.sealed_ms.is_none();
+                let sealed_now = h.head.sealed_ms.is_none();
                 if sealed_now {
-                    h.sealed_ms = Some(now_ms());
+                    h.head.sealed_ms = Some(now_ms());
                     d.update_head(&mut tx, stream, &h).await?;
                     d.commit(tx).await?;
                 }
-                Ok(Attempt::Done((h.info(stream), sealed_now)))
+                Ok(Attempt::Done((h.head.info(stream), sealed_now)))
             })
             .await?;
         if sealed_now {
@@ -554,13 +553,13 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             let d = &core.dialect;
             let mut tx = d.begin().await?;
             let mut h = core.lock_live(&mut tx, stream).await?;
-            let target = h.next_offset.min(before).max(h.first_offset);
-            if target > h.first_offset {
+            let target = h.head.trim_target(before);
+            if target > h.head.first_offset {
                 core.trim_head(&mut tx, stream, &mut h, target).await?;
                 d.update_head(&mut tx, stream, &h).await?;
                 d.commit(tx).await?;
             }
-            Ok(Attempt::Done(h.first_offset))
+            Ok(Attempt::Done(h.head.first_offset))
         })
         .await
     }
@@ -590,7 +589,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
     async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
         self.core.check_open()?;
         match self.core.live_head(stream).await? {
-            Some(h) => Ok(h.info(stream)),
+            Some(h) => Ok(h.head.info(stream)),
             None => Err(Error::not_found(stream)),
         }
     }
@@ -627,7 +626,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             let d = &core.dialect;
             let mut tx = d.begin().await?;
             let mut h = core.lock_live(&mut tx, stream).await?;
-            h.retention = retention;
+            h.head.retention = retention;
             core.enforce_max_bytes(&mut tx, stream, &mut h).await?;
             d.update_head(&mut tx, stream, &h).await?;
             d.commit(tx).await?;
