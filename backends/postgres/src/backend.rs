@@ -12,6 +12,7 @@ use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions};
 use crate::config::PostgresConfig;
 use crate::core::PgCore;
 use crate::error::parse_postgres_error;
+use crate::notify::{self, Outbox};
 
 /// Largest payload of one record. PostgreSQL allows 1 GB per `bytea`, but a batch travels in
 /// one statement and is held in memory on both sides; 1 MiB keeps that bounded.
@@ -63,11 +64,12 @@ impl PostgresStore {
     pub async fn open(config: PostgresConfig) -> Result<Self> {
         let (pool_opts, connect) = connect_options(&config)?;
         let pool = pool_opts
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(parse_postgres_error)?;
         let core = PgCore::open(pool.clone(), config.prefix()).await?;
         let channel = core.channel().to_owned();
+        let outbox = core.outbox();
         let inner = SqlStore::new(
             core,
             StoreOptions {
@@ -84,7 +86,12 @@ impl PostgresStore {
             },
         );
         let notifiers = inner.notifiers();
-        inner.add_task(tokio::spawn(listen(pool, channel, notifiers)));
+        inner.add_task(tokio::spawn(notify::send_loop(
+            connect,
+            channel.clone(),
+            Arc::clone(&outbox),
+        )));
+        inner.add_task(tokio::spawn(listen(pool, channel, notifiers, outbox)));
         Ok(PostgresStore { inner })
     }
 
@@ -120,7 +127,8 @@ impl PostgresStore {
 /// The payload (a stream id) only says which waiters to wake; they re-read the database. When
 /// the listening connection is lost, notifications in the gap are lost too, so every waiter is
 /// woken once the channel is listened to again (and the readers' polling covers the gap).
-async fn listen(pool: PgPool, channel: String, notifiers: Arc<Notifiers>) {
+/// Notifications this store sent itself are skipped: its readers were woken directly.
+async fn listen(pool: PgPool, channel: String, notifiers: Arc<Notifiers>, outbox: Arc<Outbox>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -136,6 +144,7 @@ async fn listen(pool: PgPool, channel: String, notifiers: Arc<Notifiers>) {
         notifiers.notify_all();
         loop {
             match listener.try_recv().await {
+                Ok(Some(n)) if outbox.sent_by_us(n.process_id()) => {}
                 Ok(Some(n)) => {
                     if let Ok(id) = StreamId::new(n.payload()) {
                         notifiers.notify(&id);

@@ -2,16 +2,19 @@
 //! [`SqlDialect`]. Table names come only from the validated prefix; every stream id, key and
 //! payload is a bound parameter.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use streamstore::{Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
     bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
-    to_db_incarnation, HeadRow, ListQuery, TablePrefix, Tables, SCHEMA_VERSION,
+    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::parse_postgres_error;
+use crate::notify::Outbox;
 
 /// The columns of a head row, in [`HeadColumns`] order.
 const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
@@ -36,9 +39,11 @@ struct Sql {
     insert_key: String,
     prune_keys: String,
     insert_records: String,
+    append_records: String,
     delete_records_below: String,
     bytes_cut: String,
     records: String,
+    records_within: String,
     expired: String,
 }
 
@@ -86,6 +91,18 @@ impl Sql {
                  SELECT $1, $2::BIGINT + t.o - 1, $3, $4, octet_length(t.p)::BIGINT, t.p \
                  FROM UNNEST($5::BYTEA[]) WITH ORDINALITY AS t(p, o)"
             ),
+            // `insert_records` and `update_head` in one statement (a data-modifying CTE): the
+            // records at `$2..` as above, the head's columns as `$6..$17`.
+            append_records: format!(
+                "WITH ins AS (INSERT INTO {r} (stream_id, off, incarnation, ts_ms, len, payload) \
+                 SELECT $1, $2::BIGINT + t.o - 1, $3, $4, octet_length(t.p)::BIGINT, t.p \
+                 FROM UNNEST($5::BYTEA[]) WITH ORDINALITY AS t(p, o)) \
+                 UPDATE {s} SET incarnation = $6, first_offset = $7, next_offset = $8, \
+                 created_ms = $9, last_append_ms = $10, sealed_ms = $11, bytes = $12, \
+                 seal_ttl_ms = $13, idle_ttl_ms = $14, max_bytes = $15, key_count = $16, \
+                 expires_ms = $17 \
+                 WHERE stream_id = $1"
+            ),
             delete_records_below: format!(
                 "WITH d AS (DELETE FROM {r} WHERE stream_id = $1 AND off < $2 RETURNING len) \
                  SELECT COALESCE(SUM(len), 0)::BIGINT FROM d"
@@ -97,13 +114,19 @@ impl Sql {
             // `$3..$4` is at most max_records offsets; of those, as many as fit the byte budget
             // `$5` by the running sum of lengths (payloads beyond it are never fetched), and at
             // least one.
-            records: format!(
+            records_within: format!(
                 "SELECT off, ts_ms, payload FROM {r} \
                  WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4 \
                  AND off < $3 + GREATEST(1, (SELECT COUNT(*) FROM \
                    (SELECT SUM(len) OVER (ORDER BY off) AS run FROM {r} \
                     WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4) w \
                    WHERE w.run <= $5)) \
+                 ORDER BY off"
+            ),
+            // No byte budget: `$3..$4` is at most max_records offsets.
+            records: format!(
+                "SELECT off, ts_ms, payload FROM {r} \
+                 WHERE stream_id = $1 AND incarnation = $2 AND off >= $3 AND off < $4 \
                  ORDER BY off"
             ),
             expired: format!(
@@ -115,12 +138,14 @@ impl Sql {
     }
 }
 
-/// The PostgreSQL dialect: a pool, the table names and the NOTIFY channel.
+/// The PostgreSQL dialect: a pool, the table names, the NOTIFY channel and the outbox of
+/// notifications to send after commits.
 pub(crate) struct PgCore {
     pool: PgPool,
     tables: Tables,
     channel: String,
     sql: Sql,
+    outbox: Arc<Outbox>,
 }
 
 fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
@@ -193,6 +218,7 @@ impl PgCore {
             channel: format!("{prefix}changes"),
             tables: t,
             pool,
+            outbox: Arc::new(Outbox::default()),
         })
     }
 
@@ -214,6 +240,11 @@ impl PgCore {
     /// The `LISTEN` channel of this prefix; payloads are stream ids (hints only).
     pub(crate) fn channel(&self) -> &str {
         &self.channel
+    }
+
+    /// The notifications to send (by `notify::send_loop`).
+    pub(crate) fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.outbox)
     }
 }
 
@@ -286,32 +317,46 @@ streamstore_sql::sqlx_dialect! {
             from_db(removed)
         }
 
-        async fn notify(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
-            // Delivered at commit, to listeners only; a hint, never data.
-            db(sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(stream.as_str())
-                .execute(&mut **tx)
-                .await)?;
+        async fn append_records(
+            &self,
+            tx: &mut Tx,
+            stream: &StreamId,
+            head: &HeadRow,
+            first_offset: u64,
+            ts_ms: u64,
+            records: &[Bytes],
+        ) -> Result<()> {
+            let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
+            let q = sqlx::query(&self.sql.append_records)
+                .bind(sid(stream))
+                .bind(to_db(first_offset)?)
+                .bind(to_db_incarnation(head.head.incarnation))
+                .bind(to_db(ts_ms)?)
+                .bind(payloads);
+            db(bind_head(q, head.to_columns()?).execute(&mut **tx).await)?;
             Ok(())
         }
 
-        async fn records(
-            &self,
-            stream: &StreamId,
-            incarnation: Incarnation,
-            from: u64,
-            end: u64,
-            max_bytes: u64,
-        ) -> Result<Vec<Record>> {
-            let rows = db(sqlx::query(&self.sql.records)
+        fn changed(&self, stream: &StreamId) {
+            // Sent after the commit by `notify::send_loop`, to listeners only; a hint, never data.
+            self.outbox.push(stream);
+        }
+
+        async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>> {
+            let q = if range.bounded() {
+                sqlx::query(&self.sql.records_within)
+            } else {
+                sqlx::query(&self.sql.records)
+            };
+            let mut q = q
                 .bind(sid(stream))
-                .bind(to_db_incarnation(incarnation))
-                .bind(to_db(from)?)
-                .bind(to_db(end)?)
-                .bind(i64::try_from(max_bytes).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await)?;
+                .bind(to_db_incarnation(range.incarnation))
+                .bind(to_db(range.from)?)
+                .bind(to_db(range.end)?);
+            if range.bounded() {
+                q = q.bind(i64::try_from(range.max_bytes).unwrap_or(i64::MAX));
+            }
+            let rows = db(q.fetch_all(&self.pool).await)?;
             rows.iter()
                 .map(|r| record_of(r, parse_postgres_error))
                 .collect()

@@ -8,6 +8,7 @@ mod core;
 mod error;
 #[cfg(feature = "conformance")]
 mod factory;
+mod notify;
 
 pub use backend::{PostgresStore, KEYS_PER_STREAM, MAX_RECORD_BYTES};
 pub use config::PostgresConfig;

@@ -100,26 +100,43 @@ pub trait SqlDialect: Send + Sync + 'static {
         excess: u64,
     ) -> Result<Option<u64>>;
 
-    /// Tells other processes that `stream` changed, delivered at commit (PostgreSQL `NOTIFY`).
-    /// Only a wake-up hint; the default does nothing.
-    async fn notify(&self, _tx: &mut Self::Tx, _stream: &StreamId) -> Result<()> {
-        Ok(())
+    /// Inserts `records` at `first_offset..` with timestamp `ts_ms` (as [`Self::insert_records`])
+    /// and overwrites the head of `stream` with `head` (as [`Self::update_head`]): the writes of
+    /// an append to an existing stream that trims nothing. The default runs the two statements;
+    /// a database that can do both in one statement (a data-modifying CTE) saves a round trip.
+    async fn append_records(
+        &self,
+        tx: &mut Self::Tx,
+        stream: &StreamId,
+        head: &HeadRow,
+        first_offset: u64,
+        ts_ms: u64,
+        records: &[Bytes],
+    ) -> Result<()> {
+        self.insert_records(
+            tx,
+            stream,
+            head.head.incarnation,
+            first_offset,
+            ts_ms,
+            records,
+        )
+        .await?;
+        self.update_head(tx, stream, head).await
     }
+
+    /// Tells other processes that `stream` changed (PostgreSQL `NOTIFY`). Called after the
+    /// change committed, never inside its transaction: it only queues a wake-up hint and must
+    /// not wait for the database. The default does nothing.
+    fn changed(&self, _stream: &StreamId) {}
 
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>>;
 
-    /// Reads records of `stream`'s incarnation `incarnation` at `from..end`, in offset order, in
-    /// one statement: as many as fit `max_bytes` of payload (by the running sum of lengths), and
-    /// at least one if any exists.
-    async fn records(
-        &self,
-        stream: &StreamId,
-        incarnation: Incarnation,
-        from: u64,
-        end: u64,
-        max_bytes: u64,
-    ) -> Result<Vec<Record>>;
+    /// Reads records of `stream` per `range`, in offset order: as many as fit
+    /// `range.max_bytes` of payload (by the running sum of lengths), and at least one if any
+    /// exists.
+    async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>>;
 
     /// Stream ids per `query`, ascending by bytes, leaving out streams expired at `now_ms`.
     async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>>;
@@ -129,6 +146,39 @@ pub trait SqlDialect: Send + Sync + 'static {
 
     /// Closes the connection pool.
     async fn close(&self);
+}
+
+/// The records a read asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRange {
+    /// The stream's incarnation (records of others are not returned).
+    pub incarnation: Incarnation,
+    /// The first offset.
+    pub from: u64,
+    /// Past the last offset (at most `max_records` after `from`, at most the head).
+    pub end: u64,
+    /// The byte budget; `u64::MAX` when it cannot cut the page (no budget, or the head shows
+    /// that the whole stream fits it), so the query need not sum lengths.
+    pub max_bytes: u64,
+    /// The stream's mean payload length (its bytes over its records, rounded up), from the
+    /// head: lets a dialect guess whether the budget will cut the page before reading.
+    pub mean_len: u64,
+}
+
+impl RecordRange {
+    /// Whether the budget can cut the page.
+    pub fn bounded(&self) -> bool {
+        self.max_bytes != u64::MAX
+    }
+
+    /// Whether the budget probably cuts the page (by the stream's mean record length).
+    pub fn likely_cut(&self) -> bool {
+        self.bounded()
+            && self
+                .mean_len
+                .saturating_mul(self.end.saturating_sub(self.from))
+                > self.max_bytes
+    }
 }
 
 /// A listing as bounds on the id bytes, so that it is one index range scan.

@@ -38,7 +38,7 @@ pub use adapter::{
     capabilities, driver_error, pool_options, DbTarget, DEFAULT_ACQUIRE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_INTERVAL, MAX_BATCH_BYTES, MAX_BATCH_RECORDS,
 };
-pub use dialect::{ListQuery, RolledBack, SqlDialect};
+pub use dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
 pub use model::{
     from_db, from_db_incarnation, is_expired, to_db, to_db_incarnation, HeadColumns, HeadRow,
     KeyRow, SCHEMA_VERSION,

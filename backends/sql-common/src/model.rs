@@ -47,25 +47,14 @@ pub fn duration_from_db(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// The state of one live stream as stored in `<prefix>streams`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The state of one live stream as stored in `<prefix>streams`: the engine's head, and how many
+/// idempotency keys the stream holds.
+#[derive(Clone, Debug)]
 pub struct HeadRow {
-    /// This life of the stream.
-    pub incarnation: Incarnation,
-    /// Lowest readable offset.
-    pub first_offset: u64,
-    /// Offset of the next append.
-    pub next_offset: u64,
-    /// Creation time of this incarnation, ms since the epoch.
-    pub created_ms: u64,
-    /// Last append time, ms since the epoch (never decreases).
-    pub last_append_ms: u64,
-    /// Seal time, if sealed.
-    pub sealed_ms: Option<u64>,
-    /// Payload bytes of `first_offset..next_offset`.
-    pub bytes: u64,
-    /// The retention policy.
-    pub retention: Retention,
+    /// The head as the in-process stores keep it. Its `keys` window stays empty: the keys live
+    /// in `<prefix>idempotency`, and an append looks up only its own (see
+    /// [`HeadRow::to_stream_head`]).
+    pub head: StreamHead,
     /// Rows this stream holds in `<prefix>idempotency` (pruning is amortized on this count).
     pub key_count: u64,
 }
@@ -98,31 +87,25 @@ impl HeadRow {
     /// The head of a new incarnation created at `now_ms`: empty, unsealed, no retention.
     pub fn new(now_ms: u64) -> Self {
         HeadRow {
-            incarnation: Incarnation::random(),
-            first_offset: 0,
-            next_offset: 0,
-            created_ms: now_ms,
-            last_append_ms: now_ms,
-            sealed_ms: None,
-            bytes: 0,
-            retention: Retention::default(),
+            head: StreamHead::new(now_ms, Retention::default()),
             key_count: 0,
         }
     }
 
     /// The row in `BIGINT` form.
     pub fn to_columns(&self) -> Result<HeadColumns> {
+        let h = &self.head;
         Ok(HeadColumns {
-            incarnation: to_db_incarnation(self.incarnation),
-            first_offset: to_db(self.first_offset)?,
-            next_offset: to_db(self.next_offset)?,
-            created_ms: to_db(self.created_ms)?,
-            last_append_ms: to_db(self.last_append_ms)?,
-            sealed_ms: self.sealed_ms.map(to_db).transpose()?,
-            bytes: to_db(self.bytes)?,
-            seal_ttl_ms: self.retention.delete_after_seal.map(duration_to_db),
-            idle_ttl_ms: self.retention.delete_after_idle.map(duration_to_db),
-            max_bytes: self
+            incarnation: to_db_incarnation(h.incarnation),
+            first_offset: to_db(h.first_offset)?,
+            next_offset: to_db(h.next_offset)?,
+            created_ms: to_db(h.created_ms)?,
+            last_append_ms: to_db(h.last_append_ms)?,
+            sealed_ms: h.sealed_ms.map(to_db).transpose()?,
+            bytes: to_db(h.bytes)?,
+            seal_ttl_ms: h.retention.delete_after_seal.map(duration_to_db),
+            idle_ttl_ms: h.retention.delete_after_idle.map(duration_to_db),
+            max_bytes: h
                 .retention
                 .max_bytes
                 .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
@@ -140,12 +123,15 @@ impl HeadRow {
         let at = |start: u64, d: Duration| {
             start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         };
-        let r = &self.retention;
-        let sealed = self
+        let h = &self.head;
+        let sealed = h
             .sealed_ms
-            .zip(r.delete_after_seal)
+            .zip(h.retention.delete_after_seal)
             .map(|(t, d)| at(t, d));
-        let idle = r.delete_after_idle.map(|d| at(self.last_append_ms, d));
+        let idle = h
+            .retention
+            .delete_after_idle
+            .map(|d| at(h.last_append_ms, d));
         match (sealed, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -155,17 +141,20 @@ impl HeadRow {
     /// The row read back from `BIGINT` form.
     pub fn from_columns(c: HeadColumns) -> Result<Self> {
         Ok(HeadRow {
-            incarnation: from_db_incarnation(c.incarnation),
-            first_offset: from_db(c.first_offset)?,
-            next_offset: from_db(c.next_offset)?,
-            created_ms: from_db(c.created_ms)?,
-            last_append_ms: from_db(c.last_append_ms)?,
-            sealed_ms: c.sealed_ms.map(from_db).transpose()?,
-            bytes: from_db(c.bytes)?,
-            retention: Retention {
-                delete_after_seal: c.seal_ttl_ms.map(duration_from_db),
-                delete_after_idle: c.idle_ttl_ms.map(duration_from_db),
-                max_bytes: c.max_bytes.map(from_db).transpose()?,
+            head: StreamHead {
+                incarnation: from_db_incarnation(c.incarnation),
+                first_offset: from_db(c.first_offset)?,
+                next_offset: from_db(c.next_offset)?,
+                created_ms: from_db(c.created_ms)?,
+                last_append_ms: from_db(c.last_append_ms)?,
+                sealed_ms: c.sealed_ms.map(from_db).transpose()?,
+                bytes: from_db(c.bytes)?,
+                retention: Retention {
+                    delete_after_seal: c.seal_ttl_ms.map(duration_from_db),
+                    delete_after_idle: c.idle_ttl_ms.map(duration_from_db),
+                    max_bytes: c.max_bytes.map(from_db).transpose()?,
+                },
+                keys: KeyWindow::default(),
             },
             key_count: from_db(c.key_count)?,
         })
@@ -178,37 +167,11 @@ impl HeadRow {
         &self,
         key: Option<(&streamstore::IdempotencyKey, &KeyRow)>,
     ) -> StreamHead {
-        let mut keys = KeyWindow::default();
+        let mut head = self.head.clone();
         if let Some((key, row)) = key {
-            keys.insert(key.clone(), row.result, row.digest, 1);
+            head.keys.insert(key.clone(), row.result, row.digest, 1);
         }
-        StreamHead {
-            incarnation: self.incarnation,
-            first_offset: self.first_offset,
-            next_offset: self.next_offset,
-            created_ms: self.created_ms,
-            last_append_ms: self.last_append_ms,
-            sealed_ms: self.sealed_ms,
-            bytes: self.bytes,
-            retention: self.retention,
-            keys,
-        }
-    }
-
-    /// The public description of this stream.
-    pub fn info(&self, stream: &streamstore::StreamId) -> streamstore::StreamInfo {
-        streamstore::StreamInfo {
-            stream: stream.clone(),
-            incarnation: self.incarnation,
-            first_offset: self.first_offset,
-            next_offset: self.next_offset,
-            sealed: self.sealed_ms.is_some(),
-            created_ms: self.created_ms,
-            last_append_ms: self.last_append_ms,
-            sealed_ms: self.sealed_ms,
-            bytes: self.bytes,
-            retention: self.retention,
-        }
+        head
     }
 }
 
@@ -247,10 +210,10 @@ impl KeyRow {
     }
 }
 
-/// Whether a time-based retention rule has fired for `head` at `now_ms` (the same rule as the
-/// reference store: due when `start + ttl <= now`).
+/// Whether a time-based retention rule has fired for `head` at `now_ms` (the reference store's
+/// rule, [`StreamHead::is_expired`]; [`HeadRow::expires_ms`] is the same deadline as a column).
 pub fn is_expired(head: &HeadRow, now_ms: u64) -> bool {
-    head.expires_ms().is_some_and(|at| at <= now_ms)
+    head.head.is_expired(now_ms)
 }
 
 #[cfg(test)]
@@ -260,13 +223,18 @@ mod tests {
     #[test]
     fn columns_roundtrip() {
         let mut h = HeadRow::new(1_700_000_000_000);
-        h.incarnation = Incarnation(u64::MAX - 3);
-        h.sealed_ms = Some(5);
-        h.retention.delete_after_idle = Some(Duration::from_millis(1500));
-        h.retention.max_bytes = Some(77);
+        h.head.incarnation = Incarnation(u64::MAX - 3);
+        h.head.sealed_ms = Some(5);
+        h.head.retention.delete_after_idle = Some(Duration::from_millis(1500));
+        h.head.retention.max_bytes = Some(77);
+        h.key_count = 9;
         let c = h.to_columns().unwrap();
         assert!(c.incarnation < 0);
-        assert_eq!(HeadRow::from_columns(c).unwrap(), h);
+        let back = HeadRow::from_columns(c).unwrap();
+        assert_eq!(back.to_columns().unwrap(), c);
+        assert_eq!(back.key_count, 9);
+        let id = streamstore::StreamId::new("s").unwrap();
+        assert_eq!(back.head.info(&id), h.head.info(&id));
         assert!(to_db(u64::MAX).is_err());
         assert!(from_db(-1).is_err());
     }
@@ -275,17 +243,17 @@ mod tests {
     fn expiry_matches_reference_rule() {
         let mut h = HeadRow::new(1000);
         assert!(!is_expired(&h, u64::MAX));
-        h.retention.delete_after_idle = Some(Duration::from_millis(10));
+        h.head.retention.delete_after_idle = Some(Duration::from_millis(10));
         assert!(!is_expired(&h, 1009));
         assert!(is_expired(&h, 1010));
-        h.retention.delete_after_idle = Some(Duration::MAX);
+        h.head.retention.delete_after_idle = Some(Duration::MAX);
         assert!(!is_expired(&h, u64::MAX - 1));
-        h.retention.delete_after_seal = Some(Duration::from_millis(5));
+        h.head.retention.delete_after_seal = Some(Duration::from_millis(5));
         assert!(
             !is_expired(&h, 2000),
             "unsealed streams ignore delete_after_seal"
         );
-        h.sealed_ms = Some(1500);
+        h.head.sealed_ms = Some(1500);
         assert!(!is_expired(&h, 1504));
         assert!(is_expired(&h, 1505));
         assert_eq!(h.to_columns().unwrap().expires_ms, Some(1505));

@@ -23,7 +23,7 @@ use streamstore::{
 };
 use tokio::task::JoinHandle;
 
-use crate::dialect::{ListQuery, RolledBack, SqlDialect};
+use crate::dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
 use crate::model::{is_expired, HeadRow, KeyRow};
 
 /// How often a transaction the database rolled back (deadlock, serialization failure, lock
@@ -36,6 +36,15 @@ const MAX_READ_ATTEMPTS: u32 = 8;
 
 /// Streams deleted per sweeper query.
 const SWEEP_BATCH: u64 = 256;
+
+/// Whether `max_bytes` retention must trim `h`: it holds more than the limit, and more than the
+/// newest record (which is never trimmed).
+fn must_trim(h: &HeadRow) -> bool {
+    h.head
+        .retention
+        .max_bytes
+        .is_some_and(|max| h.head.bytes > max && h.head.next_offset - h.head.first_offset > 1)
+}
 
 /// The knobs an adapter sets for its [`SqlStore`].
 #[derive(Clone, Copy, Debug)]
@@ -215,7 +224,7 @@ impl<D: SqlDialect> Core<D> {
             (Some(h), Some((k, _))) => d
                 .find_key(&mut tx, stream, k)
                 .await?
-                .filter(|row| row.result.incarnation == h.incarnation),
+                .filter(|row| row.result.incarnation == h.head.incarnation),
             _ => None,
         };
         let engine_head = head
@@ -240,14 +249,21 @@ impl<D: SqlDialect> Core<D> {
         let result = AppendResult {
             first_offset,
             count,
-            incarnation: h.incarnation,
+            incarnation: h.head.incarnation,
             timestamp_ms,
         };
-        h.next_offset = first_offset + count;
-        h.bytes += bytes;
-        h.last_append_ms = timestamp_ms;
+        h.head.next_offset = first_offset + count;
+        h.head.bytes += bytes;
+        h.head.last_append_ms = timestamp_ms;
+        let window = self.options.key_window();
+        let mut prune = false;
         if key.is_some() {
             h.key_count += 1;
+            // Pruning (below, in this transaction) leaves `window` keys.
+            if h.key_count >= window.saturating_mul(2) {
+                prune = true;
+                h.key_count = window;
+            }
         }
         // A new stream's head is inserted first, with its final values: if another transaction
         // created the stream meanwhile, the insert finds its row and this attempt starts over
@@ -255,35 +271,47 @@ impl<D: SqlDialect> Core<D> {
         if create && !d.insert_head(&mut tx, stream, &h).await? {
             return Ok(Attempt::Retry);
         }
-        if let Err(e) = d
-            .insert_records(
+        // The usual case (an existing stream, nothing to trim) writes the records and the head
+        // together: one statement where the database allows it.
+        let trims = !create && must_trim(&h);
+        let inserted = if create || trims {
+            d.insert_records(
                 &mut tx,
                 stream,
-                h.incarnation,
+                h.head.incarnation,
                 first_offset,
                 timestamp_ms,
                 records,
             )
             .await
-        {
+        } else {
+            d.append_records(&mut tx, stream, &h, first_offset, timestamp_ms, records)
+                .await
+        };
+        if let Err(e) = inserted {
             return Err(self.with_actual_next(e, stream, tx).await);
+        }
+        if trims {
+            self.enforce_max_bytes(&mut tx, stream, &mut h).await?;
+            d.update_head(&mut tx, stream, &h).await?;
         }
         if let Some((k, digest)) = key {
             d.insert_key(&mut tx, stream, k, &KeyRow { result, digest })
                 .await?;
-            let window = self.options.key_window();
-            if h.key_count >= window.saturating_mul(2) {
+            if prune {
                 d.prune_keys(&mut tx, stream, window).await?;
-                h.key_count = window;
             }
         }
-        if !create {
-            self.enforce_max_bytes(&mut tx, stream, &mut h).await?;
-            d.update_head(&mut tx, stream, &h).await?;
-        }
-        d.notify(&mut tx, stream).await?;
         d.commit(tx).await?;
         Ok(Attempt::Done((result, true)))
+    }
+
+    /// After a committed change of `stream`: wakes this process's waiting readers, and (through
+    /// the dialect, e.g. PostgreSQL `NOTIFY`) other processes'. Never called before the commit
+    /// returned, so a woken reader sees the change.
+    fn changed(&self, stream: &StreamId) {
+        self.notifiers.notify(stream);
+        self.dialect.changed(stream);
     }
 
     /// The unique key on `(stream_id, off)` refused a record: the head lock should make that
@@ -295,7 +323,7 @@ impl<D: SqlDialect> Core<D> {
         drop(tx);
         match self.live_head(stream).await {
             Ok(h) => Error::conflict(
-                h.map_or(0, |h| h.next_offset),
+                h.map_or(0, |h| h.head.next_offset),
                 "an offset of this batch was taken by another append",
             )
             .with_source(e),
@@ -311,16 +339,13 @@ impl<D: SqlDialect> Core<D> {
         stream: &StreamId,
         h: &mut HeadRow,
     ) -> Result<()> {
-        let Some(max) = h.retention.max_bytes else {
+        let Some(max) = h.head.retention.max_bytes.filter(|_| must_trim(h)) else {
             return Ok(());
         };
-        if h.bytes <= max || h.next_offset - h.first_offset <= 1 {
-            return Ok(());
-        }
-        let newest = h.next_offset - 1;
+        let newest = h.head.next_offset - 1;
         let cut = self
             .dialect
-            .bytes_cut(tx, stream, h.first_offset, h.bytes - max)
+            .bytes_cut(tx, stream, h.head.first_offset, h.head.bytes - max)
             .await?;
         let new_first = cut.map_or(newest, |o| (o + 1).min(newest));
         self.trim_head(tx, stream, h, new_first).await
@@ -333,13 +358,13 @@ impl<D: SqlDialect> Core<D> {
         h: &mut HeadRow,
         new_first: u64,
     ) -> Result<()> {
-        if new_first > h.first_offset {
+        if new_first > h.head.first_offset {
             let removed = self
                 .dialect
                 .delete_records_below(tx, stream, new_first)
                 .await?;
-            h.bytes = h.bytes.saturating_sub(removed);
-            h.first_offset = new_first;
+            h.head.bytes = h.head.bytes.saturating_sub(removed);
+            h.head.first_offset = new_first;
         }
         Ok(())
     }
@@ -365,17 +390,26 @@ impl<D: SqlDialect> Core<D> {
             let Some(h) = self.live_head(stream).await? else {
                 return Ok(ReadBatch::missing(from));
             };
-            let sealed = h.sealed_ms.is_some();
-            let mut batch =
-                ReadBatch::empty_at(from, h.first_offset, h.next_offset, sealed, h.incarnation)?;
-            if from >= h.next_offset {
+            let mut batch = h.head.empty_read(from)?;
+            if from >= h.head.next_offset {
                 return Ok(batch);
             }
-            let end = h.next_offset.min(from.saturating_add(max_records));
-            let records = self
-                .dialect
-                .records(stream, h.incarnation, from, end, max_bytes)
-                .await?;
+            let end = h.head.next_offset.min(from.saturating_add(max_records));
+            let held = h.head.next_offset - h.head.first_offset;
+            let range = RecordRange {
+                incarnation: h.head.incarnation,
+                from,
+                end,
+                // The head's byte count covers every record the read can return: if it fits the
+                // budget, the budget cannot cut the page.
+                max_bytes: if h.head.bytes <= max_bytes {
+                    u64::MAX
+                } else {
+                    max_bytes
+                },
+                mean_len: h.head.bytes.div_ceil(held.max(1)),
+            };
+            let records = self.dialect.records(stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             let contiguous =
@@ -421,14 +455,13 @@ impl<D: SqlDialect> Core<D> {
                         .is_some_and(|h| is_expired(&h, now_ms()));
                     if due {
                         d.delete_stream(&mut tx, &id).await?;
-                        d.notify(&mut tx, &id).await?;
                         d.commit(tx).await?;
                     }
                     Ok(Attempt::Done(due))
                 })
                 .await?;
             if gone {
-                self.notifiers.notify(&id);
+                self.changed(&id);
                 deleted += 1;
             }
         }
@@ -458,7 +491,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             .retrying(|| core.append_once(stream, &records, bytes, options.expect, key))
             .await?;
         if wrote {
-            core.notifiers.notify(stream);
+            core.changed(stream);
         }
         Ok(result)
     }
@@ -491,21 +524,23 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
         let core = &self.core;
-        let info = core
+        let (info, sealed_now) = core
             .retrying(|| async {
                 let d = &core.dialect;
                 let mut tx = d.begin().await?;
                 let mut h = core.lock_live(&mut tx, stream).await?;
-                if h.sealed_ms.is_none() {
-                    h.sealed_ms = Some(now_ms());
+                let sealed_now = h.head.sealed_ms.is_none();
+                if sealed_now {
+                    h.head.sealed_ms = Some(now_ms());
                     d.update_head(&mut tx, stream, &h).await?;
-                    d.notify(&mut tx, stream).await?;
                     d.commit(tx).await?;
                 }
-                Ok(Attempt::Done(h.info(stream)))
+                Ok(Attempt::Done((h.head.info(stream), sealed_now)))
             })
             .await?;
-        core.notifiers.notify(stream);
+        if sealed_now {
+            core.changed(stream);
+        }
         Ok(info)
     }
 
@@ -518,13 +553,13 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             let d = &core.dialect;
             let mut tx = d.begin().await?;
             let mut h = core.lock_live(&mut tx, stream).await?;
-            let target = h.next_offset.min(before).max(h.first_offset);
-            if target > h.first_offset {
+            let target = h.head.trim_target(before);
+            if target > h.head.first_offset {
                 core.trim_head(&mut tx, stream, &mut h, target).await?;
                 d.update_head(&mut tx, stream, &h).await?;
                 d.commit(tx).await?;
             }
-            Ok(Attempt::Done(h.first_offset))
+            Ok(Attempt::Done(h.head.first_offset))
         })
         .await
     }
@@ -542,20 +577,19 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
                     return Ok(Attempt::Done(false));
                 };
                 d.delete_stream(&mut tx, stream).await?;
-                d.notify(&mut tx, stream).await?;
                 d.commit(tx).await?;
                 // An expired stream was already gone as far as callers could see.
                 Ok(Attempt::Done(!is_expired(&h, now_ms())))
             })
             .await?;
-        core.notifiers.notify(stream);
+        core.changed(stream);
         Ok(existed)
     }
 
     async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
         self.core.check_open()?;
         match self.core.live_head(stream).await? {
-            Some(h) => Ok(h.info(stream)),
+            Some(h) => Ok(h.head.info(stream)),
             None => Err(Error::not_found(stream)),
         }
     }
@@ -592,7 +626,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             let d = &core.dialect;
             let mut tx = d.begin().await?;
             let mut h = core.lock_live(&mut tx, stream).await?;
-            h.retention = retention;
+            h.head.retention = retention;
             core.enforce_max_bytes(&mut tx, stream, &mut h).await?;
             d.update_head(&mut tx, stream, &h).await?;
             d.commit(tx).await?;

@@ -162,6 +162,54 @@ pub async fn key_window_keeps_the_most_recent_keys(store: &dyn StreamStore) {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
 
+/// Byte budgets over records of uneven length: every way a read can choose its query (budget
+/// larger than the stream, budget the mean record length says will not cut but a long record
+/// does, budget that cuts) returns exactly the records that fit, and at least one.
+pub async fn byte_budget_over_uneven_records(store: &dyn StreamStore) {
+    let s = id("budget/uneven");
+    // Offsets 0..10: 10 bytes; 10: 500 bytes; 11..20: 10 bytes. 690 bytes, 34.5 on average.
+    let mut recs = vec![Bytes::from(vec![1u8; 10]); 10];
+    recs.push(Bytes::from(vec![2u8; 500]));
+    recs.extend(vec![Bytes::from(vec![3u8; 10]); 9]);
+    store
+        .append(&s, recs.clone(), AppendOptions::default())
+        .await
+        .unwrap();
+    let read = async |from: usize, n: usize, budget: usize| {
+        let b = store
+            .read(&s, from as u64, ReadOptions::limit(n).bytes(budget))
+            .await
+            .unwrap();
+        let got: Vec<Bytes> = b.records.iter().map(|r| r.payload.clone()).collect();
+        let end = from + got.len();
+        let offsets: Vec<u64> = b.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (from as u64..end as u64).collect::<Vec<_>>());
+        assert_eq!(b.next_offset, end as u64);
+        assert_eq!(got, recs[from..end].to_vec());
+        got.len()
+    };
+    // (from, max_records, max_bytes) -> records returned.
+    let cases = [
+        ((0, 100, 690), 20),  // the whole stream fits
+        ((0, 100, 1000), 20), // more than fits
+        ((8, 4, 150), 2),     // 4 × mean 35 = 140 fits, the 500-byte record does not
+        ((10, 2, 100), 1),    // the first record alone exceeds the budget
+        ((9, 5, 510), 2),     // exactly at the budget
+        ((0, 100, 250), 10),  // the budget cuts (by the mean too)
+        ((0, 100, 99), 9),
+        ((0, 1, 1), 1),
+        ((11, 100, 30), 3),
+        ((11, 100, 1), 1),
+    ];
+    for ((from, n, budget), want) in cases {
+        assert_eq!(
+            read(from, n, budget).await,
+            want,
+            "read from {from}, {n} records, {budget} bytes"
+        );
+    }
+}
+
 /// The server's URL from `url_env`, or `None` after printing why the test is skipped.
 pub fn url(url_env: &str, server: &str) -> Option<String> {
     let url = std::env::var(url_env).ok();
@@ -242,6 +290,14 @@ macro_rules! sql_adapter_tests {
             })
             .await;
             $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn byte_budget_over_uneven_records() {
+            on_one_store("budget", async |store| {
+                $crate::cases::byte_budget_over_uneven_records(store).await
+            })
+            .await;
         }
 
         #[tokio::test]
