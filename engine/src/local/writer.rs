@@ -1023,7 +1023,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Makes the group visible: applies it to the shared state, answers waiters, wakes readers.
+    /// Makes the group visible: applies it to the shared state, wakes readers, answers waiters.
     fn publish(&mut self, g: &mut Group) {
         let mut touched = std::mem::take(&mut self.touched);
         let shared = self.shared.clone();
@@ -1076,11 +1076,13 @@ impl Writer {
         }
         st.evict_tails(opts.tail_cache_total_bytes);
         drop(st);
-        for r in g.replies.drain(..) {
-            r.send(None);
-        }
+        // Readers first: a waiting reader's wake-up (a Tokio worker to unpark) then overlaps the
+        // appenders' replies instead of queueing behind them. Both see the state published above.
         for id in g.deleted.iter().chain(touched.iter()) {
             shared.notifiers.notify(id);
+        }
+        for r in g.replies.drain(..) {
+            r.send(None);
         }
         touched.clear();
         self.touched = touched;
