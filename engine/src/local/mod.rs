@@ -244,6 +244,8 @@ impl LocalStore {
             fill,
             prealloc: None,
             prealloc_off: false,
+            flusher: None,
+            kicked: 0,
         };
         writer
             .open_session()

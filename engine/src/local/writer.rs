@@ -31,7 +31,7 @@ use super::fs::{segment_path, FileHandle};
 use super::index::Point;
 use super::options::Durability;
 use super::reader::{scan, Plan};
-use super::spare::{self, activate, Preallocator, TMP_SUFFIX};
+use super::spare::{self, activate, Flusher, Preallocator, TMP_SUFFIX};
 use super::state::{SegInfo, State, Stream};
 use super::{checkpoint, Shared, CLEAN};
 
@@ -186,7 +186,15 @@ pub(crate) struct Writer {
     pub prealloc: Option<Preallocator>,
     /// The preallocator could not be started: rolls prepare segments themselves.
     pub prealloc_off: bool,
+    /// Starts writeback of the active segment early (`Buffered`/`Interval`; started on first use).
+    pub flusher: Option<Flusher>,
+    /// Position in the active segment up to which writeback was last started.
+    pub kicked: u64,
 }
+
+/// In `Buffered`/`Interval` mode, writeback of the active segment is started in the background
+/// every this many bytes, so that the roll's `fdatasync` does not write the whole segment.
+const WRITEBACK_BYTES: u64 = 8 << 20;
 
 impl Writer {
     fn state(&self) -> MutexGuard<'_, State> {
@@ -955,10 +963,33 @@ impl Writer {
         self.active.pos = end;
         self.bytes_since_checkpoint += len;
         g.buf.clear();
+        self.start_writeback();
         if self.fill && !self.prealloc_off && end >= self.segment_bytes / 8 {
             self.want_spare();
         }
         Ok(())
+    }
+
+    /// In `Buffered`/`Interval` mode, asks the flusher to start writeback of the active segment
+    /// once enough was written since the last time (starting it on first use).
+    fn start_writeback(&mut self) {
+        if self.durability == Durability::Sync || self.active.pos < self.kicked + WRITEBACK_BYTES {
+            return;
+        }
+        if self.flusher.is_none() {
+            match Flusher::start() {
+                Ok(f) => self.flusher = Some(f),
+                Err(e) => {
+                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    self.kicked = u64::MAX / 2;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = &self.flusher {
+            f.kick(self.active.file.clone());
+        }
+        self.kicked = self.active.pos;
     }
 
     /// Asks the preallocator for the next segment's file (starting it on first use).
@@ -997,7 +1028,15 @@ impl Writer {
 
     /// `fdatasync` of the active segment.
     fn sync(&mut self) -> io::Result<()> {
-        self.active.file.sync_data()?;
+        {
+            // Wait for a background writeback sync in progress; a failure it saw (and the kernel
+            // may report only once) is this sync's failure.
+            let failed = self.flusher.as_ref().map(Flusher::lock);
+            if let Some(e) = failed.as_ref().and_then(|f| (**f).clone()) {
+                return Err(io::Error::other(format!("background sync: {e}")));
+            }
+            self.active.file.sync_data()?;
+        }
         self.active.durable = self.active.pos;
         self.last_sync = Instant::now();
         Ok(())
@@ -1020,6 +1059,7 @@ impl Writer {
             },
         ));
         self.active = next;
+        self.kicked = 0;
         Ok(())
     }
 
