@@ -246,6 +246,7 @@ impl LocalStore {
             prealloc_off: false,
             flusher: None,
             kicked: 0,
+            checkpoint_len: 0,
         };
         writer
             .open_session()
