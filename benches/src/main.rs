@@ -39,7 +39,8 @@ struct Args {
     /// Idle streams for the RSS / fd measurement (default 100000; 0 skips it).
     #[arg(long)]
     idle_streams: Option<usize>,
-    /// Only run cases whose key contains this (skips recovery and idle).
+    /// Only run cases whose key contains this, or one of several separated by commas (skips
+    /// recovery and idle).
     #[arg(long)]
     filter: Option<String>,
     #[command(subcommand)]

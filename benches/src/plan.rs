@@ -397,7 +397,8 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
     }
 
     if let Some(f) = &s.filter {
-        cases.retain(|c| c.key.contains(f.as_str()));
+        // Several alternatives separated by commas: `--filter local-buffered/64KiBx16,raw-write`.
+        cases.retain(|c| f.split(',').any(|alt| c.key.contains(alt)));
     }
 
     let mut ratios = vec![

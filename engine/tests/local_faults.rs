@@ -247,3 +247,45 @@ async fn locked_directory_names_the_holder() {
     assert_eq!(mode, 0o700);
     c.close().await.unwrap();
 }
+
+/// `Buffered`: writeback of the active segment is started by a background sync every 8 MiB. A
+/// failure there (which the kernel reports only once) must still poison the store: the writer's
+/// next sync (here the checkpoint's) reports it even though the disk works again.
+#[tokio::test]
+async fn failed_background_writeback_sync_poisons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    faults.off();
+    faults.once.store(true, Ordering::SeqCst);
+    let options = LocalOptions {
+        durability: streamstore::Durability::Buffered,
+        fs: Arc::new(FaultyFs {
+            faults: faults.clone(),
+        }),
+        ..LocalOptions::default()
+    };
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    let big = Bytes::from(vec![5u8; 1 << 20]);
+    for _ in 0..7 {
+        store
+            .append(&id(0), vec![big.clone()], AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    // The next append passes 8 MiB: its write starts a background sync, which fails once.
+    faults.syncs_left.store(0, Ordering::SeqCst);
+    for _ in 0..2 {
+        store
+            .append(&id(0), vec![big.clone()], AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let e = store.checkpoint().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
+    let later = store
+        .append(&id(0), vec![rec(0, 0)], AppendOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(later.kind(), ErrorKind::Poisoned);
+    drop(store);
+}

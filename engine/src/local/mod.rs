@@ -266,6 +266,9 @@ impl LocalStore {
             fill,
             prealloc: None,
             prealloc_off: false,
+            flusher: None,
+            kicked: 0,
+            checkpoint_len: 0,
         };
         writer
             .open_session()

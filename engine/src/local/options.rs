@@ -48,7 +48,9 @@ pub struct LocalOptions {
     pub max_group_bytes: usize,
     /// A checkpoint is written at least this often while the log grows (default 30 s), and on close.
     pub checkpoint_interval: Duration,
-    /// A checkpoint is also written after this many log bytes (default 256 MiB).
+    /// A checkpoint is also written after this many log bytes (default 64 MiB), or after 16 times
+    /// the size of the last checkpoint if that is more (many streams: a checkpoint costs ~170 B
+    /// per stream). An unclean reopen scans at most this much log.
     pub checkpoint_bytes: u64,
     /// How often time-based retention is swept (default 1 s); reads and appends also apply it at once.
     pub sweep_interval: Duration,
@@ -81,7 +83,7 @@ impl Default for LocalOptions {
             queue_capacity: 4096,
             max_group_bytes: 8 << 20,
             checkpoint_interval: Duration::from_secs(30),
-            checkpoint_bytes: 256 << 20,
+            checkpoint_bytes: 64 << 20,
             sweep_interval: Duration::from_secs(1),
             max_open_files: 64,
             mmap_reads: true,

@@ -16,7 +16,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
@@ -198,5 +198,66 @@ impl Drop for Preallocator {
             let _ = t.join();
         }
         let _ = self.fs.remove(&self.path);
+    }
+}
+
+/// The background thread that starts writeback of the active segment early in `Buffered` and
+/// `Interval` mode (an `fdatasync` of the file while the writer goes on appending), so that the
+/// segment roll's own `fdatasync` — still done by the writer, before the next segment starts —
+/// finds little left to write. It never makes anything durable that the writer relies on: a
+/// failure is kept and returned by the writer's next sync, which then poisons the store.
+pub(crate) struct Flusher {
+    tx: Option<mpsc::SyncSender<Arc<dyn FileHandle>>>,
+    /// The first failed background sync. Held while a background sync runs, so that the writer's
+    /// own sync (which takes it first) cannot miss a failure the kernel reported only once.
+    failed: Arc<Mutex<Option<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Starts the thread (idle until [`Flusher::kick`]).
+    pub fn start() -> io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Arc<dyn FileHandle>>(1);
+        let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let failed2 = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("streamstore-flush".into())
+            .spawn(move || {
+                for file in rx {
+                    let mut f = failed2.lock().unwrap_or_else(PoisonError::into_inner);
+                    if f.is_none() {
+                        if let Err(e) = file.sync_data() {
+                            *f = Some(e.to_string());
+                        }
+                    }
+                }
+            })?;
+        Ok(Flusher {
+            tx: Some(tx),
+            failed,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a background sync of `file` unless one is already waiting; never waits.
+    pub fn kick(&self, file: Arc<dyn FileHandle>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(file);
+        }
+    }
+
+    /// Waits for a background sync in progress; the guard holds the first failure, if any.
+    pub fn lock(&self) -> MutexGuard<'_, Option<String>> {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for Flusher {
+    /// Stops the thread, waiting for a sync in progress.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
