@@ -782,14 +782,7 @@ impl Writer {
         // Newest records first: this group's, then the committed tail cache.
         let mut cum = w.cum_next();
         let mut covered = w.head.next_offset;
-        for r in w.pending.iter().rev() {
-            if r.offset < t {
-                return Ok(cum);
-            }
-            cum -= r.payload.len() as u64;
-            covered = r.offset;
-        }
-        if covered == t {
+        if walk_back(w.pending.iter(), t, &mut cum, &mut covered) {
             return Ok(cum);
         }
         if w.fresh {
@@ -797,17 +790,10 @@ impl Writer {
         }
         let st = self.state();
         let s = st.streams.get(id).ok_or_else(|| Error::not_found(id))?;
-        if s.tail.back().is_some_and(|b| b.offset + 1 == covered) {
-            for r in s.tail.iter().rev() {
-                if r.offset < t {
-                    return Ok(cum);
-                }
-                cum -= r.payload.len() as u64;
-                covered = r.offset;
-            }
-            if covered == t {
-                return Ok(cum);
-            }
+        if s.tail.back().is_some_and(|b| b.offset + 1 == covered)
+            && walk_back(s.tail.iter(), t, &mut cum, &mut covered)
+        {
+            return Ok(cum);
         }
         // Read it back from the log. A target inside a lost range counts from the range's end.
         let t = s.lost_at(t).map_or(t, |(_, b)| b);
@@ -1387,6 +1373,25 @@ pub(crate) fn create_segment(
     };
     let file = spare::prepare(fs, &tmp, len)?;
     activate(fs, seg_dir, seq, file.as_ref(), &tmp)
+}
+
+/// Walks `records` (in offset order, ending at `covered`) from the newest back, taking each
+/// payload off `cum` (the cumulative bytes at `covered`), until `t` is reached. Returns whether
+/// `cum` is now the cumulative byte count at offset `t`.
+fn walk_back<'a>(
+    records: impl DoubleEndedIterator<Item = &'a Record>,
+    t: u64,
+    cum: &mut u64,
+    covered: &mut u64,
+) -> bool {
+    for r in records.rev() {
+        if r.offset < t {
+            return true;
+        }
+        *cum -= r.payload.len() as u64;
+        *covered = r.offset;
+    }
+    *covered == t
 }
 
 /// A read plan for stream `s` covering offsets `from..until` (bounded by what is committed).
