@@ -254,6 +254,21 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
                 push("modes", Work::Append(sys, spec(1, appenders, rb, 1, rr)));
             }
         }
+        if sys == sync {
+            // Many streams, durable: right after their one-stream denominator (`Sync`, 64
+            // appenders, 1 KiB), before the `Buffered` cases write GBs whose writeback would
+            // slow only the numerator.
+            let stream_counts: &[usize] = &[1000, 10_000];
+            for &n in stream_counts {
+                push("streams", Work::Append(sync, spec(n, 64, KIB, 1, rr)));
+                if s.full {
+                    push(
+                        "streams",
+                        Work::Append(sync, spec(n, 64, KIB, 1, Spread::Skewed)),
+                    );
+                }
+            }
+        }
     }
     // Buffered bulk: 100 B records in batches of 1000, and 64 KiB records against raw bandwidth.
     push(
@@ -271,18 +286,6 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
         "buffered",
         Work::Append(buffered, spec(1, 1, 64 * KIB, 16, rr)),
     );
-
-    // Many streams, durable.
-    let stream_counts: &[usize] = &[1000, 10_000];
-    for &n in stream_counts {
-        push("streams", Work::Append(sync, spec(n, 64, KIB, 1, rr)));
-        if s.full {
-            push(
-                "streams",
-                Work::Append(sync, spec(n, 64, KIB, 1, Spread::Skewed)),
-            );
-        }
-    }
 
     // Peers at 1,000 streams.
     #[cfg(feature = "peers")]
