@@ -197,18 +197,28 @@ impl StreamHead {
     /// Whether a time-based retention rule has expired the stream at `now_ms`: sealed longer than
     /// `delete_after_seal`, or idle longer than `delete_after_idle`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
-        let after = |start: u64, d: std::time::Duration| {
-            start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)) <= now_ms
+        self.expires_ms().is_some_and(|at| at <= now_ms)
+    }
+
+    /// When a time-based retention rule deletes this stream (ms since the epoch, saturating), if
+    /// one is set: the earlier of `sealed_ms + delete_after_seal` and
+    /// `last_append_ms + delete_after_idle`. The stream is expired once this is `<= now`.
+    pub fn expires_ms(&self) -> Option<u64> {
+        let at = |start: u64, d: std::time::Duration| {
+            start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         };
-        let sealed = matches!(
-            (self.sealed_ms, self.retention.delete_after_seal),
-            (Some(t), Some(d)) if after(t, d)
-        );
+        let sealed = self
+            .sealed_ms
+            .zip(self.retention.delete_after_seal)
+            .map(|(t, d)| at(t, d));
         let idle = self
             .retention
             .delete_after_idle
-            .is_some_and(|d| after(self.last_append_ms, d));
-        sealed || idle
+            .map(|d| at(self.last_append_ms, d));
+        match (sealed, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The empty batch at `from`, or `Trimmed` (see [`ReadBatch::empty_at`]).

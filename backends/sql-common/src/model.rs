@@ -110,32 +110,8 @@ impl HeadRow {
                 .max_bytes
                 .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
             key_count: to_db(self.key_count)?,
-            expires_ms: self
-                .expires_ms()
-                .map(|e| i64::try_from(e).unwrap_or(i64::MAX)),
+            expires_ms: h.expires_ms().map(|e| i64::try_from(e).unwrap_or(i64::MAX)),
         })
-    }
-
-    /// When a time-based retention rule deletes this stream (ms since the epoch, saturating),
-    /// if one is set: the earlier of `sealed_ms + delete_after_seal` and
-    /// `last_append_ms + delete_after_idle`. The stream is expired once this is `<= now`.
-    pub fn expires_ms(&self) -> Option<u64> {
-        let at = |start: u64, d: Duration| {
-            start.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        };
-        let h = &self.head;
-        let sealed = h
-            .sealed_ms
-            .zip(h.retention.delete_after_seal)
-            .map(|(t, d)| at(t, d));
-        let idle = h
-            .retention
-            .delete_after_idle
-            .map(|d| at(h.last_append_ms, d));
-        match (sealed, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
     }
 
     /// The row read back from `BIGINT` form.
