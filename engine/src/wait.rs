@@ -63,7 +63,7 @@ where
 /// someone waits (they are swept once no receiver is left), so idle streams cost nothing here.
 #[derive(Default)]
 pub struct Notifiers {
-    map: Mutex<HashMap<StreamId, watch::Sender<u64>>>,
+    map: Mutex<HashMap<StreamId, watch::Sender<u64>, foldhash::fast::RandomState>>,
 }
 
 impl Notifiers {
@@ -86,12 +86,23 @@ impl Notifiers {
 
     /// Wakes every reader waiting on `stream`.
     pub fn notify(&self, stream: &StreamId) {
+        self.notify_each(std::iter::once(stream));
+    }
+
+    /// Wakes every reader waiting on any of `streams`, under one lock (the local writer publishes
+    /// groups touching thousands of streams; with nobody waiting this costs one check).
+    pub fn notify_each<'a>(&self, streams: impl IntoIterator<Item = &'a StreamId>) {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = map.get(stream) {
-            if tx.receiver_count() == 0 {
-                map.remove(stream);
-            } else {
-                tx.send_modify(|v| *v = v.wrapping_add(1));
+        if map.is_empty() {
+            return;
+        }
+        for stream in streams {
+            if let Some(tx) = map.get(stream) {
+                if tx.receiver_count() == 0 {
+                    map.remove(stream);
+                } else {
+                    tx.send_modify(|v| *v = v.wrapping_add(1));
+                }
             }
         }
     }

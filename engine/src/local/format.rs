@@ -226,26 +226,74 @@ pub fn encode_frame(
     count: u32,
     body: &[u8],
 ) {
-    let len = u32::try_from(FRAME_HEADER_LEN + body.len()).unwrap_or(u32::MAX);
+    let fields = FrameFields {
+        kind,
+        flags,
+        stream,
+        first,
+        aux,
+        timestamp,
+        count,
+    };
+    encode_frame_with(buf, salt, &fields, |b| b.extend_from_slice(body));
+}
+
+/// The header fields of a frame that the caller chooses (length and CRCs are computed).
+#[derive(Clone, Copy, Debug)]
+pub struct FrameFields {
+    /// What the frame records.
+    pub kind: Kind,
+    /// `FLAG_*` bits.
+    pub flags: u8,
+    /// The stream's internal number (0 for frames about the log itself).
+    pub stream: u64,
+    /// First offset (data frames) or the kind's position field.
+    pub first: u64,
+    /// The kind's auxiliary field (cumulative bytes for data frames).
+    pub aux: u64,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+    /// Records in a data frame.
+    pub count: u32,
+}
+
+/// [`encode_frame`] with the body written by `body` straight into `buf` (no intermediate buffer):
+/// the header is reserved, the body appended, then the header filled in over it. Same bytes.
+pub fn encode_frame_with(
+    buf: &mut Vec<u8>,
+    salt: u32,
+    f: &FrameFields,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = buf.len();
+    buf.resize(start + FRAME_HEADER_LEN, 0);
+    body(buf);
+    let body_bytes = buf.get(start + FRAME_HEADER_LEN..).unwrap_or_default();
+    let len = u32::try_from(FRAME_HEADER_LEN + body_bytes.len()).unwrap_or(u32::MAX);
     let mut bc = crc32fast::Hasher::new_with_initial(salt);
-    bc.update(body);
+    bc.update(body_bytes);
     let body_crc = bc.finalize();
     let mut h = [0u8; FRAME_HEADER_LEN];
     put(&mut h, 0, &len.to_le_bytes());
-    put(&mut h, 4, &[kind as u8, flags]);
-    put(&mut h, 8, &stream.to_le_bytes());
-    put(&mut h, 16, &first.to_le_bytes());
-    put(&mut h, 24, &aux.to_le_bytes());
-    put(&mut h, 32, &timestamp.to_le_bytes());
-    put(&mut h, 40, &count.to_le_bytes());
+    put(&mut h, 4, &[f.kind as u8, f.flags]);
+    put(&mut h, 8, &f.stream.to_le_bytes());
+    put(&mut h, 16, &f.first.to_le_bytes());
+    put(&mut h, 24, &f.aux.to_le_bytes());
+    put(&mut h, 32, &f.timestamp.to_le_bytes());
+    put(&mut h, 40, &f.count.to_le_bytes());
     put(&mut h, 44, &body_crc.to_le_bytes());
     let mut hc = crc32fast::Hasher::new_with_initial(salt);
     hc.update(h.get(..48).unwrap_or_default());
     put(&mut h, 48, &hc.finalize().to_le_bytes());
-    buf.extend_from_slice(&h);
-    buf.extend_from_slice(body);
+    put(buf, start, &h);
     let padded = align(buf.len() as u64);
     buf.resize(usize::try_from(padded).unwrap_or(buf.len()), 0);
+}
+
+/// Bytes of a data body (see [`encode_data_body`]) for these records and key, without encoding it.
+pub fn data_body_len(key: Option<&IdempotencyKey>, records: &[Bytes]) -> usize {
+    key.map_or(0, |k| 1 + k.as_bytes().len() + 8)
+        + records.iter().map(|r| 4 + r.len()).sum::<usize>()
 }
 
 /// Decodes and checks a frame header (its CRC and its fields' ranges).

@@ -269,6 +269,7 @@ impl LocalStore {
             flusher: None,
             kicked: 0,
             checkpoint_len: 0,
+            spare: Default::default(),
         };
         writer
             .open_session()

@@ -16,6 +16,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -26,7 +27,7 @@ use crate::types::{
 use crate::validate::now_ms;
 
 use super::codec::{put_retention, Put};
-use super::format::{self, Kind, FLAG_COPY, FLAG_KEY, SEGMENT_HEADER_LEN};
+use super::format::{self, FrameFields, Kind, FLAG_COPY, FLAG_KEY, SEGMENT_HEADER_LEN};
 use super::fs::{segment_path, FileHandle};
 use super::index::Point;
 use super::options::Durability;
@@ -129,10 +130,11 @@ struct Work {
     cum_first: u64,
     /// No committed `Stream` to merge into: created (or re-created) in this group.
     fresh: bool,
-    /// Every data frame written in this group, in order.
-    frames: Vec<Point>,
+    /// Every data frame written in this group, in order (inline: most streams get one append per
+    /// group, and with thousands of streams an allocation per stream per group shows in profiles).
+    frames: SmallVec<[Point; 1]>,
     /// Records appended in this group, in order.
-    pending: Vec<Record>,
+    pending: SmallVec<[Record; 1]>,
     /// The first offset moved.
     trimmed: bool,
     /// The incarnation changed (recovery).
@@ -145,15 +147,22 @@ impl Work {
     }
 }
 
+/// Hash maps keyed by stream id on the writer's path: foldhash is several times faster than
+/// SipHash on short ids and still seeded per process, so ids chosen by clients cannot be aimed at
+/// one bucket.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What one group changes.
 #[derive(Default)]
-struct Group {
+pub(crate) struct Group {
+    /// The time of the group: every decision and frame of the group uses it (one clock read).
+    now: u64,
     /// Frames for the active segment, starting at `Active::pos`.
     buf: Vec<u8>,
     /// Touched streams; `None` means deleted by this group.
-    work: HashMap<StreamId, Option<Work>>,
+    work: FastMap<StreamId, Option<Work>>,
     /// Committed streams this group deleted (removed before fresh ones are inserted).
-    deleted: HashSet<StreamId>,
+    deleted: HashSet<StreamId, foldhash::fast::RandomState>,
     replies: Vec<Reply>,
     /// Ranges written by this group (zeroed if the group fails).
     written: Vec<(u64, u64, u64)>,
@@ -164,6 +173,39 @@ struct Group {
     close: Option<oneshot::Sender<Result<()>>>,
     checkpoint: Vec<oneshot::Sender<Result<()>>>,
 }
+
+impl Group {
+    /// An empty group at time `now`.
+    fn at(now: u64) -> Self {
+        Group {
+            now,
+            ..Group::default()
+        }
+    }
+
+    /// Empties a finished group, keeping its allocations (its buffer only up to
+    /// [`KEPT_BUFFER_BYTES`]) for the next one.
+    fn recycle(mut self) -> Self {
+        if self.buf.capacity() > KEPT_BUFFER_BYTES {
+            self.buf = Vec::new();
+        }
+        self.buf.clear();
+        self.work.clear();
+        self.deleted.clear();
+        self.replies.clear();
+        self.written.clear();
+        self.rolled.clear();
+        self.created.clear();
+        self.close = None;
+        self.checkpoint.clear();
+        self
+    }
+}
+
+/// The largest group buffer kept from one group to the next: enough for the groups of small
+/// appends that come by the thousand (growing it from empty every group cost reallocations and
+/// copies of the whole buffer); a rare large group's buffer is freed.
+const KEPT_BUFFER_BYTES: usize = 1 << 20;
 
 /// The writer thread's state.
 pub(crate) struct Writer {
@@ -192,6 +234,8 @@ pub(crate) struct Writer {
     pub kicked: u64,
     /// Size of the last checkpoint written (0 before the first).
     pub checkpoint_len: u64,
+    /// The last group's allocations, reused by the next (see [`Group::recycle`]).
+    pub spare: Group,
 }
 
 /// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
@@ -354,7 +398,8 @@ impl Writer {
             }
             return close;
         }
-        let mut g = Group::default();
+        let mut g = std::mem::take(&mut self.spare);
+        g.now = now_ms();
         let mut ops = batch.into_iter();
         for q in ops.by_ref() {
             let is_close = matches!(q.op, Op::Close { .. });
@@ -382,6 +427,7 @@ impl Writer {
         for q in rest {
             fail_op(q.op, &Error::closed());
         }
+        self.spare = g.recycle();
         close
     }
 
@@ -443,8 +489,8 @@ impl Writer {
                 head: s.head.clone(),
                 cum_first: s.cum_first,
                 fresh: false,
-                frames: Vec::new(),
-                pending: Vec::new(),
+                frames: SmallVec::new(),
+                pending: SmallVec::new(),
                 trimmed: false,
                 reincarnated: false,
             };
@@ -459,7 +505,8 @@ impl Writer {
         let Some(number) = self.work(g, id).map(|w| w.number) else {
             return Ok(false);
         };
-        self.emit(g, Kind::Delete, 0, number, 0, 0, now_ms(), 0, &[])?;
+        let now = g.now;
+        self.emit(g, Kind::Delete, 0, number, 0, 0, now, 0, &[])?;
         if let Some(Some(w)) = g.work.insert(id.clone(), None) {
             if !w.fresh {
                 g.deleted.insert(id.clone());
@@ -479,7 +526,7 @@ impl Writer {
 
     /// Decides and encodes one operation. `Err` only for I/O failures (which fail the group).
     fn apply_op(&mut self, g: &mut Group, op: Op) -> io::Result<()> {
-        let now = now_ms();
+        let now = g.now;
         match op {
             Op::Append {
                 stream,
@@ -609,8 +656,8 @@ impl Writer {
             head,
             cum_first: 0,
             fresh: true,
-            frames: Vec::new(),
-            pending: Vec::new(),
+            frames: SmallVec::new(),
+            pending: SmallVec::new(),
             trimmed: false,
             reincarnated: false,
         };
@@ -620,7 +667,7 @@ impl Writer {
 
     /// Gives `id` a new incarnation (recovery, after records readers may have seen were lost).
     pub fn reincarnate(&mut self, ids: &[StreamId]) -> io::Result<()> {
-        let mut g = Group::default();
+        let mut g = Group::at(now_ms());
         for id in ids {
             let Some((number, next)) = self
                 .work(&mut g, id)
@@ -653,7 +700,7 @@ impl Writer {
 
     /// Logs the `Open` frame of this session and syncs it, before any operation is accepted.
     pub fn open_session(&mut self) -> io::Result<()> {
-        let mut g = Group::default();
+        let mut g = Group::at(now_ms());
         let code = self.durability.code();
         self.emit(&mut g, Kind::Open, 0, 0, 0, code, now_ms(), 0, &[])?;
         self.write_group(&mut g)?;
@@ -676,22 +723,22 @@ impl Writer {
             Some(w) => (w.number, w.head.next_offset, w.cum_next()),
             None => return Err(io::Error::other("append to a stream that does not exist")),
         };
-        let mut body =
-            Vec::with_capacity(usize::try_from(bytes).unwrap_or(0) + records.len() * 4 + 160);
-        format::encode_data_body(&mut body, key.as_ref().map(|(k, d)| (k, *d)), &records);
         let flags = if key.is_some() { FLAG_KEY } else { 0 };
         let count = u32::try_from(records.len()).map_err(io::Error::other)?;
-        let (seg, pos) = self.emit(
-            g,
-            Kind::Data,
+        let key_ref = key.as_ref().map(|(k, d)| (k, *d));
+        let fields = FrameFields {
+            kind: Kind::Data,
             flags,
-            number,
+            stream: number,
             first,
-            cum,
+            aux: cum,
             timestamp,
             count,
-            &body,
-        )?;
+        };
+        let body_len = format::data_body_len(key_ref.map(|(k, _)| k), &records);
+        let (seg, pos) = self.emit_with(g, &fields, body_len, |b| {
+            format::encode_data_body(b, key_ref, &records);
+        })?;
         let cap = self.key_capacity();
         let w = self
             .work(g, id)
@@ -757,7 +804,8 @@ impl Writer {
             return Ok(first);
         }
         let cum = self.cum_at(g, id, target).map_err(TrimError::Store)?;
-        self.emit(g, Kind::Trim, 0, number, target, cum, now_ms(), 0, &[])
+        let now = g.now;
+        self.emit(g, Kind::Trim, 0, number, target, cum, now, 0, &[])
             .map_err(TrimError::Io)?;
         let w = self
             .work(g, id)
@@ -887,7 +935,28 @@ impl Writer {
         count: u32,
         body: &[u8],
     ) -> io::Result<(u64, u64)> {
-        let need = format::align((format::FRAME_HEADER_LEN + body.len()) as u64);
+        let fields = FrameFields {
+            kind,
+            flags,
+            stream,
+            first,
+            aux,
+            timestamp,
+            count,
+        };
+        self.emit_with(g, &fields, body.len(), |b| b.extend_from_slice(body))
+    }
+
+    /// [`Writer::emit`] with the body (of `body_len` bytes) written by `body` straight into the
+    /// group's buffer.
+    fn emit_with(
+        &mut self,
+        g: &mut Group,
+        fields: &FrameFields,
+        body_len: usize,
+        body: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<(u64, u64)> {
+        let need = format::align((format::FRAME_HEADER_LEN + body_len) as u64);
         let marker = format::align(format::FRAME_HEADER_LEN as u64);
         if self.active.pos + g.buf.len() as u64 + need + marker > self.segment_bytes {
             self.roll(g)?;
@@ -905,24 +974,19 @@ impl Writer {
                 seq,
                 durable,
                 0,
-                now_ms(),
+                g.now,
                 0,
                 &[],
             );
             self.active.marked = durable;
         }
         let pos = self.active.pos + g.buf.len() as u64;
-        format::encode_frame(
-            &mut g.buf,
-            self.active.salt,
-            kind,
-            flags,
-            stream,
-            first,
-            aux,
-            timestamp,
-            count,
-            body,
+        let start = g.buf.len();
+        format::encode_frame_with(&mut g.buf, self.active.salt, fields, body);
+        debug_assert_eq!(
+            g.buf.len() - start,
+            usize::try_from(need).unwrap_or(usize::MAX),
+            "the frame's size was announced wrongly"
         );
         Ok((self.active.seq, pos))
     }
@@ -1130,9 +1194,9 @@ impl Writer {
         drop(st);
         // Readers first: a waiting reader's wake-up (a Tokio worker to unpark) then overlaps the
         // appenders' replies instead of queueing behind them. Both see the state published above.
-        for id in g.deleted.iter().chain(touched.iter()) {
-            shared.notifiers.notify(id);
-        }
+        shared
+            .notifiers
+            .notify_each(g.deleted.iter().chain(touched.iter()));
         for r in g.replies.drain(..) {
             r.send(None);
         }
@@ -1234,7 +1298,7 @@ impl Writer {
             eprintln!("streamstore: compaction skipped {id:?}: {e}");
             return Ok(());
         }
-        let mut g = Group::default();
+        let mut g = Group::at(now_ms());
         let mut points = Vec::new();
         let mut chunk: Vec<Bytes> = Vec::new();
         let mut head: Option<(u64, u64, u64)> = None; // offset, timestamp, cum of the chunk
