@@ -129,7 +129,7 @@ pub(crate) fn decode(b: &[u8], key_capacity: usize) -> Result<Checkpoint, Format
         pos: g.u64()?,
         next_number: g.u64()?,
         durability: g.u64()?,
-        streams: Streams::new(),
+        streams: Streams::default(),
     };
     let n = g.u64()?;
     // Collected first and turned into the map in one go: `BTreeMap::from_iter` on sorted entries

@@ -41,6 +41,7 @@ mod recovery;
 mod small;
 mod spare;
 mod state;
+mod streams;
 mod verify;
 mod writer;
 

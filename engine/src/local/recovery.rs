@@ -171,7 +171,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
         fs,
         dir,
         opts,
-        streams: BTreeMap::new(),
+        streams: Streams::default(),
         numbers: HashMap::new(),
         next_number: 1,
         last_seen: HashMap::new(),

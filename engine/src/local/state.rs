@@ -13,11 +13,7 @@ use super::index::Points;
 use super::recovery::RecoveryReport;
 use super::small::SmallDeque;
 
-/// Live streams by id. Each `Stream` is boxed: the map's nodes then hold 24 B per entry instead of
-/// the whole stream, which matters because nodes are often only half full (streams are mostly
-/// created in ascending id order, and a B-tree filled in ascending order leaves its leaves about
-/// half full); the boxed stream itself is allocated at its exact size.
-pub(crate) type Streams = BTreeMap<StreamId, Box<Stream>>;
+pub(crate) use super::streams::Streams;
 
 /// One live stream.
 ///
