@@ -91,6 +91,24 @@ pub struct StreamHead {
     pub keys: KeyWindow,
 }
 
+impl StreamHead {
+    /// A copy without the idempotency keys (the local writer's view of a stream whose group is
+    /// still being synced; copying a full key window per group would cost more than the group).
+    pub(crate) fn without_keys(&self) -> StreamHead {
+        StreamHead {
+            incarnation: self.incarnation,
+            first_offset: self.first_offset,
+            next_offset: self.next_offset,
+            created_ms: self.created_ms,
+            last_append_ms: self.last_append_ms,
+            sealed_ms: self.sealed_ms,
+            bytes: self.bytes,
+            retention: self.retention,
+            keys: KeyWindow::default(),
+        }
+    }
+}
+
 /// What an append must do, decided under the stream's lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

@@ -42,6 +42,7 @@ mod small;
 mod spare;
 mod state;
 mod streams;
+mod syncer;
 mod verify;
 mod writer;
 
@@ -271,6 +272,9 @@ impl LocalStore {
             kicked: 0,
             checkpoint_len: 0,
             spare: Default::default(),
+            syncer: None,
+            syncer_off: false,
+            overlay: Default::default(),
         };
         writer
             .open_session()

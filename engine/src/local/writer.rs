@@ -34,6 +34,7 @@ use super::options::Durability;
 use super::reader::{scan, Plan};
 use super::spare::{self, activate, Flusher, Preallocator, TMP_SUFFIX};
 use super::state::{SegInfo, State, Stream};
+use super::syncer::{Handoff, Syncer};
 use super::{checkpoint, Shared, CLEAN};
 
 /// A mutation waiting for the writer.
@@ -150,7 +151,7 @@ impl Work {
 /// Hash maps keyed by stream id on the writer's path: foldhash is several times faster than
 /// SipHash on short ids and still seeded per process, so ids chosen by clients cannot be aimed at
 /// one bucket.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What one group changes.
 #[derive(Default)]
@@ -207,6 +208,29 @@ impl Group {
 /// copies of the whole buffer); a rare large group's buffer is freed.
 const KEPT_BUFFER_BYTES: usize = 1 << 20;
 
+/// What became of a group offered to the sync thread.
+enum Handed {
+    /// Written and handed over; the close and checkpoint requests it held are the caller's.
+    Off {
+        close: Option<oneshot::Sender<Result<()>>>,
+        checkpoints: Vec<oneshot::Sender<Result<()>>>,
+    },
+    /// Not written: the caller writes, syncs and publishes it.
+    Back(Group),
+    /// Its write failed.
+    Failed(Group, io::Error),
+}
+
+/// A stream as a group handed to the sync thread left it (see `Writer::overlay`).
+pub(crate) struct Inflight {
+    number: u64,
+    /// Without the idempotency keys.
+    head: StreamHead,
+    cum_first: u64,
+    /// The head has keys: a later group waits for the publish and reads the committed head.
+    keyed: bool,
+}
+
 /// The writer thread's state.
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
@@ -236,6 +260,14 @@ pub(crate) struct Writer {
     pub checkpoint_len: u64,
     /// The last group's allocations, reused by the next (see [`Group::recycle`]).
     pub spare: Group,
+    /// `Sync` mode: the thread that syncs and publishes written groups (started on first use).
+    pub syncer: Option<Syncer>,
+    /// The sync thread could not be started: groups are synced inline.
+    pub syncer_off: bool,
+    /// Streams changed by groups handed to the sync thread and not yet published, by the number
+    /// of the last such group; `None`: deleted. Later groups decide against these, not against
+    /// the committed state, which lags behind them.
+    pub overlay: FastMap<StreamId, (u64, Option<Inflight>)>,
 }
 
 /// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
@@ -373,15 +405,7 @@ impl Writer {
 
     /// Marks the store poisoned.
     fn poison(&self, e: &io::Error, what: &str) {
-        let msg = format!("a {what} of the log failed ({e}); reopen the store");
-        eprintln!("streamstore: {msg}");
-        let mut st = self.state();
-        if st.poisoned.is_none() {
-            st.poisoned = Some(msg);
-            self.shared
-                .poisoned
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
+        poison(&self.shared, e, what);
     }
 
     /// Runs one group. Returns the close reply if the group held `Close`.
@@ -398,8 +422,13 @@ impl Writer {
             }
             return close;
         }
-        let mut g = std::mem::take(&mut self.spare);
+        let mut g = self
+            .syncer
+            .as_ref()
+            .and_then(Syncer::spare)
+            .unwrap_or_else(|| std::mem::take(&mut self.spare));
         g.now = now_ms();
+        self.catch_up();
         let mut ops = batch.into_iter();
         for q in ops.by_ref() {
             let is_close = matches!(q.op, Op::Close { .. });
@@ -412,12 +441,37 @@ impl Writer {
             }
         }
         let rest: Vec<Queued> = ops.collect();
-        if let Err(e) = self.write_group(&mut g) {
-            return self.fail_group(g, &e, rest.into_iter());
+        let (close, checkpoints) = match self.hand_off(g) {
+            Handed::Off { close, checkpoints } => (close, checkpoints),
+            Handed::Failed(g, e) => {
+                self.drain();
+                return self.fail_group(g, &e, rest.into_iter());
+            }
+            Handed::Back(mut g) => {
+                // Finished here: after every group handed to the sync thread, in order.
+                self.drain();
+                if self
+                    .shared
+                    .poisoned
+                    .load(std::sync::atomic::Ordering::Acquire)
+                {
+                    let e = io::Error::other("the store was poisoned by an earlier sync");
+                    return self.fail_group(g, &e, rest.into_iter());
+                }
+                if let Err(e) = self.write_group(&mut g) {
+                    return self.fail_group(g, &e, rest.into_iter());
+                }
+                self.publish(&mut g);
+                let close = g.close.take();
+                let checkpoints = std::mem::take(&mut g.checkpoint);
+                self.spare = g.recycle();
+                (close, checkpoints)
+            }
+        };
+        if close.is_some() || !checkpoints.is_empty() {
+            self.drain();
         }
-        self.publish(&mut g);
-        let close = g.close.take();
-        for tx in std::mem::take(&mut g.checkpoint) {
+        for tx in checkpoints {
             let r = self.checkpoint().map_err(|e| {
                 self.poison(&e, "checkpoint");
                 Error::new(ErrorKind::Poisoned, "checkpoint failed").with_source(e)
@@ -427,8 +481,105 @@ impl Writer {
         for q in rest {
             fail_op(q.op, &Error::closed());
         }
-        self.spare = g.recycle();
         close
+    }
+
+    /// In `Sync` mode, writes the group and hands it to the sync thread (which syncs, publishes
+    /// and answers it) so that the next group can be decided and written meanwhile. Gives the
+    /// group back, unwritten, when it must be finished here: other modes, a group that rolled
+    /// to a new segment (the sync thread only syncs the active file), no sync thread, or a failed
+    /// write (finished here as a failure).
+    fn hand_off(&mut self, mut g: Group) -> Handed {
+        if self.durability != Durability::Sync
+            || !g.rolled.is_empty()
+            || !g.created.is_empty()
+            || self.syncer_off
+        {
+            return Handed::Back(g);
+        }
+        if self.syncer.is_none() {
+            match Syncer::start(self.shared.clone()) {
+                Ok(s) => self.syncer = Some(s),
+                Err(e) => {
+                    eprintln!("streamstore: cannot start the sync thread ({e}); syncing inline");
+                    self.syncer_off = true;
+                    return Handed::Back(g);
+                }
+            }
+        }
+        if !g.buf.is_empty() {
+            if let Err(e) = self.write_buf(&mut g) {
+                return Handed::Failed(g, e);
+            }
+        }
+        let Some(syncer) = self.syncer.as_mut() else {
+            return Handed::Back(g);
+        };
+        // Later groups decide against these heads until this group is published.
+        let number = syncer.next_number();
+        for (id, w) in &g.work {
+            let head = w.as_ref().map(|w| Inflight {
+                number: w.number,
+                head: w.head.without_keys(),
+                cum_first: w.cum_first,
+                keyed: !w.head.keys.is_empty(),
+            });
+            self.overlay.insert(id.clone(), (number, head));
+        }
+        let (close, checkpoints) = (g.close.take(), std::mem::take(&mut g.checkpoint));
+        let h = Handoff {
+            group: g,
+            file: self.active.file.clone(),
+            seq: self.active.seq,
+            end: self.active.pos,
+        };
+        match syncer.send(h) {
+            Ok(()) => Handed::Off { close, checkpoints },
+            Err(h) => {
+                // The thread is gone (it cannot be: it only stops when the handle is dropped);
+                // finish inline from now on.
+                let mut g = h.group;
+                (g.close, g.checkpoint) = (close, checkpoints);
+                self.syncer = None;
+                self.syncer_off = true;
+                self.overlay.clear();
+                Handed::Back(g)
+            }
+        }
+    }
+
+    /// Waits until the sync thread has finished every group handed to it; the committed state
+    /// is then complete and the overlay empty.
+    fn drain(&mut self) {
+        if let Some(s) = &self.syncer {
+            s.drain();
+        }
+        self.overlay.clear();
+        self.refresh_durable();
+    }
+
+    /// Forgets overlay entries of groups the sync thread has published, and takes over the
+    /// durable position it reached.
+    fn catch_up(&mut self) {
+        if let Some(s) = &self.syncer {
+            if !self.overlay.is_empty() {
+                let done = s.done();
+                self.overlay.retain(|_, (n, _)| *n > done);
+            }
+            self.refresh_durable();
+        }
+    }
+
+    /// `active.durable` from the position the sync thread last made durable.
+    fn refresh_durable(&mut self) {
+        let (seq, pos) = *self
+            .shared
+            .durable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seq == self.active.seq && pos > self.active.durable {
+            self.active.durable = pos.min(self.active.pos);
+        }
     }
 
     /// Fails every waiter of a group whose write or sync failed, poisons the store, and tries to
@@ -479,22 +630,45 @@ impl Writer {
         close
     }
 
-    /// The stream as this group sees it (loading the committed one on first touch).
-    fn work<'g>(&self, g: &'g mut Group, id: &StreamId) -> Option<&'g mut Work> {
+    /// The stream as this group sees it (on first touch: as the last group still being synced
+    /// left it, else the committed one).
+    fn work<'g>(&mut self, g: &'g mut Group, id: &StreamId) -> Option<&'g mut Work> {
         if !g.work.contains_key(id) {
-            let st = self.state();
-            let s = st.streams.get(id)?;
-            let w = Work {
-                number: s.number,
-                head: s.head.clone(),
-                cum_first: s.cum_first,
-                fresh: false,
-                frames: SmallVec::new(),
-                pending: SmallVec::new(),
-                trimmed: false,
-                reincarnated: false,
+            if self
+                .overlay
+                .get(id)
+                .is_some_and(|(_, w)| w.as_ref().is_some_and(|w| w.keyed))
+            {
+                // Its key window is only complete in the committed state.
+                self.drain();
+            }
+            let w = match self.overlay.get(id) {
+                Some((_, None)) => return None,
+                Some((_, Some(w))) => Work {
+                    number: w.number,
+                    head: w.head.clone(),
+                    cum_first: w.cum_first,
+                    fresh: false,
+                    frames: SmallVec::new(),
+                    pending: SmallVec::new(),
+                    trimmed: false,
+                    reincarnated: false,
+                },
+                None => {
+                    let st = self.state();
+                    let s = st.streams.get(id)?;
+                    Work {
+                        number: s.number,
+                        head: s.head.clone(),
+                        cum_first: s.cum_first,
+                        fresh: false,
+                        frames: SmallVec::new(),
+                        pending: SmallVec::new(),
+                        trimmed: false,
+                        reincarnated: false,
+                    }
+                }
             };
-            drop(st);
             g.work.insert(id.clone(), Some(w));
         }
         g.work.get_mut(id).and_then(Option::as_mut)
@@ -836,6 +1010,8 @@ impl Writer {
         if w.fresh {
             return Err(Error::new(ErrorKind::Internal, "trim target not in memory"));
         }
+        // Older records: the committed state must hold every group before this one.
+        self.drain();
         let st = self.state();
         let s = st.streams.get(id).ok_or_else(|| Error::not_found(id))?;
         if s.tail.back().is_some_and(|b| b.offset + 1 == covered)
@@ -881,6 +1057,7 @@ impl Writer {
         if w.fresh {
             return Ok(t.max(first).min(newest));
         }
+        self.drain();
         let st = self.state();
         let s = st.streams.get(id).ok_or_else(|| Error::not_found(id))?;
         if s.tail.back().is_some_and(|b| b.offset + 1 == t) {
@@ -1088,6 +1265,8 @@ impl Writer {
 
     /// `fdatasync` of the active segment.
     fn sync(&mut self) -> io::Result<()> {
+        // Groups handed to the sync thread come first (their publish order, and `durable`).
+        self.drain();
         {
             // Wait for a background writeback sync in progress; a failure it saw (and the kernel
             // may report only once) is this sync's failure.
@@ -1120,6 +1299,8 @@ impl Writer {
 
     /// Finishes the active segment (written and synced) and starts the next one.
     fn roll(&mut self, g: &mut Group) -> io::Result<()> {
+        // The finished segment's groups must all be synced and published before it is finished.
+        self.drain();
         if !g.buf.is_empty() {
             self.write_buf(g)?;
         }
@@ -1142,71 +1323,19 @@ impl Writer {
     /// Makes the group visible: applies it to the shared state, wakes readers, answers waiters.
     fn publish(&mut self, g: &mut Group) {
         let mut touched = std::mem::take(&mut self.touched);
-        let shared = self.shared.clone();
-        let opts = &shared.opts;
-        let mut st = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-        // Created first: a group that rolled twice created a segment and finished it too.
-        for (seq, info) in &g.created {
-            st.segments.insert(*seq, *info);
-        }
-        for (seq, len) in &g.rolled {
-            if let Some(s) = st.segments.get_mut(seq) {
-                s.readable = *len;
-            }
-        }
-        if let Some(s) = st.segments.get_mut(&self.active.seq) {
-            s.readable = self.active.pos;
-        }
-        for id in &g.deleted {
-            if let Some(s) = st.streams.remove(id) {
-                st.tail_total = st.tail_total.saturating_sub(s.tail_bytes);
-            }
-        }
-        for (id, w) in g.work.drain() {
-            let Some(w) = w else { continue };
-            if w.fresh {
-                st.streams
-                    .insert(id.clone(), Stream::new(w.number, w.head.clone()));
-            }
-            let Some(s) = st.streams.get_mut(&id) else {
-                continue;
-            };
-            let cached_before = s.tail_bytes;
-            s.head = w.head;
-            s.cum_first = w.cum_first;
-            for p in &w.frames {
-                s.points.note_frame(*p, true, None);
-            }
-            s.push_tail(&w.pending, opts.tail_cache_records, opts.tail_cache_bytes);
-            if w.trimmed {
-                s.points.trim(s.head.first_offset);
-                s.trim_tail();
-                s.trim_lost();
-            }
-            if w.reincarnated {
-                s.clear_tail();
-            }
-            let cached_after = s.tail_bytes;
-            st.tail_total = (st.tail_total + cached_after).saturating_sub(cached_before);
-            touched.push(id);
-        }
-        st.evict_tails(opts.tail_cache_total_bytes);
-        drop(st);
-        // Readers first: a waiting reader's wake-up (a Tokio worker to unpark) then overlaps the
-        // appenders' replies instead of queueing behind them. Both see the state published above.
-        shared
-            .notifiers
-            .notify_each(g.deleted.iter().chain(touched.iter()));
-        for r in g.replies.drain(..) {
-            r.send(None);
-        }
-        touched.clear();
+        publish(
+            &self.shared,
+            g,
+            &mut touched,
+            (self.active.seq, self.active.pos),
+        );
         self.touched = touched;
     }
 
     /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
     /// record needs any more.
     pub fn checkpoint(&mut self) -> io::Result<()> {
+        self.drain();
         if self.active.durable < self.active.pos {
             self.sync()?;
         }
@@ -1499,4 +1628,116 @@ pub(crate) fn fail_op(op: Op, e: &Error) {
         Op::Checkpoint { tx } | Op::Close { tx } => drop(tx.send(Err(err()))),
         Op::Sweep => {}
     }
+}
+
+/// Makes the group visible: applies it to the shared state, wakes readers, answers waiters.
+/// `active` is the active segment and the write position after the group (readers may read up
+/// to it).
+fn publish(shared: &Shared, g: &mut Group, touched: &mut Vec<StreamId>, active: (u64, u64)) {
+    let opts = &shared.opts;
+    let mut st = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    // Created first: a group that rolled twice created a segment and finished it too.
+    for (seq, info) in &g.created {
+        st.segments.insert(*seq, *info);
+    }
+    for (seq, len) in &g.rolled {
+        if let Some(s) = st.segments.get_mut(seq) {
+            s.readable = *len;
+        }
+    }
+    if let Some(s) = st.segments.get_mut(&active.0) {
+        s.readable = active.1;
+    }
+    for id in &g.deleted {
+        if let Some(s) = st.streams.remove(id) {
+            st.tail_total = st.tail_total.saturating_sub(s.tail_bytes);
+        }
+    }
+    for (id, w) in g.work.drain() {
+        let Some(w) = w else { continue };
+        if w.fresh {
+            st.streams
+                .insert(id.clone(), Stream::new(w.number, w.head.clone()));
+        }
+        let Some(s) = st.streams.get_mut(&id) else {
+            continue;
+        };
+        let cached_before = s.tail_bytes;
+        s.head = w.head;
+        s.cum_first = w.cum_first;
+        for p in &w.frames {
+            s.points.note_frame(*p, true, None);
+        }
+        s.push_tail(&w.pending, opts.tail_cache_records, opts.tail_cache_bytes);
+        if w.trimmed {
+            s.points.trim(s.head.first_offset);
+            s.trim_tail();
+            s.trim_lost();
+        }
+        if w.reincarnated {
+            s.clear_tail();
+        }
+        let cached_after = s.tail_bytes;
+        st.tail_total = (st.tail_total + cached_after).saturating_sub(cached_before);
+        touched.push(id);
+    }
+    st.evict_tails(opts.tail_cache_total_bytes);
+    drop(st);
+    // Readers first: a waiting reader's wake-up (a Tokio worker to unpark) then overlaps the
+    // appenders' replies instead of queueing behind them. Both see the state published above.
+    shared
+        .notifiers
+        .notify_each(g.deleted.iter().chain(touched.iter()));
+    for r in g.replies.drain(..) {
+        r.send(None);
+    }
+    touched.clear();
+}
+
+/// Marks the store poisoned (the first failure's message is kept).
+pub(crate) fn poison(shared: &Shared, e: &io::Error, what: &str) {
+    let msg = format!("a {what} of the log failed ({e}); reopen the store");
+    let mut st = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    if st.poisoned.is_none() {
+        eprintln!("streamstore: {msg}");
+        st.poisoned = Some(msg);
+        shared
+            .poisoned
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The sync thread's end of a group: publishes it if its sync succeeded; otherwise poisons the
+/// store, erases the group's bytes (so a reopen does not resurrect appends reported as failed)
+/// and fails its waiters. Returns the emptied group for reuse.
+pub(crate) fn finish_handoff(
+    shared: &Shared,
+    mut h: Handoff,
+    touched: &mut Vec<StreamId>,
+    err: Option<&io::Error>,
+) -> Group {
+    match err {
+        None => publish(shared, &mut h.group, touched, (h.seq, h.end)),
+        Some(e) => {
+            poison(shared, e, "sync");
+            for (seq, start, len) in &h.group.written {
+                let zeros = vec![0u8; usize::try_from(*len).unwrap_or(0)];
+                let erased = h
+                    .file
+                    .write_all_at(&zeros, *start)
+                    .and_then(|()| h.file.sync_data());
+                if let Err(e2) = erased {
+                    eprintln!(
+                        "streamstore: could not erase a failed group in segment {seq} ({e2}); \
+                         its appends may reappear after reopen"
+                    );
+                }
+            }
+            let err = Error::new(ErrorKind::Poisoned, format!("the log sync failed: {e}"));
+            for r in h.group.replies.drain(..) {
+                r.send(Some(&err));
+            }
+        }
+    }
+    h.group.recycle()
 }

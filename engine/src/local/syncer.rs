@@ -1,0 +1,187 @@
+//! `Sync` mode's second thread: pipelined group commit.
+//!
+//! Without it the writer thread alternates between CPU work (deciding, encoding and writing a
+//! group, then publishing it and answering its appenders) and waiting for the group's
+//! `fdatasync`, and the disk idles during the CPU work. With it, the writer hands each written
+//! group to this thread, which syncs it, then publishes it and answers its appenders, while the
+//! writer already decides, encodes and writes the next group. Groups queued here meanwhile share
+//! one `fdatasync`.
+//!
+//! Invariants:
+//! - Groups are synced and published in the order they were written; a group is published (made
+//!   visible, acknowledged) only after an `fdatasync` that covers it succeeded.
+//! - Every group handed here was written entirely to one segment file, the active one: a group
+//!   that rolls to a new segment is finished by the writer itself after [`Syncer::drain`].
+//! - A failed sync poisons the store; the group, and every group handed here after it, fails and
+//!   its bytes are erased, as when the writer's own sync fails.
+//! - The writer decides later groups against the heads of groups still here (its overlay, see
+//!   `Writer::work`) and waits with [`Syncer::drain`] before anything that needs the published
+//!   state to be complete (rolls, checkpoints, reading records back, its own syncs).
+
+use std::io;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use super::fs::FileHandle;
+use super::writer::{finish_handoff, Group};
+use super::Shared;
+
+/// A written group on its way to being synced and published.
+pub(crate) struct Handoff {
+    pub group: Group,
+    /// The active segment the group was written to, and the write position after it.
+    pub file: Arc<dyn FileHandle>,
+    pub seq: u64,
+    pub end: u64,
+}
+
+/// Groups finished (published or failed) so far, with a condition variable to wait on.
+#[derive(Default)]
+struct Progress {
+    done: Mutex<u64>,
+    changed: Condvar,
+}
+
+/// The handle the writer keeps. Dropping it lets the thread finish what it was handed and stop.
+pub(crate) struct Syncer {
+    tx: Option<mpsc::Sender<Handoff>>,
+    /// Finished groups come back here, emptied, so their allocations are reused.
+    spare: mpsc::Receiver<Group>,
+    progress: Arc<Progress>,
+    sent: u64,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    /// Starts the thread.
+    pub fn start(shared: Arc<Shared>) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Handoff>();
+        let (spare_tx, spare) = mpsc::channel::<Group>();
+        let progress = Arc::new(Progress::default());
+        let p = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("streamstore-sync".into())
+            .spawn(move || run(&shared, &rx, &spare_tx, &p))?;
+        Ok(Syncer {
+            tx: Some(tx),
+            spare,
+            progress,
+            sent: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a written group over. Returns it if the thread is gone (the caller then finishes
+    /// it itself).
+    pub fn send(&mut self, h: Handoff) -> Result<(), Box<Handoff>> {
+        match &self.tx {
+            Some(tx) => match tx.send(h) {
+                Ok(()) => {
+                    self.sent += 1;
+                    Ok(())
+                }
+                Err(mpsc::SendError(h)) => Err(Box::new(h)),
+            },
+            None => Err(Box::new(h)),
+        }
+    }
+
+    /// The number the next group handed over will have (groups count from 1).
+    pub fn next_number(&self) -> u64 {
+        self.sent + 1
+    }
+
+    /// The number of groups finished so far.
+    pub fn done(&self) -> u64 {
+        *self
+            .progress
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until every group handed over is finished.
+    pub fn drain(&self) {
+        let mut done = self
+            .progress
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while *done < self.sent {
+            done = self
+                .progress
+                .changed
+                .wait(done)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// An emptied group to reuse, if one came back.
+    pub fn spare(&self) -> Option<Group> {
+        self.spare.try_recv().ok()
+    }
+}
+
+impl Drop for Syncer {
+    /// Lets the thread finish every group handed over, then stops it.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread: takes everything queued, syncs once, finishes each group in order.
+fn run(
+    shared: &Shared,
+    rx: &mpsc::Receiver<Handoff>,
+    spare: &mpsc::Sender<Group>,
+    progress: &Progress,
+) {
+    let mut touched = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while let Ok(h) = rx.try_recv() {
+            batch.push(h);
+        }
+        let mut synced: Vec<&Arc<dyn FileHandle>> = Vec::new();
+        let mut result: io::Result<()> = Ok(());
+        if let Some(p) = shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .poisoned
+            .clone()
+        {
+            result = Err(io::Error::other(p));
+        }
+        // Normally one file (rolls drain this thread first); newest first, once each.
+        for h in batch.iter().rev() {
+            if result.is_err() {
+                break;
+            }
+            if !synced.iter().any(|f| Arc::ptr_eq(f, &h.file)) {
+                result = h.file.sync_data();
+                synced.push(&h.file);
+            }
+        }
+        let n = batch.len() as u64;
+        if result.is_ok() {
+            if let Some(last) = batch.last() {
+                *shared
+                    .durable
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = (last.seq, last.end);
+            }
+        }
+        for h in batch {
+            let g = finish_handoff(shared, h, &mut touched, result.as_ref().err());
+            let _ = spare.send(g);
+        }
+        let mut done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
+        *done += n;
+        progress.changed.notify_all();
+    }
+}
