@@ -289,3 +289,96 @@ async fn failed_background_writeback_sync_poisons() {
     assert_eq!(later.kind(), ErrorKind::Poisoned);
     drop(store);
 }
+
+/// A sync failing while groups are pipelined (many appenders: the sync thread syncs a group
+/// while the writer writes the next ones): every append acknowledged before the failure is there
+/// after a reopen, no append that failed is, and every later append is `Poisoned`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eio_on_a_pipelined_sync_loses_nothing_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    faults.off();
+    let options = || LocalOptions {
+        fs: Arc::new(FaultyFs {
+            faults: faults.clone(),
+        }),
+        ..LocalOptions::default()
+    };
+    let store = Arc::new(LocalStore::open(tmp.path(), options()).await.unwrap());
+    // Fail the 40th sync from now, once (the following syncs would succeed: the poison, not the
+    // device, must stop them).
+    faults.once.store(true, Ordering::SeqCst);
+    faults.syncs_left.store(40, Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for t in 0..16usize {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            for n in 0..200u64 {
+                let s = t % 4;
+                let payload = Bytes::from(format!("task {t} record {n}"));
+                match store
+                    .append(&id(s), vec![payload.clone()], AppendOptions::default())
+                    .await
+                {
+                    Ok(r) => {
+                        assert!(failed.is_empty(), "an append succeeded after one failed");
+                        acked.push((s, r.first_offset, payload));
+                    }
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
+                        failed.push((s, payload));
+                    }
+                }
+            }
+            (acked, failed)
+        }));
+    }
+    let (mut acked, mut failed) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (a, f) = t.await.unwrap();
+        acked.extend(a);
+        failed.extend(f);
+    }
+    assert!(
+        !failed.is_empty(),
+        "the injected sync failure failed appends"
+    );
+    assert!(
+        !acked.is_empty(),
+        "appends before the failure were acknowledged"
+    );
+    drop(store);
+    faults.off();
+    let store = LocalStore::open(tmp.path(), options()).await.unwrap();
+    for s in 0..4usize {
+        let mut seen = Vec::new();
+        let mut from = 0;
+        loop {
+            let b = store.read(&id(s), from, ReadOptions::limit(1000)).await;
+            let Ok(b) = b else { break };
+            if b.records.is_empty() {
+                break;
+            }
+            from = b.next_offset;
+            seen.extend(b.records);
+        }
+        for (i, r) in seen.iter().enumerate() {
+            assert_eq!(r.offset, i as u64, "stream {s}: offsets dense after reopen");
+        }
+        for (_, off, p) in acked.iter().filter(|(x, _, _)| *x == s) {
+            let r = seen.get(usize::try_from(*off).unwrap());
+            assert_eq!(
+                r.map(|r| &r.payload),
+                Some(p),
+                "stream {s}: acknowledged record lost"
+            );
+        }
+        for (_, p) in failed.iter().filter(|(x, _)| *x == s) {
+            assert!(
+                seen.iter().all(|r| &r.payload != p),
+                "stream {s}: a failed append reappeared after reopen"
+            );
+        }
+    }
+}

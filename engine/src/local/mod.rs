@@ -275,6 +275,7 @@ impl LocalStore {
             syncer: None,
             syncer_off: false,
             overlay: Default::default(),
+            lookahead: None,
         };
         writer
             .open_session()

@@ -101,6 +101,11 @@ impl Syncer {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether a group handed over is not finished yet.
+    pub fn busy(&self) -> bool {
+        self.done() < self.sent
+    }
+
     /// Waits until every group handed over is finished.
     pub fn drain(&self) {
         let mut done = self

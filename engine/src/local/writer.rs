@@ -268,6 +268,9 @@ pub(crate) struct Writer {
     /// of the last such group; `None`: deleted. Later groups decide against these, not against
     /// the committed state, which lags behind them.
     pub overlay: FastMap<StreamId, (u64, Option<Inflight>)>,
+    /// An operation taken from the queue to see whether another group follows; it starts the
+    /// next group.
+    pub lookahead: Option<Queued>,
 }
 
 /// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
@@ -301,7 +304,11 @@ impl Writer {
         let tick = tick.max(Duration::from_millis(1));
         let mut closing: Option<oneshot::Sender<Result<()>>> = None;
         loop {
-            let first = match rx.recv_timeout(tick) {
+            let next = match self.lookahead.take() {
+                Some(q) => Ok(q),
+                None => rx.recv_timeout(tick),
+            };
+            let first = match next {
                 Ok(q) => q,
                 Err(RecvTimeoutError::Timeout) => {
                     self.periodic(&rx);
@@ -322,7 +329,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if let Some(tx) = self.process(batch) {
+            if let Some(tx) = self.process(batch, Some(&rx)) {
                 closing = Some(tx);
                 break;
             }
@@ -343,6 +350,9 @@ impl Writer {
             let _ = tx.send(result);
         }
         // Anything still queued after close fails.
+        if let Some(q) = self.lookahead.take() {
+            fail_op(q.op, &Error::closed());
+        }
         while let Ok(q) = rx.try_recv() {
             fail_op(q.op, &Error::closed());
         }
@@ -368,10 +378,11 @@ impl Writer {
     fn after_group(&mut self) {
         if self.last_sweep.elapsed() >= self.shared.opts.sweep_interval {
             self.last_sweep = Instant::now();
-            let _ = self.process(vec![Queued {
+            let sweep = Queued {
                 op: Op::Sweep,
                 _permit: None,
-            }]);
+            };
+            let _ = self.process(vec![sweep], None);
         }
         let opts = &self.shared.opts;
         let due = self.bytes_since_checkpoint > 0
@@ -409,7 +420,11 @@ impl Writer {
     }
 
     /// Runs one group. Returns the close reply if the group held `Close`.
-    fn process(&mut self, batch: Vec<Queued>) -> Option<oneshot::Sender<Result<()>>> {
+    fn process(
+        &mut self,
+        batch: Vec<Queued>,
+        rx: Option<&Receiver<Queued>>,
+    ) -> Option<oneshot::Sender<Result<()>>> {
         let poisoned = self.state().poisoned.clone();
         if let Some(p) = poisoned {
             let e = Error::new(ErrorKind::Poisoned, p);
@@ -441,7 +456,7 @@ impl Writer {
             }
         }
         let rest: Vec<Queued> = ops.collect();
-        let (close, checkpoints) = match self.hand_off(g) {
+        let (close, checkpoints) = match self.hand_off(g, rx) {
             Handed::Off { close, checkpoints } => (close, checkpoints),
             Handed::Failed(g, e) => {
                 self.drain();
@@ -485,16 +500,25 @@ impl Writer {
     }
 
     /// In `Sync` mode, writes the group and hands it to the sync thread (which syncs, publishes
-    /// and answers it) so that the next group can be decided and written meanwhile. Gives the
-    /// group back, unwritten, when it must be finished here: other modes, a group that rolled
-    /// to a new segment (the sync thread only syncs the active file), no sync thread, or a failed
-    /// write (finished here as a failure).
-    fn hand_off(&mut self, mut g: Group) -> Handed {
+    /// and answers it) so that the next group can be decided and written meanwhile — when there
+    /// is a next group: more operations queued (one is taken from `rx` into `lookahead`), or a
+    /// group still being synced. A lone appender's group is synced here, which saves it the
+    /// hand-off to the sync thread. Gives the group back, unwritten, when it is finished here:
+    /// then too in other modes, for a group that rolled to a new segment (the sync thread only
+    /// syncs the active file), without a sync thread, or after a failed write.
+    fn hand_off(&mut self, mut g: Group, rx: Option<&Receiver<Queued>>) -> Handed {
         if self.durability != Durability::Sync
             || !g.rolled.is_empty()
             || !g.created.is_empty()
             || self.syncer_off
         {
+            return Handed::Back(g);
+        }
+        let in_flight = self.syncer.as_ref().is_some_and(Syncer::busy);
+        if !in_flight && self.lookahead.is_none() {
+            self.lookahead = rx.and_then(|rx| rx.try_recv().ok());
+        }
+        if !in_flight && self.lookahead.is_none() {
             return Handed::Back(g);
         }
         if self.syncer.is_none() {
