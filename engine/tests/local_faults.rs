@@ -376,7 +376,7 @@ async fn eio_on_a_pipelined_sync_loses_nothing_acknowledged() {
         }
         for (_, p) in failed.iter().filter(|(x, _)| *x == s) {
             assert!(
-                seen.iter().all(|r| &r.payload != p),
+                seen.iter().all(|r| r.payload != p),
                 "stream {s}: a failed append reappeared after reopen"
             );
         }
