@@ -8,7 +8,11 @@
 //! This isolates what `streams10k_vs_1` charges the engine for per stream (the writer's
 //! bookkeeping per stream per group), which the `Sync` benchmark mixes with the disk's noise.
 //!
-//! `cargo run --release -p streamstore-bench --example writer_cpu -- <dir> [streams,…] [secs]`
+//! With `sync` as the fourth argument the store runs in `Sync` mode (group commit, the sync
+//! thread): put `<dir>` on a tmpfs (`/dev/shm`), where `fdatasync` returns at once, to measure
+//! that path's CPU without the disk.
+//!
+//! `cargo run --release -p streamstore-bench --example writer_cpu -- <dir> [streams,…] [secs] [sync]`
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,11 +42,17 @@ async fn main() -> streamstore::Result<()> {
         .filter_map(|s| s.parse().ok())
         .collect();
     let secs: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3.0);
+    let sync = args.next().is_some_and(|a| a == "sync");
     for streams in counts {
         let _ = std::fs::remove_dir_all(&dir);
         let opts = LocalOptions {
-            durability: Durability::Buffered,
-            segment_bytes: 4 << 30,
+            durability: if sync {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            },
+            // No roll during a run (in `Sync` mode the segment is zero-filled first: smaller).
+            segment_bytes: if sync { 1 << 30 } else { 4 << 30 },
             checkpoint_bytes: u64::MAX / 4,
             checkpoint_interval: Duration::from_secs(3600),
             ..LocalOptions::default()
