@@ -9,12 +9,15 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Connection, MySql, MySqlConnection, Row, Transaction};
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, head_and_records_sql, id_of, record_of, sid,
-    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, HEAD_COLUMNS,
-    SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
+    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
+
+/// The columns of a head row, in [`HeadColumns`] order.
+const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
+     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms";
 
 /// True when a time-based retention rule has fired at `?` (ms since the epoch); never NULL.
 /// `expires_ms` is kept by every head write (see `HeadColumns`).
@@ -30,7 +33,6 @@ const MAX_CHUNK: usize = 256;
 struct Sql {
     lock_head: String,
     head: String,
-    head_and_records: String,
     insert_head: String,
     update_head: String,
     delete_head: String,
@@ -65,7 +67,6 @@ impl Sql {
         Sql {
             lock_head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ? FOR UPDATE"),
             head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ?"),
-            head_and_records: head_and_records_sql(t, |_| "?".to_owned()),
             insert_head: format!(
                 "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

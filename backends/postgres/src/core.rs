@@ -9,13 +9,16 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use streamstore::{Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, head_and_records_sql, id_of, record_of, sid,
-    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, HEAD_COLUMNS,
-    SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
+    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::parse_postgres_error;
 use crate::notify::Outbox;
+
+/// The columns of a head row, in [`HeadColumns`] order.
+const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
+     sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms";
 
 /// True when a time-based retention rule has fired at `$N` (ms since the epoch); never NULL.
 /// `expires_ms` is kept by every head write (see `HeadColumns`).
@@ -27,7 +30,6 @@ fn expired_at(n: usize) -> String {
 struct Sql {
     lock_head: String,
     head: String,
-    head_and_records: String,
     insert_head: String,
     update_head: String,
     delete_head: String,
@@ -51,7 +53,6 @@ impl Sql {
         Sql {
             lock_head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = $1 FOR UPDATE"),
             head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = $1"),
-            head_and_records: head_and_records_sql(t, |i| format!("${i}")),
             insert_head: format!(
                 "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \

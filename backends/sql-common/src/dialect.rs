@@ -5,16 +5,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::head::StreamHead;
 use streamstore::{IdempotencyKey, Incarnation, Record, Result, StreamId};
 
 use crate::model::{HeadRow, KeyRow};
-use crate::prefix::Tables;
-
-/// The columns of a head row, in [`HeadColumns`](crate::HeadColumns) order, as every adapter's
-/// SQL lists them.
-pub const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, \
-     last_append_ms, sealed_ms, bytes, seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms";
 
 /// One database's statements, over its own transaction type.
 ///
@@ -140,18 +133,6 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>>;
 
-    /// Reads the head of `stream` and, in the same statement (so from the same snapshot), the
-    /// records `page.from..page.end` below its `next_offset` in its incarnation, in offset order
-    /// — but only when [`PageQuery::covers`] the head (the read starts inside the stream and its
-    /// byte budget cannot cut the page); otherwise no records. `None` if the stream has no head
-    /// row. A read that needs no budget query costs one round trip instead of two
-    /// ([`Self::head`], then [`Self::records`]).
-    async fn head_and_records(
-        &self,
-        stream: &StreamId,
-        page: &PageQuery,
-    ) -> Result<Option<(HeadRow, Vec<Record>)>>;
-
     /// Reads records of `stream` per `range`, in offset order: as many as fit
     /// `range.max_bytes` of payload (by the running sum of lengths), and at least one if any
     /// exists.
@@ -176,9 +157,8 @@ pub struct RecordRange {
     pub from: u64,
     /// Past the last offset (at most `max_records` after `from`, at most the head).
     pub end: u64,
-    /// The byte budget; `u64::MAX` when it cannot cut the page, so the query need not sum
-    /// lengths. (`SqlStore` asks for records this way only when the stream holds more than
-    /// the budget: [`SqlDialect::head_and_records`] reads every other page.)
+    /// The byte budget; `u64::MAX` when it cannot cut the page (no budget, or the head shows
+    /// that the whole stream fits it), so the query need not sum lengths.
     pub max_bytes: u64,
     /// The stream's mean payload length (its bytes over its records, rounded up), from the
     /// head: lets a dialect guess whether the budget will cut the page before reading.
@@ -199,75 +179,6 @@ impl RecordRange {
                 .saturating_mul(self.end.saturating_sub(self.from))
                 > self.max_bytes
     }
-}
-
-/// The page a read asks for before it knows the stream's head: see
-/// [`SqlDialect::head_and_records`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageQuery {
-    /// The first offset.
-    pub from: u64,
-    /// Past the last offset (`from + max_records`, saturating); the head's `next_offset` bounds
-    /// it further.
-    pub end: u64,
-    /// The byte budget (`u64::MAX`: none).
-    pub max_bytes: u64,
-}
-
-impl PageQuery {
-    /// Whether [`SqlDialect::head_and_records`] reads the records of a stream whose head is `h`:
-    /// `from` is inside the stream (not trimmed, not at or beyond the end), and the stream's
-    /// whole byte count fits the budget, so the budget cannot cut the page. The SQL of
-    /// [`head_and_records_sql`] states the same rule in its join condition; the two must agree.
-    pub fn covers(&self, h: &StreamHead) -> bool {
-        h.first_offset <= self.from && self.from < h.next_offset && h.bytes <= self.max_bytes
-    }
-
-    /// The parameters of [`head_and_records_sql`] in binding order, as `BIGINT`s: `from, end,
-    /// from, max_bytes`, then the stream id. Values above `i64::MAX` are clamped to it, which
-    /// changes no outcome: offsets and byte counts in the tables never exceed it, so a clamped
-    /// `from` or `end` selects the same records and a clamped budget still fits every stream.
-    pub fn params(&self) -> [i64; 4] {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        [
-            clamp(self.from),
-            clamp(self.end),
-            clamp(self.from),
-            clamp(self.max_bytes),
-        ]
-    }
-}
-
-/// The statement of [`SqlDialect::head_and_records`] over the tables `t`, with `param(i)` the
-/// placeholder of the `i`-th bound parameter (from 1; `$i` for PostgreSQL, `?` for MySQL),
-/// bound as [`PageQuery::params`] and then the stream id.
-///
-/// Columns: the head's 12 ([`HEAD_COLUMNS`]), then `off, ts_ms, payload` of a record, NULL on the
-/// one row of a head whose records are not read (or that has none in the page). The join
-/// condition is [`PageQuery::covers`] in SQL. There is no `ORDER BY`: on a `LEFT JOIN`,
-/// MariaDB 10.11 then copies the page into a temporary table and sorts it (`EXPLAIN`: "Using
-/// temporary; Using filesort"), and PostgreSQL adds a sort above the join; the rows arrive in
-/// primary-key order from the range scan in practice, and the caller sorts them if not.
-pub fn head_and_records_sql(t: &Tables, param: impl Fn(usize) -> String) -> String {
-    let head = HEAD_COLUMNS
-        .split(", ")
-        .map(|c| format!("h.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT {head}, r.off, r.ts_ms, r.payload FROM {s} h LEFT JOIN {r} r \
-         ON r.stream_id = h.stream_id AND r.incarnation = h.incarnation \
-         AND r.off >= {p1} AND r.off < {p2} AND r.off < h.next_offset \
-         AND h.first_offset <= {p3} AND h.bytes <= {p4} \
-         WHERE h.stream_id = {p5}",
-        s = t.streams,
-        r = t.records,
-        p1 = param(1),
-        p2 = param(2),
-        p3 = param(3),
-        p4 = param(4),
-        p5 = param(5),
-    )
 }
 
 /// A listing as bounds on the id bytes, so that it is one index range scan.
@@ -372,40 +283,6 @@ mod tests {
             (q.lower.as_slice(), q.lower_inclusive),
             (&b"job/"[..], true)
         );
-    }
-
-    #[test]
-    fn page_query_covers_reads_the_budget_cannot_cut_inside_the_stream() {
-        let mut h = StreamHead::new(0, streamstore::Retention::default());
-        (h.first_offset, h.next_offset, h.bytes) = (10, 20, 500);
-        let page = |from: u64, max_bytes: u64| PageQuery {
-            from,
-            end: from.saturating_add(100),
-            max_bytes,
-        };
-        assert!(page(10, u64::MAX).covers(&h));
-        assert!(page(19, 500).covers(&h));
-        assert!(!page(19, 499).covers(&h), "the budget could cut");
-        assert!(!page(9, u64::MAX).covers(&h), "trimmed");
-        assert!(!page(20, u64::MAX).covers(&h), "at the end");
-        // Clamped to BIGINT, which selects the same records.
-        assert_eq!(
-            page(u64::MAX, u64::MAX).params(),
-            [i64::MAX, i64::MAX, i64::MAX, i64::MAX]
-        );
-        assert_eq!(page(3, 7).params(), [3, 103, 3, 7]);
-    }
-
-    #[test]
-    fn head_and_records_binds_five_parameters_and_sorts_nothing() {
-        let t = crate::TablePrefix::new("p_").unwrap().tables();
-        let sql = head_and_records_sql(&t, |i| format!("${i}"));
-        assert!(sql.starts_with("SELECT h.incarnation, h.first_offset, "));
-        assert!(sql.contains("h.expires_ms, r.off, r.ts_ms, r.payload FROM p_streams h"));
-        assert!(sql.contains("$5") && !sql.contains("$6"));
-        assert!(!sql.contains("ORDER BY"));
-        let mysql = head_and_records_sql(&t, |_| "?".to_owned());
-        assert_eq!(mysql.matches('?').count(), 5);
     }
 
     #[test]

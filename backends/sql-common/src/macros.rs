@@ -6,7 +6,7 @@
 /// methods whose statements differ.
 ///
 /// The core must have the fields `pool` (a `sqlx::Pool` of `database`) and `sql` (the formatted
-/// statements), with at least the statements `lock_head`, `head`, `head_and_records`, `delete_head`,
+/// statements), with at least the statements `lock_head`, `head`, `delete_head`,
 /// `delete_records`, `delete_keys`, `find_key`, `insert_key`, `bytes_cut` and `expired`, taking
 /// the parameters in the order the shared methods bind them (see below). `Tx` is
 /// `sqlx::Transaction<'static, database>`.
@@ -150,26 +150,6 @@ macro_rules! sqlx_dialect {
                     .await
                     .map_err($map)?;
                 row.as_ref().map(|r| $crate::head_of(r, $map)).transpose()
-            }
-
-            // `head_and_records`: `PageQuery::params`, then `stream_id`.
-            async fn head_and_records(
-                &self,
-                stream: &$crate::__private::streamstore::StreamId,
-                page: &$crate::PageQuery,
-            ) -> $crate::__private::streamstore::Result<
-                Option<($crate::HeadRow, Vec<$crate::__private::streamstore::Record>)>,
-            > {
-                let mut q = $crate::__private::sqlx::query(&self.sql.head_and_records);
-                for p in page.params() {
-                    q = q.bind(p);
-                }
-                let rows = q
-                    .bind($crate::sid(stream))
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err($map)?;
-                $crate::page_of(&rows, $map)
             }
 
             // `expired`: `now_ms, limit`.

@@ -102,55 +102,12 @@ where
     i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
     Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
 {
-    record_at(row, 0, map_error)
-}
-
-/// A record selected as `off, ts_ms, payload` in the columns from `at` on.
-fn record_at<R>(row: &R, at: usize, map_error: MapError) -> Result<Record>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
-    Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
-{
     let db = |r: std::result::Result<i64, sqlx::Error>| r.map_err(map_error);
     Ok(Record {
-        offset: from_db(db(row.try_get(at))?)?,
-        timestamp_ms: from_db(db(row.try_get(at + 1))?)?,
-        payload: Bytes::from(row.try_get::<Vec<u8>, _>(at + 2).map_err(map_error)?),
+        offset: from_db(db(row.try_get(0))?)?,
+        timestamp_ms: from_db(db(row.try_get(1))?)?,
+        payload: Bytes::from(row.try_get::<Vec<u8>, _>(2).map_err(map_error)?),
     })
-}
-
-/// The head and the records of the rows of
-/// [`head_and_records_sql`](crate::head_and_records_sql) (`None` for no rows: no such stream),
-/// the records in offset order.
-pub fn page_of<R>(rows: &[R], map_error: MapError) -> Result<Option<(HeadRow, Vec<Record>)>>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
-    Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
-{
-    // The record's columns follow the head's 12.
-    const RECORD_AT: usize = 12;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    // Every row carries the same head row (the join's one row of `<prefix>streams`).
-    let head = head_of(first, map_error)?;
-    let mut records = Vec::with_capacity(rows.len());
-    for row in rows {
-        // NULL: the left join found no record (only ever the single row).
-        let off: Option<i64> = row.try_get(RECORD_AT).map_err(map_error)?;
-        if off.is_some() {
-            records.push(record_at(row, RECORD_AT, map_error)?);
-        }
-    }
-    // The statement has no ORDER BY (see `head_and_records_sql`).
-    if !records.is_sorted_by_key(|r| r.offset) {
-        records.sort_unstable_by_key(|r| r.offset);
-    }
-    Ok(Some((head, records)))
 }
 
 /// Runs the schema statements `ddl` of `prefix` on `conn` (under the adapter's schema lock),

@@ -3,9 +3,8 @@
 //! Every write is one transaction that first locks the stream's head row, so all writes to one
 //! stream are serialized by the database and the decision (idempotency key, then seal, then
 //! expectation: the order of `streamstore::head`) is taken on the state the write will change.
-//! Reads take no lock: the head and the records of its incarnation in one statement when the
-//! byte budget cannot cut the page, else the head and then the records; checked for contiguity,
-//! and read again if a trim or delete ran in between.
+//! Reads take no lock: the head and then the records of its incarnation, checked for
+//! contiguity, and read again if a trim or delete ran in between.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +23,7 @@ use streamstore::{
 };
 use tokio::task::JoinHandle;
 
-use crate::dialect::{ListQuery, PageQuery, RecordRange, RolledBack, SqlDialect};
+use crate::dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
 use crate::model::{is_expired, HeadRow, KeyRow};
 
 /// How often a transaction the database rolled back (deadlock, serialization failure, lock
@@ -386,35 +385,33 @@ impl<D: SqlDialect> Core<D> {
     ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
-        let page = PageQuery {
-            from,
-            end: from.saturating_add(max_records),
-            max_bytes,
-        };
         for _ in 0..MAX_READ_ATTEMPTS {
             self.check_open()?;
-            // One round trip: the head, and the page if the budget cannot cut it.
-            let Some((h, read)) = self.dialect.head_and_records(stream, &page).await? else {
+            let Some(h) = self.live_head(stream).await? else {
                 return Ok(ReadBatch::missing(from));
             };
-            if is_expired(&h, now_ms()) {
-                return Ok(ReadBatch::missing(from));
-            }
             let mut batch = h.head.empty_read(from)?;
             if from >= h.head.next_offset {
                 return Ok(batch);
             }
-            // The records of `head_and_records` came from the same snapshot as the head, so
-            // they are the page itself (the contiguity check below still guards them).
-            let records = if page.covers(&h.head) {
-                read
-            } else {
-                self.read_within_budget(stream, &h, from, max_records, max_bytes)
-                    .await?
+            let end = h.head.next_offset.min(from.saturating_add(max_records));
+            let held = h.head.next_offset - h.head.first_offset;
+            let range = RecordRange {
+                incarnation: h.head.incarnation,
+                from,
+                end,
+                // The head's byte count covers every record the read can return: if it fits the
+                // budget, the budget cannot cut the page.
+                max_bytes: if h.head.bytes <= max_bytes {
+                    u64::MAX
+                } else {
+                    max_bytes
+                },
+                mean_len: h.head.bytes.div_ceil(held.max(1)),
             };
-            // Every record in `from..end` was committed before the head was read (or in the
-            // same snapshot), so only a trim or a delete (new incarnation) running in between
-            // can leave a hole: read again.
+            let records = self.dialect.records(stream, &range).await?;
+            // Every record in `from..end` was committed before the head was read, so only a trim
+            // or a delete (new incarnation) running in between can leave a hole: read again.
             let contiguous =
                 !records.is_empty() && records.iter().zip(from..).all(|(r, o)| r.offset == o);
             if contiguous {
@@ -427,29 +424,6 @@ impl<D: SqlDialect> Core<D> {
             ErrorKind::Unavailable,
             format!("stream {stream:?} kept changing while it was read"),
         ))
-    }
-
-    /// The records of a page whose byte budget `max_bytes` the head `h` says can cut it (the
-    /// stream holds more than the budget; otherwise `head_and_records` read them already): a
-    /// second statement, which sums lengths where the dialect needs to (see [`RecordRange`]).
-    async fn read_within_budget(
-        &self,
-        stream: &StreamId,
-        h: &HeadRow,
-        from: u64,
-        max_records: u64,
-        max_bytes: u64,
-    ) -> Result<Vec<streamstore::Record>> {
-        let end = h.head.next_offset.min(from.saturating_add(max_records));
-        let held = h.head.next_offset - h.head.first_offset;
-        let range = RecordRange {
-            incarnation: h.head.incarnation,
-            from,
-            end,
-            max_bytes,
-            mean_len: h.head.bytes.div_ceil(held.max(1)),
-        };
-        self.dialect.records(stream, &range).await
     }
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
