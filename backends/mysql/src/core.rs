@@ -349,7 +349,12 @@ streamstore_sql::sqlx_dialect! {
             from_db(removed)
         }
 
-        async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>> {
+        async fn records(
+            &self,
+            conn: &mut Self::Conn,
+            stream: &StreamId,
+            range: &RecordRange,
+        ) -> Result<Vec<Record>> {
             let (inc, from_db_, end_db) =
                 (to_db_incarnation(range.incarnation), to_db(range.from)?, to_db(range.end)?);
             if !range.likely_cut() {
@@ -360,7 +365,7 @@ streamstore_sql::sqlx_dialect! {
                     .bind(inc)
                     .bind(from_db_)
                     .bind(end_db)
-                    .fetch(&self.pool);
+                    .fetch(&mut **conn);
                 let mut records = Vec::new();
                 let mut bytes = 0u64;
                 while let Some(row) = db(rows.try_next().await)? {
@@ -384,7 +389,7 @@ streamstore_sql::sqlx_dialect! {
                 .bind(from_db_)
                 .bind(end_db)
                 .bind(i64::try_from(range.max_bytes).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut **conn)
                 .await)?;
             rows.iter()
                 .map(|r| record_of(r, parse_mysql_error))

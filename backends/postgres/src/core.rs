@@ -342,7 +342,12 @@ streamstore_sql::sqlx_dialect! {
             self.outbox.push(stream);
         }
 
-        async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>> {
+        async fn records(
+            &self,
+            conn: &mut Self::Conn,
+            stream: &StreamId,
+            range: &RecordRange,
+        ) -> Result<Vec<Record>> {
             let q = if range.bounded() {
                 sqlx::query(&self.sql.records_within)
             } else {
@@ -356,7 +361,7 @@ streamstore_sql::sqlx_dialect! {
             if range.bounded() {
                 q = q.bind(i64::try_from(range.max_bytes).unwrap_or(i64::MAX));
             }
-            let rows = db(q.fetch_all(&self.pool).await)?;
+            let rows = db(q.fetch_all(&mut **conn).await)?;
             rows.iter()
                 .map(|r| record_of(r, parse_postgres_error))
                 .collect()

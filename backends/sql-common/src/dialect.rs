@@ -21,6 +21,9 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// An open read-write transaction.
     type Tx: Send;
 
+    /// A pooled connection for a read's statements, outside any transaction.
+    type Conn: Send;
+
     /// Starts a read-write transaction.
     async fn begin(&self) -> Result<Self::Tx>;
 
@@ -130,13 +133,23 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// not wait for the database. The default does nothing.
     fn changed(&self, _stream: &StreamId) {}
 
+    /// Takes a connection from the pool for [`Self::head`] and [`Self::records`]. A read runs
+    /// both statements on the one connection: every acquisition from the pool costs a round
+    /// trip of its own (sqlx pings an idle connection before handing it out).
+    async fn connection(&self) -> Result<Self::Conn>;
+
     /// Reads the head of `stream` without locking (one statement, latest committed state).
-    async fn head(&self, stream: &StreamId) -> Result<Option<HeadRow>>;
+    async fn head(&self, conn: &mut Self::Conn, stream: &StreamId) -> Result<Option<HeadRow>>;
 
     /// Reads records of `stream` per `range`, in offset order: as many as fit
     /// `range.max_bytes` of payload (by the running sum of lengths), and at least one if any
     /// exists.
-    async fn records(&self, stream: &StreamId, range: &RecordRange) -> Result<Vec<Record>>;
+    async fn records(
+        &self,
+        conn: &mut Self::Conn,
+        stream: &StreamId,
+        range: &RecordRange,
+    ) -> Result<Vec<Record>>;
 
     /// Stream ids per `query`, ascending by bytes, leaving out streams expired at `now_ms`.
     async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>>;

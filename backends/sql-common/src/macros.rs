@@ -9,7 +9,7 @@
 /// statements), with at least the statements `lock_head`, `head`, `delete_head`,
 /// `delete_records`, `delete_keys`, `find_key`, `insert_key`, `bytes_cut` and `expired`, taking
 /// the parameters in the order the shared methods bind them (see below). `Tx` is
-/// `sqlx::Transaction<'static, database>`.
+/// `sqlx::Transaction<'static, database>`, `Conn` is `sqlx::pool::PoolConnection<database>`.
 ///
 /// ```text
 /// streamstore_sql::sqlx_dialect! {
@@ -36,6 +36,8 @@ macro_rules! sqlx_dialect {
         #[$crate::__private::async_trait]
         impl $crate::SqlDialect for $core {
             type Tx = $crate::__private::sqlx::Transaction<'static, $db>;
+
+            type Conn = $crate::__private::sqlx::pool::PoolConnection<$db>;
 
             async fn begin(&self) -> $crate::__private::streamstore::Result<Self::Tx> {
                 self.pool.begin().await.map_err($map)
@@ -139,14 +141,19 @@ macro_rules! sqlx_dialect {
                 off.map($crate::from_db).transpose()
             }
 
+            async fn connection(&self) -> $crate::__private::streamstore::Result<Self::Conn> {
+                self.pool.acquire().await.map_err($map)
+            }
+
             // `head`: `stream_id`.
             async fn head(
                 &self,
+                conn: &mut Self::Conn,
                 stream: &$crate::__private::streamstore::StreamId,
             ) -> $crate::__private::streamstore::Result<Option<$crate::HeadRow>> {
                 let row = $crate::__private::sqlx::query(&self.sql.head)
                     .bind($crate::sid(stream))
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut **conn)
                     .await
                     .map_err($map)?;
                 row.as_ref().map(|r| $crate::head_of(r, $map)).transpose()

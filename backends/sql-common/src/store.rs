@@ -198,7 +198,13 @@ impl<D: SqlDialect> Core<D> {
 
     /// The head of `stream` if it exists and has not expired.
     async fn live_head(&self, stream: &StreamId) -> Result<Option<HeadRow>> {
-        let head = self.dialect.head(stream).await?;
+        let mut conn = self.dialect.connection().await?;
+        self.live_head_on(&mut conn, stream).await
+    }
+
+    /// [`Self::live_head`] on a connection the caller holds.
+    async fn live_head_on(&self, conn: &mut D::Conn, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let head = self.dialect.head(conn, stream).await?;
         Ok(head.filter(|h| !is_expired(h, now_ms())))
     }
 
@@ -385,9 +391,13 @@ impl<D: SqlDialect> Core<D> {
     ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
+        // Both statements of every attempt on one connection: one pool acquisition per read.
+        // Checked first: a closed store's pool refuses the connection with another error.
+        self.check_open()?;
+        let mut conn = self.dialect.connection().await?;
         for _ in 0..MAX_READ_ATTEMPTS {
             self.check_open()?;
-            let Some(h) = self.live_head(stream).await? else {
+            let Some(h) = self.live_head_on(&mut conn, stream).await? else {
                 return Ok(ReadBatch::missing(from));
             };
             let mut batch = h.head.empty_read(from)?;
@@ -409,7 +419,7 @@ impl<D: SqlDialect> Core<D> {
                 },
                 mean_len: h.head.bytes.div_ceil(held.max(1)),
             };
-            let records = self.dialect.records(stream, &range).await?;
+            let records = self.dialect.records(&mut conn, stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             let contiguous =

@@ -210,6 +210,100 @@ pub async fn byte_budget_over_uneven_records(store: &dyn StreamStore) {
     }
 }
 
+/// Reads whose budget cannot cut the page (no budget, or one the whole stream fits: the plain
+/// range query) and reads whose budget the stream's bytes exceed (the dialect's budget-aware
+/// query) return the same batches, both statements of a read running on one connection; and
+/// reads keep every check of the contract: a missing stream, offsets at and beyond the end
+/// (also beyond what a BIGINT holds), a trimmed offset, a sealed stream, a deleted and
+/// re-created stream (new incarnation, no old records), and an expired stream.
+pub async fn reads_keep_the_contract_on_every_query(store: &dyn StreamStore) {
+    let s = id("page/contract");
+    let recs: Vec<Bytes> = (0..30u8).map(|i| Bytes::from(vec![i; 10])).collect();
+    store
+        .append(&s, recs.clone(), AppendOptions::default())
+        .await
+        .unwrap();
+    let payloads = |b: &streamstore::ReadBatch| -> Vec<Bytes> {
+        b.records.iter().map(|r| r.payload.clone()).collect()
+    };
+    // 300 bytes: budgets of usize::MAX, 1 MiB and 300 cannot cut a page, 299 can.
+    for budget in [usize::MAX, 1 << 20, 300, 299] {
+        let b = store
+            .read(&s, 5, ReadOptions::limit(20).bytes(budget))
+            .await
+            .unwrap();
+        let offsets: Vec<u64> = b.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (5..25).collect::<Vec<_>>(), "budget {budget}");
+        assert_eq!(payloads(&b), recs[5..25].to_vec(), "budget {budget}");
+        assert_eq!(
+            (b.next_offset, b.end_offset, b.first_available, b.sealed),
+            (25, 30, 0, false),
+            "budget {budget}"
+        );
+        // The page stops at the end of the stream.
+        let b = store
+            .read(&s, 25, ReadOptions::limit(100).bytes(budget))
+            .await
+            .unwrap();
+        assert_eq!(payloads(&b), recs[25..].to_vec(), "budget {budget}");
+        assert_eq!(b.next_offset, 30);
+    }
+    let unbounded = ReadOptions::limit(1000).bytes(usize::MAX);
+    // At and beyond the end (also beyond what a BIGINT holds): empty, not an error.
+    for from in [30, 31, 1 << 40, u64::MAX] {
+        let b = store.read(&s, from, unbounded).await.unwrap();
+        assert!(b.records.is_empty(), "from {from}");
+        assert_eq!(
+            (b.next_offset, b.end_offset, b.incarnation.is_some()),
+            (from, 30, true),
+            "from {from}"
+        );
+    }
+    // A missing stream.
+    let b = store.read(&id("page/missing"), 0, unbounded).await.unwrap();
+    assert!(b.records.is_empty() && b.incarnation.is_none());
+    // Trimmed offsets.
+    assert_eq!(store.trim(&s, 10).await.unwrap(), 10);
+    let e = store.read(&s, 3, unbounded).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Trimmed {
+            first_available: 10
+        }
+    );
+    let b = store.read(&s, 10, unbounded).await.unwrap();
+    assert_eq!(payloads(&b), recs[10..].to_vec());
+    assert_eq!(b.first_available, 10);
+    // Sealed.
+    store.seal(&s).await.unwrap();
+    let b = store.read(&s, 28, unbounded).await.unwrap();
+    assert_eq!(payloads(&b), recs[28..].to_vec());
+    assert!(b.sealed && b.is_finished());
+    // Deleted and re-created: a new incarnation, none of the old records.
+    let old = b.incarnation;
+    assert!(store.delete(&s).await.unwrap());
+    let b = store.read(&s, 0, unbounded).await.unwrap();
+    assert!(b.records.is_empty() && b.incarnation.is_none());
+    store
+        .append(&s, vec![Bytes::from("new")], AppendOptions::default())
+        .await
+        .unwrap();
+    let b = store.read(&s, 0, unbounded).await.unwrap();
+    assert_eq!(payloads(&b), vec![Bytes::from("new")]);
+    assert!(b.incarnation.is_some() && b.incarnation != old && !b.sealed);
+    let b = store.read(&s, 1, unbounded).await.unwrap();
+    assert!(b.records.is_empty() && b.end_offset == 1);
+    // Expired (idle retention fired; the sweeper may not have run): missing.
+    let idle = streamstore::Retention {
+        delete_after_idle: Some(Duration::from_millis(50)),
+        ..streamstore::Retention::default()
+    };
+    store.set_retention(&s, idle).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = store.read(&s, 0, unbounded).await.unwrap();
+    assert!(b.records.is_empty() && b.incarnation.is_none());
+}
+
 /// The server's URL from `url_env`, or `None` after printing why the test is skipped.
 pub fn url(url_env: &str, server: &str) -> Option<String> {
     let url = std::env::var(url_env).ok();
@@ -296,6 +390,14 @@ macro_rules! sql_adapter_tests {
         async fn byte_budget_over_uneven_records() {
             on_one_store("budget", async |store| {
                 $crate::cases::byte_budget_over_uneven_records(store).await
+            })
+            .await;
+        }
+
+        #[tokio::test]
+        async fn reads_keep_the_contract_on_every_query() {
+            on_one_store("page", async |store| {
+                $crate::cases::reads_keep_the_contract_on_every_query(store).await
             })
             .await;
         }
