@@ -65,6 +65,9 @@ pub struct RecoveryReport {
     /// creating the segment; nothing in them was acknowledged). Normal after a crash, but listed
     /// because a segment cut to nothing by damage looks the same.
     pub removed_empty_segments: Vec<u64>,
+    /// Segments removed because they came after a cut in a finished segment written by a
+    /// `Buffered`/`Interval` session (see [`TornTail`]): their frames were never proven durable.
+    pub dropped_segments: Vec<u64>,
     /// Time the recovery took.
     pub duration: Duration,
 }
@@ -81,16 +84,19 @@ impl RecoveryReport {
     }
 }
 
-/// The bytes cut from the end of the log.
+/// The bytes cut from the end of the log. Usually in the last segment; after a crash of a
+/// `Buffered`/`Interval` session it can be in a finished segment whose roll sync had not completed,
+/// and then every later segment is dropped too ([`RecoveryReport::dropped_segments`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     /// Segment sequence number.
     pub segment: u64,
     /// Where the cut starts.
     pub position: u64,
-    /// How many bytes after it were not zero.
+    /// How many bytes after it (in that segment) were not zero.
     pub bytes: u64,
-    /// Valid frames found after the invalid one (never acknowledged in `Sync` mode), dropped.
+    /// Valid frames found after the cut (never acknowledged in `Sync` mode), dropped; those of
+    /// dropped later segments included.
     pub dropped_frames: usize,
 }
 
@@ -133,9 +139,29 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// Where the log ends because a finished segment of a non-`Sync` session is damaged or short and
+/// nothing proves those bytes were durable.
+struct Cut {
+    pos: u64,
+    /// Non-zero bytes from `pos` to be zeroed.
+    bytes: u64,
+    /// Valid frames after `pos` in the segment.
+    frames: usize,
+}
+
 struct Rec<'a> {
     fs: &'a dyn FileSystem,
     dir: &'a Path,
+    seg_dir: &'a Path,
+    /// Every segment, in order.
+    seqs: Vec<u64>,
+    /// A cut found by the scan of the current segment.
+    cut: Option<Cut>,
+    /// The scan of the current segment reached the end of its data without damage.
+    ended_clean: bool,
+    /// The highest segment holding a `Commit` frame past its header (computed when first needed):
+    /// every segment before it was durable whole.
+    proof: Option<Option<u64>>,
     opts: &'a LocalOptions,
     streams: Streams,
     numbers: HashMap<u64, StreamId>,
@@ -170,6 +196,11 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
     let mut rec = Rec {
         fs,
         dir,
+        seg_dir,
+        seqs: seqs.clone(),
+        cut: None,
+        ended_clean: false,
+        proof: None,
         opts,
         streams: BTreeMap::new(),
         numbers: HashMap::new(),
@@ -225,6 +256,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
 
     let mut segments = BTreeMap::new();
     let mut active = None;
+    let mut cut = false;
     let last = seqs.last().copied();
     for &seq in &seqs {
         let path = segment_path(seg_dir, seq);
@@ -298,6 +330,9 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
             }
             let end = rec.scan(seq, salt, &data, from, durable, is_last, file.as_ref())?;
             rec.report.bytes_scanned += end.saturating_sub(from);
+            if !is_last && rec.cut.is_none() && rec.ended_clean {
+                rec.check_end(seq, end, &data)?;
+            }
             end
         } else {
             file.size().map_err(|e| io("reading a segment length", e))?
@@ -310,8 +345,21 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
                 damaged: false,
             },
         );
+        if let Some(c) = rec.cut.take() {
+            rec.apply_cut(seq, &c)?;
+            cut = true;
+            active = Some((seq, salt, readable));
+            break;
+        }
         if is_last {
             active = Some((seq, salt, readable));
+        } else if scanned && !rec.report.clean_shutdown {
+            // What this recovery keeps must be durable before the next session writes after it:
+            // a finished segment's roll sync may not have completed when the last session ended
+            // (a process crash leaves the bytes in the page cache, readable but not on disk). The
+            // last segment is synced with the next session's `Open` frame.
+            file.sync_data()
+                .map_err(|e| io("syncing a recovered segment", e))?;
         }
     }
     if rec.orphans > 0 {
@@ -323,7 +371,8 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
 
     // Who may have lost records that readers saw?
     let mut reincarnate = Vec::new();
-    let unclean_buffered = !rec.report.clean_shutdown && rec.session != 0;
+    // A cut in a finished segment dropped frames of any stream, perhaps seen by readers.
+    let unclean_buffered = (!rec.report.clean_shutdown && rec.session != SYNC) || cut;
     for (id, s) in &rec.streams {
         let seen = rec.last_seen.get(&s.number).copied();
         let blind = rec
@@ -347,6 +396,10 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
         report: rec.report,
     })
 }
+
+/// `Durability::Sync.code()`: a session that synced every group, and every finished segment at its
+/// roll, before acknowledging.
+const SYNC: u64 = 0;
 
 /// A checked frame at `pos`: the header and its body.
 fn frame_at(data: &[u8], pos: u64, salt: u32) -> Option<(FrameHeader, &[u8])> {
@@ -403,6 +456,7 @@ impl Rec<'_> {
         let mut pos = from;
         let mut durable = durable;
         let mut barrier = None;
+        self.ended_clean = false;
         // One past the last non-zero byte: computed once, the data does not change.
         let data_end = nonzero_end(data, from);
         loop {
@@ -415,6 +469,7 @@ impl Rec<'_> {
                          have been truncated"
                     ));
                 }
+                self.ended_clean = true;
                 return Ok(pos);
             }
             if let Some((h, body)) = frame_at(data, pos, salt) {
@@ -426,13 +481,25 @@ impl Rec<'_> {
                 continue;
             }
             let next = resync(data, pos + FRAME_ALIGN, salt);
-            let proven = match next {
-                None => false,
-                // A finished segment was synced whole before the next one started.
-                Some(_) if !is_last => true,
-                Some(q) => durable > pos || self.commit_after(data, q, salt, pos),
-            };
-            if !proven {
+            let mut proven =
+                durable > pos || next.is_some_and(|q| self.commit_after(data, q, salt, pos));
+            if !proven && !is_last {
+                // A finished segment is durable whole if its session synced it at the roll
+                // (`Sync`), or if a later segment holds a `Commit` frame (written after a sync,
+                // which waits for every pending roll sync). Otherwise its roll sync may not have
+                // completed: the damage is where the durable log ended.
+                proven = self.session == SYNC || self.proven_by_later(seq)?;
+                if !proven {
+                    let end = data_end.max(pos);
+                    self.cut = Some(Cut {
+                        pos,
+                        bytes: end - pos,
+                        frames: next.map_or(0, |q| count_frames(data, q, salt)),
+                    });
+                    return Ok(pos);
+                }
+            }
+            if next.is_none() || !proven {
                 let end = data_end.max(pos);
                 if end > pos {
                     let dropped = next.map_or(0, |q| count_frames(data, q, salt));
@@ -503,14 +570,179 @@ impl Rec<'_> {
     }
 
     /// Whether a `Commit` frame at or after `q` proves that byte `pos` was durable.
-    fn commit_after(&self, data: &[u8], mut q: u64, salt: u32, pos: u64) -> bool {
-        while let Some((h, _)) = frame_at(data, q, salt) {
-            if h.kind == Kind::Commit && h.first > pos {
-                return true;
-            }
-            q += h.padded_len();
+    /// Frames after further damage count too.
+    fn commit_after(&self, data: &[u8], q: u64, salt: u32, pos: u64) -> bool {
+        let mut q = Some(q);
+        while let Some(at) = q {
+            q = match frame_at(data, at, salt) {
+                Some((h, _)) if h.kind == Kind::Commit && h.first > pos => return true,
+                Some((h, _)) => Some(at + h.padded_len()),
+                None => resync(data, at + FRAME_ALIGN, salt),
+            };
         }
         false
+    }
+
+    /// Whether a later segment than `seq` holds a `Commit` frame past its header (not the one a
+    /// roll writes first, which names the end of the finished segment): such a frame is written
+    /// only after a sync, and a sync first waits for every pending roll sync, so every segment
+    /// before it was durable whole.
+    fn proven_by_later(&mut self, seq: u64) -> Result<bool> {
+        if self.proof.is_none() {
+            let mut found = None;
+            for &m in self.seqs.iter().rev() {
+                if m <= seq {
+                    break;
+                }
+                let data = self.read_segment(m)?;
+                let Ok(h) = SegmentHeader::decode(&data) else {
+                    continue;
+                };
+                let salt = h.salt();
+                let mut q = Some(SEGMENT_HEADER_LEN);
+                while let Some(at) = q {
+                    q = match frame_at(&data, at, salt) {
+                        Some((f, _)) if f.kind == Kind::Commit && f.first > SEGMENT_HEADER_LEN => {
+                            found = Some(m);
+                            break;
+                        }
+                        Some((f, _)) => Some(at + f.padded_len()),
+                        None => resync(&data, at + FRAME_ALIGN, salt),
+                    };
+                }
+                if found.is_some() {
+                    break;
+                }
+            }
+            self.proof = Some(found);
+        }
+        Ok(self.proof.flatten().is_some_and(|m| m > seq))
+    }
+
+    fn read_segment(&self, seq: u64) -> Result<Vec<u8>> {
+        self.fs
+            .open(&segment_path(self.seg_dir, seq), false)
+            .and_then(|f| read_all(f.as_ref()))
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "recovery: reading a segment").with_source(e)
+            })
+    }
+
+    /// After a finished segment's data ended cleanly at `end`: if the next segment starts with
+    /// the `Commit` frame of a non-`Sync` roll, its `aux` says where the finished segment's
+    /// frames ended. Bytes missing before that are a cut (or quarantined, if proven durable).
+    fn check_end(&mut self, seq: u64, end: u64, data: &[u8]) -> Result<()> {
+        let Some(&next) = self.seqs.iter().find(|m| **m > seq) else {
+            return Ok(());
+        };
+        if next != seq + 1 {
+            return Ok(());
+        }
+        let head = {
+            let f = self
+                .fs
+                .open(&segment_path(self.seg_dir, next), false)
+                .map_err(|e| {
+                    Error::new(ErrorKind::Unavailable, "recovery: opening a segment")
+                        .with_source(e)
+                })?;
+            let mut h = vec![0u8; usize::try_from(SEGMENT_HEADER_LEN).unwrap_or(64) + 2 * FRAME_HEADER_LEN];
+            let n = f.read_at(&mut h, 0).map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "recovery: reading a segment").with_source(e)
+            })?;
+            h.truncate(n);
+            h
+        };
+        let Ok(h) = SegmentHeader::decode(&head) else {
+            return Ok(());
+        };
+        if h.seq != next {
+            return Ok(());
+        }
+        let expected = match frame_at(&head, SEGMENT_HEADER_LEN, h.salt()) {
+            Some((f, _))
+                if f.kind == Kind::Commit && f.first == SEGMENT_HEADER_LEN && f.aux != 0 =>
+            {
+                f.aux
+            }
+            _ => return Ok(()),
+        };
+        if end >= expected {
+            if end > expected {
+                self.report.warnings.push(format!(
+                    "segment {seq} has frames up to byte {end}, past the end {expected} that \
+                     segment {next} records for it"
+                ));
+            }
+            return Ok(());
+        }
+        if self.session == SYNC || self.proven_by_later(seq)? {
+            self.quarantine(
+                seq,
+                end,
+                expected,
+                data,
+                format!("bytes {end}..{expected} of a finished segment are missing"),
+            );
+            self.blind.push((seq, expected));
+        } else {
+            self.cut = Some(Cut {
+                pos: end,
+                bytes: 0,
+                frames: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the log at `c.pos` of segment `seq`: removes every later segment (the newest first,
+    /// so that a crash in between leaves the same cut to find again), then zeros the bytes after
+    /// the cut, both durably.
+    fn apply_cut(&mut self, seq: u64, c: &Cut) -> Result<()> {
+        let io = |what: &str, e: io::Error| {
+            Error::new(ErrorKind::Unavailable, format!("recovery: {what}")).with_source(e)
+        };
+        let later: Vec<u64> = self.seqs.iter().copied().filter(|m| *m > seq).collect();
+        let mut frames = c.frames;
+        for &m in later.iter().rev() {
+            if let Ok(data) = self.read_segment(m) {
+                if let Ok(h) = SegmentHeader::decode(&data) {
+                    frames += count_all_frames(&data, h.salt());
+                }
+            }
+            self.fs
+                .remove(&segment_path(self.seg_dir, m))
+                .map_err(|e| io("removing a segment after the cut", e))?;
+            self.report.dropped_segments.insert(0, m);
+        }
+        if !later.is_empty() {
+            self.fs
+                .sync_dir(self.seg_dir)
+                .map_err(|e| io("syncing the segment directory", e))?;
+        }
+        if c.bytes > 0 {
+            let file = self
+                .fs
+                .open(&segment_path(self.seg_dir, seq), true)
+                .map_err(|e| io("opening a segment to cut it", e))?;
+            let zeros = vec![0u8; usize::try_from(c.bytes).unwrap_or(0)];
+            file.write_all_at(&zeros, c.pos)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| io("cutting a finished segment", e))?;
+        }
+        eprintln!(
+            "streamstore: the log ends at byte {} of segment {seq}, whose roll sync by a \
+             non-Sync session was not proven complete; dropped {frames} frames after it and \
+             segments {later:?}",
+            c.pos
+        );
+        self.report.torn_tail = Some(TornTail {
+            segment: seq,
+            position: c.pos,
+            bytes: c.bytes,
+            dropped_frames: frames,
+        });
+        Ok(())
     }
 
     /// Records offsets `[a, b)` of `id` as lost and moves its end past them.
@@ -723,6 +955,22 @@ impl Rec<'_> {
             Kind::Create | Kind::Commit | Kind::Open | Kind::Moved => {}
         }
     }
+}
+
+/// Valid frames of a whole segment, past any damage (for the report of a cut).
+fn count_all_frames(data: &[u8], salt: u32) -> usize {
+    let mut n = 0;
+    let mut q = Some(SEGMENT_HEADER_LEN);
+    while let Some(at) = q {
+        q = match frame_at(data, at, salt) {
+            Some((h, _)) => {
+                n += 1;
+                Some(at + h.padded_len())
+            }
+            None => resync(data, at + FRAME_ALIGN, salt),
+        };
+    }
+    n
 }
 
 /// Valid frames from `q` on (for the report of a torn tail).

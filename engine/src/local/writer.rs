@@ -278,7 +278,7 @@ impl Writer {
             return;
         }
         if let Durability::Interval(d) = self.durability {
-            if self.active.durable < self.active.pos && self.last_sync.elapsed() >= d {
+            if self.unsynced() && self.last_sync.elapsed() >= d {
                 if let Err(e) = self.sync() {
                     self.poison(&e, "sync");
                 }
@@ -938,7 +938,7 @@ impl Writer {
             Durability::Interval(d) => self.last_sync.elapsed() >= d,
             Durability::Buffered => false,
         };
-        if sync && self.active.durable < self.active.pos {
+        if sync && self.unsynced() {
             self.sync()?;
         }
         Ok(())
@@ -1022,9 +1022,15 @@ impl Writer {
         create_segment(&self.shared, &self.seg_dir, seq, self.fill)
     }
 
-    /// `fdatasync` of the active segment.
+    /// `fdatasync` of the active segment, after waiting for the roll syncs of finished segments.
     fn sync(&mut self) -> io::Result<()> {
         {
+            // Everything before the active segment first: segments finished by a roll in
+            // `Buffered`/`Interval` mode are synced in the background, and the durable position
+            // published below means "everything before this is on disk".
+            if let Some(f) = &self.flusher {
+                f.wait_rolls();
+            }
             // Wait for a background writeback sync in progress; a failure it saw (and the kernel
             // may report only once) is this sync's failure.
             let failed = self.flusher.as_ref().map(Flusher::lock);
@@ -1054,13 +1060,28 @@ impl Writer {
         Ok(())
     }
 
-    /// Finishes the active segment (written and synced) and starts the next one.
+    /// Finishes the active segment and starts the next one.
+    ///
+    /// In `Sync` mode the finished segment is synced here, before the next one starts. In
+    /// `Buffered`/`Interval` mode its `fdatasync` is handed to the flusher thread and the next
+    /// segment starts at once; the next segment begins with a `Commit` frame whose `aux` is the
+    /// finished segment's end, so that recovery can tell a finished segment that lost its last
+    /// bytes from a complete one (`recovery.rs`). Anything that claims durability (`sync`, and so
+    /// checkpoints and close) waits for the pending roll syncs first.
     fn roll(&mut self, g: &mut Group) -> io::Result<()> {
         if !g.buf.is_empty() {
             self.write_buf(g)?;
         }
-        self.sync()?;
-        g.rolled.push((self.active.seq, self.active.pos));
+        let end = self.active.pos;
+        let background = self.durability != Durability::Sync && self.roll_flusher()?;
+        if background {
+            if let Some(f) = &self.flusher {
+                f.roll(self.active.file.clone());
+            }
+        } else {
+            self.sync()?;
+        }
+        g.rolled.push((self.active.seq, end));
         let next = self.next_segment(self.active.seq + 1)?;
         g.created.push((
             next.seq,
@@ -1072,7 +1093,50 @@ impl Writer {
         ));
         self.active = next;
         self.kicked = 0;
+        if background {
+            // Only the header of the new segment is durable; `aux` names the end of the finished
+            // one (its frames end there). Not a durability claim about the finished segment.
+            let (seq, salt) = (self.active.seq, self.active.salt);
+            format::encode_frame(
+                &mut g.buf,
+                salt,
+                Kind::Commit,
+                0,
+                seq,
+                SEGMENT_HEADER_LEN,
+                end,
+                now_ms(),
+                0,
+                &[],
+            );
+        }
         Ok(())
+    }
+
+    /// The flusher, started if needed, for a roll sync in the background. `Ok(false)` if it
+    /// cannot be started (the roll then syncs itself); an error if an earlier background sync
+    /// failed (the group fails and the store is poisoned, as if this roll's sync had failed).
+    fn roll_flusher(&mut self) -> io::Result<bool> {
+        if self.flusher.is_none() {
+            match Flusher::start() {
+                Ok(f) => self.flusher = Some(f),
+                Err(e) => {
+                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    return Ok(false);
+                }
+            }
+        }
+        if let Some(e) = self.flusher.as_ref().and_then(Flusher::failure) {
+            return Err(io::Error::other(format!("background sync: {e}")));
+        }
+        Ok(true)
+    }
+
+    /// Whether something written is not known to be durable: the active segment past its synced
+    /// position, or a finished segment whose roll sync is still pending.
+    fn unsynced(&self) -> bool {
+        self.active.durable < self.active.pos
+            || self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0)
     }
 
     /// Makes the group visible: applies it to the shared state, wakes readers, answers waiters.
@@ -1143,7 +1207,7 @@ impl Writer {
     /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
     /// record needs any more.
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        if self.active.durable < self.active.pos {
+        if self.unsynced() {
             self.sync()?;
         }
         let bytes = {
