@@ -394,6 +394,48 @@ async fn damage_proven_durable_by_a_later_commit_is_quarantined() {
 }
 
 #[tokio::test]
+async fn a_later_sync_session_proves_the_buffered_segments_durable() {
+    // A `Buffered` session crashes after several rolls; recovery syncs what it keeps; a `Sync`
+    // session then appends (and acknowledges) more. Damage in the `Buffered` session's finished
+    // segment is then proven durable (the `Sync` session's `Open` frame comes after it): it is
+    // quarantined, and nothing the `Sync` session acknowledged is lost.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut history = build(dir, options(Durability::Buffered), 5).await;
+    let store = LocalStore::open(dir, options(Durability::Sync)).await.unwrap();
+    for i in 0..STREAMS {
+        let n = history[&i].len();
+        let recs: Vec<Bytes> = (0..2).map(|k| payload(i, n + k)).collect();
+        history.get_mut(&i).unwrap().extend(recs.iter().cloned());
+        store
+            .append(&id(i), recs, AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    store.abandon().await;
+    drop(store);
+    damage(dir, 2, Damage::ZeroPage);
+    let store = LocalStore::open(dir, options(Durability::Sync)).await.unwrap();
+    let report = store.recovery_report();
+    assert!(report.torn_tail.is_none(), "{report:#?}");
+    assert!(report.dropped_segments.is_empty(), "{report:#?}");
+    assert_eq!(report.quarantined.len(), 1, "{report:#?}");
+    assert_eq!(report.quarantined[0].segment, 2, "{report:#?}");
+    check_prefix(&store, &history).await;
+    for i in 0..STREAMS {
+        let info = store.info(&id(i)).await.unwrap();
+        assert_eq!(info.next_offset as usize, history[&i].len());
+        // The `Sync` session's records are there.
+        let b = store
+            .read(&id(i), info.next_offset - 2, ReadOptions::limit(10))
+            .await
+            .unwrap();
+        assert_eq!(b.records.len(), 2);
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_crash_without_damage_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -481,8 +481,8 @@ impl Rec<'_> {
                 continue;
             }
             let next = resync(data, pos + FRAME_ALIGN, salt);
-            let mut proven =
-                durable > pos || next.is_some_and(|q| self.commit_after(data, q, salt, pos));
+            let mut proven = durable > pos
+                || next.is_some_and(|q| self.commit_after(data, q, salt, pos, !is_last));
             if !proven && !is_last {
                 // A finished segment is durable whole if its session synced it at the roll
                 // (`Sync`), or if a later segment holds a `Commit` frame (written after a sync,
@@ -569,13 +569,14 @@ impl Rec<'_> {
         }
     }
 
-    /// Whether a `Commit` frame at or after `q` proves that byte `pos` was durable.
-    /// Frames after further damage count too.
-    fn commit_after(&self, data: &[u8], q: u64, salt: u32, pos: u64) -> bool {
+    /// Whether a `Commit` frame at or after `q` proves that byte `pos` was durable (with `open`,
+    /// an `Open` frame too: see [`proves_earlier`]). Frames after further damage count too.
+    fn commit_after(&self, data: &[u8], q: u64, salt: u32, pos: u64, open: bool) -> bool {
         let mut q = Some(q);
         while let Some(at) = q {
             q = match frame_at(data, at, salt) {
                 Some((h, _)) if h.kind == Kind::Commit && h.first > pos => return true,
+                Some((h, _)) if open && h.kind == Kind::Open => return true,
                 Some((h, _)) => Some(at + h.padded_len()),
                 None => resync(data, at + FRAME_ALIGN, salt),
             };
@@ -583,10 +584,8 @@ impl Rec<'_> {
         false
     }
 
-    /// Whether a later segment than `seq` holds a `Commit` frame past its header (not the one a
-    /// roll writes first, which names the end of the finished segment): such a frame is written
-    /// only after a sync, and a sync first waits for every pending roll sync, so every segment
-    /// before it was durable whole.
+    /// Whether a later segment than `seq` holds a frame that proves every earlier segment durable
+    /// whole ([`proves_earlier`]).
     fn proven_by_later(&mut self, seq: u64) -> Result<bool> {
         if self.proof.is_none() {
             let mut found = None;
@@ -602,7 +601,7 @@ impl Rec<'_> {
                 let mut q = Some(SEGMENT_HEADER_LEN);
                 while let Some(at) = q {
                     q = match frame_at(&data, at, salt) {
-                        Some((f, _)) if f.kind == Kind::Commit && f.first > SEGMENT_HEADER_LEN => {
+                        Some((f, _)) if proves_earlier(&f) => {
                             found = Some(m);
                             break;
                         }
@@ -955,6 +954,19 @@ impl Rec<'_> {
             Kind::Create | Kind::Commit | Kind::Open | Kind::Moved => {}
         }
     }
+}
+
+/// Whether frame `f` proves every byte of the log before it durable (for segments finished by a
+/// non-`Sync` session, whose roll sync ran in the background):
+/// - a `Commit` frame past the segment header (not the `Commit` a roll writes first, which names
+///   the end of the finished segment and claims only the header): it is written only after a
+///   sync, and a sync first waits for every pending roll sync;
+/// - an `Open` frame: a session starts only after recovery synced every segment it kept (or
+///   after a clean close, which synced everything). If that session's own sync of the frame did
+///   not complete, it acknowledged nothing, and treating the damage as durable only quarantines
+///   it instead of cutting the log there.
+fn proves_earlier(f: &FrameHeader) -> bool {
+    (f.kind == Kind::Commit && f.first > SEGMENT_HEADER_LEN) || f.kind == Kind::Open
 }
 
 /// Valid frames of a whole segment, past any damage (for the report of a cut).
