@@ -8,11 +8,32 @@
 //!   segment that is a torn tail: the bytes are zeroed (durably) so that they can never be read
 //!   as frames later, and the write position goes back to the cut.
 //! - An invalid frame followed by valid frames is damage in the middle when the log proves the
-//!   damaged bytes were durable (a later `Commit` frame, or the checkpoint, covers them, or the
-//!   segment is not the last one, which is synced whole before the next is started). The damaged
-//!   bytes are copied to `quarantine/` and skipped; the offsets they held are reported as lost and
-//!   reading them is `Corruption`. Otherwise the invalid frame is a torn tail as above (the valid
-//!   frames after it were never acknowledged in `Sync` mode).
+//!   damaged bytes were durable: the checkpoint or a later `Commit` frame covers them, or the
+//!   segment is not the last one and was durable whole (see below). The damaged bytes are copied
+//!   to `quarantine/` and skipped; the offsets they held are reported as lost and reading them is
+//!   `Corruption`. Otherwise, in the last segment, the invalid frame is a torn tail as above (the
+//!   valid frames after it were never acknowledged in `Sync` mode).
+//! - A finished (not last) segment is durable whole when the session that wrote the damaged bytes
+//!   was a `Sync` session (its roll synced the segment before the next one started), or when a
+//!   later frame proves it: an `Open` frame, or a `Commit` frame past its segment's header
+//!   (`proves_earlier`). A `Buffered`/`Interval` session syncs a finished segment in the
+//!   background (`Writer::roll`), so a crash can leave it with bytes missing while later segments
+//!   have data. Such damage, not proven durable, is where the durable log ended: the log is cut
+//!   there like a torn tail — every later segment is removed (the newest first, then the
+//!   directory synced), the bytes after the cut are zeroed and synced, the cut is reported as
+//!   `torn_tail` (with the dropped frames) and the removed segments as `dropped_segments`, and
+//!   every stream gets a new incarnation. Damage in such a segment that is proven durable is
+//!   quarantined as above, and so are invalid bytes after the last frame of a `Sync` segment.
+//! - Missing bytes at the end of a finished segment look like a clean end (zeros, or a shorter
+//!   file). A non-`Sync` roll therefore starts the next segment with a `Commit` frame whose `aux`
+//!   is the finished segment's end (`first` is the header length: it claims nothing else); if the
+//!   finished segment's frames end before that, the missing bytes are cut (or quarantined, if
+//!   proven durable) by the same rule. Without that frame (older logs, `Sync` rolls) the end is
+//!   trusted.
+//! - After an unclean shutdown every finished segment recovery keeps is synced before the next
+//!   session writes anything (its roll sync may not have completed: a killed process leaves the
+//!   bytes readable in the page cache but not on disk), so that a later session's frames do prove
+//!   everything before them durable.
 //! - Where the lost offsets cannot be named (the damaged frame's header is unreadable), every
 //!   stream that might have lost its newest records gets a new incarnation, and so does every
 //!   stream after an unclean shutdown of a session that acknowledged before syncing.
@@ -642,10 +663,10 @@ impl Rec<'_> {
                 .fs
                 .open(&segment_path(self.seg_dir, next), false)
                 .map_err(|e| {
-                    Error::new(ErrorKind::Unavailable, "recovery: opening a segment")
-                        .with_source(e)
+                    Error::new(ErrorKind::Unavailable, "recovery: opening a segment").with_source(e)
                 })?;
-            let mut h = vec![0u8; usize::try_from(SEGMENT_HEADER_LEN).unwrap_or(64) + 2 * FRAME_HEADER_LEN];
+            let mut h =
+                vec![0u8; usize::try_from(SEGMENT_HEADER_LEN).unwrap_or(64) + 2 * FRAME_HEADER_LEN];
             let n = f.read_at(&mut h, 0).map_err(|e| {
                 Error::new(ErrorKind::Unavailable, "recovery: reading a segment").with_source(e)
             })?;

@@ -13,11 +13,11 @@
 //! synced. A crash leaves either a `*.seg.tmp` file (deleted at the next open) or a segment with a
 //! valid, durable header followed by zeros (an empty segment).
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, TryRecvError};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -118,11 +118,24 @@ pub(crate) fn remove_leftovers(fs: &dyn FileSystem, seg_dir: &Path) -> io::Resul
     Ok(())
 }
 
-type Ready = io::Result<Arc<dyn FileHandle>>;
+/// What the preallocator made ready.
+pub(crate) enum Spare {
+    /// A zero-filled, synced file under [`SPARE`], to be activated by the writer.
+    File(Arc<dyn FileHandle>, PathBuf),
+    /// A segment already activated (`Buffered`/`Interval` mode): header durable, named, the
+    /// directory synced. Until the writer rolls to it, it is an empty segment after the active
+    /// one, which recovery reads as the (empty) last segment.
+    Segment(Active),
+}
 
-/// The background thread that keeps one zero-filled spare segment file ready.
+type Ready = io::Result<Spare>;
+
+/// The background thread that keeps the next segment ready: in `Sync` mode one zero-filled spare
+/// file (activated by the writer at the roll, without waiting); in `Buffered`/`Interval` mode the
+/// next segment itself, activated here, so that a roll does no `fdatasync` on the writer thread
+/// (one issued while the flusher writes out a finished segment waits behind it).
 pub(crate) struct Preallocator {
-    req: Option<mpsc::Sender<()>>,
+    req: Option<mpsc::Sender<u64>>,
     ready: mpsc::Receiver<Ready>,
     /// A spare was asked for and not yet taken.
     pending: bool,
@@ -132,17 +145,30 @@ pub(crate) struct Preallocator {
 }
 
 impl Preallocator {
-    /// Starts the thread (idle until [`Preallocator::request`]).
-    pub fn start(fs: Arc<dyn FileSystem>, seg_dir: &Path, len: u64) -> io::Result<Self> {
+    /// Starts the thread (idle until [`Preallocator::request`]). Spares are `len` bytes of
+    /// zeros; with `activate`, each becomes the segment named in its request.
+    pub fn start(
+        fs: Arc<dyn FileSystem>,
+        seg_dir: &Path,
+        len: u64,
+        activate: bool,
+    ) -> io::Result<Self> {
         let path = seg_dir.join(SPARE);
-        let (req, req_rx) = mpsc::channel::<()>();
+        let (req, req_rx) = mpsc::channel::<u64>();
         let (ready_tx, ready) = mpsc::channel::<Ready>();
-        let (fs2, path2) = (fs.clone(), path.clone());
+        let (fs2, path2, dir2) = (fs.clone(), path.clone(), seg_dir.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("streamstore-prealloc".into())
             .spawn(move || {
-                for () in req_rx {
-                    let r = prepare(fs2.as_ref(), &path2, len);
+                for seq in req_rx {
+                    let r = prepare(fs2.as_ref(), &path2, len).and_then(|f| {
+                        if activate {
+                            self::activate(fs2.as_ref(), &dir2, seq, f.as_ref(), &path2)
+                                .map(Spare::Segment)
+                        } else {
+                            Ok(Spare::File(f, path2.clone()))
+                        }
+                    });
                     if ready_tx.send(r).is_err() {
                         break;
                     }
@@ -158,24 +184,29 @@ impl Preallocator {
         })
     }
 
-    /// Asks for a spare unless one is already asked for or ready.
-    pub fn request(&mut self) {
+    /// Asks for a spare (segment `seq`, when activating) unless one is already asked for or ready.
+    pub fn request(&mut self, seq: u64) {
         if !self.pending {
             if let Some(req) = &self.req {
-                self.pending = req.send(()).is_ok();
+                self.pending = req.send(seq).is_ok();
             }
         }
     }
 
-    /// The ready spare and its path, if there is one; never waits.
-    pub fn take(&mut self) -> Option<(Arc<dyn FileHandle>, PathBuf)> {
+    /// The ready spare, if there is one; waits for one being prepared only with `wait`.
+    pub fn take(&mut self, wait: bool) -> Option<Spare> {
         if !self.pending {
             return None;
         }
-        match self.ready.try_recv() {
+        let got = if wait {
+            self.ready.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            self.ready.try_recv()
+        };
+        match got {
             Ok(Ok(f)) => {
                 self.pending = false;
-                Some((f, self.path.clone()))
+                Some(f)
             }
             Ok(Err(e)) => {
                 // Not fatal: the writer prepares the next segment itself.
@@ -193,7 +224,8 @@ impl Preallocator {
 }
 
 impl Drop for Preallocator {
-    /// Stops the thread (waiting for a spare being prepared) and deletes the spare.
+    /// Stops the thread (waiting for a spare being prepared) and deletes the spare file (an
+    /// activated segment not yet used stays: an empty segment).
     fn drop(&mut self) {
         drop(self.req.take());
         if let Some(t) = self.thread.take() {
@@ -288,9 +320,18 @@ impl Flusher {
     /// Waits until every roll sync queued so far has finished (successfully or not: a failure is
     /// in [`Flusher::lock`]).
     pub fn wait_rolls(&self) {
+        self.wait_rolls_below(1);
+    }
+
+    /// Waits until fewer than `n` roll syncs are queued or in progress.
+    pub fn wait_rolls_below(&self, n: usize) {
         let mut q = self.inner.queue();
-        while q.rolls_pending > 0 {
-            q = self.inner.cv.wait(q).unwrap_or_else(PoisonError::into_inner);
+        while q.rolls_pending >= n {
+            q = self
+                .inner
+                .cv
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 

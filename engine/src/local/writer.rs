@@ -31,7 +31,7 @@ use super::fs::{segment_path, FileHandle};
 use super::index::Point;
 use super::options::Durability;
 use super::reader::{scan, Plan};
-use super::spare::{self, activate, Flusher, Preallocator, TMP_SUFFIX};
+use super::spare::{self, activate, Flusher, Preallocator, Spare, TMP_SUFFIX};
 use super::state::{SegInfo, State, Stream};
 use super::{checkpoint, Shared, CLEAN};
 
@@ -203,6 +203,10 @@ const CHECKPOINT_SIZE_FACTOR: u64 = 16;
 /// every this many bytes, so that the roll's `fdatasync` does not write the whole segment.
 const WRITEBACK_BYTES: u64 = 8 << 20;
 
+/// In `Buffered`/`Interval` mode, at most this many finished segments wait for their roll sync
+/// (a roll waits for the oldest otherwise): bounds the unsynced log a crash can cut.
+const MAX_PENDING_ROLLS: usize = 2;
+
 impl Writer {
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared
@@ -304,7 +308,18 @@ impl Writer {
                     >= opts
                         .checkpoint_bytes
                         .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR)));
-        if due && self.state().poisoned.is_none() {
+        // In `Buffered`/`Interval` mode a checkpoint that falls due while a roll sync runs waits
+        // until the roll sync is done (a later group or the timer): its own sync would wait for
+        // it, stalling every append. `Checkpoint` and `Close` operations never wait for this.
+        // Bounded: at twice its size or interval it no longer waits.
+        let roll_syncing = self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0);
+        let overdue = self.last_checkpoint.elapsed() >= opts.checkpoint_interval * 2
+            || self.bytes_since_checkpoint
+                >= opts
+                    .checkpoint_bytes
+                    .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR))
+                    .saturating_mul(2);
+        if due && (!roll_syncing || overdue) && self.state().poisoned.is_none() {
             if let Err(e) = self.checkpoint() {
                 self.poison(&e, "checkpoint");
             }
@@ -960,7 +975,8 @@ impl Writer {
         self.bytes_since_checkpoint += len;
         g.buf.clear();
         self.start_writeback();
-        if self.fill && !self.prealloc_off && end >= self.segment_bytes / 8 {
+        let ahead = self.fill || self.durability != Durability::Sync;
+        if ahead && !self.prealloc_off && end >= self.segment_bytes / 8 {
             self.want_spare();
         }
         Ok(())
@@ -988,14 +1004,17 @@ impl Writer {
         self.kicked = self.active.pos;
     }
 
-    /// Asks the preallocator for the next segment's file (starting it on first use).
+    /// Asks the preallocator for the next segment's file, or in `Buffered`/`Interval` mode for
+    /// the next segment itself (starting it on first use).
     fn want_spare(&mut self) {
+        let activate = self.durability != Durability::Sync;
         if self.prealloc.is_none() {
-            match Preallocator::start(
-                self.shared.opts.fs.clone(),
-                &self.seg_dir,
-                self.segment_bytes,
-            ) {
+            let len = if self.fill {
+                self.segment_bytes
+            } else {
+                SEGMENT_HEADER_LEN + TAIL_PAD
+            };
+            match Preallocator::start(self.shared.opts.fs.clone(), &self.seg_dir, len, activate) {
                 Ok(p) => self.prealloc = Some(p),
                 Err(e) => {
                     // Not fatal: rolls prepare the next segment synchronously.
@@ -1006,18 +1025,28 @@ impl Writer {
             }
         }
         if let Some(p) = &mut self.prealloc {
-            p.request();
+            p.request(self.active.seq + 1);
         }
     }
 
-    /// The next active segment: the preallocator's spare if one is ready (never waiting for it),
-    /// otherwise one prepared here.
+    /// The next active segment: the preallocator's spare if one is ready (in `Sync` mode never
+    /// waiting for it), otherwise one prepared here. In `Buffered`/`Interval` mode a segment the
+    /// preallocator is activating is waited for: it must not be created twice.
     fn next_segment(&mut self, seq: u64) -> io::Result<Active> {
         let fs = self.shared.opts.fs.clone();
-        if self.fill {
-            if let Some((file, path)) = self.prealloc.as_mut().and_then(Preallocator::take) {
+        let wait = self.durability != Durability::Sync;
+        match self.prealloc.as_mut().and_then(|p| p.take(wait)) {
+            Some(Spare::Segment(a)) if a.seq == seq => return Ok(a),
+            Some(Spare::Segment(a)) => {
+                return Err(io::Error::other(format!(
+                    "the preallocator activated segment {} for the roll to {seq}",
+                    a.seq
+                )))
+            }
+            Some(Spare::File(file, path)) if self.fill => {
                 return activate(fs.as_ref(), &self.seg_dir, seq, file.as_ref(), &path);
             }
+            Some(Spare::File(..)) | None => {}
         }
         create_segment(&self.shared, &self.seg_dir, seq, self.fill)
     }
@@ -1074,15 +1103,20 @@ impl Writer {
         }
         let end = self.active.pos;
         let background = self.durability != Durability::Sync && self.roll_flusher()?;
-        if background {
-            if let Some(f) = &self.flusher {
-                f.roll(self.active.file.clone());
-            }
-        } else {
+        if !background {
             self.sync()?;
         }
         g.rolled.push((self.active.seq, end));
+        // The next segment is created (small syncs of its own) before the finished one's sync is
+        // queued: a sync issued while the disk writes out most of a segment waits behind it.
         let next = self.next_segment(self.active.seq + 1)?;
+        if background {
+            if let Some(f) = &self.flusher {
+                // Backpressure: at most `MAX_PENDING_ROLLS` finished segments wait for their sync.
+                f.wait_rolls_below(MAX_PENDING_ROLLS);
+                f.roll(self.active.file.clone());
+            }
+        }
         g.created.push((
             next.seq,
             SegInfo {
