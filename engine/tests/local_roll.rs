@@ -597,3 +597,45 @@ async fn durable_reads_wait_for_the_roll_sync() {
     assert_eq!(got, all);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_completed_roll_sync_makes_the_finished_segment_durable_for_readers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctl = Arc::new(Control::default());
+    let opts = LocalOptions {
+        fs: Arc::new(TestFs(ctl.clone())),
+        ..options(Durability::Buffered)
+    };
+    let store = LocalStore::open(tmp.path(), opts).await.unwrap();
+    ctl.block.store(1, Ordering::SeqCst);
+    let all = append_until(&store, 3).await;
+    let durable = store
+        .read(&id(0), 0, ReadOptions::limit(10_000).durable())
+        .await
+        .unwrap();
+    assert!(durable.records.is_empty());
+    // No checkpoint and no other sync: the roll syncs alone move the durable position.
+    ctl.release();
+    let b = store
+        .read(
+            &id(0),
+            0,
+            ReadOptions::limit(10_000)
+                .durable()
+                .wait(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !b.records.is_empty(),
+        "the finished segments never became durable"
+    );
+    assert!(
+        b.records.len() < all.len(),
+        "the active segment is not synced yet"
+    );
+    for r in &b.records {
+        assert_eq!(r.payload, all[us(r.offset)]);
+    }
+    store.close().await.unwrap();
+}

@@ -265,12 +265,16 @@ struct Inner {
     has_failed: AtomicBool,
 }
 
+/// Run by the flusher thread after a roll sync succeeded (publishes the durable position).
+pub(crate) type RollDone = Box<dyn FnOnce() + Send>;
+
 #[derive(Default)]
 struct Queue {
     /// A waiting writeback kick.
     kick: Option<Arc<dyn FileHandle>>,
-    /// Finished segments waiting for their roll sync, oldest first.
-    rolls: VecDeque<Arc<dyn FileHandle>>,
+    /// Finished segments waiting for their roll sync, oldest first, each with what to do once it
+    /// succeeded.
+    rolls: VecDeque<(Arc<dyn FileHandle>, RollDone)>,
     /// Roll syncs queued or in progress.
     rolls_pending: usize,
     stop: bool,
@@ -304,10 +308,11 @@ impl Flusher {
         }
     }
 
-    /// Queues the roll sync of a finished segment; never waits.
-    pub fn roll(&self, file: Arc<dyn FileHandle>) {
+    /// Queues the roll sync of a finished segment; never waits. `done` runs on the flusher thread
+    /// after the sync succeeded (roll syncs run in order, so every earlier one succeeded too).
+    pub fn roll(&self, file: Arc<dyn FileHandle>, done: RollDone) {
         let mut q = self.inner.queue();
-        q.rolls.push_back(file);
+        q.rolls.push_back((file, done));
         q.rolls_pending += 1;
         self.inner.cv.notify_all();
     }
@@ -363,11 +368,11 @@ impl Inner {
                 let mut q = self.queue();
                 loop {
                     // Roll syncs first: the writer may be waiting for them.
-                    if let Some(f) = q.rolls.pop_front() {
-                        break (f, true);
+                    if let Some((f, done)) = q.rolls.pop_front() {
+                        break (f, Some(done));
                     }
                     if let Some(f) = q.kick.take() {
-                        break (f, false);
+                        break (f, None);
                     }
                     if q.stop {
                         return;
@@ -375,7 +380,7 @@ impl Inner {
                     q = self.cv.wait(q).unwrap_or_else(PoisonError::into_inner);
                 }
             };
-            {
+            let ok = {
                 let mut f = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
                 if f.is_none() {
                     if let Err(e) = file.sync_data() {
@@ -383,9 +388,13 @@ impl Inner {
                         self.has_failed.store(true, Ordering::Release);
                     }
                 }
-            }
+                f.is_none()
+            };
             drop(file);
-            if roll {
+            if let Some(done) = roll {
+                if ok {
+                    done();
+                }
                 let mut q = self.queue();
                 q.rolls_pending -= 1;
                 self.cv.notify_all();

@@ -1071,20 +1071,15 @@ impl Writer {
         self.active.durable = self.active.pos;
         self.last_sync = Instant::now();
         let shared = &self.shared;
-        *shared
-            .durable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (self.active.seq, self.active.pos);
         // In `Sync` mode publishing (after this sync) wakes readers; otherwise readers waiting
         // for durable records were woken by a publish before their records were synced.
-        let publishes_first = !matches!(self.durability, Durability::Sync);
-        if publishes_first
-            && shared
-                .durable_waiters
-                .load(std::sync::atomic::Ordering::Acquire)
-                > 0
-        {
-            shared.notifiers.notify_all();
+        if self.durability == Durability::Sync {
+            *shared
+                .durable
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = (self.active.seq, self.active.pos);
+        } else {
+            publish_durable(shared, (self.active.seq, self.active.pos));
         }
         Ok(())
     }
@@ -1114,7 +1109,11 @@ impl Writer {
             if let Some(f) = &self.flusher {
                 // Backpressure: at most `MAX_PENDING_ROLLS` finished segments wait for their sync.
                 f.wait_rolls_below(MAX_PENDING_ROLLS);
-                f.roll(self.active.file.clone());
+                // Once synced, everything before the new segment is durable: durable reads may
+                // see the finished segment without waiting for the next sync.
+                let (shared, durable) = (self.shared.clone(), (next.seq, SEGMENT_HEADER_LEN));
+                let done = Box::new(move || publish_durable(&shared, durable));
+                f.roll(self.active.file.clone(), done);
             }
         }
         g.created.push((
@@ -1438,6 +1437,28 @@ impl Writer {
             }
         }
         self.shared.opts.fs.sync_dir(&self.seg_dir)
+    }
+}
+
+/// Moves the durable log position forward to `to` (never back) and wakes readers waiting for
+/// durable records (in the modes that publish before they sync).
+fn publish_durable(shared: &Shared, to: (u64, u64)) {
+    {
+        let mut d = shared
+            .durable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *d >= to {
+            return;
+        }
+        *d = to;
+    }
+    if shared
+        .durable_waiters
+        .load(std::sync::atomic::Ordering::Acquire)
+        > 0
+    {
+        shared.notifiers.notify_all();
     }
 }
 
