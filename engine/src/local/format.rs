@@ -164,7 +164,9 @@ pub struct FrameHeader {
     /// Data: offset of the first record. Trim: the new first offset. Commit: durable-through byte.
     pub first: u64,
     /// Data: cumulative payload bytes of the stream before the first record. Trim: the same at the
-    /// new first offset. Create/Reincarnate: the incarnation. Open: durability code.
+    /// new first offset. Create/Reincarnate: the incarnation. Open: durability code. Commit: 0,
+    /// or, in the `Commit` a non-`Sync` roll writes first in the new segment (`first` = 64), the
+    /// end of the previous segment's frames.
     pub aux: u64,
     /// Data: the batch timestamp. Create: created time. Seal: sealed time. Others: write time.
     pub timestamp: u64,

@@ -246,7 +246,8 @@ impl LocalStore {
                 a
             }
         };
-        // Everything recovery found is durable: earlier segments were synced at their roll, and
+        // Everything recovery found is durable: earlier segments were synced at their roll (in
+        // `Sync` mode) or by recovery itself (after an unclean shutdown, see `recovery.rs`), and
         // the last one is synced with the session's `Open` frame before the store is returned.
         *shared
             .durable

@@ -8,11 +8,32 @@
 //!   segment that is a torn tail: the bytes are zeroed (durably) so that they can never be read
 //!   as frames later, and the write position goes back to the cut.
 //! - An invalid frame followed by valid frames is damage in the middle when the log proves the
-//!   damaged bytes were durable (a later `Commit` frame, or the checkpoint, covers them, or the
-//!   segment is not the last one, which is synced whole before the next is started). The damaged
-//!   bytes are copied to `quarantine/` and skipped; the offsets they held are reported as lost and
-//!   reading them is `Corruption`. Otherwise the invalid frame is a torn tail as above (the valid
-//!   frames after it were never acknowledged in `Sync` mode).
+//!   damaged bytes were durable: the checkpoint or a later `Commit` frame covers them, or the
+//!   segment is not the last one and was durable whole (see below). The damaged bytes are copied
+//!   to `quarantine/` and skipped; the offsets they held are reported as lost and reading them is
+//!   `Corruption`. Otherwise, in the last segment, the invalid frame is a torn tail as above (the
+//!   valid frames after it were never acknowledged in `Sync` mode).
+//! - A finished (not last) segment is durable whole when the session that wrote the damaged bytes
+//!   was a `Sync` session (its roll synced the segment before the next one started), or when a
+//!   later frame proves it: an `Open` frame, or a `Commit` frame past its segment's header
+//!   (`proves_earlier`). A `Buffered`/`Interval` session syncs a finished segment in the
+//!   background (`Writer::roll`), so a crash can leave it with bytes missing while later segments
+//!   have data. Such damage, not proven durable, is where the durable log ended: the log is cut
+//!   there like a torn tail — every later segment is removed (the newest first, then the
+//!   directory synced), the bytes after the cut are zeroed and synced, the cut is reported as
+//!   `torn_tail` (with the dropped frames) and the removed segments as `dropped_segments`, and
+//!   every stream gets a new incarnation. Damage in such a segment that is proven durable is
+//!   quarantined as above, and so are invalid bytes after the last frame of a `Sync` segment.
+//! - Missing bytes at the end of a finished segment look like a clean end (zeros, or a shorter
+//!   file). A non-`Sync` roll therefore starts the next segment with a `Commit` frame whose `aux`
+//!   is the finished segment's end (`first` is the header length: it claims nothing else); if the
+//!   finished segment's frames end before that, the missing bytes are cut (or quarantined, if
+//!   proven durable) by the same rule. Without that frame (older logs, `Sync` rolls) the end is
+//!   trusted.
+//! - After an unclean shutdown every finished segment recovery keeps is synced before the next
+//!   session writes anything (its roll sync may not have completed: a killed process leaves the
+//!   bytes readable in the page cache but not on disk), so that a later session's frames do prove
+//!   everything before them durable.
 //! - Where the lost offsets cannot be named (the damaged frame's header is unreadable), every
 //!   stream that might have lost its newest records gets a new incarnation, and so does every
 //!   stream after an unclean shutdown of a session that acknowledged before syncing.
@@ -65,6 +86,9 @@ pub struct RecoveryReport {
     /// creating the segment; nothing in them was acknowledged). Normal after a crash, but listed
     /// because a segment cut to nothing by damage looks the same.
     pub removed_empty_segments: Vec<u64>,
+    /// Segments removed because they came after a cut in a finished segment written by a
+    /// `Buffered`/`Interval` session (see [`TornTail`]): their frames were never proven durable.
+    pub dropped_segments: Vec<u64>,
     /// Time the recovery took.
     pub duration: Duration,
 }
@@ -81,16 +105,19 @@ impl RecoveryReport {
     }
 }
 
-/// The bytes cut from the end of the log.
+/// The bytes cut from the end of the log. Usually in the last segment; after a crash of a
+/// `Buffered`/`Interval` session it can be in a finished segment whose roll sync had not completed,
+/// and then every later segment is dropped too ([`RecoveryReport::dropped_segments`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     /// Segment sequence number.
     pub segment: u64,
     /// Where the cut starts.
     pub position: u64,
-    /// How many bytes after it were not zero.
+    /// How many bytes after it (in that segment) were not zero.
     pub bytes: u64,
-    /// Valid frames found after the invalid one (never acknowledged in `Sync` mode), dropped.
+    /// Valid frames found after the cut (never acknowledged in `Sync` mode), dropped; those of
+    /// dropped later segments included.
     pub dropped_frames: usize,
 }
 
@@ -133,9 +160,29 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
+/// Where the log ends because a finished segment of a non-`Sync` session is damaged or short and
+/// nothing proves those bytes were durable.
+struct Cut {
+    pos: u64,
+    /// Non-zero bytes from `pos` to be zeroed.
+    bytes: u64,
+    /// Valid frames after `pos` in the segment.
+    frames: usize,
+}
+
 struct Rec<'a> {
     fs: &'a dyn FileSystem,
     dir: &'a Path,
+    seg_dir: &'a Path,
+    /// Every segment, in order.
+    seqs: Vec<u64>,
+    /// A cut found by the scan of the current segment.
+    cut: Option<Cut>,
+    /// The scan of the current segment reached the end of its data without damage.
+    ended_clean: bool,
+    /// The highest segment holding a `Commit` frame past its header (computed when first needed):
+    /// every segment before it was durable whole.
+    proof: Option<Option<u64>>,
     opts: &'a LocalOptions,
     streams: Streams,
     numbers: HashMap<u64, StreamId>,
@@ -170,6 +217,11 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
     let mut rec = Rec {
         fs,
         dir,
+        seg_dir,
+        seqs: seqs.clone(),
+        cut: None,
+        ended_clean: false,
+        proof: None,
         opts,
         streams: Streams::default(),
         numbers: HashMap::new(),
@@ -225,6 +277,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
 
     let mut segments = BTreeMap::new();
     let mut active = None;
+    let mut cut = false;
     let last = seqs.last().copied();
     for &seq in &seqs {
         let path = segment_path(seg_dir, seq);
@@ -298,6 +351,9 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
             }
             let end = rec.scan(seq, salt, &data, from, durable, is_last, file.as_ref())?;
             rec.report.bytes_scanned += end.saturating_sub(from);
+            if !is_last && rec.cut.is_none() && rec.ended_clean {
+                rec.check_end(seq, end, &data)?;
+            }
             end
         } else {
             file.size().map_err(|e| io("reading a segment length", e))?
@@ -310,8 +366,21 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
                 damaged: false,
             },
         );
+        if let Some(c) = rec.cut.take() {
+            rec.apply_cut(seq, &c)?;
+            cut = true;
+            active = Some((seq, salt, readable));
+            break;
+        }
         if is_last {
             active = Some((seq, salt, readable));
+        } else if scanned && !rec.report.clean_shutdown {
+            // What this recovery keeps must be durable before the next session writes after it:
+            // a finished segment's roll sync may not have completed when the last session ended
+            // (a process crash leaves the bytes in the page cache, readable but not on disk). The
+            // last segment is synced with the next session's `Open` frame.
+            file.sync_data()
+                .map_err(|e| io("syncing a recovered segment", e))?;
         }
     }
     if rec.orphans > 0 {
@@ -323,7 +392,8 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
 
     // Who may have lost records that readers saw?
     let mut reincarnate = Vec::new();
-    let unclean_buffered = !rec.report.clean_shutdown && rec.session != 0;
+    // A cut in a finished segment dropped frames of any stream, perhaps seen by readers.
+    let unclean_buffered = (!rec.report.clean_shutdown && rec.session != SYNC) || cut;
     for (id, s) in &rec.streams {
         let seen = rec.last_seen.get(&s.number).copied();
         let blind = rec
@@ -347,6 +417,10 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
         report: rec.report,
     })
 }
+
+/// `Durability::Sync.code()`: a session that synced every group, and every finished segment at its
+/// roll, before acknowledging.
+const SYNC: u64 = 0;
 
 /// A checked frame at `pos`: the header and its body.
 fn frame_at(data: &[u8], pos: u64, salt: u32) -> Option<(FrameHeader, &[u8])> {
@@ -403,6 +477,7 @@ impl Rec<'_> {
         let mut pos = from;
         let mut durable = durable;
         let mut barrier = None;
+        self.ended_clean = false;
         // One past the last non-zero byte: computed once, the data does not change.
         let data_end = nonzero_end(data, from);
         loop {
@@ -415,6 +490,7 @@ impl Rec<'_> {
                          have been truncated"
                     ));
                 }
+                self.ended_clean = true;
                 return Ok(pos);
             }
             if let Some((h, body)) = frame_at(data, pos, salt) {
@@ -426,13 +502,25 @@ impl Rec<'_> {
                 continue;
             }
             let next = resync(data, pos + FRAME_ALIGN, salt);
-            let proven = match next {
-                None => false,
-                // A finished segment was synced whole before the next one started.
-                Some(_) if !is_last => true,
-                Some(q) => durable > pos || self.commit_after(data, q, salt, pos),
-            };
-            if !proven {
+            let mut proven = durable > pos
+                || next.is_some_and(|q| self.commit_after(data, q, salt, pos, !is_last));
+            if !proven && !is_last {
+                // A finished segment is durable whole if its session synced it at the roll
+                // (`Sync`), or if a later segment holds a `Commit` frame (written after a sync,
+                // which waits for every pending roll sync). Otherwise its roll sync may not have
+                // completed: the damage is where the durable log ended.
+                proven = self.session == SYNC || self.proven_by_later(seq)?;
+                if !proven {
+                    let end = data_end.max(pos);
+                    self.cut = Some(Cut {
+                        pos,
+                        bytes: end - pos,
+                        frames: next.map_or(0, |q| count_frames(data, q, salt)),
+                    });
+                    return Ok(pos);
+                }
+            }
+            if next.is_none() || !proven {
                 let end = data_end.max(pos);
                 if end > pos {
                     let dropped = next.map_or(0, |q| count_frames(data, q, salt));
@@ -502,15 +590,179 @@ impl Rec<'_> {
         }
     }
 
-    /// Whether a `Commit` frame at or after `q` proves that byte `pos` was durable.
-    fn commit_after(&self, data: &[u8], mut q: u64, salt: u32, pos: u64) -> bool {
-        while let Some((h, _)) = frame_at(data, q, salt) {
-            if h.kind == Kind::Commit && h.first > pos {
-                return true;
-            }
-            q += h.padded_len();
+    /// Whether a `Commit` frame at or after `q` proves that byte `pos` was durable (with `open`,
+    /// an `Open` frame too: see [`proves_earlier`]). Frames after further damage count too.
+    fn commit_after(&self, data: &[u8], q: u64, salt: u32, pos: u64, open: bool) -> bool {
+        let mut q = Some(q);
+        while let Some(at) = q {
+            q = match frame_at(data, at, salt) {
+                Some((h, _)) if h.kind == Kind::Commit && h.first > pos => return true,
+                Some((h, _)) if open && h.kind == Kind::Open => return true,
+                Some((h, _)) => Some(at + h.padded_len()),
+                None => resync(data, at + FRAME_ALIGN, salt),
+            };
         }
         false
+    }
+
+    /// Whether a later segment than `seq` holds a frame that proves every earlier segment durable
+    /// whole ([`proves_earlier`]).
+    fn proven_by_later(&mut self, seq: u64) -> Result<bool> {
+        if self.proof.is_none() {
+            let mut found = None;
+            for &m in self.seqs.iter().rev() {
+                if m <= seq {
+                    break;
+                }
+                let data = self.read_segment(m)?;
+                let Ok(h) = SegmentHeader::decode(&data) else {
+                    continue;
+                };
+                let salt = h.salt();
+                let mut q = Some(SEGMENT_HEADER_LEN);
+                while let Some(at) = q {
+                    q = match frame_at(&data, at, salt) {
+                        Some((f, _)) if proves_earlier(&f) => {
+                            found = Some(m);
+                            break;
+                        }
+                        Some((f, _)) => Some(at + f.padded_len()),
+                        None => resync(&data, at + FRAME_ALIGN, salt),
+                    };
+                }
+                if found.is_some() {
+                    break;
+                }
+            }
+            self.proof = Some(found);
+        }
+        Ok(self.proof.flatten().is_some_and(|m| m > seq))
+    }
+
+    fn read_segment(&self, seq: u64) -> Result<Vec<u8>> {
+        self.fs
+            .open(&segment_path(self.seg_dir, seq), false)
+            .and_then(|f| read_all(f.as_ref()))
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "recovery: reading a segment").with_source(e)
+            })
+    }
+
+    /// After a finished segment's data ended cleanly at `end`: if the next segment starts with
+    /// the `Commit` frame of a non-`Sync` roll, its `aux` says where the finished segment's
+    /// frames ended. Bytes missing before that are a cut (or quarantined, if proven durable).
+    fn check_end(&mut self, seq: u64, end: u64, data: &[u8]) -> Result<()> {
+        let Some(&next) = self.seqs.iter().find(|m| **m > seq) else {
+            return Ok(());
+        };
+        if next != seq + 1 {
+            return Ok(());
+        }
+        let head = {
+            let f = self
+                .fs
+                .open(&segment_path(self.seg_dir, next), false)
+                .map_err(|e| {
+                    Error::new(ErrorKind::Unavailable, "recovery: opening a segment").with_source(e)
+                })?;
+            let mut h =
+                vec![0u8; usize::try_from(SEGMENT_HEADER_LEN).unwrap_or(64) + 2 * FRAME_HEADER_LEN];
+            let n = f.read_at(&mut h, 0).map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "recovery: reading a segment").with_source(e)
+            })?;
+            h.truncate(n);
+            h
+        };
+        let Ok(h) = SegmentHeader::decode(&head) else {
+            return Ok(());
+        };
+        if h.seq != next {
+            return Ok(());
+        }
+        let expected = match frame_at(&head, SEGMENT_HEADER_LEN, h.salt()) {
+            Some((f, _))
+                if f.kind == Kind::Commit && f.first == SEGMENT_HEADER_LEN && f.aux != 0 =>
+            {
+                f.aux
+            }
+            _ => return Ok(()),
+        };
+        if end >= expected {
+            if end > expected {
+                self.report.warnings.push(format!(
+                    "segment {seq} has frames up to byte {end}, past the end {expected} that \
+                     segment {next} records for it"
+                ));
+            }
+            return Ok(());
+        }
+        if self.session == SYNC || self.proven_by_later(seq)? {
+            self.quarantine(
+                seq,
+                end,
+                expected,
+                data,
+                format!("bytes {end}..{expected} of a finished segment are missing"),
+            );
+            self.blind.push((seq, expected));
+        } else {
+            self.cut = Some(Cut {
+                pos: end,
+                bytes: 0,
+                frames: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the log at `c.pos` of segment `seq`: removes every later segment (the newest first,
+    /// so that a crash in between leaves the same cut to find again), then zeros the bytes after
+    /// the cut, both durably.
+    fn apply_cut(&mut self, seq: u64, c: &Cut) -> Result<()> {
+        let io = |what: &str, e: io::Error| {
+            Error::new(ErrorKind::Unavailable, format!("recovery: {what}")).with_source(e)
+        };
+        let later: Vec<u64> = self.seqs.iter().copied().filter(|m| *m > seq).collect();
+        let mut frames = c.frames;
+        for &m in later.iter().rev() {
+            if let Ok(data) = self.read_segment(m) {
+                if let Ok(h) = SegmentHeader::decode(&data) {
+                    frames += count_all_frames(&data, h.salt());
+                }
+            }
+            self.fs
+                .remove(&segment_path(self.seg_dir, m))
+                .map_err(|e| io("removing a segment after the cut", e))?;
+            self.report.dropped_segments.insert(0, m);
+        }
+        if !later.is_empty() {
+            self.fs
+                .sync_dir(self.seg_dir)
+                .map_err(|e| io("syncing the segment directory", e))?;
+        }
+        if c.bytes > 0 {
+            let file = self
+                .fs
+                .open(&segment_path(self.seg_dir, seq), true)
+                .map_err(|e| io("opening a segment to cut it", e))?;
+            let zeros = vec![0u8; usize::try_from(c.bytes).unwrap_or(0)];
+            file.write_all_at(&zeros, c.pos)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| io("cutting a finished segment", e))?;
+        }
+        eprintln!(
+            "streamstore: the log ends at byte {} of segment {seq}, whose roll sync by a \
+             non-Sync session was not proven complete; dropped {frames} frames after it and \
+             segments {later:?}",
+            c.pos
+        );
+        self.report.torn_tail = Some(TornTail {
+            segment: seq,
+            position: c.pos,
+            bytes: c.bytes,
+            dropped_frames: frames,
+        });
+        Ok(())
     }
 
     /// Records offsets `[a, b)` of `id` as lost and moves its end past them.
@@ -723,6 +975,35 @@ impl Rec<'_> {
             Kind::Create | Kind::Commit | Kind::Open | Kind::Moved => {}
         }
     }
+}
+
+/// Whether frame `f` proves every byte of the log before it durable (for segments finished by a
+/// non-`Sync` session, whose roll sync ran in the background):
+/// - a `Commit` frame past the segment header (not the `Commit` a roll writes first, which names
+///   the end of the finished segment and claims only the header): it is written only after a
+///   sync, and a sync first waits for every pending roll sync;
+/// - an `Open` frame: a session starts only after recovery synced every segment it kept (or
+///   after a clean close, which synced everything). If that session's own sync of the frame did
+///   not complete, it acknowledged nothing, and treating the damage as durable only quarantines
+///   it instead of cutting the log there.
+fn proves_earlier(f: &FrameHeader) -> bool {
+    (f.kind == Kind::Commit && f.first > SEGMENT_HEADER_LEN) || f.kind == Kind::Open
+}
+
+/// Valid frames of a whole segment, past any damage (for the report of a cut).
+fn count_all_frames(data: &[u8], salt: u32) -> usize {
+    let mut n = 0;
+    let mut q = Some(SEGMENT_HEADER_LEN);
+    while let Some(at) = q {
+        q = match frame_at(data, at, salt) {
+            Some((h, _)) => {
+                n += 1;
+                Some(at + h.padded_len())
+            }
+            None => resync(data, at + FRAME_ALIGN, salt),
+        };
+    }
+    n
 }
 
 /// Valid frames from `q` on (for the report of a torn tail).

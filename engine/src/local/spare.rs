@@ -13,10 +13,12 @@
 //! synced. A crash leaves either a `*.seg.tmp` file (deleted at the next open) or a segment with a
 //! valid, durable header followed by zeros (an empty segment).
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
@@ -116,11 +118,24 @@ pub(crate) fn remove_leftovers(fs: &dyn FileSystem, seg_dir: &Path) -> io::Resul
     Ok(())
 }
 
-type Ready = io::Result<Arc<dyn FileHandle>>;
+/// What the preallocator made ready.
+pub(crate) enum Spare {
+    /// A zero-filled, synced file under [`SPARE`], to be activated by the writer.
+    File(Arc<dyn FileHandle>, PathBuf),
+    /// A segment already activated (`Buffered`/`Interval` mode): header durable, named, the
+    /// directory synced. Until the writer rolls to it, it is an empty segment after the active
+    /// one, which recovery reads as the (empty) last segment.
+    Segment(Active),
+}
 
-/// The background thread that keeps one zero-filled spare segment file ready.
+type Ready = io::Result<Spare>;
+
+/// The background thread that keeps the next segment ready: in `Sync` mode one zero-filled spare
+/// file (activated by the writer at the roll, without waiting); in `Buffered`/`Interval` mode the
+/// next segment itself, activated here, so that a roll does no `fdatasync` on the writer thread
+/// (one issued while the flusher writes out a finished segment waits behind it).
 pub(crate) struct Preallocator {
-    req: Option<mpsc::Sender<()>>,
+    req: Option<mpsc::Sender<u64>>,
     ready: mpsc::Receiver<Ready>,
     /// A spare was asked for and not yet taken.
     pending: bool,
@@ -130,17 +145,30 @@ pub(crate) struct Preallocator {
 }
 
 impl Preallocator {
-    /// Starts the thread (idle until [`Preallocator::request`]).
-    pub fn start(fs: Arc<dyn FileSystem>, seg_dir: &Path, len: u64) -> io::Result<Self> {
+    /// Starts the thread (idle until [`Preallocator::request`]). Spares are `len` bytes of
+    /// zeros; with `activate`, each becomes the segment named in its request.
+    pub fn start(
+        fs: Arc<dyn FileSystem>,
+        seg_dir: &Path,
+        len: u64,
+        activate: bool,
+    ) -> io::Result<Self> {
         let path = seg_dir.join(SPARE);
-        let (req, req_rx) = mpsc::channel::<()>();
+        let (req, req_rx) = mpsc::channel::<u64>();
         let (ready_tx, ready) = mpsc::channel::<Ready>();
-        let (fs2, path2) = (fs.clone(), path.clone());
+        let (fs2, path2, dir2) = (fs.clone(), path.clone(), seg_dir.to_path_buf());
         let thread = std::thread::Builder::new()
             .name("streamstore-prealloc".into())
             .spawn(move || {
-                for () in req_rx {
-                    let r = prepare(fs2.as_ref(), &path2, len);
+                for seq in req_rx {
+                    let r = prepare(fs2.as_ref(), &path2, len).and_then(|f| {
+                        if activate {
+                            self::activate(fs2.as_ref(), &dir2, seq, f.as_ref(), &path2)
+                                .map(Spare::Segment)
+                        } else {
+                            Ok(Spare::File(f, path2.clone()))
+                        }
+                    });
                     if ready_tx.send(r).is_err() {
                         break;
                     }
@@ -156,24 +184,29 @@ impl Preallocator {
         })
     }
 
-    /// Asks for a spare unless one is already asked for or ready.
-    pub fn request(&mut self) {
+    /// Asks for a spare (segment `seq`, when activating) unless one is already asked for or ready.
+    pub fn request(&mut self, seq: u64) {
         if !self.pending {
             if let Some(req) = &self.req {
-                self.pending = req.send(()).is_ok();
+                self.pending = req.send(seq).is_ok();
             }
         }
     }
 
-    /// The ready spare and its path, if there is one; never waits.
-    pub fn take(&mut self) -> Option<(Arc<dyn FileHandle>, PathBuf)> {
+    /// The ready spare, if there is one; waits for one being prepared only with `wait`.
+    pub fn take(&mut self, wait: bool) -> Option<Spare> {
         if !self.pending {
             return None;
         }
-        match self.ready.try_recv() {
+        let got = if wait {
+            self.ready.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            self.ready.try_recv()
+        };
+        match got {
             Ok(Ok(f)) => {
                 self.pending = false;
-                Some((f, self.path.clone()))
+                Some(f)
             }
             Ok(Err(e)) => {
                 // Not fatal: the writer prepares the next segment itself.
@@ -191,7 +224,8 @@ impl Preallocator {
 }
 
 impl Drop for Preallocator {
-    /// Stops the thread (waiting for a spare being prepared) and deletes the spare.
+    /// Stops the thread (waiting for a spare being prepared) and deletes the spare file (an
+    /// activated segment not yet used stays: an empty segment).
     fn drop(&mut self) {
         drop(self.req.take());
         if let Some(t) = self.thread.take() {
@@ -201,61 +235,182 @@ impl Drop for Preallocator {
     }
 }
 
-/// The background thread that starts writeback of the active segment early in `Buffered` and
-/// `Interval` mode (an `fdatasync` of the file while the writer goes on appending), so that the
-/// segment roll's own `fdatasync` — still done by the writer, before the next segment starts —
-/// finds little left to write. It never makes anything durable that the writer relies on: a
-/// failure is kept and returned by the writer's next sync, which then poisons the store.
+/// The background thread that syncs log files off the append path in `Buffered` and `Interval`
+/// mode. It does two jobs:
+///
+/// - *Writeback kicks*: an `fdatasync` of the active segment while the writer goes on appending,
+///   so that the page cache never holds much unwritten log. Best effort: a kick is dropped if one
+///   is already waiting.
+/// - *Roll syncs*: the `fdatasync` of a finished segment, handed over by `Writer::roll` so that
+///   the writer starts the next segment at once instead of waiting for the disk. Never dropped:
+///   the writer counts them, and everything that claims durability (`Writer::sync`, and through
+///   it checkpoints and close) first waits for all of them ([`Flusher::wait_rolls`]).
+///
+/// It never makes anything durable that the writer relies on without the writer waiting for it: a
+/// failure of either job is kept and returned by the writer's next sync, which then poisons the
+/// store.
 pub(crate) struct Flusher {
-    tx: Option<mpsc::SyncSender<Arc<dyn FileHandle>>>,
-    /// The first failed background sync. Held while a background sync runs, so that the writer's
-    /// own sync (which takes it first) cannot miss a failure the kernel reported only once.
-    failed: Arc<Mutex<Option<String>>>,
+    inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
 }
 
+struct Inner {
+    queue: Mutex<Queue>,
+    /// Signals new work (to the thread) and finished roll syncs (to the writer).
+    cv: Condvar,
+    /// The first failed background sync. Held while a background sync runs, so that the writer's
+    /// own sync (which takes it first) cannot miss a failure the kernel reported only once.
+    failed: Mutex<Option<String>>,
+    /// `failed` holds a failure (checked at each roll without waiting for a sync in progress).
+    has_failed: AtomicBool,
+}
+
+/// Run by the flusher thread after a roll sync succeeded (publishes the durable position).
+pub(crate) type RollDone = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Queue {
+    /// A waiting writeback kick.
+    kick: Option<Arc<dyn FileHandle>>,
+    /// Finished segments waiting for their roll sync, oldest first, each with what to do once it
+    /// succeeded.
+    rolls: VecDeque<(Arc<dyn FileHandle>, RollDone)>,
+    /// Roll syncs queued or in progress.
+    rolls_pending: usize,
+    stop: bool,
+}
+
 impl Flusher {
-    /// Starts the thread (idle until [`Flusher::kick`]).
+    /// Starts the thread (idle until [`Flusher::kick`] or [`Flusher::roll`]).
     pub fn start() -> io::Result<Self> {
-        let (tx, rx) = mpsc::sync_channel::<Arc<dyn FileHandle>>(1);
-        let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let failed2 = failed.clone();
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            cv: Condvar::new(),
+            failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
+        });
+        let inner2 = inner.clone();
         let thread = std::thread::Builder::new()
             .name("streamstore-flush".into())
-            .spawn(move || {
-                for file in rx {
-                    let mut f = failed2.lock().unwrap_or_else(PoisonError::into_inner);
-                    if f.is_none() {
-                        if let Err(e) = file.sync_data() {
-                            *f = Some(e.to_string());
-                        }
-                    }
-                }
-            })?;
+            .spawn(move || inner2.run())?;
         Ok(Flusher {
-            tx: Some(tx),
-            failed,
+            inner,
             thread: Some(thread),
         })
     }
 
     /// Asks for a background sync of `file` unless one is already waiting; never waits.
     pub fn kick(&self, file: Arc<dyn FileHandle>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(file);
+        let mut q = self.inner.queue();
+        if q.kick.is_none() {
+            q.kick = Some(file);
+            self.inner.cv.notify_all();
         }
+    }
+
+    /// Queues the roll sync of a finished segment; never waits. `done` runs on the flusher thread
+    /// after the sync succeeded (roll syncs run in order, so every earlier one succeeded too).
+    pub fn roll(&self, file: Arc<dyn FileHandle>, done: RollDone) {
+        let mut q = self.inner.queue();
+        q.rolls.push_back((file, done));
+        q.rolls_pending += 1;
+        self.inner.cv.notify_all();
+    }
+
+    /// Roll syncs queued or in progress.
+    pub fn rolls_pending(&self) -> usize {
+        self.inner.queue().rolls_pending
+    }
+
+    /// Waits until every roll sync queued so far has finished (successfully or not: a failure is
+    /// in [`Flusher::lock`]).
+    pub fn wait_rolls(&self) {
+        self.wait_rolls_below(1);
+    }
+
+    /// Waits until fewer than `n` roll syncs are queued or in progress.
+    pub fn wait_rolls_below(&self, n: usize) {
+        let mut q = self.inner.queue();
+        while q.rolls_pending >= n {
+            q = self
+                .inner
+                .cv
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The first failure of a background sync, if one is known already; never waits.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.has_failed.load(Ordering::Acquire).then(|| {
+            let f = self.lock();
+            f.clone().unwrap_or_default()
+        })
     }
 
     /// Waits for a background sync in progress; the guard holds the first failure, if any.
     pub fn lock(&self) -> MutexGuard<'_, Option<String>> {
-        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn run(&self) {
+        loop {
+            let (file, roll) = {
+                let mut q = self.queue();
+                loop {
+                    // Roll syncs first: the writer may be waiting for them.
+                    if let Some((f, done)) = q.rolls.pop_front() {
+                        break (f, Some(done));
+                    }
+                    if let Some(f) = q.kick.take() {
+                        break (f, None);
+                    }
+                    if q.stop {
+                        return;
+                    }
+                    q = self.cv.wait(q).unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            let ok = {
+                let mut f = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+                if f.is_none() {
+                    if let Err(e) = file.sync_data() {
+                        *f = Some(e.to_string());
+                        self.has_failed.store(true, Ordering::Release);
+                    }
+                }
+                f.is_none()
+            };
+            drop(file);
+            if let Some(done) = roll {
+                if ok {
+                    done();
+                }
+                let mut q = self.queue();
+                q.rolls_pending -= 1;
+                self.cv.notify_all();
+            }
+        }
     }
 }
 
 impl Drop for Flusher {
-    /// Stops the thread, waiting for a sync in progress.
+    /// Stops the thread after the work queued (roll syncs are never abandoned).
     fn drop(&mut self) {
-        drop(self.tx.take());
+        {
+            let mut q = self.inner.queue();
+            q.stop = true;
+            self.inner.cv.notify_all();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -32,7 +32,7 @@ use super::fs::{segment_path, FileHandle};
 use super::index::Point;
 use super::options::Durability;
 use super::reader::{scan, Plan};
-use super::spare::{self, activate, Flusher, Preallocator, TMP_SUFFIX};
+use super::spare::{self, activate, Flusher, Preallocator, Spare, TMP_SUFFIX};
 use super::state::{SegInfo, State, Stream};
 use super::syncer::{Handoff, Syncer};
 use super::{checkpoint, Shared, CLEAN};
@@ -282,6 +282,10 @@ const CHECKPOINT_SIZE_FACTOR: u64 = 16;
 /// every this many bytes, so that the roll's `fdatasync` does not write the whole segment.
 const WRITEBACK_BYTES: u64 = 8 << 20;
 
+/// In `Buffered`/`Interval` mode, at most this many finished segments wait for their roll sync
+/// (a roll waits for the oldest otherwise): bounds the unsynced log a crash can cut.
+const MAX_PENDING_ROLLS: usize = 2;
+
 impl Writer {
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared
@@ -364,7 +368,7 @@ impl Writer {
             return;
         }
         if let Durability::Interval(d) = self.durability {
-            if self.active.durable < self.active.pos && self.last_sync.elapsed() >= d {
+            if self.unsynced() && self.last_sync.elapsed() >= d {
                 if let Err(e) = self.sync() {
                     self.poison(&e, "sync");
                 }
@@ -391,7 +395,18 @@ impl Writer {
                     >= opts
                         .checkpoint_bytes
                         .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR)));
-        if due && self.state().poisoned.is_none() {
+        // In `Buffered`/`Interval` mode a checkpoint that falls due while a roll sync runs waits
+        // until the roll sync is done (a later group or the timer): its own sync would wait for
+        // it, stalling every append. `Checkpoint` and `Close` operations never wait for this.
+        // Bounded: at twice its size or interval it no longer waits.
+        let roll_syncing = self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0);
+        let overdue = self.last_checkpoint.elapsed() >= opts.checkpoint_interval * 2
+            || self.bytes_since_checkpoint
+                >= opts
+                    .checkpoint_bytes
+                    .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR))
+                    .saturating_mul(2);
+        if due && (!roll_syncing || overdue) && self.state().poisoned.is_none() {
             if let Err(e) = self.checkpoint() {
                 self.poison(&e, "checkpoint");
             }
@@ -1203,7 +1218,7 @@ impl Writer {
             Durability::Interval(d) => self.last_sync.elapsed() >= d,
             Durability::Buffered => false,
         };
-        if sync && self.active.durable < self.active.pos {
+        if sync && self.unsynced() {
             self.sync()?;
         }
         Ok(())
@@ -1225,7 +1240,8 @@ impl Writer {
         self.bytes_since_checkpoint += len;
         g.buf.clear();
         self.start_writeback();
-        if self.fill && !self.prealloc_off && end >= self.segment_bytes / 8 {
+        let ahead = self.fill || self.durability != Durability::Sync;
+        if ahead && !self.prealloc_off && end >= self.segment_bytes / 8 {
             self.want_spare();
         }
         Ok(())
@@ -1253,14 +1269,17 @@ impl Writer {
         self.kicked = self.active.pos;
     }
 
-    /// Asks the preallocator for the next segment's file (starting it on first use).
+    /// Asks the preallocator for the next segment's file, or in `Buffered`/`Interval` mode for
+    /// the next segment itself (starting it on first use).
     fn want_spare(&mut self) {
+        let activate = self.durability != Durability::Sync;
         if self.prealloc.is_none() {
-            match Preallocator::start(
-                self.shared.opts.fs.clone(),
-                &self.seg_dir,
-                self.segment_bytes,
-            ) {
+            let len = if self.fill {
+                self.segment_bytes
+            } else {
+                SEGMENT_HEADER_LEN + TAIL_PAD
+            };
+            match Preallocator::start(self.shared.opts.fs.clone(), &self.seg_dir, len, activate) {
                 Ok(p) => self.prealloc = Some(p),
                 Err(e) => {
                     // Not fatal: rolls prepare the next segment synchronously.
@@ -1271,27 +1290,43 @@ impl Writer {
             }
         }
         if let Some(p) = &mut self.prealloc {
-            p.request();
+            p.request(self.active.seq + 1);
         }
     }
 
-    /// The next active segment: the preallocator's spare if one is ready (never waiting for it),
-    /// otherwise one prepared here.
+    /// The next active segment: the preallocator's spare if one is ready (in `Sync` mode never
+    /// waiting for it), otherwise one prepared here. In `Buffered`/`Interval` mode a segment the
+    /// preallocator is activating is waited for: it must not be created twice.
     fn next_segment(&mut self, seq: u64) -> io::Result<Active> {
         let fs = self.shared.opts.fs.clone();
-        if self.fill {
-            if let Some((file, path)) = self.prealloc.as_mut().and_then(Preallocator::take) {
+        let wait = self.durability != Durability::Sync;
+        match self.prealloc.as_mut().and_then(|p| p.take(wait)) {
+            Some(Spare::Segment(a)) if a.seq == seq => return Ok(a),
+            Some(Spare::Segment(a)) => {
+                return Err(io::Error::other(format!(
+                    "the preallocator activated segment {} for the roll to {seq}",
+                    a.seq
+                )))
+            }
+            Some(Spare::File(file, path)) if self.fill => {
                 return activate(fs.as_ref(), &self.seg_dir, seq, file.as_ref(), &path);
             }
+            Some(Spare::File(..)) | None => {}
         }
         create_segment(&self.shared, &self.seg_dir, seq, self.fill)
     }
 
-    /// `fdatasync` of the active segment.
+    /// `fdatasync` of the active segment, after waiting for the roll syncs of finished segments.
     fn sync(&mut self) -> io::Result<()> {
         // Groups handed to the sync thread come first (their publish order, and `durable`).
         self.drain();
         {
+            // Everything before the active segment first: segments finished by a roll in
+            // `Buffered`/`Interval` mode are synced in the background, and the durable position
+            // published below means "everything before this is on disk".
+            if let Some(f) = &self.flusher {
+                f.wait_rolls();
+            }
             // Wait for a background writeback sync in progress; a failure it saw (and the kernel
             // may report only once) is this sync's failure.
             let failed = self.flusher.as_ref().map(Flusher::lock);
@@ -1303,34 +1338,53 @@ impl Writer {
         self.active.durable = self.active.pos;
         self.last_sync = Instant::now();
         let shared = &self.shared;
-        *shared
-            .durable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (self.active.seq, self.active.pos);
         // In `Sync` mode publishing (after this sync) wakes readers; otherwise readers waiting
         // for durable records were woken by a publish before their records were synced.
-        let publishes_first = !matches!(self.durability, Durability::Sync);
-        if publishes_first
-            && shared
-                .durable_waiters
-                .load(std::sync::atomic::Ordering::Acquire)
-                > 0
-        {
-            shared.notifiers.notify_all();
+        if self.durability == Durability::Sync {
+            *shared
+                .durable
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = (self.active.seq, self.active.pos);
+        } else {
+            publish_durable(shared, (self.active.seq, self.active.pos));
         }
         Ok(())
     }
 
-    /// Finishes the active segment (written and synced) and starts the next one.
+    /// Finishes the active segment and starts the next one.
+    ///
+    /// In `Sync` mode the finished segment is synced here, before the next one starts. In
+    /// `Buffered`/`Interval` mode its `fdatasync` is handed to the flusher thread and the next
+    /// segment starts at once; the next segment begins with a `Commit` frame whose `aux` is the
+    /// finished segment's end, so that recovery can tell a finished segment that lost its last
+    /// bytes from a complete one (`recovery.rs`). Anything that claims durability (`sync`, and so
+    /// checkpoints and close) waits for the pending roll syncs first.
     fn roll(&mut self, g: &mut Group) -> io::Result<()> {
         // The finished segment's groups must all be synced and published before it is finished.
         self.drain();
         if !g.buf.is_empty() {
             self.write_buf(g)?;
         }
-        self.sync()?;
-        g.rolled.push((self.active.seq, self.active.pos));
+        let end = self.active.pos;
+        let background = self.durability != Durability::Sync && self.roll_flusher()?;
+        if !background {
+            self.sync()?;
+        }
+        g.rolled.push((self.active.seq, end));
+        // The next segment is created (small syncs of its own) before the finished one's sync is
+        // queued: a sync issued while the disk writes out most of a segment waits behind it.
         let next = self.next_segment(self.active.seq + 1)?;
+        if background {
+            if let Some(f) = &self.flusher {
+                // Backpressure: at most `MAX_PENDING_ROLLS` finished segments wait for their sync.
+                f.wait_rolls_below(MAX_PENDING_ROLLS);
+                // Once synced, everything before the new segment is durable: durable reads may
+                // see the finished segment without waiting for the next sync.
+                let (shared, durable) = (self.shared.clone(), (next.seq, SEGMENT_HEADER_LEN));
+                let done = Box::new(move || publish_durable(&shared, durable));
+                f.roll(self.active.file.clone(), done);
+            }
+        }
         g.created.push((
             next.seq,
             SegInfo {
@@ -1341,7 +1395,50 @@ impl Writer {
         ));
         self.active = next;
         self.kicked = 0;
+        if background {
+            // Only the header of the new segment is durable; `aux` names the end of the finished
+            // one (its frames end there). Not a durability claim about the finished segment.
+            let (seq, salt) = (self.active.seq, self.active.salt);
+            format::encode_frame(
+                &mut g.buf,
+                salt,
+                Kind::Commit,
+                0,
+                seq,
+                SEGMENT_HEADER_LEN,
+                end,
+                now_ms(),
+                0,
+                &[],
+            );
+        }
         Ok(())
+    }
+
+    /// The flusher, started if needed, for a roll sync in the background. `Ok(false)` if it
+    /// cannot be started (the roll then syncs itself); an error if an earlier background sync
+    /// failed (the group fails and the store is poisoned, as if this roll's sync had failed).
+    fn roll_flusher(&mut self) -> io::Result<bool> {
+        if self.flusher.is_none() {
+            match Flusher::start() {
+                Ok(f) => self.flusher = Some(f),
+                Err(e) => {
+                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    return Ok(false);
+                }
+            }
+        }
+        if let Some(e) = self.flusher.as_ref().and_then(Flusher::failure) {
+            return Err(io::Error::other(format!("background sync: {e}")));
+        }
+        Ok(true)
+    }
+
+    /// Whether something written is not known to be durable: the active segment past its synced
+    /// position, or a finished segment whose roll sync is still pending.
+    fn unsynced(&self) -> bool {
+        self.active.durable < self.active.pos
+            || self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0)
     }
 
     /// Makes the group visible: applies it to the shared state, wakes readers, answers waiters.
@@ -1360,7 +1457,7 @@ impl Writer {
     /// record needs any more.
     pub fn checkpoint(&mut self) -> io::Result<()> {
         self.drain();
-        if self.active.durable < self.active.pos {
+        if self.unsynced() {
             self.sync()?;
         }
         let bytes = {
@@ -1557,6 +1654,28 @@ impl Writer {
             }
         }
         self.shared.opts.fs.sync_dir(&self.seg_dir)
+    }
+}
+
+/// Moves the durable log position forward to `to` (never back) and wakes readers waiting for
+/// durable records (in the modes that publish before they sync).
+fn publish_durable(shared: &Shared, to: (u64, u64)) {
+    {
+        let mut d = shared
+            .durable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *d >= to {
+            return;
+        }
+        *d = to;
+    }
+    if shared
+        .durable_waiters
+        .load(std::sync::atomic::Ordering::Acquire)
+        > 0
+    {
+        shared.notifiers.notify_all();
     }
 }
 
