@@ -5,7 +5,8 @@
 //!   (see `shared/brief/engine-prior-art.md` §4.1: a growing or `fallocate`d file pays an extra
 //!   journal commit per sync). An engine cannot beat this at equal batch size.
 //! - [`sequential_write`]: plain `write` of large chunks to a growing file, no sync: the bandwidth
-//!   a buffered writer can reach.
+//!   a buffered writer can reach in a short window (the page cache's); with `durable`, the final
+//!   `fdatasync` is timed too: the disk's sustained sequential bandwidth.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -78,12 +79,15 @@ pub fn raw_fdatasync(
 }
 
 /// Writes `chunk`-byte blocks to a new file at `path` for `duration` after `warmup`, without
-/// syncing; then syncs (untimed) and removes the file, so the next case starts with no dirty data.
+/// syncing; then syncs (timed if `durable`: the elapsed time then runs until the data is on disk)
+/// and removes the file, so the next case starts with no dirty data. With `durable` the warm-up's
+/// bytes are synced before the measurement starts.
 pub fn sequential_write(
     path: &Path,
     chunk: usize,
     warmup: Duration,
     duration: Duration,
+    durable: bool,
 ) -> Result<Sample> {
     let mut file = OpenOptions::new()
         .create(true)
@@ -97,18 +101,32 @@ pub fn sequential_write(
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
+    let mut measuring = false;
+    let mut measure_from = measure_from;
     loop {
         let t0 = Instant::now();
         if t0 >= end {
             break;
         }
+        if !measuring && t0 >= measure_from {
+            measuring = true;
+            if durable {
+                // The warm-up's bytes are not the measurement's: sync them first.
+                file.sync_data()?;
+                measure_from = Instant::now();
+            }
+        }
+        let t0 = Instant::now();
         file.write_all(&buf)?;
-        if t0 >= measure_from {
+        if measuring {
             sample.latency.record(t0.elapsed());
             sample.ops += 1;
             sample.records += 1;
             sample.bytes += chunk as u64;
         }
+    }
+    if durable {
+        file.sync_data()?;
     }
     sample.elapsed = Instant::now().saturating_duration_since(measure_from);
     file.sync_all()?;

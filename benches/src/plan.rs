@@ -25,10 +25,13 @@ pub enum Work {
         /// Records per sync.
         batch: usize,
     },
-    /// Plain sequential writes of `chunk` bytes, no sync.
+    /// Plain sequential writes of `chunk` bytes; `durable`: the final `fdatasync` is timed too
+    /// (the disk's sustained bandwidth, not the page cache's).
     SeqWrite {
         /// Bytes per write.
         chunk: usize,
+        /// Count the time until the data is on disk.
+        durable: bool,
     },
     /// An append workload against a system.
     Append(System, AppendSpec),
@@ -140,10 +143,21 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
                 "raw pwrite+fdatasync".to_string(),
                 format!("{} records, {batch} per sync", size_label(*record_bytes)),
             ),
-            Work::SeqWrite { chunk } => (
+            Work::SeqWrite {
+                chunk,
+                durable: false,
+            } => (
                 format!("raw-write/{}", size_label(*chunk)),
                 "raw sequential write".to_string(),
                 format!("{} writes, no sync", size_label(*chunk)),
+            ),
+            Work::SeqWrite {
+                chunk,
+                durable: true,
+            } => (
+                format!("raw-write-durable/{}", size_label(*chunk)),
+                "raw sequential write".to_string(),
+                format!("{} writes, then fdatasync (timed)", size_label(*chunk)),
             ),
             Work::Append(sys, a) => {
                 let spread = match a.spread {
@@ -281,7 +295,20 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
             Work::Append(buffered, spec(64, 64, 100, 1000, rr)),
         );
     }
-    push("buffered", Work::SeqWrite { chunk: 1 << 20 });
+    push(
+        "buffered",
+        Work::SeqWrite {
+            chunk: 1 << 20,
+            durable: false,
+        },
+    );
+    push(
+        "buffered",
+        Work::SeqWrite {
+            chunk: 1 << 20,
+            durable: true,
+        },
+    );
     push(
         "buffered",
         Work::Append(buffered, spec(1, 1, 64 * KIB, 16, rr)),
@@ -461,6 +488,14 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
             bandwidth: true,
             target: Some(0.90),
             what: "Buffered 64 KiB × 16 per append ÷ raw sequential 1 MiB writes (bytes/s)",
+        },
+        RatioDef {
+            name: "buffered64k_vs_raw_write_durable",
+            num: "local-buffered/64KiBx16/a1/s1".into(),
+            den: "raw-write-durable/1024KiB".into(),
+            bandwidth: true,
+            target: None,
+            what: "Buffered 64 KiB × 16 per append ÷ raw sequential 1 MiB writes timed until a final fdatasync returns (the disk's sustained bandwidth)",
         },
     ];
     #[cfg(feature = "sql")]
@@ -644,11 +679,12 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
             })
             .await?
         }
-        Work::SeqWrite { chunk } => {
-            let chunk = *chunk;
+        Work::SeqWrite { chunk, durable } => {
+            let (chunk, durable) = (*chunk, *durable);
             let path = dir.join("seq.dat");
             tokio::task::spawn_blocking(move || {
-                baseline::sequential_write(&path, chunk, Duration::from_millis(200), duration)
+                let warmup = Duration::from_millis(200);
+                baseline::sequential_write(&path, chunk, warmup, duration, durable)
             })
             .await?
         }
