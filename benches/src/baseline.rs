@@ -100,7 +100,7 @@ pub fn sequential_write(
     let mut sample = Sample::default();
     let start = Instant::now();
     let measure_from = start + warmup;
-    let end = measure_from + duration;
+    let mut end = measure_from + duration;
     let mut measuring = false;
     let mut measure_from = measure_from;
     loop {
@@ -111,9 +111,11 @@ pub fn sequential_write(
         if !measuring && t0 >= measure_from {
             measuring = true;
             if durable {
-                // The warm-up's bytes are not the measurement's: sync them first.
+                // The warm-up's bytes are not the measurement's: sync them first, then measure
+                // for the whole `duration`.
                 file.sync_data()?;
                 measure_from = Instant::now();
+                end = measure_from + duration;
             }
         }
         let t0 = Instant::now();
