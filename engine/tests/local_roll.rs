@@ -533,13 +533,9 @@ async fn a_failed_roll_sync_fails_the_next_roll() {
         }
         assert!(n < 10_000, "never poisoned");
     };
-    // The append whose frame needed the roll loses its reply with the failed group (a roll
-    // failure inside `apply_op` drops its sender: `Closed`, as before this change); every later
-    // operation is refused as `Poisoned`.
-    assert!(
-        matches!(e.kind(), ErrorKind::Poisoned | ErrorKind::Closed),
-        "{e}"
-    );
+    // The append whose frame needed the roll fails with the group, as `Poisoned` (not `Closed`
+    // from a dropped reply); every later operation is refused as `Poisoned` too.
+    assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
     assert!(store.segment_count() >= 2);
     let e = store
         .append(&id(0), vec![payload(0, 0)], AppendOptions::default())

@@ -768,12 +768,25 @@ impl Writer {
                         create,
                         ..
                     }) => {
-                        if create {
-                            self.create(g, &stream, now)?;
+                        let written = (|| {
+                            if create {
+                                self.create(g, &stream, now)?;
+                            }
+                            let r = self.append(g, &stream, records, bytes, timestamp_ms, key)?;
+                            self.enforce_max_bytes(g, &stream)?;
+                            Ok(r)
+                        })();
+                        match written {
+                            Ok(r) => g.replies.push(Reply::Append(tx, r)),
+                            Err(e) => {
+                                // The group fails with this error (a roll's write or sync):
+                                // this append learns it, rather than `Closed` from a dropped
+                                // reply.
+                                let msg = format!("the log write failed: {e}");
+                                let _ = tx.send(Err(Error::new(ErrorKind::Poisoned, msg)));
+                                return Err(e);
+                            }
                         }
-                        let r = self.append(g, &stream, records, bytes, timestamp_ms, key)?;
-                        self.enforce_max_bytes(g, &stream)?;
-                        g.replies.push(Reply::Append(tx, r));
                     }
                 }
             }
