@@ -2,13 +2,16 @@
 //! failing append gets a typed error, the store is `Poisoned` from then on, and after a reopen
 //! every acknowledged record is there and no failed append is.
 
+mod common;
+
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use streamstore::local::{FileHandle, FileSystem, StdFs};
+use common::WrapFs;
+use streamstore::local::{FileHandle, FileSystem};
 use streamstore::{
     AppendOptions, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
@@ -53,10 +56,6 @@ impl Faults {
     }
 }
 
-struct FaultyFs {
-    faults: Arc<Faults>,
-}
-
 struct FaultyFile {
     inner: Arc<dyn FileHandle>,
     faults: Arc<Faults>,
@@ -84,31 +83,17 @@ impl FileHandle for FaultyFile {
     }
 }
 
-impl FileSystem for FaultyFs {
-    fn open(&self, path: &Path, write: bool) -> io::Result<Arc<dyn FileHandle>> {
-        let inner = StdFs.open(path, write)?;
+/// The file system of a test: writes and syncs of segment files obey `faults`.
+fn faulty_fs(faults: &Arc<Faults>) -> Arc<dyn FileSystem> {
+    let faults = faults.clone();
+    Arc::new(WrapFs(move |path: &Path, inner| {
         let segment = path.extension().is_some_and(|e| e == "seg");
-        Ok(Arc::new(FaultyFile {
+        Arc::new(FaultyFile {
             inner,
-            faults: self.faults.clone(),
+            faults: faults.clone(),
             segment,
-        }))
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdFs.list(dir)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        StdFs.exists(path)
-    }
+        }) as Arc<dyn FileHandle>
+    }))
 }
 
 fn id(i: usize) -> StreamId {
@@ -133,9 +118,7 @@ async fn scenario(at: Where, nospace: bool, once: bool) {
     faults.nospace.store(nospace, Ordering::SeqCst);
     faults.once.store(once, Ordering::SeqCst);
     let options = LocalOptions {
-        fs: Arc::new(FaultyFs {
-            faults: faults.clone(),
-        }),
+        fs: faulty_fs(&faults),
         ..LocalOptions::default()
     };
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
@@ -259,9 +242,7 @@ async fn failed_background_writeback_sync_poisons() {
     faults.once.store(true, Ordering::SeqCst);
     let options = LocalOptions {
         durability: streamstore::Durability::Buffered,
-        fs: Arc::new(FaultyFs {
-            faults: faults.clone(),
-        }),
+        fs: faulty_fs(&faults),
         ..LocalOptions::default()
     };
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
@@ -299,9 +280,7 @@ async fn eio_on_a_pipelined_sync_loses_nothing_acknowledged() {
     let faults = Arc::new(Faults::default());
     faults.off();
     let options = || LocalOptions {
-        fs: Arc::new(FaultyFs {
-            faults: faults.clone(),
-        }),
+        fs: faulty_fs(&faults),
         ..LocalOptions::default()
     };
     let store = Arc::new(LocalStore::open(tmp.path(), options()).await.unwrap());

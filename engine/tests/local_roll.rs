@@ -9,6 +9,8 @@
 //! - A failing background roll sync poisons the store.
 //! - Durable reads never return records of a segment whose roll sync has not completed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamstore::local::{FileHandle, FileSystem, StdFs};
+use common::WrapFs;
+use streamstore::local::{FileHandle, FileSystem};
 use streamstore::{
     AppendOptions, Durability, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
@@ -43,8 +46,6 @@ impl Control {
         self.cv.notify_all();
     }
 }
-
-struct TestFs(Arc<Control>);
 
 struct TestFile {
     inner: Arc<dyn FileHandle>,
@@ -76,36 +77,22 @@ impl FileHandle for TestFile {
     }
 }
 
-impl FileSystem for TestFs {
-    fn open(&self, path: &Path, write: bool) -> io::Result<Arc<dyn FileHandle>> {
-        let inner = StdFs.open(path, write)?;
+/// The file system of a test: syncs of segment files (`<seq>.seg`) obey `ctl`.
+fn test_fs(ctl: &Arc<Control>) -> Arc<dyn FileSystem> {
+    let ctl = ctl.clone();
+    Arc::new(WrapFs(move |path: &Path, inner| {
         let seq = path
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".seg"))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        Ok(Arc::new(TestFile {
+        Arc::new(TestFile {
             inner,
             seq,
-            ctl: self.0.clone(),
-        }))
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdFs.list(dir)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        StdFs.exists(path)
-    }
+            ctl: ctl.clone(),
+        }) as Arc<dyn FileHandle>
+    }))
 }
 
 fn options(durability: Durability) -> LocalOptions {
@@ -495,7 +482,7 @@ async fn a_failing_background_roll_sync_poisons_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
     let opts = LocalOptions {
-        fs: Arc::new(TestFs(ctl.clone())),
+        fs: test_fs(&ctl),
         ..options(Durability::Buffered)
     };
     let store = LocalStore::open(tmp.path(), opts).await.unwrap();
@@ -516,7 +503,7 @@ async fn a_failed_roll_sync_fails_the_next_roll() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
     let opts = LocalOptions {
-        fs: Arc::new(TestFs(ctl.clone())),
+        fs: test_fs(&ctl),
         ..options(Durability::Buffered)
     };
     let store = LocalStore::open(tmp.path(), opts).await.unwrap();
@@ -549,7 +536,7 @@ async fn durable_reads_wait_for_the_roll_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
     let opts = LocalOptions {
-        fs: Arc::new(TestFs(ctl.clone())),
+        fs: test_fs(&ctl),
         ..options(Durability::Buffered)
     };
     let store = Arc::new(LocalStore::open(tmp.path(), opts).await.unwrap());
@@ -599,7 +586,7 @@ async fn a_completed_roll_sync_makes_the_finished_segment_durable_for_readers() 
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
     let opts = LocalOptions {
-        fs: Arc::new(TestFs(ctl.clone())),
+        fs: test_fs(&ctl),
         ..options(Durability::Buffered)
     };
     let store = LocalStore::open(tmp.path(), opts).await.unwrap();
