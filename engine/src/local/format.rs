@@ -240,6 +240,13 @@ pub fn encode_frame(
     encode_frame_with(buf, salt, &fields, |b| b.extend_from_slice(body));
 }
 
+/// Appends a `Commit` frame of segment `seq`: every byte before `durable` was durable when it was
+/// written; `aux` is 0, or in a non-`Sync` roll's marker the previous segment's end (see
+/// docs/format.md).
+pub fn encode_commit(buf: &mut Vec<u8>, salt: u32, seq: u64, durable: u64, aux: u64, now: u64) {
+    encode_frame(buf, salt, Kind::Commit, 0, seq, durable, aux, now, 0, &[]);
+}
+
 /// The header fields of a frame that the caller chooses (length and CRCs are computed).
 #[derive(Clone, Copy, Debug)]
 pub struct FrameFields {

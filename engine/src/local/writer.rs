@@ -1195,18 +1195,7 @@ impl Writer {
             // damage in the middle.
             let durable = self.active.durable;
             let (seq, salt) = (self.active.seq, self.active.salt);
-            format::encode_frame(
-                &mut g.buf,
-                salt,
-                Kind::Commit,
-                0,
-                seq,
-                durable,
-                0,
-                g.now,
-                0,
-                &[],
-            );
+            format::encode_commit(&mut g.buf, salt, seq, durable, 0, g.now);
             self.active.marked = durable;
         }
         let pos = self.active.pos + g.buf.len() as u64;
@@ -1412,18 +1401,7 @@ impl Writer {
             // Only the header of the new segment is durable; `aux` names the end of the finished
             // one (its frames end there). Not a durability claim about the finished segment.
             let (seq, salt) = (self.active.seq, self.active.salt);
-            format::encode_frame(
-                &mut g.buf,
-                salt,
-                Kind::Commit,
-                0,
-                seq,
-                SEGMENT_HEADER_LEN,
-                end,
-                now_ms(),
-                0,
-                &[],
-            );
+            format::encode_commit(&mut g.buf, salt, seq, SEGMENT_HEADER_LEN, end, g.now);
         }
         Ok(())
     }
