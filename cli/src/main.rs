@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod commands;
-mod output;
-mod store_url;
+
+use streamstore_cli::{output, store_url};
 
 use std::process::ExitCode;
 
