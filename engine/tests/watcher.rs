@@ -263,6 +263,23 @@ async fn ticks_are_jittered() {
     assert!(distinct.len() > gaps.len() / 2, "{gaps:?}");
 }
 
+/// `set_tick` shortens the pause at once.
+#[tokio::test(start_paused = true)]
+async fn set_tick_takes_effect_at_once() {
+    let heads = Heads::with_latency(Duration::ZERO);
+    let stream = StreamId::new("retick").unwrap();
+    let watcher = Watcher::new(heads.clone(), options(60_000, 0.0, 100));
+    warm(&watcher, std::slice::from_ref(&stream)).await;
+    let mut w = watcher.arm(&stream);
+    heads.bump(&stream);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!ready(&mut w), "the one-minute tick has not come");
+    watcher.set_tick(Duration::from_millis(100));
+    assert_eq!(watcher.options().tick, Duration::from_millis(100));
+    tokio::time::sleep(Duration::from_millis(101)).await;
+    assert!(ready(&mut w));
+}
+
 /// `close` wakes every waiter at once and later arms complete at once; dropping does too.
 #[tokio::test(start_paused = true)]
 async fn close_wakes_all() {

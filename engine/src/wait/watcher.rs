@@ -78,17 +78,17 @@ impl Default for WatchOptions {
 
 impl WatchOptions {
     /// One pause between passes: `tick` with its jitter applied.
-    fn interval(&self) -> Duration {
+    fn interval(&self, tick: Duration) -> Duration {
         let jitter = if self.jitter.is_finite() {
             self.jitter.clamp(0.0, 1.0)
         } else {
             0.0
         };
         if jitter == 0.0 {
-            return self.tick;
+            return tick;
         }
         let factor = rand::thread_rng().gen_range(1.0 - jitter..=1.0 + jitter);
-        self.tick.mul_f64(factor)
+        tick.mul_f64(factor)
     }
 }
 
@@ -150,6 +150,10 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the task for new entries or for close.
     kick: Notify,
+    /// The tick in force ([`Watcher::set_tick`]), in nanoseconds.
+    tick_nanos: AtomicU64,
+    /// Wakes the task when the tick was shortened.
+    retick: Notify,
     closed: AtomicBool,
     counters: Counters,
 }
@@ -176,6 +180,8 @@ impl Watcher {
             options,
             state: Mutex::new(State::default()),
             kick: Notify::new(),
+            tick_nanos: AtomicU64::new(nanos(options.tick)),
+            retick: Notify::new(),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
         });
@@ -183,9 +189,21 @@ impl Watcher {
         Watcher { shared }
     }
 
-    /// The options in force.
+    /// The options in force (with the tick last set by [`Watcher::set_tick`]).
     pub fn options(&self) -> WatchOptions {
-        self.shared.options
+        WatchOptions {
+            tick: self.shared.tick(),
+            ..self.shared.options
+        }
+    }
+
+    /// Changes the tick, e.g. long while a push channel is healthy and short while it is down. A
+    /// shorter tick takes effect at once, a longer one after the pass already scheduled.
+    pub fn set_tick(&self, tick: Duration) {
+        let old = self.shared.tick_nanos.swap(nanos(tick), Ordering::Relaxed);
+        if nanos(tick) < old {
+            self.shared.retick.notify_one();
+        }
     }
 
     /// Registers a waiter on `stream` before the read it guards; the future completes on the next
@@ -281,7 +299,20 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
+/// `d` in nanoseconds, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Shared {
+    fn tick(&self) -> Duration {
+        Duration::from_nanos(self.tick_nanos.load(Ordering::Relaxed))
+    }
+
+    fn interval(&self) -> Duration {
+        self.options.interval(self.tick())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -304,7 +335,7 @@ impl Shared {
     /// The watcher task: first reads of new entries as they come, a pass over all entries per
     /// tick.
     async fn run(self: Arc<Self>) {
-        let mut next_pass = Instant::now() + self.options.interval();
+        let mut next_pass = Instant::now() + self.interval();
         loop {
             // Biased to the pass: a steady stream of new waiters must not postpone it.
             tokio::select! {
@@ -312,7 +343,10 @@ impl Shared {
                 () = tokio::time::sleep_until(next_pass) => {
                     let all = self.sweep();
                     self.read(all).await;
-                    next_pass = Instant::now() + self.options.interval();
+                    next_pass = Instant::now() + self.interval();
+                }
+                () = self.retick.notified() => {
+                    next_pass = next_pass.min(Instant::now() + self.interval());
                 }
                 () = self.kick.notified() => {
                     if self.is_closed() {
