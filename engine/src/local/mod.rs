@@ -30,19 +30,21 @@
 
 mod checkpoint;
 mod codec;
+mod flusher;
 pub mod format;
 pub mod fs;
 mod index;
 mod lock;
 mod mmap;
 mod options;
+mod prealloc;
 mod reader;
 mod recovery;
+mod segment;
+mod shared;
 mod small;
-mod spare;
 mod state;
 mod streams;
-mod syncer;
 mod verify;
 mod writer;
 
@@ -53,7 +55,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -74,36 +75,15 @@ pub use options::{Durability, LocalOptions};
 pub use recovery::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
+use fs::{CLEAN, SEGMENTS};
 use lock::DirLock;
-use reader::{scan, Files, Plan};
+use reader::{plan_for, scan, Files, Plan};
+use segment::{create_segment, Active};
+use shared::Shared;
 use state::State;
-use writer::{create_segment, fail_op, plan_for, Active, Op, Queued, Writer};
-
-/// The clean-shutdown marker's file name.
-pub(crate) const CLEAN: &str = "CLEAN";
-const SEGMENTS: &str = "segments";
+use writer::{fail_op, AppendOp, Op, Queued, Writer};
 /// The smallest segment accepted.
 const MIN_SEGMENT_BYTES: u64 = 64 << 10;
-
-/// What the writer thread and the readers share.
-pub(crate) struct Shared {
-    pub state: Mutex<State>,
-    pub notifiers: Notifiers,
-    pub files: Files,
-    pub opts: LocalOptions,
-    pub segment_bytes: u64,
-    /// Set by `abandon`: the writer stops without checkpoint or clean marker.
-    pub abandoned: AtomicBool,
-    /// Mirrors `State::poisoned.is_some()`, so callers check it without taking the state lock.
-    pub poisoned: AtomicBool,
-    /// The log position `(segment, byte)` below which every frame is covered by an `fdatasync`;
-    /// advanced by the writer after each sync. Durable reads in `Interval`/`Buffered` mode stop
-    /// there (in `Sync` mode nothing is published before it is synced).
-    pub durable: Mutex<(u64, u64)>,
-    /// Readers waiting for durable records: while nonzero, each non-`Sync` sync wakes every
-    /// waiting reader (a publish woke them before their records were durable).
-    pub durable_waiters: AtomicUsize,
-}
 
 /// A segment kept alive by streams that still have records in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +184,7 @@ impl LocalStore {
                 .map_err(|e| io("removing the clean marker", e))?;
         }
         // Files left by a crash while a segment was being prepared are not segments.
-        spare::remove_leftovers(fs.as_ref(), &seg_dir)
+        segment::remove_leftovers(fs.as_ref(), &seg_dir)
             .map_err(|e| io("removing unfinished segment files", e))?;
         // `Sync` and `Interval` write only into segments zero-filled and synced in advance, so a
         // commit's `fdatasync` never allocates blocks or changes the file size.
@@ -219,7 +199,7 @@ impl LocalStore {
                     // the file's length everything is zeros: recovery cut any torn tail).
                     let len = file.size().map_err(|e| io("reading the last segment", e))?;
                     if len < segment_bytes {
-                        spare::zero_fill(file.as_ref(), len.max(pos), segment_bytes)
+                        segment::zero_fill(file.as_ref(), len.max(pos), segment_bytes)
                             .map_err(|e| io("zero-filling the last segment", e))?;
                     }
                 }
@@ -233,7 +213,7 @@ impl LocalStore {
                 }
             }
             None => {
-                let a = create_segment(&shared, &seg_dir, rec.max_seq + 1, fill)
+                let a = create_segment(fs.as_ref(), &seg_dir, rec.max_seq + 1, segment_bytes, fill)
                     .map_err(|e| io("creating a segment", e))?;
                 lock_state(&shared).segments.insert(
                     a.seq,
@@ -253,31 +233,13 @@ impl LocalStore {
             .durable
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = (active.seq, active.pos);
-        let mut writer = Writer {
-            shared: shared.clone(),
-            dir: dir.clone(),
+        let mut writer = Writer::new(
+            shared.clone(),
+            dir.clone(),
             seg_dir,
             active,
-            next_number: rec.next_number,
-            durability: options.durability,
-            segment_bytes,
-            last_sync: Instant::now(),
-            last_checkpoint: Instant::now(),
-            bytes_since_checkpoint: 0,
-            last_sweep: Instant::now(),
-            touched: Vec::new(),
-            fill,
-            prealloc: None,
-            prealloc_off: false,
-            flusher: None,
-            kicked: 0,
-            checkpoint_len: 0,
-            spare: Default::default(),
-            syncer: None,
-            syncer_off: false,
-            overlay: Default::default(),
-            lookahead: None,
-        };
+            rec.next_number,
+        );
         writer
             .open_session()
             .map_err(|e| io("writing the session start", e))?;
@@ -599,7 +561,7 @@ fn read_plan(
 }
 
 fn lock_state(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+    shared.state()
 }
 
 /// Creates `dir` with mode 0700 if it does not exist.
@@ -655,13 +617,15 @@ impl StreamStore for LocalStore {
         let (bytes, digest) = check_append(stream, &records, key, &self.caps)?;
         let key = options.idempotency_key.zip(digest);
         let stream = stream.clone();
-        self.submit(|tx| Op::Append {
-            stream,
-            records,
-            bytes,
-            expect: options.expect,
-            key,
-            tx,
+        self.submit(|tx| {
+            Op::Append(AppendOp {
+                stream,
+                records,
+                bytes,
+                expect: options.expect,
+                key,
+                tx,
+            })
         })
         .await
     }

@@ -16,7 +16,7 @@ use super::format::{self, FrameHeader, Kind, FRAME_HEADER_LEN};
 use super::fs::{segment_path, FileHandle, FileSystem};
 use super::index::Point;
 use super::mmap::Mapped;
-use super::state::SegInfo;
+use super::state::{SegInfo, State, Stream};
 
 /// Bytes read at once while scanning.
 const CHUNK: usize = 256 << 10;
@@ -374,4 +374,33 @@ pub(crate) fn io_error(e: io::Error) -> Error {
         .with_source(e);
     }
     Error::new(ErrorKind::Unavailable, "reading a segment failed").with_source(e)
+}
+
+/// A read plan for stream `s` covering offsets `from..until` (bounded by what is committed).
+pub(crate) fn plan_for(st: &State, s: &Stream, from: u64, until: u64) -> Plan {
+    let end = until
+        .min(s.head.next_offset)
+        .min(s.lost_after(from).unwrap_or(u64::MAX));
+    let start = s.points.find(from).unwrap_or(0);
+    let mut points = Vec::new();
+    for p in s.points.window(start, usize::MAX) {
+        let past = p.offset >= end;
+        points.push(p);
+        if past {
+            break;
+        }
+    }
+    let segs = points
+        .iter()
+        .filter_map(|p| st.segments.get(&p.seg).map(|i| (p.seg, *i)))
+        .collect();
+    Plan {
+        number: s.number,
+        points,
+        segs,
+        from,
+        end,
+        synced_end: None,
+        newest_seg: st.segments.keys().next_back().copied().unwrap_or(0),
+    }
 }

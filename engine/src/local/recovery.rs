@@ -232,7 +232,7 @@ pub(crate) fn recover(dir: &Path, seg_dir: &Path, opts: &LocalOptions) -> Result
         moves: HashMap::new(),
         orphans: 0,
         report: RecoveryReport {
-            clean_shutdown: fs.exists(&dir.join(super::CLEAN)),
+            clean_shutdown: fs.exists(&dir.join(super::fs::CLEAN)),
             ..RecoveryReport::default()
         },
     };
