@@ -40,6 +40,7 @@ mod options;
 mod prealloc;
 mod reader;
 mod recovery;
+mod report;
 mod segment;
 mod shared;
 mod small;
@@ -72,7 +73,7 @@ use crate::wait::{wait_for_records, Notifiers};
 
 pub use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
-pub use recovery::{LostRange, Quarantine, RecoveryReport, TornTail};
+pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
 use fs::{CLEAN, SEGMENTS};

@@ -10,7 +10,7 @@ use crate::head::StreamHead;
 use crate::types::{Record, StreamId};
 
 use super::index::Points;
-use super::recovery::RecoveryReport;
+use super::report::RecoveryReport;
 use super::small::SmallDeque;
 
 pub(crate) use super::streams::Streams;
