@@ -47,6 +47,7 @@ mod segment;
 mod shared;
 mod small;
 mod state;
+mod stream;
 mod streams;
 mod verify;
 mod writer;

@@ -16,7 +16,8 @@ use super::format::{self, FrameHeader, Kind, FRAME_HEADER_LEN};
 use super::fs::{segment_path, FileHandle, FileSystem};
 use super::index::Point;
 use super::mmap::Mapped;
-use super::state::{SegInfo, State, Stream};
+use super::state::{SegInfo, State};
+use super::stream::Stream;
 
 /// Bytes read at once while scanning.
 const CHUNK: usize = 256 << 10;

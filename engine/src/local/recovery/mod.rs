@@ -62,7 +62,8 @@ use super::fs::{parse_segment_name, read_all, segment_path, FileSystem, CLEAN};
 use super::index::Points;
 use super::options::LocalOptions;
 use super::report::RecoveryReport;
-use super::state::{SegInfo, Streams};
+use super::state::SegInfo;
+use super::streams::Streams;
 
 /// The state rebuilt by recovery, handed to the writer.
 pub(crate) struct Recovered {

@@ -8,7 +8,7 @@ use crate::types::{Incarnation, Record, Retention, StreamId};
 use super::super::codec::{get_retention, Get};
 use super::super::format::{self, FrameHeader, Kind};
 use super::super::index::Point;
-use super::super::state::Stream;
+use super::super::stream::Stream;
 use super::Rec;
 
 impl Rec<'_> {

@@ -12,7 +12,7 @@ use crate::types::StreamId;
 
 use super::super::fs::{segment_path, FileHandle};
 use super::super::shared::Shared;
-use super::super::state::Stream;
+use super::super::stream::Stream;
 use super::group::Group;
 use super::ops::{fail_op, Op, Queued};
 use super::Writer;
