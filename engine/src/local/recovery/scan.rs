@@ -148,34 +148,40 @@ impl Rec<'_> {
                 return Ok(pos);
             }
             let q = next.unwrap_or(pos);
-            // Name the lost offsets if the damaged frame's header is still readable.
-            let header = usize::try_from(pos)
-                .ok()
-                .and_then(|at| data.get(at..))
-                .and_then(|b| format::decode_header(b, salt).ok());
-            match header {
-                Some(h) if pos + h.padded_len() == q => {
-                    if h.kind == Kind::Data {
-                        if let Some(id) = self.numbers.get(&h.stream).cloned() {
-                            self.lose(&id, h.first, h.first + u64::from(h.count));
-                            self.last_seen.insert(h.stream, (seq, pos));
-                        }
-                    } else {
-                        self.blind.push((seq, q));
-                    }
-                }
-                _ => self.blind.push((seq, q)),
-            }
-            self.quarantine(
-                seq,
-                pos,
-                q,
-                data,
-                "frame checksum mismatch in the middle of the log".into(),
-            );
+            self.damaged_middle(seq, salt, data, pos, q);
             barrier = Some(q);
             pos = q;
         }
+    }
+
+    /// Damage in the middle of the log at `pos`, valid frames again from `q`: the lost offsets are
+    /// named if the damaged frame's header is still readable, and the bytes are quarantined.
+    fn damaged_middle(&mut self, seq: u64, salt: u32, data: &[u8], pos: u64, q: u64) {
+        // Name the lost offsets if the damaged frame's header is still readable.
+        let header = usize::try_from(pos)
+            .ok()
+            .and_then(|at| data.get(at..))
+            .and_then(|b| format::decode_header(b, salt).ok());
+        match header {
+            Some(h) if pos + h.padded_len() == q => {
+                if h.kind == Kind::Data {
+                    if let Some(id) = self.numbers.get(&h.stream).cloned() {
+                        self.lose(&id, h.first, h.first + u64::from(h.count));
+                        self.last_seen.insert(h.stream, (seq, pos));
+                    }
+                } else {
+                    self.blind.push((seq, q));
+                }
+            }
+            _ => self.blind.push((seq, q)),
+        }
+        self.quarantine(
+            seq,
+            pos,
+            q,
+            data,
+            "frame checksum mismatch in the middle of the log".into(),
+        );
     }
 
     /// Whether a `Commit` frame at or after `q` proves that byte `pos` was durable (with `open`,

@@ -5,7 +5,7 @@ use std::io;
 use std::time::Instant;
 
 use super::super::flusher::Flusher;
-use super::super::format::{self, FrameFields, Kind, SEGMENT_HEADER_LEN};
+use super::super::format::{self, FrameHeader, SEGMENT_HEADER_LEN};
 use super::super::options::Durability;
 use super::super::prealloc::{Preallocator, Spare};
 use super::super::segment::{activate, create_segment, Active, TAIL_PAD, TAIL_PAD_BYTES};
@@ -25,32 +25,13 @@ const MAX_PENDING_ROLLS: usize = 2;
 impl Writer {
     /// Encodes one frame into the group, rolling to a new segment first if it does not fit.
     /// Returns the frame's segment and position.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "mirrors the frame header fields one to one"
-    )]
     pub(super) fn emit(
         &mut self,
         g: &mut Group,
-        kind: Kind,
-        flags: u8,
-        stream: u64,
-        first: u64,
-        aux: u64,
-        timestamp: u64,
-        count: u32,
+        frame: &FrameHeader,
         body: &[u8],
     ) -> io::Result<(u64, u64)> {
-        let fields = FrameFields {
-            kind,
-            flags,
-            stream,
-            first,
-            aux,
-            timestamp,
-            count,
-        };
-        self.emit_with(g, &fields, body.len(), |b| b.extend_from_slice(body))
+        self.emit_with(g, frame, body.len(), |b| b.extend_from_slice(body))
     }
 
     /// [`Writer::emit`] with the body (of `body_len` bytes) written by `body` straight into the
@@ -58,7 +39,7 @@ impl Writer {
     pub(super) fn emit_with(
         &mut self,
         g: &mut Group,
-        fields: &FrameFields,
+        frame: &FrameHeader,
         body_len: usize,
         body: impl FnOnce(&mut Vec<u8>),
     ) -> io::Result<(u64, u64)> {
@@ -72,12 +53,13 @@ impl Writer {
             // damage in the middle.
             let durable = self.active.durable;
             let (seq, salt) = (self.active.seq, self.active.salt);
-            format::encode_commit(&mut g.buf, salt, seq, durable, 0, g.now);
+            let frame = FrameHeader::commit(seq, durable, 0, g.now);
+            format::encode_frame(&mut g.buf, salt, &frame, &[]);
             self.active.marked = durable;
         }
         let pos = self.active.pos + g.buf.len() as u64;
         let start = g.buf.len();
-        format::encode_frame_with(&mut g.buf, self.active.salt, fields, body);
+        format::encode_frame_with(&mut g.buf, self.active.salt, frame, body);
         debug_assert_eq!(
             g.buf.len() - start,
             usize::try_from(need).unwrap_or(usize::MAX),
@@ -281,7 +263,8 @@ impl Writer {
             // Only the header of the new segment is durable; `aux` names the end of the finished
             // one (its frames end there). Not a durability claim about the finished segment.
             let (seq, salt) = (self.active.seq, self.active.salt);
-            format::encode_commit(&mut g.buf, salt, seq, SEGMENT_HEADER_LEN, end, g.now);
+            let frame = FrameHeader::commit(seq, SEGMENT_HEADER_LEN, end, g.now);
+            format::encode_frame(&mut g.buf, salt, &frame, &[]);
         }
         Ok(())
     }

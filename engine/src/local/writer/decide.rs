@@ -12,7 +12,7 @@ use crate::types::{AppendResult, IdempotencyKey, Incarnation, Record, Retention,
 use crate::validate::now_ms;
 
 use super::super::codec::{put_retention, Put};
-use super::super::format::{self, FrameFields, Kind, FLAG_KEY};
+use super::super::format::{self, FrameHeader, FLAG_KEY};
 use super::super::index::Point;
 use super::group::{Group, Work};
 use super::ops::{AppendOp, Op, Reply};
@@ -70,7 +70,7 @@ impl Writer {
             return Ok(false);
         };
         let now = g.now;
-        self.emit(g, Kind::Delete, 0, number, 0, 0, now, 0, &[])?;
+        self.emit(g, &FrameHeader::delete(number, now), &[])?;
         if let Some(Some(w)) = g.work.insert(id.clone(), None) {
             if !w.fresh {
                 g.deleted.insert(id.clone());
@@ -102,7 +102,7 @@ impl Writer {
                 if w.head.sealed_ms.is_none() {
                     let (number, next) = (w.number, w.head.next_offset);
                     w.head.sealed_ms = Some(now);
-                    self.emit(g, Kind::Seal, 0, number, next, 0, now, 0, &[])?;
+                    self.emit(g, &FrameHeader::seal(number, next, now), &[])?;
                 }
                 let info = self
                     .work(g, &stream)
@@ -140,7 +140,7 @@ impl Writer {
                 let (number, next) = (w.number, w.head.next_offset);
                 let mut body = Vec::new();
                 put_retention(&mut body, &retention);
-                self.emit(g, Kind::Retention, 0, number, next, 0, now, 0, &body)?;
+                self.emit(g, &FrameHeader::retention(number, next, now), &body)?;
                 self.enforce_max_bytes(g, &stream)?;
                 g.replies.push(Reply::Done(tx));
             }
@@ -222,17 +222,8 @@ impl Writer {
         let head = StreamHead::new(now, Retention::default());
         let mut body = Vec::new();
         body.bytes16(id.as_str().as_bytes());
-        self.emit(
-            g,
-            Kind::Create,
-            0,
-            number,
-            0,
-            head.incarnation.0,
-            now,
-            0,
-            &body,
-        )?;
+        let frame = FrameHeader::create(number, head.incarnation.0, now);
+        self.emit(g, &frame, &body)?;
         let w = Work {
             number,
             head,
@@ -258,17 +249,8 @@ impl Writer {
                 continue;
             };
             let inc = Incarnation::random();
-            self.emit(
-                &mut g,
-                Kind::Reincarnate,
-                0,
-                number,
-                next,
-                inc.0,
-                now_ms(),
-                0,
-                &[],
-            )?;
+            let frame = FrameHeader::reincarnate(number, next, inc.0, now_ms());
+            self.emit(&mut g, &frame, &[])?;
             if let Some(w) = self.work(&mut g, id) {
                 w.head.incarnation = inc;
                 w.reincarnated = true;
@@ -284,7 +266,7 @@ impl Writer {
     pub(crate) fn open_session(&mut self) -> io::Result<()> {
         let mut g = Group::at(now_ms());
         let code = self.durability.code();
-        self.emit(&mut g, Kind::Open, 0, 0, 0, code, now_ms(), 0, &[])?;
+        self.emit(&mut g, &FrameHeader::open(code, now_ms()), &[])?;
         self.write_group(&mut g)?;
         self.sync()?;
         self.publish(&mut g);
@@ -308,17 +290,9 @@ impl Writer {
         let flags = if key.is_some() { FLAG_KEY } else { 0 };
         let count = u32::try_from(records.len()).map_err(io::Error::other)?;
         let key_ref = key.as_ref().map(|(k, d)| (k, *d));
-        let fields = FrameFields {
-            kind: Kind::Data,
-            flags,
-            stream: number,
-            first,
-            aux: cum,
-            timestamp,
-            count,
-        };
+        let frame = FrameHeader::data(number, first, cum, timestamp, count).with_flags(flags);
         let body_len = format::data_body_len(key_ref.map(|(k, _)| k), &records);
-        let (seg, pos) = self.emit_with(g, &fields, body_len, |b| {
+        let (seg, pos) = self.emit_with(g, &frame, body_len, |b| {
             format::encode_data_body(b, key_ref, &records);
         })?;
         let cap = self.key_capacity();

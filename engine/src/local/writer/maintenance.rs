@@ -12,7 +12,7 @@ use crate::types::StreamId;
 use crate::validate::now_ms;
 
 use super::super::checkpoint;
-use super::super::format::{self, Kind, FLAG_COPY};
+use super::super::format::{self, FrameHeader, FLAG_COPY};
 use super::super::fs::segment_path;
 use super::super::index::{Point, Points};
 use super::super::reader::{plan_for, scan};
@@ -125,17 +125,9 @@ impl Writer {
                 let mut body = Vec::new();
                 format::encode_data_body(&mut body, None, chunk);
                 let count = u32::try_from(chunk.len()).map_err(io::Error::other)?;
-                let (seg, pos) = w.emit(
-                    g,
-                    Kind::Data,
-                    FLAG_COPY,
-                    number,
-                    head.0,
-                    head.2,
-                    head.1,
-                    count,
-                    &body,
-                )?;
+                // `head`: the chunk's first offset, timestamp and cumulative bytes.
+                let frame = FrameHeader::data(number, head.0, head.2, head.1, count);
+                let (seg, pos) = w.emit(g, &frame.with_flags(FLAG_COPY), &body)?;
                 points.push(Point {
                     offset: head.0,
                     cum: head.2,
@@ -163,13 +155,7 @@ impl Writer {
         }
         self.emit(
             &mut g,
-            Kind::Moved,
-            0,
-            number,
-            first,
-            next,
-            now_ms(),
-            0,
+            &FrameHeader::moved(number, first, next, now_ms()),
             &[],
         )?;
         self.write_group(&mut g)?;

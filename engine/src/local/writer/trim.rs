@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Record, StreamId};
 
-use super::super::format::Kind;
+use super::super::format::FrameHeader;
 use super::super::reader::{plan_for, scan};
 use super::group::Group;
 use super::Writer;
@@ -60,7 +60,7 @@ impl Writer {
         }
         let cum = self.cum_at(g, id, target).map_err(TrimError::Store)?;
         let now = g.now;
-        self.emit(g, Kind::Trim, 0, number, target, cum, now, 0, &[])
+        self.emit(g, &FrameHeader::trim(number, target, cum, now), &[])
             .map_err(TrimError::Io)?;
         let w = self
             .work(g, id)
