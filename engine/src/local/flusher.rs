@@ -1,10 +1,11 @@
 //! The flusher: `Buffered` and `Interval` mode's background syncs (writeback kicks of the active
 //! segment, and the roll syncs of finished segments).
 
+use crate::sync::{lock, wait};
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::fs::FileHandle;
@@ -106,11 +107,7 @@ impl Flusher {
     pub fn wait_rolls_below(&self, n: usize) {
         let mut q = self.inner.queue();
         while q.rolls_pending >= n {
-            q = self
-                .inner
-                .cv
-                .wait(q)
-                .unwrap_or_else(PoisonError::into_inner);
+            q = wait(&self.inner.cv, q);
         }
     }
 
@@ -124,16 +121,13 @@ impl Flusher {
 
     /// Waits for a background sync in progress; the guard holds the first failure, if any.
     pub fn lock(&self) -> MutexGuard<'_, Option<String>> {
-        self.inner
-            .failed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner.failed)
     }
 }
 
 impl Inner {
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.queue)
     }
 
     fn run(&self) {
@@ -151,11 +145,11 @@ impl Inner {
                     if q.stop {
                         return;
                     }
-                    q = self.cv.wait(q).unwrap_or_else(PoisonError::into_inner);
+                    q = wait(&self.cv, q);
                 }
             };
             let ok = {
-                let mut f = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut f = lock(&self.failed);
                 if f.is_none() {
                     if let Err(e) = file.sync_data() {
                         *f = Some(e.to_string());

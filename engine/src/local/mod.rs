@@ -56,7 +56,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -66,6 +66,7 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::capabilities::{Capabilities, IdempotencyWindow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::StreamStore;
+use crate::sync::lock;
 use crate::types::{
     AppendOptions, AppendResult, ListOptions, ListPage, ReadBatch, ReadOptions, Retention,
     StreamId, StreamInfo,
@@ -443,11 +444,7 @@ impl StreamStore for LocalStore {
             Ok(()) => rx.await.unwrap_or(Ok(())),
             Err(_) => Ok(()),
         };
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
@@ -458,12 +455,7 @@ impl StreamStore for LocalStore {
         }
         self.shared.notifiers.notify_all();
         // The writer has stopped: release the directory for the next opener.
-        drop(
-            self.lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        drop(lock(&self.lock).take());
         result
     }
 }
@@ -483,7 +475,7 @@ impl Drop for LocalStore {
         let thread = self
             .thread
             .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(t) = thread {
             let _ = t.join();

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::lock;
 
 use super::format::{self, FrameHeader, Kind, FRAME_HEADER_LEN};
 use super::fs::{segment_path, FileHandle, FileSystem};
@@ -87,7 +88,7 @@ impl Files {
 
     /// The open file of segment `seq`.
     pub fn get(&self, seq: u64) -> io::Result<Arc<dyn FileHandle>> {
-        let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lru = lock(&self.open);
         if let Some(f) = lru.get(seq) {
             return Ok(f);
         }
@@ -102,7 +103,7 @@ impl Files {
         if !self.mmap {
             return Ok(None);
         }
-        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = lock(&self.maps);
         // A finished segment's readable length never changes, so a cached map covers `len`.
         if let Some(m) = maps.get(seq).filter(|m| m.bytes().len() as u64 >= len) {
             return Ok(Some(m));
@@ -124,29 +125,21 @@ impl Files {
 
     /// Closes segment `seq` (it is being deleted).
     pub fn forget(&self, seq: u64) {
-        let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lru = lock(&self.open);
         lru.map.remove(&seq);
         drop(lru);
-        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = lock(&self.maps);
         maps.map.remove(&seq);
     }
 
     /// Number of files open (for tests of the bound).
     pub fn open_count(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len()
+        lock(&self.open).map.len()
     }
 
     /// Number of finished segments mapped (for tests of the bound and of the map path).
     pub fn mapped_count(&self) -> usize {
-        self.maps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len()
+        lock(&self.maps).map.len()
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
+use crate::sync::lock;
 use crate::wait::Notifiers;
 
 use super::options::LocalOptions;
@@ -33,12 +34,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// The committed state, locked.
     pub fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     /// The durable log position, locked.
     pub fn durable(&self) -> MutexGuard<'_, (u64, u64)> {
-        self.durable.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.durable)
     }
 
     /// Marks the store poisoned (the first failure's message is kept).

@@ -18,9 +18,10 @@
 //!   `Writer::work`) and waits with [`Syncer::drain`] before anything that needs the published
 //!   state to be complete (rolls, checkpoints, reading records back, its own syncs).
 
+use crate::sync::{lock, wait};
 use std::io;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::super::fs::FileHandle;
@@ -95,11 +96,7 @@ impl Syncer {
 
     /// The number of groups finished so far.
     pub fn done(&self) -> u64 {
-        *self
-            .progress
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.progress.done)
     }
 
     /// Whether a group handed over is not finished yet.
@@ -109,17 +106,9 @@ impl Syncer {
 
     /// Waits until every group handed over is finished.
     pub fn drain(&self) {
-        let mut done = self
-            .progress
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut done = lock(&self.progress.done);
         while *done < self.sent {
-            done = self
-                .progress
-                .changed
-                .wait(done)
-                .unwrap_or_else(PoisonError::into_inner);
+            done = wait(&self.progress.changed, done);
         }
     }
 
@@ -183,7 +172,7 @@ fn run(
             finish(shared, &mut h.group, &mut touched, (h.seq, h.end), failure);
             let _ = spare.send(h.group.recycle());
         }
-        let mut done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut done = lock(&progress.done);
         *done += n;
         progress.changed.notify_all();
     }
