@@ -79,7 +79,10 @@ impl Core {
         loop {
             self.check_open()?;
             tries += 1;
-            match self.append_once(stream, records, bytes, expect, key).await? {
+            match self
+                .append_once(stream, records, bytes, expect, key)
+                .await?
+            {
                 Step::Done(result, written) => {
                     if let Some(h) = written {
                         if crate::backend::must_trim(&h) {
@@ -152,9 +155,7 @@ impl Core {
             incarnation: inc,
             timestamp_ms,
         };
-        let expected = stored
-            .as_ref()
-            .map(|h| (h.head.incarnation.0, h.version));
+        let expected = stored.as_ref().map(|h| (h.head.incarnation.0, h.version));
         let table = self.db.table();
         let mut items = Vec::with_capacity(records.len().min(20) + 2);
         items.push(match expected {

@@ -11,8 +11,8 @@ use streamstore::validate::{check_append, check_read, now_ms};
 use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, IdempotencyWindow, ListOptions,
-    ListPage, ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo,
-    StreamStore, WaitMechanism,
+    ListPage, ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo, StreamStore,
+    WaitMechanism,
 };
 use tokio::task::JoinHandle;
 
@@ -20,8 +20,8 @@ use crate::config::DynamoDbConfig;
 use crate::core::{Db, BATCH_GET_KEYS};
 use crate::error::Outcome;
 use crate::model::{
-    self, be, head_id, head_item, item_key, keys_pk, opt_u64, parse_chunk, parse_head,
-    records_pk, Head, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_RECORD_BYTES,
+    self, be, head_id, head_item, item_key, keys_pk, opt_u64, parse_chunk, parse_head, records_pk,
+    Head, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_RECORD_BYTES,
 };
 
 /// Idempotency keys are items that live as long as their incarnation (never pruned): at least
@@ -54,7 +54,9 @@ pub fn capabilities(poll: Duration) -> Capabilities {
         retention: true,
         list: true,
         persistent: true,
-        durable_reads: false,
+        // DynamoDB acknowledges a write only once it is durable (replicated): a durable read is
+        // a plain read.
+        durable_reads: true,
         ..Capabilities::default()
     }
 }
@@ -284,7 +286,12 @@ impl Core {
         }
     }
 
-    async fn read_now(&self, stream: &StreamId, from: u64, options: &ReadOptions) -> Result<ReadBatch> {
+    async fn read_now(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        options: &ReadOptions,
+    ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
         for _ in 0..MAX_READ_ATTEMPTS {
@@ -438,7 +445,9 @@ impl Core {
             for item in &items {
                 let (id, h) = (head_id(item)?, parse_head(item)?);
                 // Conditional on the version: an append that revived the stream wins.
-                if h.head.is_expired(now_ms()) && matches!(self.db.delete_head_if(&id, &h).await, Ok(true)) {
+                if h.head.is_expired(now_ms())
+                    && matches!(self.db.delete_head_if(&id, &h).await, Ok(true))
+                {
                     self.notifiers.notify(&id);
                     self.drop_incarnation(&id, &h).await;
                     deleted += 1;
@@ -466,8 +475,12 @@ impl StreamStore for DynamoDbStore {
     ) -> Result<AppendResult> {
         let core = &self.core;
         core.check_open()?;
-        let (bytes, digest) =
-            check_append(stream, &records, options.idempotency_key.as_ref(), &core.caps)?;
+        let (bytes, digest) = check_append(
+            stream,
+            &records,
+            options.idempotency_key.as_ref(),
+            &core.caps,
+        )?;
         let key = options.idempotency_key.as_ref().zip(digest);
         let (result, wrote) = core
             .append(stream, &records, bytes, options.expect, key)

@@ -187,8 +187,9 @@ mod tests {
 
     #[test]
     fn url_forms_and_debug_hides_credentials() {
-        let mut c = DynamoDbConfig::from_url("dynamodb://127.0.0.1:58000/my_table?region=eu-west-1")
-            .unwrap();
+        let mut c =
+            DynamoDbConfig::from_url("dynamodb://127.0.0.1:58000/my_table?region=eu-west-1")
+                .unwrap();
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:58000"));
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(c.table(), "my_table");

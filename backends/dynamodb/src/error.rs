@@ -34,7 +34,11 @@ where
 {
     match &e {
         SdkError::ConstructionFailure(_) => (
-            Error::new(ErrorKind::Internal, "the DynamoDB request could not be built").with_source(e),
+            Error::new(
+                ErrorKind::Internal,
+                "the DynamoDB request could not be built",
+            )
+            .with_source(e),
             Outcome::NotApplied,
         ),
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (

@@ -226,8 +226,7 @@ pub(crate) struct Chunk {
 /// record's size. Every record fits one chunk (the caller checked `MAX_RECORD_BYTES`).
 pub(crate) fn pack(records: &[Bytes], first_offset: u64) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = Vec::new();
-    let mut offset = first_offset;
-    for r in records {
+    for (offset, r) in (first_offset..).zip(records) {
         let need = r.len() + 4;
         let fits = chunks
             .last()
@@ -245,7 +244,6 @@ pub(crate) fn pack(records: &[Bytes], first_offset: u64) -> Vec<Chunk> {
             c.data.extend_from_slice(r);
             c.last = offset;
         }
-        offset += 1;
     }
     chunks
 }
