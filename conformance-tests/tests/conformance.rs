@@ -84,6 +84,11 @@ fn known() -> Vec<Known> {
             env: Some(streamstore_mysql::URL_ENV),
             factory: || Arc::new(streamstore_mysql::MysqlFactory),
         },
+        Known {
+            name: "dynamodb",
+            env: Some(streamstore_dynamodb::ENDPOINT_ENV),
+            factory: || Arc::new(streamstore_dynamodb::DynamoDbFactory),
+        },
     ]
 }
 
