@@ -84,6 +84,11 @@ fn known() -> Vec<Known> {
             env: Some(streamstore_mysql::URL_ENV),
             factory: || Arc::new(streamstore_mysql::MysqlFactory),
         },
+        Known {
+            name: "mongodb",
+            env: Some(streamstore_mongodb::URL_ENV),
+            factory: || Arc::new(streamstore_mongodb::MongoFactory),
+        },
     ]
 }
 
