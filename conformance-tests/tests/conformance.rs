@@ -84,6 +84,11 @@ fn known() -> Vec<Known> {
             env: Some(streamstore_mysql::URL_ENV),
             factory: || Arc::new(streamstore_mysql::MysqlFactory),
         },
+        Known {
+            name: "cassandra",
+            env: Some(streamstore_cassandra::NODES_ENV),
+            factory: || Arc::new(streamstore_cassandra::CassandraFactory),
+        },
     ]
 }
 
