@@ -103,9 +103,9 @@ impl Opened {
     pub async fn verify(&self) -> Result<()> {
         match &self.kind {
             Kind::Local(local) => verify_local(local).await,
-            Kind::Memory | Kind::Postgres | Kind::Mysql | Kind::Cassandra => Err(Error::unsupported(
-                "verify (checksums exist only in the local engine's files)",
-            )),
+            Kind::Memory | Kind::Postgres | Kind::Mysql | Kind::Cassandra => Err(
+                Error::unsupported("verify (checksums exist only in the local engine's files)"),
+            ),
         }
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::validate::{check_append, check_read};
-use streamstore::wait::{wait_for_records, Wakeup};
+use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
     ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
@@ -28,8 +28,19 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// many of the most recent ones across a roll.
 pub const KEYS_PER_STREAM: usize = 1024;
 
-/// First pause of a waiting read's polling (doubled up to the configured poll interval).
-const POLL_MIN: Duration = Duration::from_millis(20);
+/// How far the watcher's tick may stray from the poll interval (`1 ± JITTER`), so the stores
+/// of many processes do not poll in step.
+const JITTER: f64 = 0.2;
+
+/// The watcher's batched head reads: the marks of the streams waited on.
+struct Marks(Arc<Core>);
+
+#[async_trait]
+impl HeadSource for Marks {
+    async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        self.0.heads_marks(streams).await
+    }
+}
 
 /// A `StreamStore` over Apache Cassandra (4.1 or later; tested on 5.0).
 ///
@@ -38,6 +49,8 @@ const POLL_MIN: Duration = Duration::from_millis(20);
 /// the tables. Waiting reads poll with backoff; appends through the same store wake them at once.
 pub struct CassandraStore {
     core: Arc<Core>,
+    /// Every waiting read of this store object, polled by one task (issue 19).
+    watcher: Watcher,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -60,7 +73,7 @@ fn capabilities(config: &CassandraConfig) -> Capabilities {
             max_age: None,
         }),
         wait: WaitMechanism::Poll {
-            max_interval: config.poll_interval,
+            max_interval: config.poll_interval.mul_f64(1.0 + JITTER),
         },
         trim: true,
         delete: true,
@@ -100,8 +113,17 @@ impl CassandraStore {
         let caps = capabilities(&config);
         let sweep_every = config.sweep_interval;
         let core = Arc::new(Core::open(config, caps).await?);
+        let watcher = Watcher::new(
+            Arc::new(Marks(Arc::clone(&core))),
+            WatchOptions {
+                tick: core.config.poll_interval,
+                jitter: JITTER,
+                ..WatchOptions::default()
+            },
+        );
         let store = CassandraStore {
             core: Arc::clone(&core),
+            watcher,
             tasks: Mutex::new(Vec::new()),
         };
         store.add_task(tokio::spawn(sweep_loop(core, sweep_every)));
@@ -117,8 +139,11 @@ impl CassandraStore {
             builder = builder.user(user, password);
         }
         let session = builder.build().await.map_err(|e| {
-            Error::new(streamstore::ErrorKind::Unavailable, "cannot connect to Cassandra")
-                .with_source(e)
+            Error::new(
+                streamstore::ErrorKind::Unavailable,
+                "cannot connect to Cassandra",
+            )
+            .with_source(e)
         })?;
         crate::schema::drop_tables(&session, &config).await
     }
@@ -207,14 +232,18 @@ impl StreamStore for CassandraStore {
     ) -> Result<AppendResult> {
         let core = &self.core;
         core.check_open()?;
-        let (bytes, digest) =
-            check_append(stream, &records, options.idempotency_key.as_ref(), &core.caps)?;
+        let (bytes, digest) = check_append(
+            stream,
+            &records,
+            options.idempotency_key.as_ref(),
+            &core.caps,
+        )?;
         let key = options.idempotency_key.as_ref().zip(digest);
         let (result, wrote) = core
             .append(stream, &records, bytes, options.expect, key)
             .await?;
         if wrote {
-            core.notifiers.notify(stream);
+            self.watcher.notify(stream);
             // `max_bytes` retention trims after the append; a failure here leaves the trim to
             // the next append and must not turn an applied append into an error.
             let _ = core.enforce_max_bytes(stream).await;
@@ -229,29 +258,19 @@ impl StreamStore for CassandraStore {
         let Some(wait) = options.wait else {
             return core.read_now(stream, from, &options).await;
         };
-        let poll_max = core.config.poll_interval;
-        let mut pause = POLL_MIN.min(poll_max);
-        let arm = || -> Wakeup<'static> {
-            // Registered before the read it guards, so an append through this store in
-            // between still wakes the wait; the sleep covers writers in other processes.
-            let notified = core.notifiers.arm(stream);
-            let sleep = tokio::time::sleep(pause);
-            pause = (pause * 2).min(poll_max);
-            Box::pin(async move {
-                tokio::select! {
-                    () = notified => {}
-                    () = sleep => {}
-                }
-            })
-        };
-        wait_for_records(wait, arm, || core.read_now(stream, from, &options)).await
+        wait_for_records(
+            wait,
+            || self.watcher.arm(stream),
+            || core.read_now(stream, from, &options),
+        )
+        .await
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
         self.core.check_open()?;
         let (info, sealed_now) = self.core.seal(stream).await?;
         if sealed_now {
-            self.core.notifiers.notify(stream);
+            self.watcher.notify(stream);
         }
         Ok(info)
     }
@@ -264,7 +283,7 @@ impl StreamStore for CassandraStore {
     async fn delete(&self, stream: &StreamId) -> Result<bool> {
         self.core.check_open()?;
         let existed = self.core.delete(stream).await?;
-        self.core.notifiers.notify(stream);
+        self.watcher.notify(stream);
         Ok(existed)
     }
 
@@ -286,7 +305,7 @@ impl StreamStore for CassandraStore {
     async fn close(&self) -> Result<()> {
         if self.core.close() {
             self.abort_tasks();
-            self.core.notifiers.notify_all();
+            self.watcher.close();
         }
         Ok(())
     }

@@ -37,8 +37,8 @@ pub struct CassandraConfig {
     /// Records per bucket before a stream rolls to its next partition.
     pub bucket_size: u64,
     user: Option<(String, String)>,
-    /// Longest pause between two polls of a waiting read (appends through the same store wake
-    /// it at once).
+    /// The watcher's tick: how often the heads of waited-on streams are read (± 20 %; appends
+    /// through the same store wake their readers at once).
     pub poll_interval: Duration,
     /// How often the retention sweeper runs.
     pub sweep_interval: Duration,
@@ -94,7 +94,7 @@ impl CassandraConfig {
             consistency: Consistency::LocalQuorum,
             bucket_size: DEFAULT_BUCKET_SIZE,
             user: None,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(250),
             sweep_interval: Duration::from_secs(1),
         })
     }
@@ -129,11 +129,10 @@ impl CassandraConfig {
             match &*k {
                 "table_prefix" => config = config.with_prefix(&v)?,
                 "replication_factor" => {
-                    config.replication_factor = v
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| Error::invalid("replication_factor is a positive integer"))?;
+                    config.replication_factor =
+                        v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            Error::invalid("replication_factor is a positive integer")
+                        })?;
                 }
                 "consistency" => config.consistency = consistency(&v)?,
                 "bucket_size" => {
@@ -223,7 +222,10 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         let d = CassandraConfig::from_url("cassandra://h:1").unwrap();
-        assert_eq!((d.keyspace.as_str(), d.prefix()), (DEFAULT_KEYSPACE, DEFAULT_PREFIX));
+        assert_eq!(
+            (d.keyspace.as_str(), d.prefix()),
+            (DEFAULT_KEYSPACE, DEFAULT_PREFIX)
+        );
         assert!(CassandraConfig::from_url("cassandra://h:1/ks?table_prefix=Bad").is_err());
         assert!(CassandraConfig::from_url("cassandra://h:1/ks?nope=1").is_err());
         assert!(CassandraConfig::from_url("postgres://h:1/ks").is_err());

@@ -16,7 +16,6 @@
 //!   closed head finishes the remaining steps, which are idempotent.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +29,6 @@ use scylla::statement::SerialConsistency;
 use scylla::value::{CqlValue, Row};
 use streamstore::head::{Decision, StreamHead};
 use streamstore::validate::now_ms;
-use streamstore::wait::Notifiers;
 use streamstore::{
     AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey, ListOptions, ListPage,
     ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo,
@@ -95,7 +93,6 @@ pub(crate) struct Core {
     st: Statements,
     pub config: CassandraConfig,
     pub caps: Capabilities,
-    pub notifiers: Arc<Notifiers>,
     closed: AtomicBool,
     roll_crash: AtomicU8,
 }
@@ -164,9 +161,10 @@ impl Core {
         if let Some((user, password)) = config.credentials() {
             builder = builder.user(user, password);
         }
-        let session = builder.build().await.map_err(|e| {
-            unavailable("cannot connect to Cassandra").with_source(e)
-        })?;
+        let session = builder
+            .build()
+            .await
+            .map_err(|e| unavailable("cannot connect to Cassandra").with_source(e))?;
         crate::schema::create(&session, &config).await?;
         let st = Statements::prepare(&session, &config).await?;
         Ok(Core {
@@ -174,7 +172,6 @@ impl Core {
             st,
             config,
             caps,
-            notifiers: Arc::new(Notifiers::default()),
             closed: AtomicBool::new(false),
             roll_crash: AtomicU8::new(0),
         })
@@ -200,11 +197,7 @@ impl Core {
         self.caps.idempotency.map_or(0, |w| w.keys_per_stream)
     }
 
-    async fn exec(
-        &self,
-        ps: &PreparedStatement,
-        values: impl SerializeRow,
-    ) -> Result<QueryResult> {
+    async fn exec(&self, ps: &PreparedStatement, values: impl SerializeRow) -> Result<QueryResult> {
         self.session
             .execute_unpaged(ps, values)
             .await
@@ -310,7 +303,13 @@ impl Core {
     }
 
     /// Writes `next` over the head at `loc` if it is still at version `prev.ver`.
-    async fn update_head(&self, stream: &StreamId, loc: Loc, prev: &Head, next: &Head) -> Result<bool> {
+    async fn update_head(
+        &self,
+        stream: &StreamId,
+        loc: Loc,
+        prev: &Head,
+        next: &Head,
+    ) -> Result<bool> {
         let values = Self::head_update_values(stream, loc, prev.ver, next)?;
         applied(self.exec(&self.st.head_update, values).await?)
     }
@@ -352,7 +351,12 @@ impl Core {
         ])
     }
 
-    async fn read_key(&self, stream: &StreamId, loc: Loc, key: &IdempotencyKey) -> Result<Option<KeyRow>> {
+    async fn read_key(
+        &self,
+        stream: &StreamId,
+        loc: Loc,
+        key: &IdempotencyKey,
+    ) -> Result<Option<KeyRow>> {
         let qr = self
             .exec(
                 &self.st.key,
@@ -360,7 +364,11 @@ impl Core {
             )
             .await?;
         let found: Vec<(Option<i64>, Option<i64>, Option<i64>, Option<i64>)> = rows(qr)?;
-        found.into_iter().next().map(KeyRow::from_columns).transpose()
+        found
+            .into_iter()
+            .next()
+            .map(KeyRow::from_columns)
+            .transpose()
     }
 
     fn lwt_batch(&self) -> Result<Batch> {
@@ -446,8 +454,16 @@ impl Core {
                 incarnation: loc.incarnation()?,
                 timestamp_ms,
             };
-            let (batch, values) =
-                self.append_batch(stream, loc, head.as_ref(), &result, records, bytes, key, &batch_id)?;
+            let (batch, values) = self.append_batch(
+                stream,
+                loc,
+                head.as_ref(),
+                &result,
+                records,
+                bytes,
+                key,
+                &batch_id,
+            )?;
             match self.session.batch(&batch, values).await {
                 Ok(qr) => {
                     if applied(qr)? {
@@ -494,7 +510,9 @@ impl Core {
     ) -> Result<(Batch, Vec<Values<'a>>)> {
         let mut batch = self.lwt_batch()?;
         let mut values: Vec<Values<'a>> = Vec::with_capacity(records.len() + 2);
-        let mut next = head.cloned().unwrap_or_else(|| Head::new(result.timestamp_ms));
+        let mut next = head
+            .cloned()
+            .unwrap_or_else(|| Head::new(result.timestamp_ms));
         next.next = result.next_offset();
         next.bytes += bytes;
         next.last_ts = result.timestamp_ms;
@@ -506,7 +524,9 @@ impl Core {
             Some(h) => {
                 next.ver = h.ver + 1;
                 batch.append_statement(self.st.head_update.clone());
-                values.push(Box::new(Self::head_update_values(stream, loc, h.ver, &next)?));
+                values.push(Box::new(Self::head_update_values(
+                    stream, loc, h.ver, &next,
+                )?));
             }
         }
         if let Some((k, digest)) = key {
@@ -549,7 +569,13 @@ impl Core {
     /// After an ambiguous failure: was the batch `batch_id` applied? A SERIAL read of its first
     /// record's row completes (or fences off) any Paxos round still in flight on the partition,
     /// so the answer is final. Retried briefly; an error means "unknown".
-    async fn resolve(&self, stream: &StreamId, loc: Loc, first: u64, batch_id: &[u8; 16]) -> Result<bool> {
+    async fn resolve(
+        &self,
+        stream: &StreamId,
+        loc: Loc,
+        first: u64,
+        batch_id: &[u8; 16],
+    ) -> Result<bool> {
         let mut last = None;
         for attempt in 0..4u32 {
             if attempt > 0 {
@@ -620,7 +646,12 @@ impl Core {
 
     /// Steps (2) and (3) of a roll whose old head `closed` (at `loc`) is already closed.
     /// Idempotent: the new head is inserted only if absent, the hint only moves forward.
-    pub(crate) async fn finish_roll(&self, stream: &StreamId, loc: Loc, closed: &Head) -> Result<()> {
+    pub(crate) async fn finish_roll(
+        &self,
+        stream: &StreamId,
+        loc: Loc,
+        closed: &Head,
+    ) -> Result<()> {
         let Some(nb) = closed.moved_to else {
             return Ok(());
         };
@@ -631,7 +662,13 @@ impl Core {
         let qr = self
             .exec(&self.st.keys_all, (stream.as_str(), loc.inc, loc.bucket))
             .await?;
-        type KeyColumns = (Option<Vec<u8>>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        type KeyColumns = (
+            Option<Vec<u8>>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
         let mut keys: Vec<(Vec<u8>, KeyRow)> = Vec::new();
         for (k, a, b, c, d) in rows::<KeyColumns>(qr)? {
             if let Some(k) = k {
@@ -672,7 +709,9 @@ impl Core {
             .await
             .map_err(parse_cassandra_error)?;
         if self.roll_crash.load(Ordering::Acquire) == RollCrash::AfterHead.code() {
-            return Err(unavailable("injected crash after writing the new bucket's head"));
+            return Err(unavailable(
+                "injected crash after writing the new bucket's head",
+            ));
         }
         self.move_hint(stream, new_loc).await
     }
@@ -937,7 +976,11 @@ impl Core {
         Err(unavailable(format!("stream {stream:?} kept changing")))
     }
 
-    pub(crate) async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
+    pub(crate) async fn set_retention(
+        &self,
+        stream: &StreamId,
+        retention: Retention,
+    ) -> Result<()> {
         for attempt in 0..MAX_ATTEMPTS {
             let Some((loc, h)) = self.live_for_write(stream).await? else {
                 return Err(Error::not_found(stream));
@@ -1030,7 +1073,12 @@ impl Core {
         }
     }
 
-    async fn names_page(&self, after: Option<&str>, prefix: &str, fetch: i32) -> Result<(Vec<String>, bool)> {
+    async fn names_page(
+        &self,
+        after: Option<&str>,
+        prefix: &str,
+        fetch: i32,
+    ) -> Result<(Vec<String>, bool)> {
         let mut all = Vec::new();
         let mut more = false;
         for s in 0..NAME_SHARDS {
@@ -1103,8 +1151,8 @@ impl Core {
                     continue;
                 };
                 if let State::Live(loc, h) = self.state(&id, true).await? {
+                    // Waiting readers notice through the watcher (the stream's mark is gone).
                     if h.expired(now) && self.close_deleted(&id, loc, &h).await? {
-                        self.notifiers.notify(&id);
                         deleted += 1;
                     }
                 }

@@ -228,7 +228,9 @@ impl KeyRow {
         })
     }
 
-    pub(crate) fn from_columns(c: (Option<i64>, Option<i64>, Option<i64>, Option<i64>)) -> Result<Self> {
+    pub(crate) fn from_columns(
+        c: (Option<i64>, Option<i64>, Option<i64>, Option<i64>),
+    ) -> Result<Self> {
         let need = |v: Option<i64>| {
             v.ok_or_else(|| Error::new(ErrorKind::Corruption, "a key row lacks a column"))
         };

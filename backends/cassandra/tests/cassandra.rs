@@ -10,7 +10,9 @@ use streamstore_cassandra::{CassandraConfig, CassandraStore, RollCrash, NODES_EN
 
 fn config(tag: &str, bucket_size: u64) -> Option<CassandraConfig> {
     let Ok(nodes) = std::env::var(NODES_ENV) else {
-        println!("SKIPPED: {NODES_ENV} is not set (start the server: scripts/services.sh up cassandra)");
+        println!(
+            "SKIPPED: {NODES_ENV} is not set (start the server: scripts/services.sh up cassandra)"
+        );
         return None;
     };
     let prefix = format!("t{tag}_{:08x}_", rand_u32());
@@ -81,10 +83,17 @@ async fn roll_interrupted_between_its_steps_is_repaired_by_the_next_writer() {
         let next = CassandraStore::open(config.clone()).await.unwrap();
         let r = next.append(&stream, rec(4), keyed(4)).await.unwrap();
         assert_eq!(r.first_offset, 4, "{step:?}");
-        assert_eq!(hint(&next, &stream).await, 1, "{step:?}: the hint did not move");
+        assert_eq!(
+            hint(&next, &stream).await,
+            1,
+            "{step:?}: the hint did not move"
+        );
         // Keys of the old bucket moved with the roll: a retry is still recognized.
         let again = next.append(&stream, rec(0), keyed(0)).await.unwrap();
-        assert_eq!(again.first_offset, 0, "{step:?}: key k0 forgotten by the roll");
+        assert_eq!(
+            again.first_offset, 0,
+            "{step:?}: key k0 forgotten by the roll"
+        );
         let batch = next
             .read(&stream, 0, ReadOptions::limit(100))
             .await
@@ -112,7 +121,10 @@ async fn concurrent_opens_create_the_schema_once() {
         .collect();
     let id = StreamId::new("schema/s").unwrap();
     for (i, s) in stores.iter().enumerate() {
-        let r = s.append(&id, rec(0), AppendOptions::default()).await.unwrap();
+        let r = s
+            .append(&id, rec(0), AppendOptions::default())
+            .await
+            .unwrap();
         assert_eq!(r.first_offset, u64::try_from(i).unwrap());
     }
     for s in &stores {

@@ -18,7 +18,9 @@ use streamstore_cassandra::{CassandraConfig, CassandraStore, NODES_ENV};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_during_idempotent_appends_loses_and_duplicates_nothing() {
     let Ok(nodes) = std::env::var(NODES_ENV) else {
-        println!("SKIPPED: {NODES_ENV} is not set (start the server: scripts/services.sh up cassandra)");
+        println!(
+            "SKIPPED: {NODES_ENV} is not set (start the server: scripts/services.sh up cassandra)"
+        );
         return;
     };
     let mut config = CassandraConfig::new(&nodes, "streamstore_test")
