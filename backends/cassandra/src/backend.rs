@@ -14,7 +14,7 @@ use streamstore::{
 use tokio::task::JoinHandle;
 
 use crate::config::CassandraConfig;
-use crate::core::{Core, RollCrash};
+use crate::core::{Core, RollCrash, Written};
 
 /// Largest payload of one record. A batch is one mutation of one partition, bounded by
 /// Cassandra's `max_mutation_size` (half the 32 MiB commit log segment: 16 MiB) and the
@@ -239,11 +239,13 @@ impl StreamStore for CassandraStore {
             &core.caps,
         )?;
         let key = options.idempotency_key.as_ref().zip(digest);
-        let (result, wrote) = core
+        let (result, written) = core
             .append(stream, &records, bytes, options.expect, key)
             .await?;
-        if wrote {
+        if written != Written::Duplicate {
             self.watcher.notify(stream);
+        }
+        if written == Written::MustTrim {
             // `max_bytes` retention trims after the append; a failure here leaves the trim to
             // the next append and must not turn an applied append into an error.
             let _ = core.enforce_max_bytes(stream).await;

@@ -60,6 +60,9 @@ pub(crate) struct Head {
     pub prev: Option<i64>,
     pub bytes: u64,
     pub retention: Retention,
+    /// For a `DELETED` head: the write timestamp (µs) of the delete, used for the name's
+    /// removal so that it never removes the name of a later incarnation.
+    pub closed_at: Option<i64>,
 }
 
 /// The selected columns of a head row (see `schema::HEAD_COLUMNS`).
@@ -72,6 +75,7 @@ pub(crate) type HeadColumns = (
     Option<i64>,
     Option<i64>,
     Option<i8>,
+    Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
@@ -96,6 +100,7 @@ impl Head {
             prev: None,
             bytes: 0,
             retention: Retention::default(),
+            closed_at: None,
         }
     }
 
@@ -124,6 +129,7 @@ impl Head {
                 delete_after_idle: dur(c.12)?,
                 max_bytes: c.13.map(un).transpose()?,
             },
+            closed_at: c.14,
         })
     }
 
@@ -152,6 +158,7 @@ impl Head {
             dur(r.delete_after_seal)?,
             dur(r.delete_after_idle)?,
             opt(r.max_bytes)?,
+            self.closed_at.map(CqlValue::BigInt),
         ])
     }
 
@@ -208,6 +215,9 @@ impl Head {
             .is_some_and(|max| self.bytes > max && self.next - self.first > 1)
     }
 }
+
+/// The selected columns of a key row: `first, n, ts, digest`.
+pub(crate) type KeyColumns = (Option<i64>, Option<i64>, Option<i64>, Option<i64>);
 
 /// An idempotency key row: the result of the append that used the key.
 #[derive(Clone, Debug)]

@@ -25,7 +25,7 @@ pub(crate) const NAME_SHARDS: i32 = 8;
 
 /// The columns of a head row, in the order every head statement uses.
 const HEAD_COLUMNS: &str = "ver, base, first, next, created, last_ts, sealed, closed, moved_to, \
-                            prev, bytes, seal_ttl, idle_ttl, max_bytes";
+                            prev, bytes, seal_ttl, idle_ttl, max_bytes, closed_at";
 
 /// The primary key of the head row of a bucket, with its three bound partition-key columns.
 const HEAD_ROW: &str = "sid = ? AND inc = ? AND bucket = ? AND kind = 0 AND off = 0 AND key = 0x00";
@@ -44,7 +44,7 @@ fn ddl(config: &CassandraConfig) -> Vec<String> {
              kind tinyint, off bigint, key blob, \
              ver bigint, base bigint, first bigint, next bigint, created bigint, last_ts bigint, \
              sealed bigint, closed tinyint, moved_to bigint, prev bigint, bytes bigint, \
-             seal_ttl bigint, idle_ttl bigint, max_bytes bigint, \
+             seal_ttl bigint, idle_ttl bigint, max_bytes bigint, closed_at bigint, \
              n bigint, ts bigint, digest bigint, len bigint, payload blob, batch_id blob, \
              PRIMARY KEY ((sid, inc, bucket), kind, off, key))"
         ),
@@ -174,7 +174,7 @@ impl Statements {
             head_insert: prep(
                 format!(
                     "INSERT INTO {log} (sid, inc, bucket, kind, off, key, {HEAD_COLUMNS}) \
-                     VALUES (?, ?, ?, 0, 0, 0x00, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     VALUES (?, ?, ?, 0, 0, 0x00, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                      IF NOT EXISTS"
                 ),
                 Mode::Lwt,
@@ -184,7 +184,7 @@ impl Statements {
                 format!(
                     "UPDATE {log} SET ver = ?, first = ?, next = ?, last_ts = ?, sealed = ?, \
                      closed = ?, moved_to = ?, bytes = ?, seal_ttl = ?, idle_ttl = ?, \
-                     max_bytes = ? WHERE {HEAD_ROW} IF ver = ?"
+                     max_bytes = ?, closed_at = ? WHERE {HEAD_ROW} IF ver = ?"
                 ),
                 Mode::Lwt,
             )
@@ -283,7 +283,7 @@ impl Statements {
             )
             .await?,
             name_insert: prep(
-                format!("INSERT INTO {names} (shard, sid) VALUES (?, ?)"),
+                format!("INSERT INTO {names} (shard, sid) VALUES (?, ?) USING TIMESTAMP ?"),
                 Mode::Plain,
             )
             .await?,
@@ -293,7 +293,7 @@ impl Statements {
             )
             .await?,
             name_delete: prep(
-                format!("DELETE FROM {names} WHERE shard = ? AND sid = ?"),
+                format!("DELETE FROM {names} USING TIMESTAMP ? WHERE shard = ? AND sid = ?"),
                 Mode::Plain,
             )
             .await?,
