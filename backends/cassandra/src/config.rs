@@ -102,17 +102,24 @@ impl CassandraConfig {
     /// Parses a `cassandra://` URL. Invalid input is `InvalidArgument`, and the message never
     /// quotes the URL.
     pub fn from_url(url: &str) -> Result<Self> {
-        let parsed =
-            url::Url::parse(url).map_err(|_| Error::invalid("the Cassandra URL does not parse"))?;
-        if parsed.scheme() != crate::SCHEME {
-            return Err(Error::invalid("a Cassandra URL starts with cassandra://"));
-        }
-        // `url` keeps only the first host; the authority holds the whole list.
-        let authority = url
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
-            .unwrap_or("");
-        let hosts = authority.rsplit('@').next().unwrap_or("");
+        let rest = url
+            .strip_prefix("cassandra://")
+            .ok_or_else(|| Error::invalid("a Cassandra URL starts with cassandra://"))?;
+        // `url` parses one host only: the authority holds the whole list, so the URL is parsed
+        // with the first host and the list is taken from the authority.
+        let cut = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(cut);
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let first = hosts.split(',').next().unwrap_or("");
+        let single = match userinfo {
+            Some(u) => format!("cassandra://{u}@{first}{tail}"),
+            None => format!("cassandra://{first}{tail}"),
+        };
+        let parsed = url::Url::parse(&single)
+            .map_err(|_| Error::invalid("the Cassandra URL does not parse"))?;
         let keyspace = parsed.path().trim_start_matches('/');
         let keyspace = if keyspace.is_empty() {
             DEFAULT_KEYSPACE
