@@ -15,7 +15,9 @@
 //!   `DELETED`): that conditional write is their linearization point. Whoever later finds a
 //!   closed head finishes the remaining steps, which are idempotent.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,6 +53,9 @@ const MAX_ATTEMPTS: u32 = 200;
 
 /// Reads repeated when a trim or delete changed the stream between its head and its records.
 const MAX_READ_ATTEMPTS: u32 = 8;
+
+/// Streams whose current head location a store remembers (the cache is cleared when full).
+const MAX_CACHED_LOCS: usize = 100_000;
 
 /// Streams whose liveness `list` checks at once.
 const LIST_CONCURRENCY: usize = 32;
@@ -112,6 +117,8 @@ pub(crate) struct Core {
     pub caps: Capabilities,
     closed: AtomicBool,
     roll_crash: AtomicU8,
+    /// Where each stream's open head was last found (a hint: checked by reading that head).
+    locs: Mutex<HashMap<StreamId, Loc>>,
 }
 
 /// A decoding failure: the table does not have the shape this adapter wrote.
@@ -199,6 +206,7 @@ impl Core {
             caps,
             closed: AtomicBool::new(false),
             roll_crash: AtomicU8::new(0),
+            locs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -253,6 +261,47 @@ impl Core {
     /// The stream's state: the `streams` row, then head rows along `moved_to` pointers. With
     /// `repair`, a `streams` hint found behind the current bucket is moved forward.
     pub(crate) async fn state(&self, stream: &StreamId, repair: bool) -> Result<State> {
+        // An open head row is always the stream's current state (a roll or a delete closes it
+        // first), so where this store last found one is read directly; anything else falls
+        // back to the `streams` row.
+        if let Some(loc) = self.cached_loc(stream) {
+            match self.head(stream, loc).await? {
+                Some(h) if h.closed == OPEN => return Ok(State::Live(loc, h)),
+                _ => self.forget_loc(stream),
+            }
+        }
+        let state = self.state_uncached(stream, repair).await?;
+        if let State::Live(loc, _) = &state {
+            self.remember_loc(stream, *loc);
+        }
+        Ok(state)
+    }
+
+    fn cached_loc(&self, stream: &StreamId) -> Option<Loc> {
+        self.locs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .copied()
+    }
+
+    fn forget_loc(&self, stream: &StreamId) {
+        self.locs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(stream);
+    }
+
+    fn remember_loc(&self, stream: &StreamId, loc: Loc) {
+        let mut locs = self.locs.lock().unwrap_or_else(PoisonError::into_inner);
+        if locs.len() >= MAX_CACHED_LOCS {
+            locs.clear();
+        }
+        locs.insert(stream.clone(), loc);
+    }
+
+    /// [`Core::state`] from the `streams` row.
+    async fn state_uncached(&self, stream: &StreamId, repair: bool) -> Result<State> {
         let Some(hint) = self.stream_row(stream).await? else {
             return Ok(State::Missing);
         };
