@@ -22,8 +22,8 @@ use crate::store_url::{open_store, parse_durability};
 #[command(name = "streamstore", version)]
 pub struct Cli {
     /// Where the streams live: a directory or file:// URL (the local engine), memory:,
-    /// postgres://… or mysql://… (add ?table_prefix=name_ to choose the tables), mongodb://…
-    /// (add ?collection_prefix=name_ to choose the collections).
+    /// postgres://…, mysql://…, cassandra://host:port/keyspace (add ?table_prefix=name_ to
+    /// choose the tables) or mongodb://… (add ?collection_prefix=name_).
     #[arg(
         long,
         global = true,

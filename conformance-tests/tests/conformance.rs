@@ -94,6 +94,11 @@ fn known() -> Vec<Known> {
             env: Some(streamstore_mongodb::URL_ENV),
             factory: || Arc::new(streamstore_mongodb::MongoFactory),
         },
+        Known {
+            name: "cassandra",
+            env: Some(streamstore_cassandra::NODES_ENV),
+            factory: || Arc::new(streamstore_cassandra::CassandraFactory),
+        },
     ]
 }
 
