@@ -22,7 +22,9 @@ use crate::store_url::{open_store, parse_durability};
 #[command(name = "streamstore", version)]
 pub struct Cli {
     /// Where the streams live: a directory or file:// URL (the local engine), memory:,
-    /// postgres://… or mysql://… (add ?table_prefix=name_ to choose the tables).
+    /// postgres://… or mysql://… (add ?table_prefix=name_ to choose the tables), or
+    /// dynamodb://host:port/table?region=… (dynamodb://aws/table for AWS; credentials from the
+    /// standard AWS environment).
     #[arg(
         long,
         global = true,

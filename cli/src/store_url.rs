@@ -19,6 +19,7 @@ enum Kind {
     Memory,
     Postgres,
     Mysql,
+    DynamoDb,
 }
 
 /// Parses `--durability`: `sync`, `buffered` or `interval:<ms>`.
@@ -60,6 +61,15 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
             kind: Kind::Mysql,
         });
     }
+    if url.starts_with("dynamodb://") {
+        // `dynamodb://host:port/table?region=..` (a local server) or `dynamodb://aws/table`;
+        // credentials from the standard AWS environment, never from the URL.
+        let store = streamstore_dynamodb::DynamoDbStore::connect_url(url).await?;
+        return Ok(Opened {
+            store: Arc::new(store),
+            kind: Kind::DynamoDb,
+        });
+    }
     if let Some(path) = local_path(url) {
         let options = LocalOptions {
             durability,
@@ -78,7 +88,7 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
     // The error names the scheme only: a URL may carry a password.
     let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
     Err(Error::invalid(format!(
-        "unknown store URL scheme {scheme:?}: use a directory path, file://, memory:, postgres:// or mysql://"
+        "unknown store URL scheme {scheme:?}: use a directory path, file://, memory:, postgres://, mysql:// or dynamodb://"
     )))
 }
 
@@ -95,7 +105,7 @@ impl Opened {
     pub async fn verify(&self) -> Result<()> {
         match &self.kind {
             Kind::Local(local) => verify_local(local).await,
-            Kind::Memory | Kind::Postgres | Kind::Mysql => Err(Error::unsupported(
+            Kind::Memory | Kind::Postgres | Kind::Mysql | Kind::DynamoDb => Err(Error::unsupported(
                 "verify (checksums exist only in the local engine's files)",
             )),
         }
@@ -127,6 +137,7 @@ impl Opened {
             Kind::Memory => "memory",
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
+            Kind::DynamoDb => "dynamodb",
         };
         emit(&json!({ "store": kind, "capabilities": format!("{caps:?}") }))
             .map_err(|e| Error::new(streamstore::ErrorKind::Unavailable, "stdout").with_source(e))
