@@ -19,6 +19,7 @@ enum Kind {
     Memory,
     Postgres,
     Mysql,
+    Mongodb,
     DynamoDb,
 }
 
@@ -61,6 +62,13 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
             kind: Kind::Mysql,
         });
     }
+    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        let store = streamstore_mongodb::MongoStore::connect_url(url).await?;
+        return Ok(Opened {
+            store: Arc::new(store),
+            kind: Kind::Mongodb,
+        });
+    }
     if url.starts_with("dynamodb://") {
         // `dynamodb://host:port/table?region=..` (a local server) or `dynamodb://aws/table`;
         // credentials from the standard AWS environment, never from the URL.
@@ -88,7 +96,7 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
     // The error names the scheme only: a URL may carry a password.
     let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
     Err(Error::invalid(format!(
-        "unknown store URL scheme {scheme:?}: use a directory path, file://, memory:, postgres://, mysql:// or dynamodb://"
+        "unknown store URL scheme {scheme:?}: use a directory path, file://, memory:, postgres://, mysql://, mongodb:// or dynamodb://"
     )))
 }
 
@@ -105,9 +113,9 @@ impl Opened {
     pub async fn verify(&self) -> Result<()> {
         match &self.kind {
             Kind::Local(local) => verify_local(local).await,
-            Kind::Memory | Kind::Postgres | Kind::Mysql | Kind::DynamoDb => Err(Error::unsupported(
-                "verify (checksums exist only in the local engine's files)",
-            )),
+            Kind::Memory | Kind::Postgres | Kind::Mysql | Kind::Mongodb | Kind::DynamoDb => Err(
+                Error::unsupported("verify (checksums exist only in the local engine's files)"),
+            ),
         }
     }
 
@@ -137,6 +145,7 @@ impl Opened {
             Kind::Memory => "memory",
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
+            Kind::Mongodb => "mongodb",
             Kind::DynamoDb => "dynamodb",
         };
         emit(&json!({ "store": kind, "capabilities": format!("{caps:?}") }))

@@ -89,6 +89,11 @@ fn known() -> Vec<Known> {
             env: Some(streamstore_dynamodb::ENDPOINT_ENV),
             factory: || Arc::new(streamstore_dynamodb::DynamoDbFactory),
         },
+        Known {
+            name: "mongodb",
+            env: Some(streamstore_mongodb::URL_ENV),
+            factory: || Arc::new(streamstore_mongodb::MongoFactory),
+        },
     ]
 }
 
