@@ -23,7 +23,9 @@ use crate::store_url::{open_store, parse_durability};
 pub struct Cli {
     /// Where the streams live: a directory or file:// URL (the local engine), memory:,
     /// postgres://…, mysql://…, cassandra://host:port/keyspace (add ?table_prefix=name_ to
-    /// choose the tables) or mongodb://… (add ?collection_prefix=name_).
+    /// choose the tables), mongodb://… (add ?collection_prefix=name_), or
+    /// dynamodb://host:port/table?region=… (dynamodb://aws/table for AWS; credentials from the
+    /// standard AWS environment).
     #[arg(
         long,
         global = true,

@@ -39,7 +39,7 @@ pub fn parse_durability(s: &str) -> Result<Durability> {
 
 /// The schemes `open_store` knows, for the error that names them.
 const SCHEMES: &str = "a directory path, file://, memory:, postgres://, mysql://, mongodb://, \
-                       cassandra://";
+                       cassandra://, dynamodb://";
 
 /// Opens the store named by `url`.
 pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
@@ -75,6 +75,12 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
         "mongodb" | "mongodb+srv" => Opened::other(
             "mongodb",
             streamstore_mongodb::MongoStore::connect_url(url).await?,
+        ),
+        "dynamodb" => Opened::other(
+            // `dynamodb://host:port/table?region=..` (a local server) or `dynamodb://aws/table`;
+            // credentials from the standard AWS environment, never from the URL.
+            "dynamodb",
+            streamstore_dynamodb::DynamoDbStore::connect_url(url).await?,
         ),
         "cassandra" => Opened::other(
             "cassandra",
