@@ -463,7 +463,7 @@ async fn bench(args: Vec<String>) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("streamstore-bench"));
     let status = tokio::process::Command::new(&program).args(&args).status().await.map_err(|e| {
         Error::invalid(format!(
-            "cannot run {}: build it with `cargo build --release -p streamstore-cli -p streamstore-bench`",
+            "cannot run {}: install it with `cargo install --locked --path benches`",
             program.display()
         ))
         .with_source(e)
