@@ -118,7 +118,7 @@ impl Writer {
             match Flusher::start() {
                 Ok(f) => self.flusher = Some(f),
                 Err(e) => {
-                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    tracing::warn!("cannot start the writeback thread ({e})");
                     self.kicked = u64::MAX / 2;
                     return;
                 }
@@ -144,7 +144,9 @@ impl Writer {
                 Ok(p) => self.prealloc = Some(p),
                 Err(e) => {
                     // Not fatal: rolls prepare the next segment synchronously.
-                    eprintln!("streamstore: cannot start the segment preallocator ({e})");
+                    tracing::warn!(
+                        "cannot start the segment preallocator ({e}); rolls prepare segments"
+                    );
                     self.prealloc_off = true;
                     return;
                 }
@@ -277,7 +279,7 @@ impl Writer {
             match Flusher::start() {
                 Ok(f) => self.flusher = Some(f),
                 Err(e) => {
-                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    tracing::warn!("cannot start the writeback thread ({e}); rolls sync inline");
                     return Ok(false);
                 }
             }
