@@ -223,7 +223,7 @@ impl Writer {
     /// `Buffered`/`Interval` mode its `fdatasync` is handed to the flusher thread and the next
     /// segment starts at once; the next segment begins with a `Commit` frame whose `aux` is the
     /// finished segment's end, so that recovery can tell a finished segment that lost its last
-    /// bytes from a complete one (`recovery.rs`). Anything that claims durability (`sync`, and so
+    /// bytes from a complete one (`recovery/`). Anything that claims durability (`sync`, and so
     /// checkpoints and close) waits for the pending roll syncs first.
     pub(super) fn roll(&mut self, g: &mut Group) -> io::Result<()> {
         // The finished segment's groups must all be synced and published before it is finished.
