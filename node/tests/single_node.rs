@@ -430,7 +430,6 @@ async fn a_slow_client_is_held_back_not_buffered() {
         assert_eq!(r.status(), 200);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    #[expect(clippy::cast_precision_loss, reason = "small counts")]
     let delivered = fx
         .node
         .metric(&fx.http, "streamstore_node_records_delivered_total")
