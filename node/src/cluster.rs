@@ -1,9 +1,15 @@
 //! Membership, failure detection and stream ownership.
 //!
-//! Members are the static `--peers` plus this node. Each peer's `/healthz` is probed every
-//! `--probe-interval`; after `--probe-failures` failures in a row (or at once when forwarding to
-//! it cannot connect) it counts as down until a probe succeeds again. This is health-probing of a
-//! static member list, not gossip: see node/README.md ("Cluster") for why.
+//! Membership and failure detection come from gossip: `chitchat` (Scuttlebutt anti-entropy with a
+//! phi-accrual failure detector) on UDP at the node's advertised address (the same `host:port` as
+//! its HTTP listener: UDP and TCP ports are separate). `--peers` are the seeds; a node started with
+//! any one live member as seed joins, and every node learns about it by gossip. A member whose
+//! heartbeats stop is declared dead by every node's own failure detector. See node/README.md
+//! ("Cluster") for the choice of library.
+//!
+//! A member that a forward could not connect to is also *suspected* at once for
+//! [`SUSPECT_FOR`], so requests do not wait for gossip to notice a crash; after that the gossip view
+//! is trusted again.
 //!
 //! Ownership is rendezvous (highest-random-weight) hashing of the stream id over the live members'
 //! advertised addresses: every node that sees the same live set computes the same owner, and when
@@ -12,53 +18,67 @@
 //! node serves a forwarded request itself (no forwarding loops) and the shared store checks each
 //! append's expectation and idempotency key atomically.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::observe::LIVE_MEMBERS;
+
+/// How long a member stays suspected after a forward to it could not connect.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(3);
 
 /// One other member.
 #[derive(Debug)]
 pub struct Peer {
-    /// Its advertised `host:port`.
+    /// Its advertised `host:port` (HTTP over TCP, gossip over UDP).
     pub addr: String,
-    live: AtomicBool,
-    failures: AtomicU32,
+    /// Alive according to gossip.
+    alive: AtomicBool,
+    /// Suspected until then (a forward could not connect).
+    suspect_until: Mutex<Option<Instant>>,
+}
+
+impl Peer {
+    fn new(addr: String, alive: bool) -> Self {
+        Peer {
+            addr,
+            alive: AtomicBool::new(alive),
+            suspect_until: Mutex::new(None),
+        }
+    }
+
+    /// Alive by gossip and not suspected.
+    pub fn is_live(&self) -> bool {
+        if !self.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        let suspect = self.suspect_until.lock().map_or(None, |s| *s);
+        suspect.is_none_or(|until| Instant::now() >= until)
+    }
 }
 
 /// This node's view of the cluster.
 #[derive(Debug)]
 pub struct Cluster {
     me: String,
-    peers: Vec<Arc<Peer>>,
-    failure_threshold: u32,
+    /// Every member ever seen (gossip may add members that were not in `--peers`), by address.
+    peers: RwLock<BTreeMap<String, Arc<Peer>>>,
 }
 
 impl Cluster {
     /// A cluster of `me` plus `peers` (duplicates and `me` itself are dropped). Peers start down
-    /// and become live with their first successful probe.
-    pub fn new(me: String, peers: &[String], failure_threshold: u32) -> Self {
-        let mut addrs: Vec<String> = peers
+    /// and become live once gossip reports them.
+    pub fn new(me: String, peers: &[String]) -> Self {
+        let peers = peers
             .iter()
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty() && *p != me)
+            .map(|addr| (addr.clone(), Arc::new(Peer::new(addr, false))))
             .collect();
-        addrs.sort();
-        addrs.dedup();
         Cluster {
             me,
-            peers: addrs
-                .into_iter()
-                .map(|addr| {
-                    Arc::new(Peer {
-                        addr,
-                        live: AtomicBool::new(false),
-                        failures: AtomicU32::new(0),
-                    })
-                })
-                .collect(),
-            failure_threshold: failure_threshold.max(1),
+            peers: RwLock::new(peers),
         }
     }
 
@@ -67,28 +87,40 @@ impl Cluster {
         &self.me
     }
 
-    /// The other members.
-    pub fn peers(&self) -> &[Arc<Peer>] {
-        &self.peers
+    /// Whether this node has other members (seeds or gossiped ones).
+    pub fn is_clustered(&self) -> bool {
+        self.peers.read().is_ok_and(|p| !p.is_empty())
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Peer>> {
+        self.peers
+            .read()
+            .map(|p| p.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Live members' addresses, this node first.
-    pub fn live(&self) -> Vec<&str> {
-        std::iter::once(self.me.as_str())
+    pub fn live(&self) -> Vec<String> {
+        std::iter::once(self.me.clone())
             .chain(
-                self.peers
-                    .iter()
-                    .filter(|p| p.live.load(Ordering::Acquire))
-                    .map(|p| p.addr.as_str()),
+                self.snapshot()
+                    .into_iter()
+                    .filter(|p| p.is_live())
+                    .map(|p| p.addr.clone()),
             )
             .collect()
+    }
+
+    /// Number of other members known (live or not).
+    pub fn known_peers(&self) -> usize {
+        self.peers.read().map_or(0, |p| p.len())
     }
 
     /// The owner of `stream` among the live members: `None` means this node.
     pub fn owner(&self, stream: &str) -> Option<Arc<Peer>> {
         let mut best = (weight(stream, &self.me), None);
-        for p in &self.peers {
-            if !p.live.load(Ordering::Acquire) {
+        for p in self.snapshot() {
+            if !p.is_live() {
                 continue;
             }
             let w = weight(stream, &p.addr);
@@ -96,71 +128,53 @@ impl Cluster {
                 best = (w, Some(p));
             }
         }
-        best.1.cloned()
+        best.1
     }
 
-    /// Records a successful probe of `peer`.
-    pub fn probe_succeeded(&self, peer: &Peer) {
-        peer.failures.store(0, Ordering::Release);
-        if !peer.live.swap(true, Ordering::AcqRel) {
-            eprintln!("streamstore-node {}: peer {} is up", self.me, peer.addr);
+    /// Applies gossip's set of live members (addresses, this node's own included or not).
+    pub fn set_alive(&self, alive: &[String]) {
+        let Ok(mut peers) = self.peers.write() else {
+            return;
+        };
+        let mut changed = false;
+        for addr in alive.iter().filter(|a| **a != self.me) {
+            if !peers.contains_key(addr) {
+                peers.insert(addr.clone(), Arc::new(Peer::new(addr.clone(), false)));
+            }
+        }
+        for (addr, peer) in peers.iter() {
+            let now = alive.contains(addr);
+            if peer.alive.swap(now, Ordering::AcqRel) != now {
+                changed = true;
+                let what = if now { "up" } else { "down" };
+                eprintln!(
+                    "streamstore-node {}: peer {addr} is {what} (gossip)",
+                    self.me
+                );
+            }
+        }
+        drop(peers);
+        if changed {
             self.publish();
         }
     }
 
-    /// Records a failed probe; the peer is down after `failure_threshold` of them in a row.
-    pub fn probe_failed(&self, peer: &Peer) {
-        let failures = peer
-            .failures
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        if failures >= self.failure_threshold {
-            self.mark_down(peer);
+    /// Suspects `peer` for [`SUSPECT_FOR`] (a forward to it could not connect).
+    pub fn suspect(&self, peer: &Peer) {
+        if let Ok(mut until) = peer.suspect_until.lock() {
+            *until = Some(Instant::now() + SUSPECT_FOR);
         }
-    }
-
-    /// Marks `peer` down at once (forwarding to it could not connect).
-    pub fn mark_down(&self, peer: &Peer) {
-        peer.failures
-            .store(self.failure_threshold, Ordering::Release);
-        if peer.live.swap(false, Ordering::AcqRel) {
-            eprintln!("streamstore-node {}: peer {} is down", self.me, peer.addr);
-            self.publish();
-        }
+        eprintln!(
+            "streamstore-node {}: peer {} suspected (connect failed)",
+            self.me, peer.addr
+        );
+        self.publish();
     }
 
     fn publish(&self) {
         #[expect(clippy::cast_precision_loss, reason = "a member count is small")]
         let live = self.live().len() as f64;
         metrics::gauge!(LIVE_MEMBERS).set(live);
-    }
-}
-
-/// Probes every peer's `/healthz` forever.
-pub async fn probe_forever(cluster: Arc<Cluster>, client: reqwest::Client, every: Duration) {
-    cluster.publish();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let probes = cluster.peers().iter().map(|peer| {
-            let client = client.clone();
-            let cluster = Arc::clone(&cluster);
-            async move {
-                let ok = client
-                    .get(format!("http://{}/healthz", peer.addr))
-                    .timeout(every.max(Duration::from_millis(200)) * 2)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    cluster.probe_succeeded(peer);
-                } else {
-                    cluster.probe_failed(peer);
-                }
-            }
-        });
-        futures::future::join_all(probes).await;
     }
 }
 
@@ -189,14 +203,9 @@ mod tests {
     use super::*;
 
     fn cluster(me: &str, peers: &[&str]) -> Cluster {
-        let c = Cluster::new(
-            me.into(),
-            &peers.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
-            2,
-        );
-        for p in c.peers() {
-            c.probe_succeeded(p);
-        }
+        let peers: Vec<String> = peers.iter().map(|s| (*s).to_owned()).collect();
+        let c = Cluster::new(me.into(), &peers);
+        c.set_alive(&peers);
         c
     }
 
@@ -226,8 +235,7 @@ mod tests {
     fn only_the_dead_members_streams_move() {
         let all = cluster("a:1", &["b:2", "c:3"]);
         let after = cluster("a:1", &["b:2", "c:3"]);
-        let c = after.peers().iter().find(|p| p.addr == "c:3").unwrap();
-        after.mark_down(c);
+        after.set_alive(&["a:1".into(), "b:2".into()]);
         for i in 0..1000 {
             let s = format!("s{i}");
             let (before, now) = (owner_addr(&all, &s), owner_addr(&after, &s));
@@ -240,14 +248,17 @@ mod tests {
     }
 
     #[test]
-    fn a_peer_goes_down_after_the_threshold_and_back_up() {
+    fn gossip_adds_members_and_suspicion_expires() {
         let c = cluster("a:1", &["b:2"]);
-        let b = Arc::clone(&c.peers()[0]);
-        c.probe_failed(&b);
-        assert_eq!(c.live().len(), 2);
-        c.probe_failed(&b);
+        assert_eq!(c.live(), vec!["a:1", "b:2"]);
+        c.set_alive(&["b:2".into(), "d:4".into()]);
+        assert_eq!(c.live(), vec!["a:1", "b:2", "d:4"]);
+        let b = c.snapshot().into_iter().find(|p| p.addr == "b:2").unwrap();
+        c.suspect(&b);
+        assert_eq!(c.live(), vec!["a:1", "d:4"]);
+        *b.suspect_until.lock().unwrap() = Some(Instant::now());
+        assert_eq!(c.live(), vec!["a:1", "b:2", "d:4"]);
+        c.set_alive(&[]);
         assert_eq!(c.live(), vec!["a:1"]);
-        c.probe_succeeded(&b);
-        assert_eq!(c.live().len(), 2);
     }
 }

@@ -26,7 +26,8 @@ pub struct Config {
     /// This node's name in logs, `/healthz` and metrics. Defaults to the advertised address.
     #[arg(long)]
     pub node_id: Option<String>,
-    /// The other members, `host:port,...` (their advertised addresses).
+    /// Seeds to join the cluster through, `host:port,...` (other members' advertised addresses;
+    /// one live member is enough, the rest is learnt by gossip).
     #[arg(long, value_delimiter = ',')]
     pub peers: Vec<String>,
     /// Largest request body in bytes (one record, or an NDJSON batch).
@@ -45,12 +46,10 @@ pub struct Config {
     /// Longest `wait` a long-poll read may ask for.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub max_wait: Duration,
-    /// How often each peer's `/healthz` is probed.
+    /// How often the node gossips (membership and heartbeats, UDP on the listen address). A
+    /// member that stops is declared dead after roughly 8-10 of these.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
-    pub probe_interval: Duration,
-    /// Failed probes in a row after which a peer counts as down.
-    #[arg(long, default_value_t = 2)]
-    pub probe_failures: u32,
+    pub gossip_interval: Duration,
 }
 
 /// Parses `30s`, `500ms`, `2m` or a plain number of seconds.

@@ -6,8 +6,8 @@
 //! request carries [`FORWARDED_BY`] and is always served where it lands, so two nodes that
 //! briefly disagree about the owner cannot bounce a request between them.
 //!
-//! If the owner cannot be reached (connect refused or timed out) it is marked down at once and
-//! the request goes to the next owner; nothing was sent, so this is safe for appends too. A
+//! If the owner cannot be reached (connect refused or timed out) it is suspected at once (until
+//! gossip has its own verdict) and the request goes to the next owner; nothing was sent, so this is safe for appends too. A
 //! failure after the request was sent is a `503` (`unavailable`): an append may or may not have
 //! happened, and the client retries it with the same `Idempotency-Key`.
 
@@ -55,7 +55,7 @@ pub fn stream_of(path: &str) -> Option<String> {
 
 /// The middleware; see the module docs.
 pub async fn to_owner(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
-    if node.cluster.peers().is_empty() || request.headers().contains_key(FORWARDED_BY) {
+    if !node.cluster.is_clustered() || request.headers().contains_key(FORWARDED_BY) {
         return next.run(request).await;
     }
     let Some(stream) = stream_of(request.uri().path()) else {
@@ -64,7 +64,7 @@ pub async fn to_owner(State(node): State<Arc<Node>>, request: Request, next: Nex
     let (parts, body) = request.into_parts();
     let mut body = Some(body);
     let mut buffered: Option<Bytes> = None;
-    for _ in 0..=node.cluster.peers().len() {
+    for _ in 0..=node.cluster.known_peers() {
         let Some(owner) = node.cluster.owner(&stream) else {
             let body = match buffered.take() {
                 Some(bytes) => Body::from(bytes),
@@ -93,7 +93,7 @@ pub async fn to_owner(State(node): State<Arc<Node>>, request: Request, next: Nex
             }
             Err(e) if e.is_connect() => {
                 metrics::counter!(FORWARDED, "outcome" => "owner_down").increment(1);
-                node.cluster.mark_down(&owner);
+                node.cluster.suspect(&owner);
             }
             Err(e) => {
                 metrics::counter!(FORWARDED, "outcome" => "failed").increment(1);

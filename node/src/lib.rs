@@ -7,6 +7,7 @@ pub mod config;
 pub mod errors;
 pub mod events;
 pub mod forward;
+pub mod gossip;
 pub mod observe;
 pub mod page;
 pub mod server;

@@ -11,9 +11,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use streamstore::{Error, ErrorKind, Result, StreamStore};
 use tokio::sync::watch;
 
-use crate::cluster::{self, Cluster};
+use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::{api, events, forward, observe, page};
+use crate::{api, events, forward, gossip, observe, page};
 
 /// What every handler shares.
 pub struct Node {
@@ -21,7 +21,7 @@ pub struct Node {
     pub store: Arc<dyn StreamStore>,
     /// Members and ownership.
     pub cluster: Arc<Cluster>,
-    /// The HTTP client that forwards requests and probes peers.
+    /// The HTTP client that forwards requests.
     pub client: reqwest::Client,
     /// The options the node was started with.
     pub config: Config,
@@ -72,10 +72,11 @@ pub async fn run(config: Config) -> Result<()> {
     let bound = listener
         .local_addr()
         .map_err(|e| io_error("local address".into(), e))?;
-    let me = config
-        .advertise
-        .clone()
-        .unwrap_or_else(|| bound.to_string());
+    let advertise = match &config.advertise {
+        Some(a) => resolve(a).await?,
+        None => bound,
+    };
+    let me = advertise.to_string();
     let id = config.node_id.clone().unwrap_or_else(|| me.clone());
     let store = streamstore_cli::store_url::open_store(&config.store, durability)
         .await?
@@ -86,25 +87,37 @@ pub async fn run(config: Config) -> Result<()> {
         .tcp_nodelay(true)
         .build()
         .map_err(|e| Error::new(ErrorKind::Internal, "HTTP client").with_source(e))?;
-    let cluster = Arc::new(Cluster::new(me, &config.peers, config.probe_failures));
+    let cluster = Arc::new(Cluster::new(me, &config.peers));
     let (stop, shutdown) = watch::channel(false);
     let node = Arc::new(Node {
         durable: store.capabilities().durable_reads,
         store: Arc::clone(&store),
         cluster: Arc::clone(&cluster),
-        client: client.clone(),
+        client,
         metrics: observe::install(),
         id: id.clone(),
         config,
         shutdown,
     });
-    if !cluster.peers().is_empty() {
-        tokio::spawn(cluster::probe_forever(
-            Arc::clone(&cluster),
-            client,
-            node.config.probe_interval,
-        ));
-    }
+    // Gossip runs on every node, so a lone node can be the seed others join through; without
+    // seeds, a node that cannot gossip still serves on its own.
+    let gossip = match gossip::start(
+        Arc::clone(&cluster),
+        &id,
+        bound,
+        advertise,
+        &node.config.peers,
+        node.config.gossip_interval,
+    )
+    .await
+    {
+        Ok(handle) => Some(handle),
+        Err(e) if node.config.peers.is_empty() => {
+            eprintln!("streamstore-node {id}: no gossip, serving alone: {e}");
+            None
+        }
+        Err(e) => return Err(e),
+    };
     // Tests and scripts read this line to learn the port.
     println!("streamstore-node {id} listening on http://{bound}");
     let app = router(node);
@@ -115,6 +128,10 @@ pub async fn run(config: Config) -> Result<()> {
             let _ = stop.send(true);
         })
         .await;
+    if let Some(gossip) = gossip {
+        // Leave quietly: the peers' failure detectors take this node out of their live sets.
+        let _ = gossip.shutdown().await;
+    }
     let closed = store.close().await;
     served.map_err(|e| io_error("serve".into(), e))?;
     closed
@@ -140,6 +157,15 @@ async fn stop_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Resolves `--advertise` (`ip:port` or `host:port`) to the address peers reach.
+async fn resolve(addr: &str) -> Result<std::net::SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| io_error(format!("cannot resolve --advertise {addr}"), e))?
+        .next()
+        .ok_or_else(|| Error::invalid(format!("--advertise {addr} resolves to no address")))
 }
 
 fn io_error(what: String, e: std::io::Error) -> Error {

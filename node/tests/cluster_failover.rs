@@ -70,8 +70,6 @@ async fn a_killed_node_loses_and_duplicates_nothing() {
             &id,
             "--peers",
             &peers,
-            "--probe-interval",
-            "100ms",
             "--heartbeat",
             "1s",
         ];
