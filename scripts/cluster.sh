@@ -10,8 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/streamstore/target}
-cargo build --release -q -p streamstore-node
-bin=$CARGO_TARGET_DIR/release/streamstore-node
+bin=${STREAMSTORE_NODE_BIN:-}    # a prebuilt binary, else a release build
+if [[ -z "$bin" ]]; then
+  cargo build --release -q -p streamstore-node
+  bin=$CARGO_TARGET_DIR/release/streamstore-node
+fi
 
 pids=()
 stop() {
