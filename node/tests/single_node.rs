@@ -404,7 +404,7 @@ async fn a_slow_client_is_held_back_not_buffered() {
     let mut fx = start(&["--sse-batch", "16", "--sse-batch-bytes", "65536"]).await;
     let s = "firehose";
     let record = format!("\"{}\"", "y".repeat(16 << 10));
-    let (batches, per_batch) = (64, 64);
+    let (batches, per_batch) = (32, 64);
     let total = batches * per_batch;
     let mut sock = tokio::net::TcpStream::connect(&fx.node.addr)
         .await
