@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -45,7 +46,10 @@ fn chromium_command(bin: &PathBuf, profile: &std::path::Path) -> tokio::process:
 #[tokio::test]
 async fn a_browser_page_shows_records_as_they_are_appended() {
     let Some(bin) = chromium() else {
-        eprintln!("browser: skipped (no chromium; scripts/chromium.sh installs it)");
+        let _ = writeln!(
+            std::io::stdout(),
+            "browser: skipped (no chromium; scripts/chromium.sh installs it)"
+        );
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -131,7 +135,9 @@ async fn a_browser_page_shows_records_as_they_are_appended() {
     assert!(status.success(), "{status:?}");
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 1000, "no screenshot at {}", shot.display());
-    println!(
+    // Written to stdout directly, so it shows even though libtest captures a passing test's prints.
+    let _ = writeln!(
+        std::io::stdout(),
         "browser: 6 records shown live; screenshot {}",
         shot.display()
     );

@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,7 +42,10 @@ fn stream_name(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_and_duplicates_nothing() {
     let Ok(url) = std::env::var("STREAMSTORE_POSTGRES_URL") else {
-        eprintln!("node failover: skipped (STREAMSTORE_POSTGRES_URL is not set)");
+        let _ = writeln!(
+            std::io::stdout(),
+            "node failover: skipped (STREAMSTORE_POSTGRES_URL is not set)"
+        );
         return;
     };
     let prefix = format!("nodefo{:08x}_", rand::random::<u32>());
@@ -141,7 +145,10 @@ async fn a_killed_node_loses_and_duplicates_nothing() {
             "stream {s} got records that were never acknowledged"
         );
     }
-    println!(
+    // Written to stdout directly (not `println!`), so the summary shows even though libtest
+    // captures a passing test's prints.
+    let _ = writeln!(
+        std::io::stdout(),
         "node failover: {acknowledged} records, {lost} lost, {duplicated} duplicated \
          ({STREAMS} streams, node1 SIGKILLed after {killed_at} acks, {reconnects} consumer reconnects, \
          {unended} streams without end, {:.1} s)",
