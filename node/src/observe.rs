@@ -1,0 +1,84 @@
+//! The node's metrics, recorded through the `metrics` facade and served as Prometheus text.
+//!
+//! The engine's own figures (fsync latency, group size, recovery) are not emitted by the library
+//! yet; the node exports what it measures itself plus the store's public counters it can read.
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Requests served, labelled by route and status code.
+pub const REQUESTS: &str = "streamstore_node_requests_total";
+/// Seconds from receiving an append to its acknowledgement by the store.
+pub const APPEND_SECONDS: &str = "streamstore_node_append_seconds";
+/// Records acknowledged by appends served here.
+pub const RECORDS_APPENDED: &str = "streamstore_node_records_appended_total";
+/// Open Server-Sent Events connections served by this node (not counting forwarded ones).
+pub const SSE_CONNECTIONS: &str = "streamstore_node_sse_connections";
+/// Record events handed to SSE connections.
+pub const RECORDS_DELIVERED: &str = "streamstore_node_records_delivered_total";
+/// Store errors answered with a 5xx status, labelled by kind.
+pub const STORE_ERRORS: &str = "streamstore_node_store_errors_total";
+/// Requests forwarded to the owner of their stream, labelled by outcome.
+pub const FORWARDED: &str = "streamstore_node_forwarded_total";
+/// Members of the cluster this node currently sees as live (itself included).
+pub const LIVE_MEMBERS: &str = "streamstore_node_live_members";
+
+/// Installs the process-wide Prometheus recorder and keeps its histograms trimmed.
+///
+/// Only the first call in a process installs; later ones (tests starting several nodes in one
+/// process) get a recorder that is not global, so their metrics are not rendered.
+pub fn install() -> PrometheusHandle {
+    let builder = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ])
+        .unwrap_or_else(|_| PrometheusBuilder::new());
+    let handle = match builder.install_recorder() {
+        Ok(handle) => handle,
+        Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+    };
+    describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    handle
+}
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS, "HTTP requests served, by route and status");
+    metrics::describe_histogram!(
+        APPEND_SECONDS,
+        metrics::Unit::Seconds,
+        "time from receiving an append to its acknowledgement"
+    );
+    metrics::describe_counter!(RECORDS_APPENDED, "records acknowledged by appends");
+    metrics::describe_gauge!(SSE_CONNECTIONS, "open Server-Sent Events connections");
+    metrics::describe_counter!(RECORDS_DELIVERED, "record events handed to SSE connections");
+    metrics::describe_counter!(STORE_ERRORS, "store errors answered with a 5xx status");
+    metrics::describe_counter!(FORWARDED, "requests forwarded to their stream's owner");
+    metrics::describe_gauge!(LIVE_MEMBERS, "members seen live, this node included");
+}
+
+/// Counts every request by its route pattern (never the raw path: stream ids would make
+/// unbounded label values) and status.
+pub async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(REQUESTS, "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}
