@@ -9,7 +9,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Connection, MySql, MySqlConnection, Row, Transaction};
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
+    bind_head, create_schema, drop_tables, from_db, id_of, mark_of, record_of, sid, to_db,
     to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
@@ -136,9 +136,11 @@ impl Sql {
     }
 }
 
-/// The MySQL dialect: a pool and the table names.
+/// The MySQL dialect: the pools and the table names.
 pub(crate) struct MysqlCore {
     pool: MySqlPool,
+    /// The watcher's head reads and waiting reads' re-reads.
+    wait_pool: MySqlPool,
     tables: Tables,
     sql: Sql,
 }
@@ -176,6 +178,7 @@ impl MysqlCore {
     /// Creates or migrates the schema of `prefix`, then returns the dialect over `pool`.
     pub(crate) async fn open(
         pool: MySqlPool,
+        wait_pool: MySqlPool,
         options: &MySqlConnectOptions,
         prefix: &TablePrefix,
     ) -> Result<Self> {
@@ -228,6 +231,7 @@ impl MysqlCore {
             sql: Sql::new(&t),
             tables: t,
             pool,
+            wait_pool,
         })
     }
 
@@ -394,6 +398,27 @@ streamstore_sql::sqlx_dialect! {
             rows.iter()
                 .map(|r| record_of(r, parse_mysql_error))
                 .collect()
+        }
+
+        async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>> {
+            let Some(last) = streams.last() else {
+                return Ok(Vec::new());
+            };
+            // `IN (?, …)` with the count rounded up to a power of two (the last id repeated), so
+            // a handful of prepared statements serve every batch size.
+            let n = streams.len().next_power_of_two().max(16);
+            let sql = format!(
+                "SELECT stream_id, incarnation, next_offset, sealed_ms FROM {} \
+                 WHERE stream_id IN ({}) AND NOT {EXPIRED}",
+                self.tables.streams,
+                vec!["?"; n].join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for s in streams.iter().chain(std::iter::repeat(last)).take(n) {
+                q = q.bind(sid(s));
+            }
+            let rows = db(q.bind(to_db(now_ms)?).fetch_all(&self.wait_pool).await)?;
+            rows.iter().map(|r| mark_of(r, parse_mysql_error)).collect()
         }
 
         async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::head::{Decision, StreamHead};
 use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
+use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
@@ -51,10 +51,8 @@ fn must_trim(h: &HeadRow) -> bool {
 pub struct StoreOptions {
     /// What the adapter declares (limits are enforced from here).
     pub capabilities: Capabilities,
-    /// First pause of a waiting read's polling; doubled after each poll up to `poll_max`.
-    pub poll_min: Duration,
-    /// Longest pause between two polls of a waiting read.
-    pub poll_max: Duration,
+    /// How the store's one [`Watcher`] polls the heads of waited-on streams.
+    pub watch: WatchOptions,
     /// How often the retention sweeper looks for expired streams (`None`: no sweeper; expired
     /// streams are still never served, and are removed by the next write).
     pub sweep_interval: Option<Duration>,
@@ -79,10 +77,21 @@ pub struct SqlStore<D: SqlDialect> {
 }
 
 struct Core<D> {
-    dialect: D,
-    notifiers: Arc<Notifiers>,
+    dialect: Arc<D>,
+    /// Every waiting read of the store waits here: one task polls all their heads per tick.
+    watcher: Arc<Watcher>,
     closed: AtomicBool,
     options: StoreOptions,
+}
+
+/// The store's [`HeadSource`]: the dialect's batched head read, as of now.
+struct DialectHeads<D>(Arc<D>);
+
+#[async_trait]
+impl<D: SqlDialect> HeadSource for DialectHeads<D> {
+    async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        self.0.head_marks(streams, now_ms()).await
+    }
 }
 
 /// The outcome of one attempt of a write transaction.
@@ -95,11 +104,14 @@ enum Attempt<T> {
 
 impl<D: SqlDialect> SqlStore<D> {
     /// A store over `dialect`, whose schema the adapter has already created. Starts the
-    /// retention sweeper if `options.sweep_interval` is set (needs a Tokio runtime).
+    /// watcher of waiting reads and, if `options.sweep_interval` is set, the retention sweeper
+    /// (needs a Tokio runtime).
     pub fn new(dialect: D, options: StoreOptions) -> Self {
+        let dialect = Arc::new(dialect);
+        let heads = Arc::new(DialectHeads(Arc::clone(&dialect)));
         let core = Arc::new(Core {
             dialect,
-            notifiers: Arc::new(Notifiers::default()),
+            watcher: Arc::new(Watcher::new(heads, options.watch)),
             closed: AtomicBool::new(false),
             options,
         });
@@ -119,10 +131,11 @@ impl<D: SqlDialect> SqlStore<D> {
         &self.core.dialect
     }
 
-    /// The per-stream notifiers waiting reads subscribe to; an adapter with a push channel
-    /// (PostgreSQL `LISTEN`) wakes them from its listener task.
-    pub fn notifiers(&self) -> Arc<Notifiers> {
-        Arc::clone(&self.core.notifiers)
+    /// The watcher waiting reads wait on; an adapter with a push channel (PostgreSQL `LISTEN`)
+    /// wakes it from its listener task (`notify`, and `wake_all` after a reconnect) and sets its
+    /// tick by the channel's health.
+    pub fn watcher(&self) -> Arc<Watcher> {
+        Arc::clone(&self.core.watcher)
     }
 
     /// Hands a background task to the store, to be aborted on `close` or drop.
@@ -316,7 +329,7 @@ impl<D: SqlDialect> Core<D> {
     /// the dialect, e.g. PostgreSQL `NOTIFY`) other processes'. Never called before the commit
     /// returned, so a woken reader sees the change.
     fn changed(&self, stream: &StreamId) {
-        self.notifiers.notify(stream);
+        self.watcher.notify(stream);
         self.dialect.changed(stream);
     }
 
@@ -383,18 +396,24 @@ impl<D: SqlDialect> Core<D> {
         }
     }
 
+    /// Reads now; on the wait pool if `reread` (a waiting read woken up).
     async fn read_now(
         &self,
         stream: &StreamId,
         from: u64,
         options: &ReadOptions,
+        reread: bool,
     ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
         // Both statements of every attempt on one connection: one pool acquisition per read.
         // Checked first: a closed store's pool refuses the connection with another error.
         self.check_open()?;
-        let mut conn = self.dialect.connection().await?;
+        let mut conn = if reread {
+            self.dialect.wait_connection().await?
+        } else {
+            self.dialect.connection().await?
+        };
         for _ in 0..MAX_READ_ATTEMPTS {
             self.check_open()?;
             let Some(h) = self.live_head_on(&mut conn, stream).await? else {
@@ -511,25 +530,23 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         let core = &self.core;
         core.check_open()?;
         let Some(wait) = options.wait else {
-            return core.read_now(stream, from, &options).await;
+            return core.read_now(stream, from, &options, false).await;
         };
-        let (poll_min, poll_max) = (core.options.poll_min, core.options.poll_max);
-        let mut pause = poll_min;
-        let arm = || -> Wakeup<'static> {
-            // The notifier is registered before the read it guards, so a change committed in
-            // between still wakes this wait; the sleep is the fallback for missed hints and for
-            // writers in other processes when the database has no push channel.
-            let notified = core.notifiers.arm(stream);
-            let sleep = tokio::time::sleep(pause);
-            pause = (pause * 2).min(poll_max);
-            Box::pin(async move {
-                tokio::select! {
-                    () = notified => {}
-                    () = sleep => {}
-                }
-            })
-        };
-        wait_for_records(wait, arm, || core.read_now(stream, from, &options)).await
+        // The watcher is armed before the read it guards, so a change committed in between
+        // still wakes this wait: through `changed` for writes of this store, a push channel's
+        // notification, or the watcher's next head read for writers elsewhere. There is no
+        // per-waiter poll. The first read uses the main pool like any read; re-reads after a
+        // wake-up use the wait pool, so a wake storm queues there and not in front of writes.
+        let mut woken = false;
+        wait_for_records(
+            wait,
+            || core.watcher.arm(stream),
+            || {
+                let reread = std::mem::replace(&mut woken, true);
+                core.read_now(stream, from, &options, reread)
+            },
+        )
+        .await
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
@@ -651,7 +668,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             return Ok(());
         }
         self.abort_tasks();
-        core.notifiers.notify_all();
+        core.watcher.close();
         core.dialect.close().await;
         Ok(())
     }
