@@ -119,6 +119,11 @@ impl MysqlStore {
     pub fn pool(&self) -> &MySqlPool {
         self.inner.dialect().pool()
     }
+
+    /// The watcher of this store's waiting reads (for diagnostics: its `stats`).
+    pub fn watcher(&self) -> std::sync::Arc<streamstore::wait::Watcher> {
+        self.inner.watcher()
+    }
 }
 
 streamstore_sql::forward_stream_store!(MysqlStore, inner);

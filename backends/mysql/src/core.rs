@@ -9,8 +9,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Connection, MySql, MySqlConnection, Row, Transaction};
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, id_of, mark_of, record_of, sid, to_db,
-    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
+    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
@@ -134,6 +134,44 @@ impl Sql {
             ),
         }
     }
+}
+
+/// `SELECT columns FROM table WHERE stream_id IN (?, …) rest` for `count` ids, with the
+/// placeholders rounded up (to a power of two, at least 16, up to 256; then to a multiple of
+/// 256) so that a few prepared statements serve every batch size without binding many unused
+/// ids; and that placeholder count. `None` for no ids.
+fn in_list(columns: &str, table: &str, count: usize, rest: &str) -> Option<(String, usize)> {
+    if count == 0 {
+        return None;
+    }
+    let n = if count <= 256 {
+        count.next_power_of_two().max(16)
+    } else {
+        count.div_ceil(256) * 256
+    };
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE stream_id IN ({}) {rest}",
+        vec!["?"; n].join(", ")
+    );
+    Some((sql, n))
+}
+
+/// Binds `streams` to the `n` placeholders of [`in_list`], repeating the last id (an `IN` list
+/// ignores duplicates).
+fn bind_padded<'q>(
+    mut q: sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments>,
+    streams: &'q [StreamId],
+    n: usize,
+) -> sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments> {
+    let last = streams.last();
+    for s in streams
+        .iter()
+        .chain(std::iter::repeat_n(last, n).flatten())
+        .take(n)
+    {
+        q = q.bind(sid(s));
+    }
+    q
 }
 
 /// The MySQL dialect: the pools and the table names.
@@ -401,24 +439,27 @@ streamstore_sql::sqlx_dialect! {
         }
 
         async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>> {
-            let Some(last) = streams.last() else {
+            let Some((sql, n)) = in_list(
+                "stream_id, incarnation, next_offset, sealed_ms",
+                &self.tables.streams,
+                streams.len(),
+                &format!("AND NOT {EXPIRED}"),
+            ) else {
                 return Ok(Vec::new());
             };
-            // `IN (?, …)` with the count rounded up to a power of two (the last id repeated), so
-            // a handful of prepared statements serve every batch size.
-            let n = streams.len().next_power_of_two().max(16);
-            let sql = format!(
-                "SELECT stream_id, incarnation, next_offset, sealed_ms FROM {} \
-                 WHERE stream_id IN ({}) AND NOT {EXPIRED}",
-                self.tables.streams,
-                vec!["?"; n].join(", ")
-            );
-            let mut q = sqlx::query(&sql);
-            for s in streams.iter().chain(std::iter::repeat(last)).take(n) {
-                q = q.bind(sid(s));
-            }
+            let q = bind_padded(sqlx::query(&sql), streams, n);
             let rows = db(q.bind(to_db(now_ms)?).fetch_all(&self.wait_pool).await)?;
             rows.iter().map(|r| mark_of(r, parse_mysql_error)).collect()
+        }
+
+        async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {
+            let columns = format!("{HEAD_COLUMNS}, stream_id");
+            let Some((sql, n)) = in_list(&columns, &self.tables.streams, streams.len(), "") else {
+                return Ok(Vec::new());
+            };
+            let q = bind_padded(sqlx::query(&sql), streams, n);
+            let rows = db(q.fetch_all(&self.wait_pool).await)?;
+            rows.iter().map(|r| id_head_of(r, parse_mysql_error)).collect()
         }
 
         async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {

@@ -128,6 +128,11 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         self.inner.dialect().pool()
     }
+
+    /// The watcher of this store's waiting reads (for diagnostics: [`Watcher::stats`]).
+    pub fn watcher(&self) -> Arc<Watcher> {
+        self.inner.watcher()
+    }
 }
 
 /// Fans `NOTIFY`s on `channel` out to the waiting readers of each stream.

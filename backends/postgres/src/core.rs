@@ -9,8 +9,8 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use streamstore::{Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, id_of, mark_of, record_of, sid, to_db,
-    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
+    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::parse_postgres_error;
@@ -46,6 +46,7 @@ struct Sql {
     records_within: String,
     expired: String,
     head_marks: String,
+    heads: String,
 }
 
 impl Sql {
@@ -135,6 +136,8 @@ impl Sql {
                  WHERE {} ORDER BY expires_ms LIMIT $2",
                 expired_at(1)
             ),
+            // Waiting reads' batched re-read of heads: the head columns, then the id.
+            heads: format!("SELECT {HEAD_COLUMNS}, stream_id FROM {s} WHERE stream_id = ANY($1)"),
             // The watcher's batched head read: one index probe per id, ids as one bytea[].
             head_marks: format!(
                 "SELECT stream_id, incarnation, next_offset, sealed_ms FROM {s} \
@@ -359,6 +362,12 @@ streamstore_sql::sqlx_dialect! {
                 .fetch_all(&self.wait_pool)
                 .await)?;
             rows.iter().map(|r| mark_of(r, parse_postgres_error)).collect()
+        }
+
+        async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {
+            let ids: Vec<&[u8]> = streams.iter().map(sid).collect();
+            let rows = db(sqlx::query(&self.sql.heads).bind(ids).fetch_all(&self.wait_pool).await)?;
+            rows.iter().map(|r| id_head_of(r, parse_postgres_error)).collect()
         }
 
         fn changed(&self, stream: &StreamId) {

@@ -150,6 +150,11 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// on the wait pool. The watcher of waiting reads calls it every tick.
     async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>>;
 
+    /// The heads of those of `streams` that have one (expired or not), in ONE statement on a
+    /// connection of the wait pool: the re-reads of waiting reads woken together (a seal or an
+    /// append storm) share it.
+    async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>>;
+
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, conn: &mut Self::Conn, stream: &StreamId) -> Result<Option<HeadRow>>;
 

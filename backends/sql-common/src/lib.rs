@@ -46,8 +46,8 @@ pub use model::{
 };
 pub use prefix::{TablePrefix, Tables};
 pub use rows::{
-    bind_head, create_schema, drop_tables, head_of, id_of, key_of, mark_of, record_of, sid,
-    MapError,
+    bind_head, create_schema, drop_tables, head_of, id_head_of, id_of, key_of, mark_of, record_of,
+    sid, MapError,
 };
 pub use store::{SqlStore, StoreOptions};
 pub use url::{DbUrl, DEFAULT_PREFIX};

@@ -53,6 +53,18 @@ where
     })
 }
 
+/// A row of the [`HeadColumns`] followed by `stream_id`.
+pub fn id_head_of<R>(row: &R, map_error: MapError) -> Result<(StreamId, HeadRow)>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let id: Vec<u8> = row.try_get(12).map_err(map_error)?;
+    Ok((id_of(&id)?, head_of(row, map_error)?))
+}
+
 /// A row of `stream_id, incarnation, next_offset, sealed_ms` as a stream and its
 /// [`head_mark`](crate::head_mark).
 pub fn mark_of<R>(row: &R, map_error: MapError) -> Result<(StreamId, u64)>

@@ -21,6 +21,7 @@ use streamstore::{
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
     StreamStore,
 };
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
@@ -33,6 +34,9 @@ const MAX_ATTEMPTS: u32 = 10;
 /// How often a read is repeated when a trim or delete changed the stream between its head and
 /// its records; each repetition sees a newer head, so this only runs out under constant churn.
 const MAX_READ_ATTEMPTS: u32 = 8;
+
+/// Heads per batched re-read statement of woken waiting reads.
+const REREAD_BATCH: usize = 1000;
 
 /// Streams deleted per sweeper query.
 const SWEEP_BATCH: u64 = 256;
@@ -78,10 +82,20 @@ pub struct SqlStore<D: SqlDialect> {
 
 struct Core<D> {
     dialect: Arc<D>,
+    /// Heads wanted by woken waiting reads, read together by one flusher task.
+    rereads: Mutex<Rereads>,
     /// Every waiting read of the store waits here: one task polls all their heads per tick.
     watcher: Arc<Watcher>,
     closed: AtomicBool,
     options: StoreOptions,
+}
+
+/// Re-reads of waiting reads waiting for their head.
+#[derive(Default)]
+struct Rereads {
+    queue: Vec<(StreamId, oneshot::Sender<Result<Option<HeadRow>>>)>,
+    /// Whether a flusher task is running (it drains the queue until it finds it empty).
+    flushing: bool,
 }
 
 /// The store's [`HeadSource`]: the dialect's batched head read, as of now.
@@ -111,6 +125,7 @@ impl<D: SqlDialect> SqlStore<D> {
         let heads = Arc::new(DialectHeads(Arc::clone(&dialect)));
         let core = Arc::new(Core {
             dialect,
+            rereads: Mutex::new(Rereads::default()),
             watcher: Arc::new(Watcher::new(heads, options.watch)),
             closed: AtomicBool::new(false),
             options,
@@ -396,9 +411,63 @@ impl<D: SqlDialect> Core<D> {
         }
     }
 
-    /// Reads now; on the wait pool if `reread` (a waiting read woken up).
+    /// The head of `stream` for a woken waiting read, read in one statement with the heads of
+    /// every other re-read queued meanwhile (a wake storm costs a few statements, not one per
+    /// reader). The statements run in a task of their own, so a cancelled read strands nobody.
+    async fn batched_head(self: &Arc<Self>, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut r = self.rereads.lock().unwrap_or_else(PoisonError::into_inner);
+            r.queue.push((stream.clone(), tx));
+            !std::mem::replace(&mut r.flushing, true)
+        };
+        if lead {
+            tokio::spawn(Arc::clone(self).flush_rereads());
+        }
+        let head = rx
+            .await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the store is closing"))??;
+        Ok(head.filter(|h| !is_expired(h, now_ms())))
+    }
+
+    /// Answers queued re-reads, [`REREAD_BATCH`] heads per statement, until none is left.
+    async fn flush_rereads(self: Arc<Self>) {
+        loop {
+            // Let the other readers woken by the same event queue up first.
+            tokio::task::yield_now().await;
+            let batch: Vec<_> = {
+                let mut r = self.rereads.lock().unwrap_or_else(PoisonError::into_inner);
+                if r.queue.is_empty() {
+                    r.flushing = false;
+                    return;
+                }
+                let take = r.queue.len().min(REREAD_BATCH);
+                r.queue.drain(..take).collect()
+            };
+            let mut ids: Vec<StreamId> = batch.iter().map(|(s, _)| s.clone()).collect();
+            ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+            ids.dedup();
+            match self.dialect.heads(&ids).await {
+                Ok(rows) => {
+                    let heads: std::collections::HashMap<StreamId, HeadRow> =
+                        rows.into_iter().collect();
+                    for (s, tx) in batch {
+                        let _ = tx.send(Ok(heads.get(&s).cloned()));
+                    }
+                }
+                Err(e) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(Error::new(e.kind(), e.message())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads now. A woken waiting read (`reread`) gets its head from [`Self::batched_head`] and
+    /// its records on the wait pool.
     async fn read_now(
-        &self,
+        self: &Arc<Self>,
         stream: &StreamId,
         from: u64,
         options: &ReadOptions,
@@ -406,17 +475,27 @@ impl<D: SqlDialect> Core<D> {
     ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
-        // Both statements of every attempt on one connection: one pool acquisition per read.
         // Checked first: a closed store's pool refuses the connection with another error.
         self.check_open()?;
-        let mut conn = if reread {
-            self.dialect.wait_connection().await?
+        let mut batched = if reread {
+            Some(self.batched_head(stream).await?)
         } else {
-            self.dialect.connection().await?
+            None
         };
+        // Every statement of a read after the batched head on one connection, taken when first
+        // needed: one pool acquisition per read (a sealed or unchanged stream needs none).
+        let mut conn = None;
         for _ in 0..MAX_READ_ATTEMPTS {
             self.check_open()?;
-            let Some(h) = self.live_head_on(&mut conn, stream).await? else {
+            if conn.is_none() && batched.is_none() {
+                conn = Some(self.acquire(reread).await?);
+            }
+            let head = match (batched.take(), conn.as_mut()) {
+                (Some(head), _) => head,
+                (None, Some(c)) => self.live_head_on(c, stream).await?,
+                (None, None) => return Err(Error::new(ErrorKind::Internal, "no connection")),
+            };
+            let Some(h) = head else {
                 return Ok(ReadBatch::missing(from));
             };
             let mut batch = h.head.empty_read(from)?;
@@ -438,7 +517,13 @@ impl<D: SqlDialect> Core<D> {
                 },
                 mean_len: h.head.bytes.div_ceil(held.max(1)),
             };
-            let records = self.dialect.records(&mut conn, stream, &range).await?;
+            if conn.is_none() {
+                conn = Some(self.acquire(reread).await?);
+            }
+            let Some(c) = conn.as_mut() else {
+                return Err(Error::new(ErrorKind::Internal, "no connection"));
+            };
+            let records = self.dialect.records(c, stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             let contiguous =
@@ -453,6 +538,15 @@ impl<D: SqlDialect> Core<D> {
             ErrorKind::Unavailable,
             format!("stream {stream:?} kept changing while it was read"),
         ))
+    }
+
+    /// A connection for a read: from the wait pool for a woken waiting read.
+    async fn acquire(&self, reread: bool) -> Result<D::Conn> {
+        if reread {
+            self.dialect.wait_connection().await
+        } else {
+            self.dialect.connection().await
+        }
     }
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
