@@ -74,7 +74,17 @@ impl MysqlStore {
             .connect_with(options.clone())
             .await
             .map_err(parse_mysql_error)?;
-        let core = MysqlCore::open(pool, &options, config.prefix()).await?;
+        let wait_pool = pool_options::<MySql>(config.wait.connections, config.acquire_timeout)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // As above: each statement reads the latest committed state.
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options.clone());
+        let core = MysqlCore::open(pool, wait_pool, &options, config.prefix()).await?;
         let inner = SqlStore::new(
             core,
             StoreOptions {
@@ -82,11 +92,10 @@ impl MysqlStore {
                     MAX_RECORD_BYTES,
                     KEYS_PER_STREAM,
                     WaitMechanism::Poll {
-                        max_interval: config.poll_max,
+                        max_interval: config.wait.tick,
                     },
                 ),
-                poll_min: config.poll_min,
-                poll_max: config.poll_max,
+                watch: config.wait.watch_options(config.wait.tick),
                 sweep_interval: Some(config.sweep_interval),
             },
         );
@@ -109,6 +118,11 @@ impl MysqlStore {
     /// The connection pool (for diagnostics and tests).
     pub fn pool(&self) -> &MySqlPool {
         self.inner.dialect().pool()
+    }
+
+    /// The watcher of this store's waiting reads (for diagnostics: its `stats`).
+    pub fn watcher(&self) -> std::sync::Arc<streamstore::wait::Watcher> {
+        self.inner.watcher()
     }
 }
 

@@ -4,13 +4,19 @@ use std::fmt;
 use std::time::Duration;
 
 use streamstore::Result;
-use streamstore_sql::{DbTarget, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
+use streamstore_sql::{DbTarget, WaitSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
+
+/// The watcher's tick unless the URL says `wait_tick_ms=`: how long a change made by another
+/// process (or store object) may wait to be noticed.
+pub const DEFAULT_WAIT_TICK: Duration = Duration::from_millis(100);
 
 /// Where and how to connect.
 ///
 /// Built from a URL (`mysql://user:password@host:port/database?table_prefix=app_`); the
-/// options `table_prefix` (default `streamstore_`) and `max_connections` (default 8) are this
-/// crate's, every other query option goes to the driver (e.g. `ssl-mode`). `Debug` never shows
+/// options `table_prefix` (default `streamstore_`), `max_connections` (default 8) and the
+/// waiting-read settings `wait_tick_ms` (default 100), `wait_batch` (default 5000) and
+/// `wait_connections` (default 2) are this crate's, every other query option goes to the driver
+/// (e.g. `ssl-mode`). `Debug` never shows
 /// the password.
 #[derive(Clone)]
 pub struct MysqlConfig {
@@ -21,10 +27,9 @@ pub struct MysqlConfig {
     pub acquire_timeout: Duration,
     /// How often the retention sweeper runs.
     pub sweep_interval: Duration,
-    /// First pause of a waiting read's polling (doubled after each poll).
-    pub poll_min: Duration,
-    /// Longest pause between two polls of a waiting read.
-    pub poll_max: Duration,
+    /// How waiting reads are served: one watcher per store polls the heads of the waited-on
+    /// streams every `wait.tick` on a pool of `wait.connections` of its own.
+    pub wait: WaitSettings,
 }
 
 impl MysqlConfig {
@@ -34,11 +39,10 @@ impl MysqlConfig {
         let target = DbTarget::parse(url, &["mysql"])?;
         Ok(MysqlConfig {
             max_connections: target.max_connections(),
+            wait: target.wait_settings(DEFAULT_WAIT_TICK, DEFAULT_WAIT_TICK),
             target,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
-            poll_min: Duration::from_millis(10),
-            poll_max: Duration::from_millis(250),
         })
     }
 }
@@ -52,8 +56,7 @@ impl fmt::Debug for MysqlConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sweep_interval", &self.sweep_interval)
-            .field("poll_min", &self.poll_min)
-            .field("poll_max", &self.poll_max)
+            .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
 }

@@ -9,8 +9,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Connection, MySql, MySqlConnection, Row, Transaction};
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
-    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
+    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
@@ -136,9 +136,49 @@ impl Sql {
     }
 }
 
-/// The MySQL dialect: a pool and the table names.
+/// `SELECT columns FROM table WHERE stream_id IN (?, …) rest` for `count` ids, with the
+/// placeholders rounded up (to a power of two, at least 16, up to 256; then to a multiple of
+/// 256) so that a few prepared statements serve every batch size without binding many unused
+/// ids; and that placeholder count. `None` for no ids.
+fn in_list(columns: &str, table: &str, count: usize, rest: &str) -> Option<(String, usize)> {
+    if count == 0 {
+        return None;
+    }
+    let n = if count <= 256 {
+        count.next_power_of_two().max(16)
+    } else {
+        count.div_ceil(256) * 256
+    };
+    let sql = format!(
+        "SELECT {columns} FROM {table} WHERE stream_id IN ({}) {rest}",
+        vec!["?"; n].join(", ")
+    );
+    Some((sql, n))
+}
+
+/// Binds `streams` to the `n` placeholders of [`in_list`], repeating the last id (an `IN` list
+/// ignores duplicates).
+fn bind_padded<'q>(
+    mut q: sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments>,
+    streams: &'q [StreamId],
+    n: usize,
+) -> sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments> {
+    let last = streams.last();
+    for s in streams
+        .iter()
+        .chain(std::iter::repeat_n(last, n).flatten())
+        .take(n)
+    {
+        q = q.bind(sid(s));
+    }
+    q
+}
+
+/// The MySQL dialect: the pools and the table names.
 pub(crate) struct MysqlCore {
     pool: MySqlPool,
+    /// The watcher's head reads and waiting reads' re-reads.
+    wait_pool: MySqlPool,
     tables: Tables,
     sql: Sql,
 }
@@ -176,6 +216,7 @@ impl MysqlCore {
     /// Creates or migrates the schema of `prefix`, then returns the dialect over `pool`.
     pub(crate) async fn open(
         pool: MySqlPool,
+        wait_pool: MySqlPool,
         options: &MySqlConnectOptions,
         prefix: &TablePrefix,
     ) -> Result<Self> {
@@ -228,6 +269,7 @@ impl MysqlCore {
             sql: Sql::new(&t),
             tables: t,
             pool,
+            wait_pool,
         })
     }
 
@@ -394,6 +436,30 @@ streamstore_sql::sqlx_dialect! {
             rows.iter()
                 .map(|r| record_of(r, parse_mysql_error))
                 .collect()
+        }
+
+        async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>> {
+            let Some((sql, n)) = in_list(
+                "stream_id, incarnation, next_offset, sealed_ms",
+                &self.tables.streams,
+                streams.len(),
+                &format!("AND NOT {EXPIRED}"),
+            ) else {
+                return Ok(Vec::new());
+            };
+            let q = bind_padded(sqlx::query(&sql), streams, n);
+            let rows = db(q.bind(to_db(now_ms)?).fetch_all(&self.wait_pool).await)?;
+            rows.iter().map(|r| mark_of(r, parse_mysql_error)).collect()
+        }
+
+        async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {
+            let columns = format!("{HEAD_COLUMNS}, stream_id");
+            let Some((sql, n)) = in_list(&columns, &self.tables.streams, streams.len(), "") else {
+                return Ok(Vec::new());
+            };
+            let q = bind_padded(sqlx::query(&sql), streams, n);
+            let rows = db(q.fetch_all(&self.wait_pool).await)?;
+            rows.iter().map(|r| id_head_of(r, parse_mysql_error)).collect()
         }
 
         async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {

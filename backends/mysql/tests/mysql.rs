@@ -14,6 +14,6 @@ sql_adapter_tests! {
     server: "mysql",
     url_env: URL_ENV,
     wake_test: polling_wakes_a_reader_of_another_store,
-    // No push channel: the reader polls at most 250 ms apart.
+    // No push channel: the watcher polls every 100 ms (± 20 %).
     wakes_within: Duration::from_millis(600),
 }

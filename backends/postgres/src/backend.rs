@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use streamstore::wait::Notifiers;
+use streamstore::wait::Watcher;
 use streamstore::{Error, Result, StreamId, WaitMechanism};
-use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions};
+use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions, WaitSettings};
 
 use crate::config::PostgresConfig;
 use crate::core::PgCore;
@@ -67,7 +67,9 @@ impl PostgresStore {
             .connect_with(connect.clone())
             .await
             .map_err(parse_postgres_error)?;
-        let core = PgCore::open(pool.clone(), config.prefix()).await?;
+        let wait_pool = pool_options(config.wait.connections, config.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        let core = PgCore::open(pool.clone(), wait_pool, config.prefix()).await?;
         let channel = core.channel().to_owned();
         let outbox = core.outbox();
         let inner = SqlStore::new(
@@ -77,21 +79,27 @@ impl PostgresStore {
                     MAX_RECORD_BYTES,
                     KEYS_PER_STREAM,
                     WaitMechanism::Push {
-                        poll: config.poll_interval,
+                        poll: config.wait.push_tick,
                     },
                 ),
-                poll_min: config.poll_interval,
-                poll_max: config.poll_interval,
+                // Short until the listener is up.
+                watch: config.wait.watch_options(config.wait.tick),
                 sweep_interval: Some(config.sweep_interval),
             },
         );
-        let notifiers = inner.notifiers();
+        let watcher = inner.watcher();
         inner.add_task(tokio::spawn(notify::send_loop(
             connect,
             channel.clone(),
             Arc::clone(&outbox),
         )));
-        inner.add_task(tokio::spawn(listen(pool, channel, notifiers, outbox)));
+        inner.add_task(tokio::spawn(listen(
+            pool,
+            channel,
+            watcher,
+            outbox,
+            config.wait,
+        )));
         Ok(PostgresStore { inner })
     }
 
@@ -120,16 +128,29 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         self.inner.dialect().pool()
     }
+
+    /// The watcher of this store's waiting reads (for diagnostics: [`Watcher::stats`]).
+    pub fn watcher(&self) -> Arc<Watcher> {
+        self.inner.watcher()
+    }
 }
 
 /// Fans `NOTIFY`s on `channel` out to the waiting readers of each stream.
 ///
-/// The payload (a stream id) only says which waiters to wake; they re-read the database. When
-/// the listening connection is lost, notifications in the gap are lost too, so every waiter is
-/// woken once the channel is listened to again (and the readers' polling covers the gap).
-/// Notifications this store sent itself are skipped: its readers were woken directly.
-async fn listen(pool: PgPool, channel: String, notifiers: Arc<Notifiers>, outbox: Arc<Outbox>) {
+/// The payload (a stream id) only says which waiters to wake; they re-read the database. While
+/// the channel is listened to, the watcher polls only every `wait.push_tick` (for notifications
+/// lost with the sender's connection); while it is not, every `wait.tick`. Notifications in a
+/// gap are lost, so every waiter is woken once the channel is listened to again. Notifications
+/// this store sent itself are skipped: its readers were woken directly.
+async fn listen(
+    pool: PgPool,
+    channel: String,
+    watcher: Arc<Watcher>,
+    outbox: Arc<Outbox>,
+    wait: WaitSettings,
+) {
     loop {
+        watcher.set_tick(wait.tick);
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
             Err(_) => {
@@ -141,19 +162,21 @@ async fn listen(pool: PgPool, channel: String, notifiers: Arc<Notifiers>, outbox
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        notifiers.notify_all();
+        watcher.set_tick(wait.push_tick);
+        watcher.wake_all();
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) if outbox.sent_by_us(n.process_id()) => {}
                 Ok(Some(n)) => {
                     if let Ok(id) = StreamId::new(n.payload()) {
-                        notifiers.notify(&id);
+                        watcher.notify(&id);
                     }
                 }
-                // The connection was lost; the next call reconnects and listens again.
-                Ok(None) => notifiers.notify_all(),
+                // The connection was lost: connect and listen again (and wake everyone then),
+                // polling fast until then.
+                Ok(None) => break,
                 Err(_) => {
-                    notifiers.notify_all();
+                    watcher.wake_all();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     break;
                 }

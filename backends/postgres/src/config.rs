@@ -4,13 +4,22 @@ use std::fmt;
 use std::time::Duration;
 
 use streamstore::Result;
-use streamstore_sql::{DbTarget, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
+use streamstore_sql::{DbTarget, WaitSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
+
+/// The watcher's tick while `LISTEN` is down, unless the URL says `wait_tick_ms=`.
+pub const DEFAULT_WAIT_TICK: Duration = Duration::from_millis(100);
+
+/// The watcher's tick while `LISTEN` is healthy, unless the URL says `push_tick_ms=`: it only
+/// covers notifications lost with the sender's connection.
+pub const DEFAULT_PUSH_TICK: Duration = Duration::from_secs(2);
 
 /// Where and how to connect.
 ///
 /// Built from a URL (`postgres://user:password@host:port/database?table_prefix=app_`); the
-/// options `table_prefix` (default `streamstore_`) and `max_connections` (default 8) are this
-/// crate's, every other query option goes to the driver (e.g. `sslmode`). `Debug` never shows
+/// options `table_prefix` (default `streamstore_`), `max_connections` (default 8) and the
+/// waiting-read settings `push_tick_ms` (default 2000), `wait_tick_ms` (default 100),
+/// `wait_batch` (default 5000) and `wait_connections` (default 2) are this crate's, every other
+/// query option goes to the driver (e.g. `sslmode`). `Debug` never shows
 /// the password.
 #[derive(Clone)]
 pub struct PostgresConfig {
@@ -21,8 +30,10 @@ pub struct PostgresConfig {
     pub acquire_timeout: Duration,
     /// How often the retention sweeper runs.
     pub sweep_interval: Duration,
-    /// The fallback polling interval of waiting reads when a `NOTIFY` is missed.
-    pub poll_interval: Duration,
+    /// How waiting reads are served: one watcher per store polls the heads of the waited-on
+    /// streams every `wait.push_tick` while `LISTEN` is healthy and every `wait.tick` while it
+    /// is down, on a pool of `wait.connections` of its own.
+    pub wait: WaitSettings,
 }
 
 impl PostgresConfig {
@@ -32,10 +43,10 @@ impl PostgresConfig {
         let target = DbTarget::parse(url, &["postgres", "postgresql"])?;
         Ok(PostgresConfig {
             max_connections: target.max_connections(),
+            wait: target.wait_settings(DEFAULT_WAIT_TICK, DEFAULT_PUSH_TICK),
             target,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
-            poll_interval: Duration::from_millis(500),
         })
     }
 }
@@ -49,7 +60,7 @@ impl fmt::Debug for PostgresConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sweep_interval", &self.sweep_interval)
-            .field("poll_interval", &self.poll_interval)
+            .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
 }

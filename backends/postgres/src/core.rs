@@ -9,8 +9,8 @@ use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
 use streamstore::{Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
-    bind_head, create_schema, drop_tables, from_db, id_of, record_of, sid, to_db,
-    to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
+    bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
+    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
 use crate::error::parse_postgres_error;
@@ -45,6 +45,8 @@ struct Sql {
     records: String,
     records_within: String,
     expired: String,
+    head_marks: String,
+    heads: String,
 }
 
 impl Sql {
@@ -134,6 +136,14 @@ impl Sql {
                  WHERE {} ORDER BY expires_ms LIMIT $2",
                 expired_at(1)
             ),
+            // Waiting reads' batched re-read of heads: the head columns, then the id.
+            heads: format!("SELECT {HEAD_COLUMNS}, stream_id FROM {s} WHERE stream_id = ANY($1)"),
+            // The watcher's batched head read: one index probe per id, ids as one bytea[].
+            head_marks: format!(
+                "SELECT stream_id, incarnation, next_offset, sealed_ms FROM {s} \
+                 WHERE stream_id = ANY($1) AND NOT {}",
+                expired_at(2)
+            ),
         }
     }
 }
@@ -142,6 +152,8 @@ impl Sql {
 /// notifications to send after commits.
 pub(crate) struct PgCore {
     pool: PgPool,
+    /// The watcher's head reads and waiting reads' re-reads.
+    wait_pool: PgPool,
     tables: Tables,
     channel: String,
     sql: Sql,
@@ -158,7 +170,11 @@ impl PgCore {
     /// Safe when several processes start at once: the DDL runs in one transaction holding a
     /// transaction-level advisory lock keyed by the prefix, so one process creates the tables
     /// and the others find them (the lock is released at commit or when the connection dies).
-    pub(crate) async fn open(pool: PgPool, prefix: &TablePrefix) -> Result<Self> {
+    pub(crate) async fn open(
+        pool: PgPool,
+        wait_pool: PgPool,
+        prefix: &TablePrefix,
+    ) -> Result<Self> {
         let t = prefix.tables();
         let mut tx = db(pool.begin().await)?;
         db(sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -218,6 +234,7 @@ impl PgCore {
             channel: format!("{prefix}changes"),
             tables: t,
             pool,
+            wait_pool,
             outbox: Arc::new(Outbox::default()),
         })
     }
@@ -335,6 +352,22 @@ streamstore_sql::sqlx_dialect! {
                 .bind(payloads);
             db(bind_head(q, head.to_columns()?).execute(&mut **tx).await)?;
             Ok(())
+        }
+
+        async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>> {
+            let ids: Vec<&[u8]> = streams.iter().map(sid).collect();
+            let rows = db(sqlx::query(&self.sql.head_marks)
+                .bind(ids)
+                .bind(to_db(now_ms)?)
+                .fetch_all(&self.wait_pool)
+                .await)?;
+            rows.iter().map(|r| mark_of(r, parse_postgres_error)).collect()
+        }
+
+        async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {
+            let ids: Vec<&[u8]> = streams.iter().map(sid).collect();
+            let rows = db(sqlx::query(&self.sql.heads).bind(ids).fetch_all(&self.wait_pool).await)?;
+            rows.iter().map(|r| id_head_of(r, parse_postgres_error)).collect()
         }
 
         fn changed(&self, stream: &StreamId) {

@@ -14,6 +14,6 @@ sql_adapter_tests! {
     server: "postgres",
     url_env: URL_ENV,
     wake_test: notify_wakes_a_reader_of_another_store_within_milliseconds,
-    // The fallback poll is 500 ms apart: only LISTEN/NOTIFY wakes the reader this fast.
+    // The watcher polls every 2 s while LISTEN is up: only NOTIFY wakes the reader this fast.
     wakes_within: Duration::from_millis(250),
 }

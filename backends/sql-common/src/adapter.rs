@@ -5,8 +5,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use sqlx::pool::PoolOptions;
-use sqlx::Database;
+use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
+use sqlx::{Connection, Database};
+use streamstore::wait::WatchOptions;
 use streamstore::{Capabilities, Error, ErrorKind, IdempotencyWindow, Result, WaitMechanism};
 
 use crate::prefix::TablePrefix;
@@ -16,6 +17,15 @@ use crate::url::{DbUrl, DEFAULT_PREFIX};
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 /// How long to wait for a pooled connection before failing with `Unavailable`.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of the wait pool (the watcher's head reads and waiting reads' re-reads) unless
+/// the URL says `wait_connections=`.
+pub const DEFAULT_WAIT_CONNECTIONS: u32 = 2;
+/// Streams per head-marks statement unless the URL says `wait_batch=`: 10,000 waited-on streams
+/// cost two statements per tick.
+pub const DEFAULT_WAIT_BATCH: u32 = 5000;
+/// A pooled connection idle this long is pinged before it is handed out; fresher ones are not
+/// (the ping would be a round trip on every statement of a busy store).
+pub const IDLE_PING: Duration = Duration::from_secs(30);
 /// How often the retention sweeper runs.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Records per append batch, at most.
@@ -58,6 +68,21 @@ impl DbTarget {
         self.url.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)
     }
 
+    /// The waiting-read settings of the URL, with `tick` and `push_tick` as the adapter's defaults
+    /// for `wait_tick_ms=` and `push_tick_ms=`.
+    pub fn wait_settings(&self, tick: Duration, push_tick: Duration) -> WaitSettings {
+        let ms = |v: Option<u32>, default| v.map_or(default, |ms| Duration::from_millis(ms.into()));
+        WaitSettings {
+            tick: ms(self.url.wait_tick_ms, tick),
+            push_tick: ms(self.url.push_tick_ms, push_tick),
+            batch: self.url.wait_batch.unwrap_or(DEFAULT_WAIT_BATCH),
+            connections: self
+                .url
+                .wait_connections
+                .unwrap_or(DEFAULT_WAIT_CONNECTIONS),
+        }
+    }
+
     /// The URL for the driver (see [`DbUrl::driver_url`]). Never log it.
     pub fn driver_url(&self) -> &str {
         self.url.driver_url()
@@ -72,8 +97,36 @@ impl DbTarget {
     }
 }
 
+/// How waiting reads are served: one watcher per store polls the heads of the waited-on streams
+/// every `tick` (every `push_tick` while a push channel is healthy), `batch` streams per
+/// statement, on a pool of `connections` of its own that the waiting reads' re-reads share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitSettings {
+    /// The polling tick (`wait_tick_ms=`).
+    pub tick: Duration,
+    /// The tick while a push channel is healthy (`push_tick_ms=`; PostgreSQL only).
+    pub push_tick: Duration,
+    /// Streams per head-marks statement (`wait_batch=`).
+    pub batch: u32,
+    /// Connections of the wait pool (`wait_connections=`).
+    pub connections: u32,
+}
+
+impl WaitSettings {
+    /// The watcher's options, starting at `tick`.
+    pub fn watch_options(&self, tick: Duration) -> WatchOptions {
+        WatchOptions {
+            tick,
+            batch: usize::try_from(self.batch).unwrap_or(usize::MAX),
+            ..WatchOptions::default()
+        }
+    }
+}
+
 /// The pool settings both adapters use: `max_connections`, no idle minimum, `acquire_timeout`,
-/// idle connections closed after a minute.
+/// idle connections closed after a minute, and a ping before handing out a connection only if
+/// it sat idle for [`IDLE_PING`] (sqlx pings every idle connection by default: a round trip per
+/// acquisition).
 pub fn pool_options<DB: Database>(
     max_connections: u32,
     acquire_timeout: Duration,
@@ -83,6 +136,15 @@ pub fn pool_options<DB: Database>(
         .min_connections(0)
         .acquire_timeout(acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(60)))
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta: PoolConnectionMetadata| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// The capabilities of a SQL store: persistent, idempotent appends remembering

@@ -138,6 +138,23 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// trip of its own (sqlx pings an idle connection before handing it out).
     async fn connection(&self) -> Result<Self::Conn>;
 
+    /// A connection for the re-reads of waiting reads, from the small wait pool when the adapter
+    /// has one (so a wake storm queues there, not in front of writes). The default is
+    /// [`Self::connection`].
+    async fn wait_connection(&self) -> Result<Self::Conn> {
+        self.connection().await
+    }
+
+    /// For each of `streams` whose head exists and has not expired at `now_ms`, its
+    /// [`head_mark`](crate::head_mark): ONE statement for all of them (`= ANY($1)`, `IN (…)`),
+    /// on the wait pool. The watcher of waiting reads calls it every tick.
+    async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>>;
+
+    /// The heads of those of `streams` that have one (expired or not), in ONE statement on a
+    /// connection of the wait pool: the re-reads of waiting reads woken together (a seal or an
+    /// append storm) share it.
+    async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>>;
+
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, conn: &mut Self::Conn, stream: &StreamId) -> Result<Option<HeadRow>>;
 

@@ -35,17 +35,19 @@ mod store;
 mod url;
 
 pub use adapter::{
-    capabilities, driver_error, pool_options, DbTarget, DEFAULT_ACQUIRE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_INTERVAL, MAX_BATCH_BYTES, MAX_BATCH_RECORDS,
+    capabilities, driver_error, pool_options, DbTarget, WaitSettings, DEFAULT_ACQUIRE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SWEEP_INTERVAL, DEFAULT_WAIT_BATCH, DEFAULT_WAIT_CONNECTIONS,
+    IDLE_PING, MAX_BATCH_BYTES, MAX_BATCH_RECORDS,
 };
 pub use dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
 pub use model::{
-    from_db, from_db_incarnation, is_expired, to_db, to_db_incarnation, HeadColumns, HeadRow,
-    KeyRow, SCHEMA_VERSION,
+    from_db, from_db_incarnation, head_mark, is_expired, to_db, to_db_incarnation, HeadColumns,
+    HeadRow, KeyRow, SCHEMA_VERSION,
 };
 pub use prefix::{TablePrefix, Tables};
 pub use rows::{
-    bind_head, create_schema, drop_tables, head_of, id_of, key_of, record_of, sid, MapError,
+    bind_head, create_schema, drop_tables, head_of, id_head_of, id_of, key_of, mark_of, record_of,
+    sid, MapError,
 };
 pub use store::{SqlStore, StoreOptions};
 pub use url::{DbUrl, DEFAULT_PREFIX};

@@ -5,7 +5,8 @@
 /// methods whose statements run the same way in every database once; the adapter passes the
 /// methods whose statements differ.
 ///
-/// The core must have the fields `pool` (a `sqlx::Pool` of `database`) and `sql` (the formatted
+/// The core must have the fields `pool` and `wait_pool` (`sqlx::Pool`s of `database`; the
+/// second, small, serves the watcher and waiting reads' re-reads) and `sql` (the formatted
 /// statements), with at least the statements `lock_head`, `head`, `delete_head`,
 /// `delete_records`, `delete_keys`, `find_key`, `insert_key`, `bytes_cut` and `expired`, taking
 /// the parameters in the order the shared methods bind them (see below). `Tx` is
@@ -145,6 +146,10 @@ macro_rules! sqlx_dialect {
                 self.pool.acquire().await.map_err($map)
             }
 
+            async fn wait_connection(&self) -> $crate::__private::streamstore::Result<Self::Conn> {
+                self.wait_pool.acquire().await.map_err($map)
+            }
+
             // `head`: `stream_id`.
             async fn head(
                 &self,
@@ -176,6 +181,7 @@ macro_rules! sqlx_dialect {
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.wait_pool.close().await;
             }
 
             $($methods)*

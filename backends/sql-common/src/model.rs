@@ -16,6 +16,19 @@ pub fn to_db(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::too_large(format!("{v} does not fit a SQL BIGINT")))
 }
 
+/// The mark of a head for the watcher of waiting reads: it changes with every append (the next
+/// offset grows), seal and re-creation (a new incarnation); a deleted or expired stream has no
+/// mark. Within an incarnation `next_offset << 1 | sealed` only grows, so two states of one
+/// incarnation never share a mark; across incarnations the random incarnation is mixed in.
+pub fn head_mark(incarnation: i64, next_offset: i64, sealed: bool) -> u64 {
+    let state = u64::from_le_bytes(next_offset.to_le_bytes()) << 1 | u64::from(sealed);
+    // splitmix64's finalizer spreads the incarnation over every bit.
+    let mut z = u64::from_le_bytes(incarnation.to_le_bytes()).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) ^ state
+}
+
 /// A `BIGINT` read back as `u64`; a negative value is `Corruption`, it was never written by us.
 pub fn from_db(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| {

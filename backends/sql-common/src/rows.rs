@@ -53,6 +53,37 @@ where
     })
 }
 
+/// A row of the [`HeadColumns`] followed by `stream_id`.
+pub fn id_head_of<R>(row: &R, map_error: MapError) -> Result<(StreamId, HeadRow)>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let id: Vec<u8> = row.try_get(12).map_err(map_error)?;
+    Ok((id_of(&id)?, head_of(row, map_error)?))
+}
+
+/// A row of `stream_id, incarnation, next_offset, sealed_ms` as a stream and its
+/// [`head_mark`](crate::head_mark).
+pub fn mark_of<R>(row: &R, map_error: MapError) -> Result<(StreamId, u64)>
+where
+    R: Row,
+    usize: ColumnIndex<R>,
+    i64: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+    Vec<u8>: Type<R::Database> + for<'r> Decode<'r, R::Database>,
+{
+    let id: Vec<u8> = row.try_get(0).map_err(map_error)?;
+    let incarnation: i64 = row.try_get(1).map_err(map_error)?;
+    let next_offset: i64 = row.try_get(2).map_err(map_error)?;
+    let sealed_ms: Option<i64> = row.try_get(3).map_err(map_error)?;
+    Ok((
+        id_of(&id)?,
+        crate::model::head_mark(incarnation, next_offset, sealed_ms.is_some()),
+    ))
+}
+
 /// Binds a head row's columns in [`HeadColumns`] order.
 pub fn bind_head<'q, DB>(
     q: Query<'q, DB, DB::Arguments<'q>>,

@@ -15,12 +15,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::head::{Decision, StreamHead};
 use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
+use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
     StreamStore,
 };
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
@@ -33,6 +34,9 @@ const MAX_ATTEMPTS: u32 = 10;
 /// How often a read is repeated when a trim or delete changed the stream between its head and
 /// its records; each repetition sees a newer head, so this only runs out under constant churn.
 const MAX_READ_ATTEMPTS: u32 = 8;
+
+/// Heads per batched re-read statement of woken waiting reads.
+const REREAD_BATCH: usize = 1000;
 
 /// Streams deleted per sweeper query.
 const SWEEP_BATCH: u64 = 256;
@@ -51,10 +55,8 @@ fn must_trim(h: &HeadRow) -> bool {
 pub struct StoreOptions {
     /// What the adapter declares (limits are enforced from here).
     pub capabilities: Capabilities,
-    /// First pause of a waiting read's polling; doubled after each poll up to `poll_max`.
-    pub poll_min: Duration,
-    /// Longest pause between two polls of a waiting read.
-    pub poll_max: Duration,
+    /// How the store's one [`Watcher`] polls the heads of waited-on streams.
+    pub watch: WatchOptions,
     /// How often the retention sweeper looks for expired streams (`None`: no sweeper; expired
     /// streams are still never served, and are removed by the next write).
     pub sweep_interval: Option<Duration>,
@@ -79,10 +81,31 @@ pub struct SqlStore<D: SqlDialect> {
 }
 
 struct Core<D> {
-    dialect: D,
-    notifiers: Arc<Notifiers>,
+    dialect: Arc<D>,
+    /// Heads wanted by woken waiting reads, read together by one flusher task.
+    rereads: Mutex<Rereads>,
+    /// Every waiting read of the store waits here: one task polls all their heads per tick.
+    watcher: Arc<Watcher>,
     closed: AtomicBool,
     options: StoreOptions,
+}
+
+/// Re-reads of waiting reads waiting for their head.
+#[derive(Default)]
+struct Rereads {
+    queue: Vec<(StreamId, oneshot::Sender<Result<Option<HeadRow>>>)>,
+    /// Whether a flusher task is running (it drains the queue until it finds it empty).
+    flushing: bool,
+}
+
+/// The store's [`HeadSource`]: the dialect's batched head read, as of now.
+struct DialectHeads<D>(Arc<D>);
+
+#[async_trait]
+impl<D: SqlDialect> HeadSource for DialectHeads<D> {
+    async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        self.0.head_marks(streams, now_ms()).await
+    }
 }
 
 /// The outcome of one attempt of a write transaction.
@@ -95,11 +118,15 @@ enum Attempt<T> {
 
 impl<D: SqlDialect> SqlStore<D> {
     /// A store over `dialect`, whose schema the adapter has already created. Starts the
-    /// retention sweeper if `options.sweep_interval` is set (needs a Tokio runtime).
+    /// watcher of waiting reads and, if `options.sweep_interval` is set, the retention sweeper
+    /// (needs a Tokio runtime).
     pub fn new(dialect: D, options: StoreOptions) -> Self {
+        let dialect = Arc::new(dialect);
+        let heads = Arc::new(DialectHeads(Arc::clone(&dialect)));
         let core = Arc::new(Core {
             dialect,
-            notifiers: Arc::new(Notifiers::default()),
+            rereads: Mutex::new(Rereads::default()),
+            watcher: Arc::new(Watcher::new(heads, options.watch)),
             closed: AtomicBool::new(false),
             options,
         });
@@ -119,10 +146,11 @@ impl<D: SqlDialect> SqlStore<D> {
         &self.core.dialect
     }
 
-    /// The per-stream notifiers waiting reads subscribe to; an adapter with a push channel
-    /// (PostgreSQL `LISTEN`) wakes them from its listener task.
-    pub fn notifiers(&self) -> Arc<Notifiers> {
-        Arc::clone(&self.core.notifiers)
+    /// The watcher waiting reads wait on; an adapter with a push channel (PostgreSQL `LISTEN`)
+    /// wakes it from its listener task (`notify`, and `wake_all` after a reconnect) and sets its
+    /// tick by the channel's health.
+    pub fn watcher(&self) -> Arc<Watcher> {
+        Arc::clone(&self.core.watcher)
     }
 
     /// Hands a background task to the store, to be aborted on `close` or drop.
@@ -316,7 +344,7 @@ impl<D: SqlDialect> Core<D> {
     /// the dialect, e.g. PostgreSQL `NOTIFY`) other processes'. Never called before the commit
     /// returned, so a woken reader sees the change.
     fn changed(&self, stream: &StreamId) {
-        self.notifiers.notify(stream);
+        self.watcher.notify(stream);
         self.dialect.changed(stream);
     }
 
@@ -383,21 +411,91 @@ impl<D: SqlDialect> Core<D> {
         }
     }
 
+    /// The head of `stream` for a woken waiting read, read in one statement with the heads of
+    /// every other re-read queued meanwhile (a wake storm costs a few statements, not one per
+    /// reader). The statements run in a task of their own, so a cancelled read strands nobody.
+    async fn batched_head(self: &Arc<Self>, stream: &StreamId) -> Result<Option<HeadRow>> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut r = self.rereads.lock().unwrap_or_else(PoisonError::into_inner);
+            r.queue.push((stream.clone(), tx));
+            !std::mem::replace(&mut r.flushing, true)
+        };
+        if lead {
+            tokio::spawn(Arc::clone(self).flush_rereads());
+        }
+        let head = rx
+            .await
+            .map_err(|_| Error::new(ErrorKind::Unavailable, "the store is closing"))??;
+        Ok(head.filter(|h| !is_expired(h, now_ms())))
+    }
+
+    /// Answers queued re-reads, [`REREAD_BATCH`] heads per statement, until none is left.
+    async fn flush_rereads(self: Arc<Self>) {
+        loop {
+            // Let the other readers woken by the same event queue up first.
+            tokio::task::yield_now().await;
+            let batch: Vec<_> = {
+                let mut r = self.rereads.lock().unwrap_or_else(PoisonError::into_inner);
+                if r.queue.is_empty() {
+                    r.flushing = false;
+                    return;
+                }
+                let take = r.queue.len().min(REREAD_BATCH);
+                r.queue.drain(..take).collect()
+            };
+            let mut ids: Vec<StreamId> = batch.iter().map(|(s, _)| s.clone()).collect();
+            ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+            ids.dedup();
+            match self.dialect.heads(&ids).await {
+                Ok(rows) => {
+                    let heads: std::collections::HashMap<StreamId, HeadRow> =
+                        rows.into_iter().collect();
+                    for (s, tx) in batch {
+                        let _ = tx.send(Ok(heads.get(&s).cloned()));
+                    }
+                }
+                Err(e) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(Error::new(e.kind(), e.message())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads now. A woken waiting read (`reread`) gets its head from [`Self::batched_head`] and
+    /// its records on the wait pool.
     async fn read_now(
-        &self,
+        self: &Arc<Self>,
         stream: &StreamId,
         from: u64,
         options: &ReadOptions,
+        reread: bool,
     ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
-        // Both statements of every attempt on one connection: one pool acquisition per read.
         // Checked first: a closed store's pool refuses the connection with another error.
         self.check_open()?;
-        let mut conn = self.dialect.connection().await?;
+        let mut batched = if reread {
+            Some(self.batched_head(stream).await?)
+        } else {
+            None
+        };
+        // Every statement of a read after the batched head on one connection, taken when first
+        // needed: one pool acquisition per read (a sealed or unchanged stream needs none).
+        let mut conn = None;
         for _ in 0..MAX_READ_ATTEMPTS {
             self.check_open()?;
-            let Some(h) = self.live_head_on(&mut conn, stream).await? else {
+            if conn.is_none() && batched.is_none() {
+                conn = Some(self.acquire(reread).await?);
+            }
+            let head = match (batched.take(), conn.as_mut()) {
+                (Some(head), _) => head,
+                (None, Some(c)) => self.live_head_on(c, stream).await?,
+                (None, None) => return Err(Error::new(ErrorKind::Internal, "no connection")),
+            };
+            let Some(h) = head else {
                 return Ok(ReadBatch::missing(from));
             };
             let mut batch = h.head.empty_read(from)?;
@@ -419,7 +517,13 @@ impl<D: SqlDialect> Core<D> {
                 },
                 mean_len: h.head.bytes.div_ceil(held.max(1)),
             };
-            let records = self.dialect.records(&mut conn, stream, &range).await?;
+            if conn.is_none() {
+                conn = Some(self.acquire(reread).await?);
+            }
+            let Some(c) = conn.as_mut() else {
+                return Err(Error::new(ErrorKind::Internal, "no connection"));
+            };
+            let records = self.dialect.records(c, stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             let contiguous =
@@ -434,6 +538,15 @@ impl<D: SqlDialect> Core<D> {
             ErrorKind::Unavailable,
             format!("stream {stream:?} kept changing while it was read"),
         ))
+    }
+
+    /// A connection for a read: from the wait pool for a woken waiting read.
+    async fn acquire(&self, reread: bool) -> Result<D::Conn> {
+        if reread {
+            self.dialect.wait_connection().await
+        } else {
+            self.dialect.connection().await
+        }
     }
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
@@ -511,25 +624,23 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         let core = &self.core;
         core.check_open()?;
         let Some(wait) = options.wait else {
-            return core.read_now(stream, from, &options).await;
+            return core.read_now(stream, from, &options, false).await;
         };
-        let (poll_min, poll_max) = (core.options.poll_min, core.options.poll_max);
-        let mut pause = poll_min;
-        let arm = || -> Wakeup<'static> {
-            // The notifier is registered before the read it guards, so a change committed in
-            // between still wakes this wait; the sleep is the fallback for missed hints and for
-            // writers in other processes when the database has no push channel.
-            let notified = core.notifiers.arm(stream);
-            let sleep = tokio::time::sleep(pause);
-            pause = (pause * 2).min(poll_max);
-            Box::pin(async move {
-                tokio::select! {
-                    () = notified => {}
-                    () = sleep => {}
-                }
-            })
-        };
-        wait_for_records(wait, arm, || core.read_now(stream, from, &options)).await
+        // The watcher is armed before the read it guards, so a change committed in between
+        // still wakes this wait: through `changed` for writes of this store, a push channel's
+        // notification, or the watcher's next head read for writers elsewhere. There is no
+        // per-waiter poll. The first read uses the main pool like any read; re-reads after a
+        // wake-up use the wait pool, so a wake storm queues there and not in front of writes.
+        let mut woken = false;
+        wait_for_records(
+            wait,
+            || core.watcher.arm(stream),
+            || {
+                let reread = std::mem::replace(&mut woken, true);
+                core.read_now(stream, from, &options, reread)
+            },
+        )
+        .await
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
@@ -651,7 +762,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             return Ok(());
         }
         self.abort_tasks();
-        core.notifiers.notify_all();
+        core.watcher.close();
         core.dialect.close().await;
         Ok(())
     }

@@ -10,8 +10,9 @@ use crate::prefix::TablePrefix;
 pub const DEFAULT_PREFIX: &str = "streamstore_";
 
 /// A database URL split into the part the driver gets and the options this project reads from
-/// its query string (`table_prefix`, `max_connections`), which are removed before the driver sees
-/// the URL.
+/// its query string (`table_prefix`, `max_connections`, and the waiting-read settings
+/// `wait_tick_ms`, `push_tick_ms`, `wait_batch`, `wait_connections`), which are removed before
+/// the driver sees the URL.
 ///
 /// `Debug` shows where it connects (scheme, host, port, database, user) and never the password
 /// or the full URL.
@@ -27,6 +28,22 @@ pub struct DbUrl {
     pub prefix: Option<TablePrefix>,
     /// `max_connections=`, if given.
     pub max_connections: Option<u32>,
+    /// `wait_tick_ms=`: the watcher's polling tick (without a healthy push channel), if given.
+    pub wait_tick_ms: Option<u32>,
+    /// `push_tick_ms=`: the watcher's tick while a push channel is healthy, if given.
+    pub push_tick_ms: Option<u32>,
+    /// `wait_batch=`: streams per head-marks statement, if given.
+    pub wait_batch: Option<u32>,
+    /// `wait_connections=`: connections of the wait pool, if given.
+    pub wait_connections: Option<u32>,
+}
+
+/// A positive integer option.
+fn positive(name: &str, v: &str) -> Result<u32> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::invalid(format!("{name} must be a positive integer")))
 }
 
 impl DbUrl {
@@ -43,16 +60,17 @@ impl DbUrl {
         }
         let mut prefix = None;
         let mut max_connections = None;
+        let (mut wait_tick_ms, mut push_tick_ms, mut wait_batch, mut wait_connections) =
+            (None, None, None, None);
         let mut rest = Vec::new();
         for (k, v) in parsed.query_pairs() {
             match &*k {
                 "table_prefix" => prefix = Some(TablePrefix::new(&v)?),
-                "max_connections" => {
-                    let n = v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                        Error::invalid("max_connections must be a positive integer")
-                    })?;
-                    max_connections = Some(n);
-                }
+                "max_connections" => max_connections = Some(positive(&k, &v)?),
+                "wait_tick_ms" => wait_tick_ms = Some(positive(&k, &v)?),
+                "push_tick_ms" => push_tick_ms = Some(positive(&k, &v)?),
+                "wait_batch" => wait_batch = Some(positive(&k, &v)?),
+                "wait_connections" => wait_connections = Some(positive(&k, &v)?),
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -70,6 +88,10 @@ impl DbUrl {
             driver_url: parsed.into(),
             prefix,
             max_connections,
+            wait_tick_ms,
+            push_tick_ms,
+            wait_batch,
+            wait_connections,
         })
     }
 
@@ -89,6 +111,10 @@ impl fmt::Debug for DbUrl {
             .field("user", &self.user)
             .field("prefix", &self.prefix)
             .field("max_connections", &self.max_connections)
+            .field("wait_tick_ms", &self.wait_tick_ms)
+            .field("push_tick_ms", &self.push_tick_ms)
+            .field("wait_batch", &self.wait_batch)
+            .field("wait_connections", &self.wait_connections)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +140,23 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("db") && shown.ends_with(".. }"), "{shown}");
         assert!(DbUrl::parse("mysql://a@b/c", &["postgres"]).is_err());
+        let w = DbUrl::parse(
+            "mysql://a@b/c?wait_tick_ms=50&wait_batch=2000&wait_connections=3&push_tick_ms=9000",
+            &["mysql"],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                w.wait_tick_ms,
+                w.push_tick_ms,
+                w.wait_batch,
+                w.wait_connections
+            ),
+            (Some(50), Some(9000), Some(2000), Some(3))
+        );
+        assert_eq!(w.driver_url(), "mysql://a@b/c");
+        let e = DbUrl::parse("mysql://a@b/c?wait_tick_ms=0", &["mysql"]).unwrap_err();
+        assert_eq!(e.kind(), streamstore::ErrorKind::InvalidArgument);
         let e = DbUrl::parse(
             "postgres://me:s3cret@db/app?table_prefix=BAD",
             &["postgres"],

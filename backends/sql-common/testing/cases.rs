@@ -85,6 +85,106 @@ pub async fn waiting_reader_wakes_on_another_stores_append(
     woke.saturating_duration_since(appended)
 }
 
+/// Applies `op` to every stream of `ids` from 8 concurrent tasks; returns when each returned.
+async fn on_all<F, Fut>(ids: &[StreamId], op: F) -> Vec<Instant>
+where
+    F: Fn(StreamId) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let (ids, op) = (ids.to_vec(), op.clone());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                for (i, s) in ids.into_iter().enumerate().skip(w).step_by(8) {
+                    op(s).await;
+                    done.push((i, Instant::now()));
+                }
+                done
+            })
+        })
+        .collect();
+    let mut at = vec![Instant::now(); ids.len()];
+    for t in tasks {
+        for (i, when) in t.await.unwrap() {
+            at[i] = when;
+        }
+    }
+    at
+}
+
+/// 1,000 readers on one store wait for an append made through another store, then for the
+/// seal of every stream (a wake storm): every reader sees both, none misses its wake-up (it
+/// would sleep out its 30 s wait). Returns the slowest wake-up after an append and how long
+/// after the seals began the last reader saw its stream finished.
+pub async fn thousand_waiters_see_another_stores_writes(
+    writer: Arc<dyn StreamStore>,
+    reader: Arc<dyn StreamStore>,
+) -> (Duration, Duration) {
+    const LONG: Duration = Duration::from_secs(30);
+    let ids: Vec<StreamId> = (0..1000).map(|i| id(&format!("many/{i}"))).collect();
+    let append = |text: &'static str| {
+        let writer = Arc::clone(&writer);
+        move |s: StreamId| {
+            let writer = Arc::clone(&writer);
+            async move {
+                writer
+                    .append(&s, vec![Bytes::from(text)], AppendOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    on_all(&ids, append("0")).await;
+    let first_woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let readers: Vec<_> = ids
+        .iter()
+        .map(|s| {
+            let (reader, s, first_woken) = (Arc::clone(&reader), s.clone(), first_woken.clone());
+            tokio::spawn(async move {
+                let b = reader
+                    .read(&s, 1, ReadOptions::limit(10).wait(LONG))
+                    .await
+                    .unwrap();
+                let appended_seen = Instant::now();
+                assert_eq!(b.records.len(), 1, "{s:?}: {b:?}");
+                first_woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let b = reader
+                    .read(&s, 2, ReadOptions::limit(10).wait(LONG))
+                    .await
+                    .unwrap();
+                assert!(b.records.is_empty() && b.is_finished(), "{s:?}: {b:?}");
+                (appended_seen, Instant::now())
+            })
+        })
+        .collect();
+    // Every reader has read and armed (and had the first head read of its stream).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let appended = on_all(&ids, append("1")).await;
+    while first_woken.load(std::sync::atomic::Ordering::SeqCst) < ids.len() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sealing = Instant::now();
+    on_all(&ids, {
+        let writer = Arc::clone(&writer);
+        move |s: StreamId| {
+            let writer = Arc::clone(&writer);
+            async move {
+                writer.seal(&s).await.unwrap();
+            }
+        }
+    })
+    .await;
+    let (mut worst, mut last) = (Duration::ZERO, Duration::ZERO);
+    for (r, at) in readers.into_iter().zip(appended) {
+        let (seen, finished) = r.await.unwrap();
+        worst = worst.max(seen.saturating_duration_since(at));
+        last = last.max(finished.saturating_duration_since(sealing));
+    }
+    (worst, last)
+}
+
 /// Several stores opening the same new tables at once all succeed and share the data.
 pub async fn concurrent_opens_create_the_schema_once<F, Fut>(open: F)
 where
@@ -362,6 +462,27 @@ macro_rules! sql_adapter_tests {
                 $crate::cases::waiting_reader_wakes_on_another_stores_append(a.clone(), b.clone())
                     .await;
             assert!(took < $wakes_within, "woke after {took:?}");
+            a.close().await.unwrap();
+            b.close().await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn thousand_waiters_miss_no_wakeup_from_another_store() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("many");
+            let (a, b) = (open(&url, &p).await, open(&url, &p).await);
+            let (worst, storm) =
+                $crate::cases::thousand_waiters_see_another_stores_writes(a.clone(), b.clone())
+                    .await;
+            println!(
+                "1,000 waiters: slowest wake-up {worst:?}; all saw the seals within {storm:?}"
+            );
+            // A missed wake-up sleeps out the 30 s wait.
+            assert!(worst < Duration::from_secs(5), "slowest wake-up {worst:?}");
+            assert!(storm < Duration::from_secs(10), "seal storm took {storm:?}");
             a.close().await.unwrap();
             b.close().await.unwrap();
             $store::destroy(&url, &p).await.unwrap();

@@ -1,0 +1,336 @@
+//! `streamstore-waiters`: W waiting readers on one store object of a database adapter, writers on
+//! a second one (another process, as far as the database can tell), for issue 19.
+//!
+//! Per adapter (PostgreSQL and MySQL, each when its `STREAMSTORE_*_URL` is set) and per W, in
+//! this order: appends/s of 32 writers without waiters; then W readers, one per stream, each
+//! looping `read(next, limit(256).wait(30 s))`; the watcher's head reads per second while nothing
+//! is written; wake latency under 500 appends/s (from the start of the append call to the reader
+//! holding the record); appends/s of the 32 writers with the waiters; and a seal of every stream
+//! (how long until every reader saw its stream finished). Prints one `result` line per
+//! measurement and `ratio <db>_w<W>_appends_with_waiters: <x>` lines.
+//!
+//! ```sh
+//! cargo run --release -p streamstore-bench --bin streamstore-waiters -- 1000,10000
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use streamstore::wait::Watcher;
+use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
+
+type Store = Arc<dyn StreamStore>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const WRITERS: usize = 32;
+const PACED_RATE: u64 = 500;
+const PACED_FOR: Duration = Duration::from_secs(10);
+const MAX_FOR: Duration = Duration::from_secs(5);
+const IDLE_FOR: Duration = Duration::from_secs(5);
+
+/// What the readers share.
+struct Readers {
+    /// Latencies from the start of the append call to the reader holding the record, in
+    /// microseconds, recorded while `recording`.
+    latencies: Mutex<Histogram<u64>>,
+    /// While `recording`: when each (stream index, offset) reached its reader.
+    received: Mutex<HashMap<(usize, u64), Instant>>,
+    /// While `recording`: when the append of each (stream index, offset) returned.
+    acked: Mutex<HashMap<(usize, u64), Instant>>,
+    recording: AtomicBool,
+    finished: AtomicU64,
+    /// The benchmark's clock origin: payloads carry nanoseconds since it.
+    origin: Instant,
+}
+
+fn nanos_since(origin: Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>), BoxError> {
+    Ok(match db {
+        "postgres" => {
+            let s = streamstore_postgres::PostgresStore::connect(url, prefix).await?;
+            let w = s.watcher();
+            (Arc::new(s), w)
+        }
+        _ => {
+            let s = streamstore_mysql::MysqlStore::connect(url, prefix).await?;
+            let w = s.watcher();
+            (Arc::new(s), w)
+        }
+    })
+}
+
+async fn destroy(db: &str, url: &str, prefix: &str) -> Result<(), BoxError> {
+    match db {
+        "postgres" => streamstore_postgres::PostgresStore::destroy(url, prefix).await?,
+        _ => streamstore_mysql::MysqlStore::destroy(url, prefix).await?,
+    }
+    Ok(())
+}
+
+/// Appends from [`WRITERS`] tasks to random streams of `ids` for `length`, at `rate` appends/s
+/// in total if given, else as fast as they go; returns appends/s.
+async fn write(
+    store: &Store,
+    ids: &Arc<Vec<StreamId>>,
+    rate: Option<u64>,
+    length: Duration,
+    shared: Option<Arc<Readers>>,
+    origin: Instant,
+) -> f64 {
+    let count = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + length;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, ids, count) = (Arc::clone(store), Arc::clone(ids), Arc::clone(&count));
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let per_task = rate.map(|r| Duration::from_secs_f64(WRITERS as f64 / r as f64));
+                let mut next = tokio::time::Instant::now();
+                let mut i = w.wrapping_mul(7919);
+                while Instant::now() < end {
+                    if let Some(p) = per_task {
+                        next += p;
+                        tokio::time::sleep_until(next).await;
+                    }
+                    i = i.wrapping_mul(1_103_515_245).wrapping_add(12345) % ids.len();
+                    let payload = Bytes::from(nanos_since(origin).to_le_bytes().to_vec());
+                    if let Ok(r) = store
+                        .append(&ids[i], vec![payload], AppendOptions::default())
+                        .await
+                    {
+                        let at = Instant::now();
+                        if let Some(shared) = &shared {
+                            let mut acked = shared.acked.lock().unwrap_or_else(|e| e.into_inner());
+                            acked.insert((i, r.first_offset), at);
+                        }
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    count.load(Ordering::Relaxed) as f64 / length.as_secs_f64()
+}
+
+async fn reader(store: Store, index: usize, id: StreamId, shared: Arc<Readers>) {
+    let mut next = 0;
+    loop {
+        let Ok(batch) = store
+            .read(
+                &id,
+                next,
+                ReadOptions::limit(256).wait(Duration::from_secs(30)),
+            )
+            .await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (now, at) = (nanos_since(shared.origin), Instant::now());
+        if shared.recording.load(Ordering::Relaxed) {
+            let mut received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &batch.records {
+                received.insert((index, r.offset), at);
+            }
+            drop(received);
+            let mut h = shared.latencies.lock().unwrap_or_else(|e| e.into_inner());
+            for r in &batch.records {
+                let sent = r
+                    .payload
+                    .get(..8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(now, u64::from_le_bytes);
+                let _ = h.record(now.saturating_sub(sent) / 1000);
+            }
+        }
+        next = batch.next_offset;
+        if batch.is_finished() {
+            shared.finished.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
+    let prefix = format!("wb{}_{w}_", std::process::id() % 100_000);
+    let (writer, _) = open(db, url, &prefix).await?;
+    let (readers_store, watcher) = open(db, url, &prefix).await?;
+    let origin = Instant::now();
+    let ids: Arc<Vec<StreamId>> = Arc::new(
+        (0..w)
+            .map(|i| StreamId::new(format!("wait/{i}")))
+            .collect::<streamstore::Result<_>>()?,
+    );
+    // Every stream exists (one record) before the readers come.
+    let chunks: Vec<_> = (0..WRITERS)
+        .map(|k| {
+            let (store, ids) = (Arc::clone(&writer), Arc::clone(&ids));
+            tokio::spawn(async move {
+                for id in ids.iter().skip(k).step_by(WRITERS) {
+                    store
+                        .append(
+                            id,
+                            vec![Bytes::from_static(b"seed")],
+                            AppendOptions::default(),
+                        )
+                        .await?;
+                }
+                Ok::<_, streamstore::Error>(())
+            })
+        })
+        .collect();
+    for c in chunks {
+        c.await??;
+    }
+    let without = write(&writer, &ids, None, MAX_FOR, None, origin).await;
+    println!("result {db} W={w} appends_per_s_without_waiters {without:.0}");
+
+    let shared = Arc::new(Readers {
+        latencies: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
+        received: Mutex::new(HashMap::new()),
+        acked: Mutex::new(HashMap::new()),
+        recording: AtomicBool::new(false),
+        finished: AtomicU64::new(0),
+        origin,
+    });
+    let tasks: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            tokio::spawn(reader(
+                Arc::clone(&readers_store),
+                i,
+                id.clone(),
+                Arc::clone(&shared),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let before = watcher.stats();
+    tokio::time::sleep(IDLE_FOR).await;
+    let after = watcher.stats();
+    println!(
+        "result {db} W={w} idle_head_reads_per_s {:.1} (streams per read {:.0}; plus the retention sweeper's 1 statement/s per store)",
+        (after.reads - before.reads) as f64 / IDLE_FOR.as_secs_f64(),
+        (after.streams_read - before.streams_read) as f64 / (after.reads - before.reads).max(1) as f64,
+    );
+
+    shared.recording.store(true, Ordering::SeqCst);
+    let paced = write(
+        &writer,
+        &ids,
+        Some(PACED_RATE),
+        PACED_FOR,
+        Some(Arc::clone(&shared)),
+        origin,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shared.recording.store(false, Ordering::SeqCst);
+    {
+        let h = shared.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        println!(
+            "result {db} W={w} wake_from_append_start_ms p50 {:.1} p99 {:.1} max {:.1} (n={}, {paced:.0} appends/s)",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+            h.len()
+        );
+        // From the append's return (its commit acknowledged) to the reader: the wake-up alone.
+        let mut from_ack = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let received = shared.received.lock().unwrap_or_else(|e| e.into_inner());
+        let acked = shared.acked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut missing = 0;
+        for (key, ack) in acked.iter() {
+            match received.get(key) {
+                Some(got) => {
+                    let us = got.saturating_duration_since(*ack).as_micros();
+                    from_ack.record(u64::try_from(us).unwrap_or(u64::MAX).max(1))?;
+                }
+                None => missing += 1,
+            }
+        }
+        println!(
+            "result {db} W={w} wake_after_commit_ms p50 {:.1} p99 {:.1} max {:.1} (n={}, not received: {missing})",
+            from_ack.value_at_quantile(0.5) as f64 / 1000.0,
+            from_ack.value_at_quantile(0.99) as f64 / 1000.0,
+            from_ack.max() as f64 / 1000.0,
+            from_ack.len()
+        );
+    }
+
+    let with = write(&writer, &ids, None, MAX_FOR, None, origin).await;
+    println!("result {db} W={w} appends_per_s_with_waiters {with:.0}");
+    println!(
+        "ratio {db}_w{w}_appends_with_waiters: {:.3}",
+        with / without.max(1.0)
+    );
+
+    let sealing = Instant::now();
+    let seals: Vec<_> = (0..WRITERS)
+        .map(|k| {
+            let (store, ids) = (Arc::clone(&writer), Arc::clone(&ids));
+            tokio::spawn(async move {
+                for id in ids.iter().skip(k).step_by(WRITERS) {
+                    let _ = store.seal(id).await;
+                }
+            })
+        })
+        .collect();
+    for s in seals {
+        let _ = s.await;
+    }
+    let sealed = sealing.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shared.finished.load(Ordering::SeqCst) < w as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let all_seen = sealing.elapsed();
+    println!(
+        "result {db} W={w} seal_all: the seals took {:.2} s; the last reader saw its end {:.3} s after the last seal returned ({} of {w} readers did)",
+        sealed.as_secs_f64(),
+        all_seen.saturating_sub(sealed).as_secs_f64(),
+        shared.finished.load(Ordering::SeqCst)
+    );
+    for t in tasks {
+        t.abort();
+    }
+    readers_store.close().await?;
+    writer.close().await?;
+    destroy(db, url, &prefix).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let ws: Vec<usize> = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "1000,10000".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    for (db, env) in [
+        ("postgres", "STREAMSTORE_POSTGRES_URL"),
+        ("mysql", "STREAMSTORE_MYSQL_URL"),
+    ] {
+        let Ok(url) = std::env::var(env) else {
+            println!("skipped {db}: {env} is not set");
+            continue;
+        };
+        for &w in &ws {
+            run(db, &url, w).await?;
+        }
+    }
+    Ok(())
+}
