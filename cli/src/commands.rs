@@ -34,8 +34,26 @@ pub struct Cli {
     /// interval:<ms>.
     #[arg(long, global = true, default_value = "sync")]
     durability: String,
+    /// More log lines on stderr: -v debug, -vv trace (default: info, or RUST_LOG if set).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The log filter: `RUST_LOG` if set, else the level `-v` asks for.
+    pub fn log_filter(&self) -> String {
+        if let Ok(f) = std::env::var("RUST_LOG") {
+            return f;
+        }
+        match self.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+        .to_owned()
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,4 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod output;
+pub mod stats_json;
 pub mod store_url;

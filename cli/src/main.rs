@@ -19,6 +19,14 @@ use crate::commands::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The library's events (recovery findings, a poisoned store, skipped retention) on stderr;
+    // stdout stays JSON lines.
+    let filter = tracing_subscriber::EnvFilter::try_new(cli.log_filter())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,6 +6,7 @@ use serde_json::json;
 use streamstore::{Durability, Error, LocalOptions, LocalStore, MemoryStore, Result, StreamStore};
 
 use crate::output::emit;
+use crate::stats_json;
 
 /// An opened store, plus what the CLI can do with its concrete type.
 pub struct Opened {
@@ -117,8 +118,9 @@ impl Opened {
                 "segments": local.segment_count(),
                 "open_files": local.open_files(),
                 "pinned_segments": pinned,
-                "recovery": format!("{report:?}"),
-                "capabilities": format!("{caps:?}"),
+                "recovery": stats_json::recovery(&report),
+                "events": stats_json::events(&local.stats()),
+                "capabilities": stats_json::capabilities(&caps),
             }))
             .map_err(|e| Error::new(streamstore::ErrorKind::Unavailable, "stdout").with_source(e));
         }
@@ -128,7 +130,7 @@ impl Opened {
             Kind::Postgres => "postgres",
             Kind::Mysql => "mysql",
         };
-        emit(&json!({ "store": kind, "capabilities": format!("{caps:?}") }))
+        emit(&json!({ "store": kind, "capabilities": stats_json::capabilities(&caps) }))
             .map_err(|e| Error::new(streamstore::ErrorKind::Unavailable, "stdout").with_source(e))
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem};
+use streamstore::local::{FileHandle, FileSystem, LocalStats};
 use streamstore::{
     AppendOptions, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
@@ -360,4 +360,37 @@ async fn eio_on_a_pipelined_sync_loses_nothing_acknowledged() {
             );
         }
     }
+}
+
+/// `LocalStore::stats` counts the failure that poisoned the store and an erase of the failed group
+/// that failed too (the disk keeps failing syncs), and names the poison.
+#[tokio::test]
+async fn stats_count_the_poison_and_a_failed_erase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::default());
+    faults.off();
+    let options = LocalOptions {
+        fs: faulty_fs(&faults),
+        ..LocalOptions::default()
+    };
+    let store = LocalStore::open(tmp.path(), options).await.unwrap();
+    store
+        .append(&id(0), vec![rec(0, 0)], AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.stats(), LocalStats::default());
+    // Every sync fails from now on: the group's own, then the one that would make its erasure
+    // durable.
+    faults.syncs_left.store(0, Ordering::SeqCst);
+    let failed = store
+        .append(&id(0), vec![rec(0, 1)], AppendOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(failed.kind(), ErrorKind::Poisoned);
+    let stats = store.stats();
+    assert!(stats.poisoned.is_some(), "{stats:?}");
+    assert!(stats.log_failures >= 1, "{stats:?}");
+    assert_eq!(stats.erase_failures, 1, "{stats:?}");
+    assert_eq!(stats.retention_skipped, 0, "{stats:?}");
+    let _ = store.close().await;
 }

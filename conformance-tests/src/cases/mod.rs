@@ -1,6 +1,7 @@
-//! Every case, grouped as in `backend-models.md` §3 (A basics, B ranges, C pagination,
-//! D expectations and concurrency, E idempotency, F trim/delete/retention, G limits, H waits and
-//! subscriptions, I listing, J lifecycle).
+//! Every case, grouped by the letters of the research notes' case list (A basics, B ranges,
+//! C pagination, D expectations and concurrency, E idempotency, F trim/delete/retention, G limits,
+//! H waits and subscriptions, I listing, J lifecycle). `docs/contract.md` names, for each rule, the
+//! cases that check it.
 
 mod basics;
 mod concurrency;

@@ -47,6 +47,7 @@ mod segment;
 mod shared;
 mod small;
 mod state;
+mod stats;
 mod stream;
 mod streams;
 mod verify;
@@ -77,6 +78,7 @@ use crate::wait::wait_for_records;
 pub use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
 pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
+pub use stats::LocalStats;
 pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
 use lock::DirLock;
@@ -155,6 +157,13 @@ impl LocalStore {
     /// What the last open found: torn tail, quarantined damage, lost offsets, new incarnations.
     pub fn recovery_report(&self) -> RecoveryReport {
         self.shared.state().report.clone()
+    }
+
+    /// This session's failures and skipped work: the poison message, failed log writes and
+    /// syncs, failed erasures of failed groups, skipped byte retention and compaction.
+    pub fn stats(&self) -> LocalStats {
+        let poisoned = self.shared.state().poisoned.clone();
+        self.shared.counters.snapshot(poisoned)
     }
 
     /// The data directory.

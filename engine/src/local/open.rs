@@ -19,6 +19,7 @@ use super::recovery::{self, Recovered};
 use super::segment::{self, create_segment, Active};
 use super::shared::Shared;
 use super::state::{SegInfo, State};
+use super::stats::Counters;
 use super::writer::Writer;
 
 /// The smallest segment accepted.
@@ -118,6 +119,7 @@ fn share(rec: &mut Recovered, seg_dir: &Path, options: &LocalOptions) -> Arc<Sha
         poisoned: AtomicBool::new(false),
         durable: Mutex::new((0, 0)),
         durable_waiters: AtomicUsize::new(0),
+        counters: Counters::default(),
     })
 }
 

@@ -105,7 +105,7 @@ impl Preallocator {
             }
             Ok(Err(e)) => {
                 // Not fatal: the writer prepares the next segment itself.
-                eprintln!("streamstore: preparing a spare segment failed ({e})");
+                tracing::warn!(error = %e, "preparing a spare segment failed; the roll prepares one");
                 self.pending = false;
                 None
             }

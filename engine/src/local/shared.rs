@@ -10,6 +10,7 @@ use crate::wait::Notifiers;
 use super::options::LocalOptions;
 use super::reader::Files;
 use super::state::State;
+use super::stats::Counters;
 
 /// What the writer thread and the readers share.
 pub(crate) struct Shared {
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     /// Readers waiting for durable records: while nonzero, each non-`Sync` sync wakes every
     /// waiting reader (a publish woke them before their records were durable).
     pub durable_waiters: AtomicUsize,
+    /// Events no single reply reports (`LocalStore::stats`).
+    pub counters: Counters,
 }
 
 impl Shared {
@@ -44,10 +47,11 @@ impl Shared {
 
     /// Marks the store poisoned (the first failure's message is kept).
     pub fn poison(&self, e: &io::Error, what: &str) {
+        self.counters.log_failures.fetch_add(1, Ordering::Relaxed);
         let msg = format!("a {what} of the log failed ({e}); reopen the store");
         let mut st = self.state();
         if st.poisoned.is_none() {
-            eprintln!("streamstore: {msg}");
+            tracing::error!("{msg}");
             st.poisoned = Some(msg);
             self.poisoned.store(true, Ordering::Release);
         }

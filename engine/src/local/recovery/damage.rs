@@ -48,8 +48,8 @@ impl Rec<'_> {
                 .and_then(|()| file.sync_data())
                 .map_err(|e| io("cutting a finished segment", e))?;
         }
-        eprintln!(
-            "streamstore: the log ends at byte {} of segment {seq}, whose roll sync by a \
+        tracing::warn!(
+            "the log ends at byte {} of segment {seq}, whose roll sync by a \
              non-Sync session was not proven complete; dropped {frames} frames after it and \
              segments {later:?}",
             c.pos
@@ -82,7 +82,7 @@ impl Rec<'_> {
             start: a,
             end: b,
         });
-        eprintln!("streamstore: offsets {a}..{b} of stream {id:?} were lost to damage");
+        tracing::warn!("offsets {a}..{b} of stream {id:?} were lost to damage");
     }
 
     pub(super) fn quarantine(
@@ -108,7 +108,7 @@ impl Rec<'_> {
                 f.sync_data()
             })
             .is_ok();
-        eprintln!("streamstore: quarantined bytes {start}..{end} of segment {seq}: {reason}");
+        tracing::warn!("quarantined bytes {start}..{end} of segment {seq}: {reason}");
         self.report.quarantined.push(Quarantine {
             segment: seq,
             start,

@@ -240,7 +240,7 @@ impl Rec<'_> {
                 start
             }
             Err(e) => {
-                eprintln!("streamstore: the checkpoint is unusable ({e}); scanning the whole log");
+                tracing::warn!("the checkpoint is unusable ({e}); scanning the whole log");
                 self.report.checkpoint_error = Some(e);
                 self.report.clean_shutdown = false;
                 if first.0 > 1 {
@@ -284,8 +284,8 @@ impl Rec<'_> {
                 let rest_zero = data.get(64..).unwrap_or_default().iter().all(|b| *b == 0);
                 if is_last && scanned && rest_zero {
                     // Created but never written: the crash came before its header was durable.
-                    eprintln!(
-                        "streamstore: removing segment {seq}, whose header was never completely written"
+                    tracing::info!(
+                        "removing segment {seq}, whose header was never completely written"
                     );
                     fs.remove(&path)
                         .map_err(|e| io_error("removing a torn segment", e))?;

@@ -124,8 +124,8 @@ impl Rec<'_> {
                                 )
                                 .with_source(e)
                             })?;
-                        eprintln!(
-                            "streamstore: cut a torn tail of {} bytes at byte {pos} of segment {seq}",
+                        tracing::warn!(
+                            "cut a torn tail of {} bytes at byte {pos} of segment {seq}",
                             end - pos
                         );
                         self.report.torn_tail = Some(TornTail {

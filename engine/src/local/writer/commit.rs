@@ -118,7 +118,7 @@ impl Writer {
             match Flusher::start() {
                 Ok(f) => self.flusher = Some(f),
                 Err(e) => {
-                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    tracing::warn!("cannot start the writeback thread ({e})");
                     self.kicked = u64::MAX / 2;
                     return;
                 }
@@ -144,7 +144,9 @@ impl Writer {
                 Ok(p) => self.prealloc = Some(p),
                 Err(e) => {
                     // Not fatal: rolls prepare the next segment synchronously.
-                    eprintln!("streamstore: cannot start the segment preallocator ({e})");
+                    tracing::warn!(
+                        "cannot start the segment preallocator ({e}); rolls prepare segments"
+                    );
                     self.prealloc_off = true;
                     return;
                 }
@@ -221,7 +223,7 @@ impl Writer {
     /// `Buffered`/`Interval` mode its `fdatasync` is handed to the flusher thread and the next
     /// segment starts at once; the next segment begins with a `Commit` frame whose `aux` is the
     /// finished segment's end, so that recovery can tell a finished segment that lost its last
-    /// bytes from a complete one (`recovery.rs`). Anything that claims durability (`sync`, and so
+    /// bytes from a complete one (`recovery/`). Anything that claims durability (`sync`, and so
     /// checkpoints and close) waits for the pending roll syncs first.
     pub(super) fn roll(&mut self, g: &mut Group) -> io::Result<()> {
         // The finished segment's groups must all be synced and published before it is finished.
@@ -277,7 +279,7 @@ impl Writer {
             match Flusher::start() {
                 Ok(f) => self.flusher = Some(f),
                 Err(e) => {
-                    eprintln!("streamstore: cannot start the writeback thread ({e})");
+                    tracing::warn!("cannot start the writeback thread ({e}); rolls sync inline");
                     return Ok(false);
                 }
             }

@@ -3,6 +3,7 @@
 //! poisoned, the group's bytes erased and its waiters failed.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -53,9 +54,13 @@ pub(super) fn finish(
             file.sync_data()
         });
         if let Err(e2) = erased {
-            eprintln!(
-                "streamstore: could not erase a failed group in segment {seq} ({e2}); its \
-                 appends may reappear after reopen"
+            shared
+                .counters
+                .erase_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                "could not erase a failed group in segment {seq} ({e2}); its appends may \
+                 reappear after reopen"
             );
         }
     }

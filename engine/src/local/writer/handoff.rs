@@ -54,7 +54,7 @@ impl Writer {
             match Syncer::start(self.shared.clone()) {
                 Ok(s) => self.syncer = Some(s),
                 Err(e) => {
-                    eprintln!("streamstore: cannot start the sync thread ({e}); syncing inline");
+                    tracing::warn!("cannot start the sync thread ({e}); syncing inline");
                     self.syncer_off = true;
                     return Handed::Back(g);
                 }

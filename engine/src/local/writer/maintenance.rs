@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -112,7 +113,9 @@ impl Writer {
             ControlFlow::Continue(())
         });
         if let Err(e) = read {
-            eprintln!("streamstore: compaction skipped {id:?}: {e}");
+            let counters = &self.shared.counters;
+            counters.compactions_skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("compaction skipped {id:?}: {e}");
             return Ok(());
         }
         let mut g = Group::at(now_ms());

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{Record, StreamId};
@@ -30,7 +31,7 @@ impl Writer {
             Err(e) => {
                 // The records could not be read back: leave the stream as is; the next append or
                 // sweep tries again.
-                eprintln!("streamstore: byte retention of {id:?} skipped: {e}");
+                self.retention_skipped(id, &e);
                 return Ok(());
             }
         };
@@ -38,10 +39,17 @@ impl Writer {
             Ok(_) => Ok(()),
             Err(TrimError::Io(e)) => Err(e),
             Err(TrimError::Store(e)) => {
-                eprintln!("streamstore: byte retention of {id:?} skipped: {e}");
+                self.retention_skipped(id, &e);
                 Ok(())
             }
         }
+    }
+
+    /// Notes byte retention of `id` skipped (its records could not be read back).
+    fn retention_skipped(&self, id: &StreamId, e: &Error) {
+        let counters = &self.shared.counters;
+        counters.retention_skipped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("byte retention of {id:?} skipped: {e}");
     }
 
     /// Moves the first offset of `id` to `target` (logs a `Trim` frame); returns the first offset.
