@@ -57,13 +57,8 @@ pub(super) fn open(dir: &Path, options: &LocalOptions) -> Result<Opened> {
         rec.next_number,
     );
     writer
-        .open_session()
-        .map_err(|e| failed("writing the session start", e))?;
-    if !rec.reincarnate.is_empty() {
-        writer
-            .reincarnate(&rec.reincarnate)
-            .map_err(|e| failed("recording new incarnations", e))?;
-    }
+        .open_session(&rec.reincarnate)
+        .map_err(|e| failed("writing the session start and new incarnations", e))?;
     Ok(Opened {
         shared,
         writer,
