@@ -23,8 +23,16 @@ use super::Writer;
 impl Writer {
     /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
     /// record needs any more.
+    ///
+    /// A poisoned store writes nothing more: a checkpoint requested in a group that the sync
+    /// thread failed is refused here, after the drain that waited for that failure (the file's
+    /// next `fsync` would "succeed" on pages whose write-back failed, and the checkpoint would
+    /// name them durable; collection and compaction would follow).
     pub(crate) fn checkpoint(&mut self) -> io::Result<()> {
         self.drain();
+        if let Some(p) = self.state().poisoned.clone() {
+            return Err(io::Error::other(p));
+        }
         if self.unsynced() {
             self.sync()?;
         }

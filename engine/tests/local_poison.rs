@@ -1,0 +1,124 @@
+//! A poisoned store writes nothing more (issue 13, scenario 8): a checkpoint requested in a
+//! group that the sync thread fails must not run its checkpoint, collection or compaction.
+
+mod common;
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::WrapFs;
+use streamstore::local::{FileHandle, FileSystem};
+use streamstore::{AppendOptions, ErrorKind, LocalOptions, LocalStore, StreamId, StreamStore};
+
+#[derive(Default)]
+struct Probe {
+    /// Segment syncs left before one fails (negative: none fails).
+    syncs_left: AtomicI64,
+    /// A sync failed: the store is poisoned from here on.
+    failed: AtomicBool,
+    /// Checkpoint files opened for writing after the failure.
+    checkpoints_after: AtomicU64,
+}
+
+struct SlowFile {
+    inner: Arc<dyn FileHandle>,
+    probe: Arc<Probe>,
+    segment: bool,
+}
+
+impl FileHandle for SlowFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.segment {
+            // Slow syncs: groups queue up behind the sync thread (pipelined commit).
+            std::thread::sleep(Duration::from_millis(3));
+            if self.probe.syncs_left.fetch_sub(1, Ordering::SeqCst) == 0 {
+                self.probe.failed.store(true, Ordering::SeqCst);
+                return Err(io::Error::other("injected EIO"));
+            }
+        }
+        self.inner.sync_data()
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+}
+
+fn probed_fs(probe: &Arc<Probe>) -> Arc<dyn FileSystem> {
+    let probe = probe.clone();
+    Arc::new(WrapFs(move |path: &Path, inner| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("CHECKPOINT") && probe.failed.load(Ordering::SeqCst) {
+            probe.checkpoints_after.fetch_add(1, Ordering::SeqCst);
+        }
+        Arc::new(SlowFile {
+            inner,
+            probe: probe.clone(),
+            segment: path.extension().is_some_and(|e| e == "seg"),
+        }) as Arc<dyn FileHandle>
+    }))
+}
+
+/// Many appenders and a checkpoint request in flight when a pipelined sync fails: the checkpoint
+/// answers `Poisoned` and no checkpoint file is written after the failure. It failed when a
+/// checkpoint handed off with a group ran after the sync thread had poisoned the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_store_writes_no_checkpoint() {
+    for round in 0..12i64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe::default());
+        probe.syncs_left.store(-1, Ordering::SeqCst);
+        let options = LocalOptions {
+            fs: probed_fs(&probe),
+            // Small groups: the queue holds the next group while one is synced (pipelined).
+            max_group_bytes: 16,
+            ..LocalOptions::default()
+        };
+        let store = Arc::new(LocalStore::open(tmp.path(), options).await.unwrap());
+        probe.syncs_left.store(12 + round, Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for t in 0..16u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let s = StreamId::new(format!("s{t}")).unwrap();
+                for n in 0..60u32 {
+                    let r = if n % 7 == 3 && t % 4 == 0 {
+                        store.checkpoint().await
+                    } else {
+                        let payload = Bytes::from(format!("{t}/{n}"));
+                        store
+                            .append(&s, vec![payload], AppendOptions::default())
+                            .await
+                            .map(|_| ())
+                    };
+                    if let Err(e) = r {
+                        assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
+                        return;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            probe.failed.load(Ordering::SeqCst),
+            "round {round}: no sync failed"
+        );
+        assert_eq!(
+            probe.checkpoints_after.load(Ordering::SeqCst),
+            0,
+            "round {round}: a checkpoint was written after the store was poisoned"
+        );
+        let _ = store.close().await;
+    }
+}
