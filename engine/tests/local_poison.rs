@@ -1,5 +1,7 @@
 //! A poisoned store writes nothing more (issue 13, scenario 8): a checkpoint requested in a
-//! group that the sync thread fails must not run its checkpoint, collection or compaction.
+//! group that the sync thread fails must not run its checkpoint, collection or compaction. And
+//! (scenario 9) a rejection decided against a group that then fails is not answered as if that
+//! group had committed.
 
 mod common;
 
@@ -12,12 +14,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::WrapFs;
 use streamstore::local::{FileHandle, FileSystem};
-use streamstore::{AppendOptions, ErrorKind, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamstore::{
+    AppendOptions, ErrorKind, Expect, LocalOptions, LocalStore, StreamId, StreamStore,
+};
 
 #[derive(Default)]
 struct Probe {
     /// Segment syncs left before one fails (negative: none fails).
     syncs_left: AtomicI64,
+    /// The next segment sync sleeps this many milliseconds first (once).
+    slow_ms: AtomicU64,
     /// A sync failed: the store is poisoned from here on.
     failed: AtomicBool,
     /// Checkpoint files opened for writing after the failure.
@@ -40,7 +46,8 @@ impl FileHandle for SlowFile {
     fn sync_data(&self) -> io::Result<()> {
         if self.segment {
             // Slow syncs: groups queue up behind the sync thread (pipelined commit).
-            std::thread::sleep(Duration::from_millis(3));
+            let slow = self.probe.slow_ms.swap(0, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(3 + slow));
             if self.probe.syncs_left.fetch_sub(1, Ordering::SeqCst) == 0 {
                 self.probe.failed.store(true, Ordering::SeqCst);
                 return Err(io::Error::other("injected EIO"));
@@ -121,4 +128,74 @@ async fn a_poisoned_store_writes_no_checkpoint() {
         );
         let _ = store.close().await;
     }
+}
+
+/// Two conditional appends in one group, both expecting next offset 1: the first is accepted,
+/// the second is a `Conflict` only because of the first. The group's sync fails, so the first
+/// never happened: the second must not be told `Conflict { actual_next: 2 }` (a state that never
+/// committed) but `Poisoned`, like the group. It failed when rejections were answered at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_decided_against_a_failed_group_is_not_answered_as_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    probe.syncs_left.store(-1, Ordering::SeqCst);
+    let options = LocalOptions {
+        fs: probed_fs(&probe),
+        ..LocalOptions::default()
+    };
+    let store = Arc::new(LocalStore::open(tmp.path(), options).await.unwrap());
+    let s = StreamId::new("s").unwrap();
+    let other = StreamId::new("other").unwrap();
+    for id in [&s, &other] {
+        store
+            .append(id, vec![Bytes::from("0")], AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    // The next sync (of `other`'s append) is slow and works; the one after it fails.
+    probe.slow_ms.store(200, Ordering::SeqCst);
+    probe.syncs_left.store(1, Ordering::SeqCst);
+    let slow = {
+        let (store, other) = (store.clone(), other.clone());
+        tokio::spawn(async move {
+            store
+                .append(&other, vec![Bytes::from("1")], AppendOptions::default())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // Both queue behind the slow sync and form the next group.
+    let conditional = |payload: &'static str| {
+        let (store, s) = (store.clone(), s.clone());
+        tokio::spawn(async move {
+            store
+                .append(
+                    &s,
+                    vec![Bytes::from(payload)],
+                    AppendOptions::expect(Expect::Next(1)),
+                )
+                .await
+        })
+    };
+    let first = conditional("a");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let second = conditional("b");
+    slow.await.unwrap().unwrap();
+    let first = first.await.unwrap();
+    let second = second.await.unwrap();
+    assert!(
+        probe.failed.load(Ordering::SeqCst),
+        "the group's sync did not fail"
+    );
+    assert_eq!(
+        first.as_ref().map_err(|e| e.kind()).unwrap_err(),
+        ErrorKind::Poisoned,
+        "{first:?}"
+    );
+    assert_eq!(
+        second.as_ref().map_err(|e| e.kind()).unwrap_err(),
+        ErrorKind::Poisoned,
+        "the conflict was decided against a group that never committed: {second:?}"
+    );
+    let _ = store.close().await;
 }

@@ -15,7 +15,7 @@ use super::super::codec::{put_retention, Put};
 use super::super::format::{self, FrameHeader, FLAG_KEY};
 use super::super::index::Point;
 use super::group::{Group, Work};
-use super::ops::{AppendOp, Op, Reply};
+use super::ops::{AppendOp, Op, Rejection, Reply};
 use super::trim::TrimError;
 use super::Writer;
 
@@ -96,7 +96,8 @@ impl Writer {
             Op::Seal { stream, tx } => {
                 self.expire(g, &stream, now)?;
                 let Some(w) = self.work(g, &stream) else {
-                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    let e = Error::not_found(&stream);
+                    g.replies.push(Reply::Rejected(Rejection::Info(tx), e));
                     return Ok(());
                 };
                 if w.head.sealed_ms.is_none() {
@@ -113,14 +114,17 @@ impl Writer {
             Op::Trim { stream, before, tx } => {
                 self.expire(g, &stream, now)?;
                 let Some(w) = self.work(g, &stream) else {
-                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    let e = Error::not_found(&stream);
+                    g.replies.push(Reply::Rejected(Rejection::Offset(tx), e));
                     return Ok(());
                 };
                 let target = w.head.trim_target(before);
                 match self.trim(g, &stream, target) {
                     Ok(first) => g.replies.push(Reply::Offset(tx, first)),
                     Err(TrimError::Io(e)) => return Err(e),
-                    Err(TrimError::Store(e)) => drop(tx.send(Err(e))),
+                    Err(TrimError::Store(e)) => {
+                        g.replies.push(Reply::Rejected(Rejection::Offset(tx), e));
+                    }
                 }
             }
             Op::Delete { stream, tx } => {
@@ -133,7 +137,8 @@ impl Writer {
                 tx,
             } => {
                 let Some(w) = self.work(g, &stream) else {
-                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    let e = Error::not_found(&stream);
+                    g.replies.push(Reply::Rejected(Rejection::Done(tx), e));
                     return Ok(());
                 };
                 w.head.retention = retention;
@@ -185,7 +190,7 @@ impl Writer {
             )
         };
         match decision {
-            Err(e) => drop(tx.send(Err(e))),
+            Err(e) => g.replies.push(Reply::Rejected(Rejection::Append(tx), e)),
             Ok(Decision::Duplicate(r)) => g.replies.push(Reply::Append(tx, r)),
             Ok(Decision::Write {
                 timestamp_ms,
