@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -155,4 +155,33 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 if it does not exist, and makes the new
+/// entries durable: each created directory's parent is synced (a directory's entry in its parent
+/// is lost in a power cut until the parent is synced, and with it everything beneath).
+pub(crate) fn make_private_dir(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut created = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        created.push(p.to_path_buf());
+        d = p.parent();
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // The mode given to mkdir is masked by the umask; set it exactly.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // Top down: a parent's entry is durable before the entries beneath it.
+    for p in created.iter().rev() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent)?,
+            _ => fs.sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
 }

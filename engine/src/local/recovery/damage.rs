@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::types::StreamId;
 
 use super::super::format::SegmentHeader;
-use super::super::fs::segment_path;
+use super::super::fs::{make_private_dir, segment_path};
 use super::super::report::{LostRange, Quarantine, TornTail};
 use super::scan::count_all_frames;
 use super::{Cut, Rec};
@@ -101,11 +101,13 @@ impl Rec<'_> {
                     ..usize::try_from(end).unwrap_or(usize::MAX),
             )
             .unwrap_or_default();
-        let saved = std::fs::create_dir_all(&qdir)
+        let saved = make_private_dir(self.fs, &qdir)
             .and_then(|()| {
                 let f = self.fs.open(&path, true)?;
                 f.write_all_at(bytes, 0)?;
-                f.sync_data()
+                f.sync_data()?;
+                // The copy's directory entry, so that it survives a power cut too.
+                self.fs.sync_dir(&qdir)
             })
             .is_ok();
         tracing::warn!("quarantined bytes {start}..{end} of segment {seq}: {reason}");
