@@ -122,3 +122,80 @@ async fn quarantine_is_private_and_durable() {
     );
     store.close().await.unwrap();
 }
+
+/// Opens `dir` and expects a refusal naming `what`.
+async fn refused(dir: &Path, what: &str) {
+    let e = LocalStore::open(dir, LocalOptions::default())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{} was opened ({what})", dir.display()));
+    assert_eq!(e.kind(), streamstore::ErrorKind::InvalidArgument, "{e}");
+    assert!(e.message().contains(what), "{e}");
+}
+
+/// A store made and closed in `dir`.
+async fn made(dir: &Path) {
+    let store = LocalStore::open(dir, LocalOptions::default())
+        .await
+        .unwrap();
+    store
+        .append(
+            &StreamId::new("s").unwrap(),
+            vec![Bytes::from("x")],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+}
+
+/// Issue 13, scenario 4: a data directory writable by group or others, or holding a symlink (in
+/// it or in `segments/`), is refused with a clear error, and the symlink's target is untouched.
+/// It failed: such directories were opened as they were (and `LOCK` followed its symlink).
+#[tokio::test]
+async fn hostile_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    made(&dir).await;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    refused(&dir, "writable by group or others").await;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(dir.join("segments"), std::fs::Permissions::from_mode(0o702)).unwrap();
+    refused(&dir, "writable by group or others").await;
+    std::fs::set_permissions(dir.join("segments"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    made(&dir).await;
+
+    // `LOCK` replaced by a symlink to a file that must not be truncated.
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::remove_file(dir.join("LOCK")).unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("LOCK")).unwrap();
+    refused(&dir, "symlink").await;
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    std::fs::remove_file(dir.join("LOCK")).unwrap();
+
+    // A symlink among the segments.
+    std::os::unix::fs::symlink(
+        &victim,
+        dir.join("segments").join("00000000000000000099.seg"),
+    )
+    .unwrap();
+    refused(&dir, "symlink").await;
+    std::fs::remove_file(dir.join("segments").join("00000000000000000099.seg")).unwrap();
+    made(&dir).await;
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
+/// A data directory owned by another user is refused (run as root, which can hand it over;
+/// otherwise the case cannot be set up and the test says so).
+#[tokio::test]
+async fn a_directory_owned_by_another_user_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    made(&dir).await;
+    if std::os::unix::fs::chown(&dir, Some(54_321), None).is_err() {
+        eprintln!("skipped: this user cannot chown the directory to another uid");
+        return;
+    }
+    refused(&dir, "owned by uid 54321").await;
+}

@@ -212,7 +212,8 @@ pub(crate) fn write(fs: &dyn FileSystem, dir: &Path, bytes: &[u8]) -> io::Result
     if fs.exists(&tmp) {
         fs.remove(&tmp)?;
     }
-    let f = fs.open(&tmp, true)?;
+    // Exclusive: what is written and renamed over `CHECKPOINT` is a file this call created.
+    let f = fs.create_new(&tmp)?;
     f.write_all_at(bytes, 0)?;
     f.sync_data()?;
     drop(f);

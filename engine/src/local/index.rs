@@ -135,8 +135,11 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!(p.find(50), Some(0));
         assert_eq!(p.find(104), Some(1));
-        p.trim(101);
+        p.trim(101, 106);
         assert_eq!(p.find(101), Some(0));
         assert_eq!(p.len(), 2);
+        // Trimmed to its end: no record left, no point kept (it would pin its segment).
+        p.trim(106, 106);
+        assert_eq!(p.len(), 0);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::wait::Notifiers;
 
-use super::fs::{self, FileSystem, CLEAN, SEGMENTS};
+use super::fs::{self, FileSystem, CLEAN, QUARANTINE, SEGMENTS};
 use super::lock::{self, DirLock};
 use super::options::{Durability, LocalOptions};
 use super::reader::Files;
@@ -70,17 +70,24 @@ fn failed(what: &str, e: io::Error) -> Error {
     Error::new(ErrorKind::Unavailable, format!("open: {what}")).with_source(e)
 }
 
-/// Creates the data and segment directories (mode 0700) and locks the data directory against
+/// Creates the data and segment directories (mode 0700), refuses them if others could tamper
+/// with them (`fs::check_private_dir`), and locks the data directory against
 /// other processes (a locked directory is `Unavailable` naming the holder's pid).
 fn directories(fs: &dyn FileSystem, dir: &Path) -> Result<(DirLock, PathBuf)> {
     let unavailable =
         |what: String, e: io::Error| Error::new(ErrorKind::Unavailable, what).with_source(e);
     fs::make_private_dir(fs, dir)
         .map_err(|e| unavailable(format!("cannot create {}", dir.display()), e))?;
+    fs::check_private_dir(dir)?;
     let dir_lock = lock::lock(dir)?;
     let seg_dir = dir.join(SEGMENTS);
     fs::make_private_dir(fs, &seg_dir)
         .map_err(|e| unavailable(format!("cannot create {}", seg_dir.display()), e))?;
+    fs::check_private_dir(&seg_dir)?;
+    let quarantine = dir.join(QUARANTINE);
+    if quarantine.exists() {
+        fs::check_private_dir(&quarantine)?;
+    }
     Ok((dir_lock, seg_dir))
 }
 
