@@ -17,6 +17,14 @@ pub trait FileHandle: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// The file's length.
     fn size(&self) -> io::Result<u64>;
+    /// Drops the file's pages from the operating system's page cache, so that the next reads
+    /// come from the device (`posix_fadvise(DONTNEED)`). Recovery calls it before scanning a
+    /// segment: after a failed `fsync` Linux marks the pages whose write-back failed clean, and a
+    /// reopen in the same boot would otherwise read them from the cache as if they were durable.
+    /// Advisory; the default (test file systems without a cache) does nothing.
+    fn drop_cache(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// The operating-system file behind this handle, if there is one: finished segments of such
     /// files are read through a memory map (`local::mmap`). Wrappers (fault injection, tests)
     /// keep the default `None`, and every read of theirs goes through `read_at`.
@@ -73,6 +81,9 @@ impl FileHandle for StdFile {
     }
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn drop_cache(&self) -> io::Result<()> {
+        rustix::fs::fadvise(&self.0, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
     }
     fn std_file(&self) -> Option<&File> {
         Some(&self.0)

@@ -265,6 +265,11 @@ impl Rec<'_> {
             .map_err(|e| io_error("opening a segment", e))?;
         let scanned = seq >= start.0;
         let data = if scanned {
+            // From the device, not the page cache (see `FileHandle::drop_cache`): pages whose
+            // write-back failed in an earlier session of this boot must not pass as durable.
+            if let Err(e) = file.drop_cache() {
+                tracing::warn!("cannot drop the cached pages of segment {seq} ({e})");
+            }
             read_all(file.as_ref()).map_err(|e| io_error("reading a segment", e))?
         } else {
             let mut h = vec![0u8; 64];
