@@ -55,6 +55,8 @@ pub(super) fn open(dir: &Path, options: &LocalOptions) -> Result<Opened> {
         active,
         rec.next_number,
     );
+    let floor = shared.state().report.checkpoint.map_or(0, |(seg, _)| seg);
+    writer.set_checkpoint_floor(floor);
     writer
         .open_session(&rec.reincarnate)
         .map_err(|e| failed("writing the session start and new incarnations", e))?;
