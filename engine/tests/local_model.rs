@@ -3,11 +3,15 @@
 //! Incarnation ids and timestamps differ by nature: incarnations are compared by "changed or
 //! not" since the last observation, timestamps not at all.
 
+mod powerloss_fs;
+
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use powerloss_fs::{PowerLossFs, Rng, Tear};
 use proptest::prelude::*;
 use streamstore::{
     AppendOptions, Durability, Error, Expect, IdempotencyKey, Incarnation, ListOptions,
@@ -64,12 +68,35 @@ fn id(s: u8) -> StreamId {
     StreamId::new(format!("m/{s}")).unwrap()
 }
 
-fn options(durability: Durability) -> LocalOptions {
-    LocalOptions {
+fn options(durability: Durability, power: Option<&Power>) -> LocalOptions {
+    let mut o = LocalOptions {
         durability,
         // Small segments: rolls and segment collection happen within a case.
         segment_bytes: 64 << 10,
         ..LocalOptions::default()
+    };
+    if let Some(p) = power {
+        o.fs = p.fs.clone();
+    }
+    o
+}
+
+/// A power-loss file system and what its cuts do.
+struct Power {
+    fs: Arc<PowerLossFs>,
+    rng: Rng,
+    cuts: u64,
+}
+
+impl Power {
+    /// Cuts the power (after the store was abandoned) and brings it back.
+    fn cut(&mut self) {
+        const TEARS: [Tear; 4] = [Tear::None, Tear::Zeros, Tear::Garbage, Tear::Partial];
+        self.fs.arm(0);
+        let tear = TEARS[usize::try_from(self.cuts % 4).unwrap_or(0)];
+        let persist = self.rng.below(100);
+        self.fs.restart(&mut self.rng, persist, tear);
+        self.cuts += 1;
     }
 }
 
@@ -108,9 +135,11 @@ fn same_err<T: std::fmt::Debug, U: std::fmt::Debug>(
     }
 }
 
-async fn run(ops: Vec<Op>, dir: &Path, durability: Durability) {
+async fn run(ops: Vec<Op>, dir: &Path, durability: Durability, mut power: Option<Power>) {
     let mem = MemoryStore::new();
-    let mut local = LocalStore::open(dir, options(durability)).await.unwrap();
+    let mut local = LocalStore::open(dir, options(durability, power.as_ref()))
+        .await
+        .unwrap();
     let mut inc = Incarnations::default();
     for (step, op) in ops.into_iter().enumerate() {
         let what = format!("step {step} {op:?}");
@@ -274,7 +303,12 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability) {
                     local.close().await.unwrap();
                 }
                 drop(local);
-                local = LocalStore::open(dir, options(durability)).await.unwrap();
+                if let (true, Some(p)) = (crash, power.as_mut()) {
+                    p.cut();
+                }
+                local = LocalStore::open(dir, options(durability, power.as_ref()))
+                    .await
+                    .unwrap();
                 let report = local.recovery_report();
                 if crash && durability != Durability::Sync {
                     // Acknowledged before syncing: every stream gets a new incarnation.
@@ -308,6 +342,18 @@ proptest! {
         let shm = Path::new("/dev/shm");
         let tmp = if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(ops, &tmp.path().join("store"), durability));
+        rt.block_on(run(ops, &tmp.path().join("store"), durability, None));
+    }
+
+    /// `Sync` mode over the power-loss file system: every `Crash` is a power cut.
+    #[test]
+    fn local_store_behaves_like_the_memory_store_across_power_cuts(
+        ops in proptest::collection::vec(op(), 1..100),
+        seed in 0..u64::MAX,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let power = Power { fs: PowerLossFs::new(), rng: Rng::new(seed), cuts: 0 };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(run(ops, &tmp.path().join("store"), Durability::Sync, Some(power)));
     }
 }

@@ -20,6 +20,8 @@ use super::streams::Streams;
 /// The checkpoint's file name.
 pub(crate) const CHECKPOINT: &str = "CHECKPOINT";
 const CHECKPOINT_TMP: &str = "CHECKPOINT.tmp";
+/// The checkpoint before the current one, kept as a fallback (see `write`).
+pub(crate) const CHECKPOINT_PREV: &str = "CHECKPOINT.prev";
 const MAGIC: [u8; 8] = *b"STRMCKPT";
 const VERSION: u32 = 1;
 /// The smallest encoded stream: number, 1-byte id with its length, 8 `u64` fields, retention with
@@ -212,11 +214,19 @@ pub(crate) fn write(fs: &dyn FileSystem, dir: &Path, bytes: &[u8]) -> io::Result
     if fs.exists(&tmp) {
         fs.remove(&tmp)?;
     }
-    let f = fs.open(&tmp, true)?;
+    // Exclusive: what is written and renamed over `CHECKPOINT` is a file this call created.
+    let f = fs.create_new(&tmp)?;
     f.write_all_at(bytes, 0)?;
     f.sync_data()?;
     drop(f);
     // The rename replaces the old checkpoint in one step; the directory sync makes it durable.
-    fs.rename(&tmp, &dir.join(CHECKPOINT))?;
+    // The old checkpoint becomes `CHECKPOINT.prev` (recovery's fallback if `CHECKPOINT` is ever
+    // unreadable). A crash between the two renames leaves no `CHECKPOINT` but a good
+    // `CHECKPOINT.prev`, which recovery then uses.
+    let current = dir.join(CHECKPOINT);
+    if fs.exists(&current) {
+        fs.rename(&current, &dir.join(CHECKPOINT_PREV))?;
+    }
+    fs.rename(&tmp, &current)?;
     fs.sync_dir(dir)
 }

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +17,14 @@ pub trait FileHandle: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// The file's length.
     fn size(&self) -> io::Result<u64>;
+    /// Drops the file's pages from the operating system's page cache, so that the next reads
+    /// come from the device (`posix_fadvise(DONTNEED)`). Recovery calls it before scanning a
+    /// segment: after a failed `fsync` Linux marks the pages whose write-back failed clean, and a
+    /// reopen in the same boot would otherwise read them from the cache as if they were durable.
+    /// Advisory; the default (test file systems without a cache) does nothing.
+    fn drop_cache(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// The operating-system file behind this handle, if there is one: finished segments of such
     /// files are read through a memory map (`local::mmap`). Wrappers (fault injection, tests)
     /// keep the default `None`, and every read of theirs goes through `read_at`.
@@ -39,6 +47,15 @@ pub trait FileSystem: Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Creates `path` for reading and writing (mode 0600), failing with `AlreadyExists` if
+    /// something is there already (`O_EXCL`, which also refuses a symlink planted at `path`).
+    /// The default checks [`FileSystem::exists`] first (test file systems).
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        if self.exists(path) {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        self.open(path, true)
+    }
 }
 
 /// The real file system.
@@ -65,6 +82,9 @@ impl FileHandle for StdFile {
     fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
+    fn drop_cache(&self) -> io::Result<()> {
+        rustix::fs::fadvise(&self.0, 0, None, rustix::fs::Advice::DontNeed).map_err(io::Error::from)
+    }
     fn std_file(&self) -> Option<&File> {
         Some(&self.0)
     }
@@ -77,6 +97,19 @@ impl FileSystem for StdFs {
             .write(write)
             .create(write)
             .mode(0o600)
+            // Never through a symlink at the last component (the directory is checked for
+            // symlinks at open; this also covers one planted later).
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        Ok(Arc::new(StdFile(file)))
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         Ok(Arc::new(StdFile(file)))
     }
@@ -140,6 +173,8 @@ pub(crate) fn read_all(file: &dyn FileHandle) -> io::Result<Vec<u8>> {
 
 /// The clean-shutdown marker's file name (in the data directory).
 pub(crate) const CLEAN: &str = "CLEAN";
+/// The directory of quarantined damage (in the data directory).
+pub(crate) const QUARANTINE: &str = "quarantine";
 /// The directory of the segment files (in the data directory).
 pub(crate) const SEGMENTS: &str = "segments";
 
@@ -155,4 +190,83 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 if it does not exist, and makes the new
+/// entries durable: each created directory's parent is synced (a directory's entry in its parent
+/// is lost in a power cut until the parent is synced, and with it everything beneath).
+pub(crate) fn make_private_dir(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut created = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        created.push(p.to_path_buf());
+        d = p.parent();
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // The mode given to mkdir is masked by the umask; set it exactly.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    // Top down: a parent's entry is durable before the entries beneath it.
+    for p in created.iter().rev() {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => fs.sync_dir(parent)?,
+            _ => fs.sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a data directory (or one of its subdirectories) that others could tamper with: one
+/// owned by another user, writable by group or others, or holding a symlink (the engine never
+/// creates one; a symlink there could point a rename, a truncation or a removal elsewhere).
+/// `InvalidArgument`, naming the path and what is wrong.
+pub(crate) fn check_private_dir(dir: &Path) -> crate::error::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| {
+        crate::error::Error::invalid(format!(
+            "refusing the data directory {}: {why}",
+            dir.display()
+        ))
+    };
+    let meta =
+        std::fs::metadata(dir).map_err(|e| refuse(format!("cannot read its metadata ({e})")))?;
+    if !meta.is_dir() {
+        return Err(refuse("not a directory".to_owned()));
+    }
+    // The process's effective uid is the owner of `/proc/self` (Linux); elsewhere, or without
+    // `/proc`, the owner check is skipped.
+    if let Ok(me) = std::fs::metadata("/proc/self") {
+        if meta.uid() != me.uid() {
+            return Err(refuse(format!(
+                "owned by uid {}, not by this process's uid {}",
+                meta.uid(),
+                me.uid()
+            )));
+        }
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(format!(
+            "writable by group or others (mode {mode:04o}); `chmod 700` it"
+        )));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| refuse(format!("cannot list it ({e})")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| refuse(format!("cannot list it ({e})")))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| refuse(format!("cannot read an entry ({e})")))?;
+        if kind.is_symlink() {
+            return Err(refuse(format!(
+                "it holds a symlink, {}",
+                entry.file_name().to_string_lossy()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -56,9 +56,15 @@ impl Points {
         }
     }
 
-    /// Drops points no longer needed once the first offset is `first`: all but the last point at
-    /// or below it.
-    pub fn trim(&mut self, first: u64) {
+    /// Drops points no longer needed once the first offset is `first` and the next one `next`:
+    /// all but the last point at or below `first`, and every point when the stream holds no
+    /// record (`first == next`, trimmed to its end): a point kept then would pin its segment
+    /// against collection forever, for nothing to read. The next append notes a new point.
+    pub fn trim(&mut self, first: u64, next: u64) {
+        if first >= next {
+            self.points.clear();
+            return;
+        }
         while self.points.get(1).is_some_and(|p| p.offset <= first) {
             self.points.pop_front();
         }
@@ -129,8 +135,11 @@ mod tests {
         assert_eq!(p.len(), 3);
         assert_eq!(p.find(50), Some(0));
         assert_eq!(p.find(104), Some(1));
-        p.trim(101);
+        p.trim(101, 106);
         assert_eq!(p.find(101), Some(0));
         assert_eq!(p.len(), 2);
+        // Trimmed to its end: no record left, no point kept (it would pin its segment).
+        p.trim(106, 106);
+        assert_eq!(p.len(), 0);
     }
 }

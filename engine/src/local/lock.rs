@@ -27,6 +27,8 @@ pub(crate) fn lock(dir: &Path) -> Result<DirLock> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        // A symlink planted as `LOCK` would otherwise have its target truncated below.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
         .map_err(|e| {
             Error::new(

@@ -3,7 +3,6 @@
 //! session's first frames. `LocalStore::open_blocking` then starts the writer thread.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -11,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::wait::Notifiers;
 
-use super::fs::{self, FileSystem, CLEAN, SEGMENTS};
+use super::fs::{self, FileSystem, CLEAN, QUARANTINE, SEGMENTS};
 use super::lock::{self, DirLock};
 use super::options::{Durability, LocalOptions};
 use super::reader::Files;
@@ -39,7 +38,7 @@ pub(super) fn open(dir: &Path, options: &LocalOptions) -> Result<Opened> {
             "segment_bytes must be at least {MIN_SEGMENT_BYTES}"
         )));
     }
-    let (lock, seg_dir) = directories(dir)?;
+    let (lock, seg_dir) = directories(options.fs.as_ref(), dir)?;
     let mut rec = recovery::recover(dir, &seg_dir, options)?;
     let shared = share(&mut rec, &seg_dir, options);
     let fs = options.fs.as_ref();
@@ -56,14 +55,11 @@ pub(super) fn open(dir: &Path, options: &LocalOptions) -> Result<Opened> {
         active,
         rec.next_number,
     );
+    let floor = shared.state().report.checkpoint.map_or(0, |(seg, _)| seg);
+    writer.set_checkpoint_floor(floor);
     writer
-        .open_session()
-        .map_err(|e| failed("writing the session start", e))?;
-    if !rec.reincarnate.is_empty() {
-        writer
-            .reincarnate(&rec.reincarnate)
-            .map_err(|e| failed("recording new incarnations", e))?;
-    }
+        .open_session(&rec.reincarnate)
+        .map_err(|e| failed("writing the session start and new incarnations", e))?;
     Ok(Opened {
         shared,
         writer,
@@ -76,17 +72,24 @@ fn failed(what: &str, e: io::Error) -> Error {
     Error::new(ErrorKind::Unavailable, format!("open: {what}")).with_source(e)
 }
 
-/// Creates the data and segment directories (mode 0700) and locks the data directory against
+/// Creates the data and segment directories (mode 0700), refuses them if others could tamper
+/// with them (`fs::check_private_dir`), and locks the data directory against
 /// other processes (a locked directory is `Unavailable` naming the holder's pid).
-fn directories(dir: &Path) -> Result<(DirLock, PathBuf)> {
+fn directories(fs: &dyn FileSystem, dir: &Path) -> Result<(DirLock, PathBuf)> {
     let unavailable =
         |what: String, e: io::Error| Error::new(ErrorKind::Unavailable, what).with_source(e);
-    make_private_dir(dir)
+    fs::make_private_dir(fs, dir)
         .map_err(|e| unavailable(format!("cannot create {}", dir.display()), e))?;
+    fs::check_private_dir(dir)?;
     let dir_lock = lock::lock(dir)?;
     let seg_dir = dir.join(SEGMENTS);
-    make_private_dir(&seg_dir)
+    fs::make_private_dir(fs, &seg_dir)
         .map_err(|e| unavailable(format!("cannot create {}", seg_dir.display()), e))?;
+    fs::check_private_dir(&seg_dir)?;
+    let quarantine = dir.join(QUARANTINE);
+    if quarantine.exists() {
+        fs::check_private_dir(&quarantine)?;
+    }
     Ok((dir_lock, seg_dir))
 }
 
@@ -178,17 +181,4 @@ fn active_segment(shared: &Shared, rec: &Recovered, seg_dir: &Path) -> Result<Ac
         durable: pos,
         marked: pos,
     })
-}
-
-/// Creates `dir` with mode 0700 if it does not exist.
-fn make_private_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    // The mode given to mkdir is masked by the umask; set it exactly.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }

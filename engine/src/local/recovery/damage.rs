@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::types::StreamId;
 
 use super::super::format::SegmentHeader;
-use super::super::fs::segment_path;
+use super::super::fs::{make_private_dir, segment_path, QUARANTINE};
 use super::super::report::{LostRange, Quarantine, TornTail};
 use super::scan::count_all_frames;
 use super::{Cut, Rec};
@@ -93,19 +93,32 @@ impl Rec<'_> {
         data: &[u8],
         reason: String,
     ) {
-        let qdir = self.dir.join("quarantine");
-        let path = qdir.join(format!("{seq:020}-{start}.bin"));
+        let qdir = self.dir.join(QUARANTINE);
         let bytes = data
             .get(
                 usize::try_from(start).unwrap_or(usize::MAX)
                     ..usize::try_from(end).unwrap_or(usize::MAX),
             )
             .unwrap_or_default();
-        let saved = std::fs::create_dir_all(&qdir)
+        let mut path = qdir.join(format!("{seq:020}-{start}.bin"));
+        let saved = make_private_dir(self.fs, &qdir)
             .and_then(|()| {
-                let f = self.fs.open(&path, true)?;
+                // Exclusive (`O_EXCL`): a copy saved by an earlier recovery is kept, and this one
+                // takes the next free name.
+                let mut n = 0u32;
+                let f = loop {
+                    match self.fs.create_new(&path) {
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 100 => {
+                            n += 1;
+                            path = qdir.join(format!("{seq:020}-{start}.{n}.bin"));
+                        }
+                        other => break other?,
+                    }
+                };
                 f.write_all_at(bytes, 0)?;
-                f.sync_data()
+                f.sync_data()?;
+                // The copy's directory entry, so that it survives a power cut too.
+                self.fs.sync_dir(&qdir)
             })
             .is_ok();
         tracing::warn!("quarantined bytes {start}..{end} of segment {seq}: {reason}");

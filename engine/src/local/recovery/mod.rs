@@ -56,7 +56,7 @@ use std::time::Instant;
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::StreamId;
 
-use super::checkpoint::{self, CHECKPOINT};
+use super::checkpoint::{self, CHECKPOINT, CHECKPOINT_PREV};
 use super::format::{SegmentHeader, SEGMENT_HEADER_LEN};
 use super::fs::{parse_segment_name, read_all, segment_path, FileSystem, CLEAN};
 use super::index::Points;
@@ -216,17 +216,42 @@ impl Rec<'_> {
     fn load_checkpoint(&mut self) -> (u64, u64) {
         let (fs, opts) = (self.fs, self.opts);
         let first = (self.seqs.first().copied().unwrap_or(1), SEGMENT_HEADER_LEN);
-        let ck_path = self.dir.join(CHECKPOINT);
-        if !fs.exists(&ck_path) {
-            return first;
-        }
-        let loaded = fs
-            .open(&ck_path, false)
-            .and_then(|f| read_all(f.as_ref()))
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                checkpoint::decode(&b, opts.idempotency_keys).map_err(|e| e.0.to_owned())
-            });
+        let load = |name: &str| {
+            let path = self.dir.join(name);
+            if !fs.exists(&path) {
+                return None;
+            }
+            Some(
+                fs.open(&path, false)
+                    .and_then(|f| read_all(f.as_ref()))
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        checkpoint::decode(&b, opts.idempotency_keys).map_err(|e| e.0.to_owned())
+                    }),
+            )
+        };
+        // The latest checkpoint, else the previous one (kept by `checkpoint::write`; the writer
+        // collects no segment its scan needs).
+        let loaded = match load(CHECKPOINT) {
+            Some(Ok(c)) => Ok(c),
+            latest => match load(CHECKPOINT_PREV) {
+                Some(Ok(c)) => {
+                    // Whatever `CLEAN` says, it was about the latest checkpoint.
+                    self.report.clean_shutdown = false;
+                    if let Some(Err(e)) = latest {
+                        let why = format!("CHECKPOINT is unusable ({e}); used CHECKPOINT.prev");
+                        tracing::warn!("{why}");
+                        self.report.warnings.push(why);
+                    }
+                    Ok(c)
+                }
+                prev => match latest.or(prev) {
+                    None => return first,
+                    Some(Ok(c)) => Ok(c),
+                    Some(Err(e)) => Err(e),
+                },
+            },
+        };
         match loaded {
             Ok(c) => {
                 let start = (c.seg, c.pos);
@@ -265,6 +290,11 @@ impl Rec<'_> {
             .map_err(|e| io_error("opening a segment", e))?;
         let scanned = seq >= start.0;
         let data = if scanned {
+            // From the device, not the page cache (see `FileHandle::drop_cache`): pages whose
+            // write-back failed in an earlier session of this boot must not pass as durable.
+            if let Err(e) = file.drop_cache() {
+                tracing::warn!("cannot drop the cached pages of segment {seq} ({e})");
+            }
             read_all(file.as_ref()).map_err(|e| io_error("reading a segment", e))?
         } else {
             let mut h = vec![0u8; 64];

@@ -60,7 +60,7 @@ impl Rec<'_> {
                 let starts = points.get(0).map(|p| p.offset) == Some(h.first);
                 if starts && h.first <= s.head.first_offset && h.aux == s.head.next_offset {
                     s.points = points;
-                    s.points.trim(s.head.first_offset);
+                    s.points.trim(s.head.first_offset, s.head.next_offset);
                 }
             }
             return;
@@ -176,7 +176,7 @@ impl Rec<'_> {
                     s.head.first_offset = h.first.min(s.head.next_offset);
                     s.cum_first = h.aux;
                     s.head.bytes = cum_next.saturating_sub(h.aux);
-                    s.points.trim(s.head.first_offset);
+                    s.points.trim(s.head.first_offset, s.head.next_offset);
                     s.trim_tail();
                     s.trim_lost();
                 }

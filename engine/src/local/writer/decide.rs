@@ -15,7 +15,7 @@ use super::super::codec::{put_retention, Put};
 use super::super::format::{self, FrameHeader, FLAG_KEY};
 use super::super::index::Point;
 use super::group::{Group, Work};
-use super::ops::{AppendOp, Op, Reply};
+use super::ops::{AppendOp, Op, Rejection, Reply};
 use super::trim::TrimError;
 use super::Writer;
 
@@ -96,7 +96,8 @@ impl Writer {
             Op::Seal { stream, tx } => {
                 self.expire(g, &stream, now)?;
                 let Some(w) = self.work(g, &stream) else {
-                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    let e = Error::not_found(&stream);
+                    g.replies.push(Reply::Rejected(Rejection::Info(tx), e));
                     return Ok(());
                 };
                 if w.head.sealed_ms.is_none() {
@@ -113,14 +114,17 @@ impl Writer {
             Op::Trim { stream, before, tx } => {
                 self.expire(g, &stream, now)?;
                 let Some(w) = self.work(g, &stream) else {
-                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    let e = Error::not_found(&stream);
+                    g.replies.push(Reply::Rejected(Rejection::Offset(tx), e));
                     return Ok(());
                 };
                 let target = w.head.trim_target(before);
                 match self.trim(g, &stream, target) {
                     Ok(first) => g.replies.push(Reply::Offset(tx, first)),
                     Err(TrimError::Io(e)) => return Err(e),
-                    Err(TrimError::Store(e)) => drop(tx.send(Err(e))),
+                    Err(TrimError::Store(e)) => {
+                        g.replies.push(Reply::Rejected(Rejection::Offset(tx), e));
+                    }
                 }
             }
             Op::Delete { stream, tx } => {
@@ -133,7 +137,8 @@ impl Writer {
                 tx,
             } => {
                 let Some(w) = self.work(g, &stream) else {
-                    let _ = tx.send(Err(Error::not_found(&stream)));
+                    let e = Error::not_found(&stream);
+                    g.replies.push(Reply::Rejected(Rejection::Done(tx), e));
                     return Ok(());
                 };
                 w.head.retention = retention;
@@ -185,7 +190,7 @@ impl Writer {
             )
         };
         match decision {
-            Err(e) => drop(tx.send(Err(e))),
+            Err(e) => g.replies.push(Reply::Rejected(Rejection::Append(tx), e)),
             Ok(Decision::Duplicate(r)) => g.replies.push(Reply::Append(tx, r)),
             Ok(Decision::Write {
                 timestamp_ms,
@@ -238,8 +243,20 @@ impl Writer {
         Ok(())
     }
 
-    /// Gives `id` a new incarnation (recovery, after records readers may have seen were lost).
-    pub(crate) fn reincarnate(&mut self, ids: &[StreamId]) -> io::Result<()> {
+    /// Starts this session before any operation is accepted: logs the `Reincarnate` frames
+    /// recovery asked for (`ids`: streams whose unsynced records a crash may have taken) and then
+    /// the session's `Open` frame, in one write and one sync.
+    ///
+    /// The order is what makes a crash during open safe: the `Open` frame records this session's
+    /// durability, and a later recovery trusts a `Sync` session to have lost nothing. Were the
+    /// `Open` frame synced before the new incarnations, a crash between the two would leave a
+    /// `Sync` session and no reincarnation, and offsets readers had seen would be handed out
+    /// again under the same incarnation. Written before it, in the same group, the `Open` frame
+    /// is durable only with them: a torn write that kept it without them leaves invalid bytes
+    /// before a valid frame at the end of the log, a torn tail that recovery cuts (the `Open`
+    /// frame with it), so the next open sees the unclean non-`Sync` session again and
+    /// reincarnates again.
+    pub(crate) fn open_session(&mut self, ids: &[StreamId]) -> io::Result<()> {
         let mut g = Group::at(now_ms());
         for id in ids {
             let Some((number, next)) = self
@@ -256,15 +273,6 @@ impl Writer {
                 w.reincarnated = true;
             }
         }
-        self.write_group(&mut g)?;
-        self.sync()?;
-        self.publish(&mut g);
-        Ok(())
-    }
-
-    /// Logs the `Open` frame of this session and syncs it, before any operation is accepted.
-    pub(crate) fn open_session(&mut self) -> io::Result<()> {
-        let mut g = Group::at(now_ms());
         let code = self.durability.code();
         self.emit(&mut g, &FrameHeader::open(code, now_ms()), &[])?;
         self.write_group(&mut g)?;

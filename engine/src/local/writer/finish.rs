@@ -152,7 +152,7 @@ fn publish(shared: &Shared, g: &mut Group, touched: &mut Vec<StreamId>, active: 
         }
         s.push_tail(&w.pending, opts.tail_cache_records, opts.tail_cache_bytes);
         if w.trimmed {
-            s.points.trim(s.head.first_offset);
+            s.points.trim(s.head.first_offset, s.head.next_offset);
             s.trim_tail();
             s.trim_lost();
         }

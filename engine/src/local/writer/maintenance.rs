@@ -23,8 +23,16 @@ use super::Writer;
 impl Writer {
     /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
     /// record needs any more.
+    ///
+    /// A poisoned store writes nothing more: a checkpoint requested in a group that the sync
+    /// thread failed is refused here, after the drain that waited for that failure (the file's
+    /// next `fsync` would "succeed" on pages whose write-back failed, and the checkpoint would
+    /// name them durable; collection and compaction would follow).
     pub(crate) fn checkpoint(&mut self) -> io::Result<()> {
         self.drain();
+        if let Some(p) = self.state().poisoned.clone() {
+            return Err(io::Error::other(p));
+        }
         if self.unsynced() {
             self.sync()?;
         }
@@ -39,10 +47,13 @@ impl Writer {
             )
         };
         checkpoint::write(self.shared.opts.fs.as_ref(), &self.dir, &bytes)?;
+        // The checkpoint just replaced is `CHECKPOINT.prev` now: collect nothing it needs.
+        let floor = self.prev_checkpoint_seg;
+        self.prev_checkpoint_seg = self.active.seq;
         self.checkpoint_len = bytes.len() as u64;
         self.last_checkpoint = Instant::now();
         self.bytes_since_checkpoint = 0;
-        self.collect_garbage()?;
+        self.collect_garbage(floor)?;
         self.compact()
     }
 
@@ -177,8 +188,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes segments before the checkpointed position that no live stream's index names.
-    pub(super) fn collect_garbage(&mut self) -> io::Result<()> {
+    /// Deletes segments that no live stream's index names and that neither checkpoint's scan
+    /// needs: before `floor`, the previous checkpoint's segment (the current checkpoint's is
+    /// later). So a `CHECKPOINT` that becomes unreadable is not a single point of failure: the
+    /// previous one and every segment after its position are still there.
+    pub(super) fn collect_garbage(&mut self, floor: u64) -> io::Result<()> {
         let dead: Vec<u64> = {
             let mut st = self.state();
             let live: HashSet<u64> = st
@@ -190,7 +204,7 @@ impl Writer {
                 .segments
                 .keys()
                 .copied()
-                .filter(|seq| *seq < self.active.seq && !live.contains(seq))
+                .filter(|seq| *seq < floor.min(self.active.seq) && !live.contains(seq))
                 .collect();
             for seq in &dead {
                 st.segments.remove(seq);

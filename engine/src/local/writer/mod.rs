@@ -85,6 +85,10 @@ pub(crate) struct Writer {
     kicked: u64,
     /// Size of the last checkpoint written (0 before the first).
     checkpoint_len: u64,
+    /// The segment of the previous checkpoint's position (0: none). Recovery falls back to
+    /// `CHECKPOINT.prev` when `CHECKPOINT` is unreadable, and scans from its position, so no
+    /// segment from there on is collected (`collect_garbage`).
+    prev_checkpoint_seg: u64,
     /// The last group's allocations, reused by the next (see [`Group::recycle`]).
     spare: Group,
     /// `Sync` mode: the thread that syncs and publishes written groups (started on first use).
@@ -106,6 +110,12 @@ pub(crate) struct Writer {
 const CHECKPOINT_SIZE_FACTOR: u64 = 16;
 
 impl Writer {
+    /// Tells the writer where the checkpoint recovery found starts (its segment): the first
+    /// checkpoint of the session keeps the segments from there on.
+    pub(crate) fn set_checkpoint_floor(&mut self, seg: u64) {
+        self.prev_checkpoint_seg = seg;
+    }
+
     /// The writer of the store in `dir`, continuing the log at `active`; `next_number` is the
     /// number the next created stream gets.
     pub(crate) fn new(
@@ -137,6 +147,7 @@ impl Writer {
             flusher: None,
             kicked: 0,
             checkpoint_len: 0,
+            prev_checkpoint_seg: 0,
             spare: Group::default(),
             syncer: None,
             syncer_off: false,

@@ -64,6 +64,30 @@ pub(super) enum Reply {
     Offset(oneshot::Sender<Result<u64>>, u64),
     Existed(oneshot::Sender<Result<bool>>, bool),
     Done(oneshot::Sender<Result<()>>),
+    /// A rejection (`Conflict`, `Sealed`, `NotFound`, a reused key, ...). It is answered with
+    /// its group, not at once: it may have been decided against the group's earlier operations
+    /// or a group still being synced, and if that sync fails the state it saw never committed
+    /// (the caller then gets `Poisoned`, like the group: the outcome is unknown until reopen).
+    Rejected(Rejection, Error),
+}
+
+/// Where a rejection is answered.
+pub(super) enum Rejection {
+    Append(oneshot::Sender<Result<AppendResult>>),
+    Info(oneshot::Sender<Result<StreamInfo>>),
+    Offset(oneshot::Sender<Result<u64>>),
+    Done(oneshot::Sender<Result<()>>),
+}
+
+impl Rejection {
+    fn send(self, e: Error) {
+        match self {
+            Rejection::Append(tx) => drop(tx.send(Err(e))),
+            Rejection::Info(tx) => drop(tx.send(Err(e))),
+            Rejection::Offset(tx) => drop(tx.send(Err(e))),
+            Rejection::Done(tx) => drop(tx.send(Err(e))),
+        }
+    }
 }
 
 impl Reply {
@@ -85,6 +109,8 @@ impl Reply {
             (Reply::Offset(tx, _), Some(_)) => drop(tx.send(Err(e()))),
             (Reply::Existed(tx, _), Some(_)) => drop(tx.send(Err(e()))),
             (Reply::Done(tx), Some(_)) => drop(tx.send(Err(e()))),
+            (Reply::Rejected(to, rejection), None) => to.send(rejection),
+            (Reply::Rejected(to, _), Some(_)) => to.send(e()),
         }
     }
 }
