@@ -14,7 +14,7 @@ use streamstore::{
 use tokio::task::JoinHandle;
 
 use crate::config::CassandraConfig;
-use crate::core::{Core, RollCrash, Written};
+use crate::core::{Ambiguity, Core, RollCrash, Written};
 
 /// Largest payload of one record. A batch is one mutation of one partition, bounded by
 /// Cassandra's `max_mutation_size` (half the 32 MiB commit log segment: 16 MiB) and the
@@ -177,6 +177,13 @@ impl CassandraStore {
     #[doc(hidden)]
     pub fn roll_crash_for_tests(&self, step: RollCrash) {
         self.core.set_roll_crash(step);
+    }
+
+    /// Test seam: the next append suffers `lost` (a lost reply or request, reported as a
+    /// client-side timeout), so a test can check how the outcome is resolved.
+    #[doc(hidden)]
+    pub fn ambiguity_for_tests(&self, lost: Ambiguity) {
+        self.core.set_ambiguity(Some(lost));
     }
 
     fn add_task(&self, task: JoinHandle<()>) {

@@ -1,12 +1,13 @@
 //! Cassandra-specific tests beyond the conformance suite: the bucket roll interrupted between
-//! its steps and repaired by the next writer, and concurrent schema creation.
+//! its steps and repaired by the next writer, ambiguous appends (a lost reply or request)
+//! resolved by a SERIAL read, and concurrent schema creation.
 //!
 //! Needs `STREAMSTORE_CASSANDRA_NODES` (`scripts/services.sh up cassandra`); prints SKIPPED and
 //! passes without it.
 
 use bytes::Bytes;
 use streamstore::{AppendOptions, ErrorKind, IdempotencyKey, ReadOptions, StreamId, StreamStore};
-use streamstore_cassandra::{CassandraConfig, CassandraStore, RollCrash, NODES_ENV};
+use streamstore_cassandra::{Ambiguity, CassandraConfig, CassandraStore, RollCrash, NODES_ENV};
 
 fn config(tag: &str, bucket_size: u64) -> Option<CassandraConfig> {
     let Ok(nodes) = std::env::var(NODES_ENV) else {
@@ -131,5 +132,47 @@ async fn concurrent_opens_create_the_schema_once() {
         s.close().await.unwrap();
     }
     drop(stores);
+    CassandraStore::destroy(config).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_appends_are_resolved_by_a_serial_read() {
+    let Some(config) = config("a", 64) else {
+        return;
+    };
+    let store = CassandraStore::open(config.clone()).await.unwrap();
+    let id = StreamId::new("ambiguous/s").unwrap();
+    store.append(&id, rec(0), keyed(0)).await.unwrap();
+
+    // The batch applied but its answer was lost: the SERIAL read finds the batch id.
+    store.ambiguity_for_tests(Ambiguity::LostReply);
+    let r = store.append(&id, rec(1), keyed(1)).await.unwrap();
+    assert_eq!(r.first_offset, 1);
+    store.ambiguity_for_tests(Ambiguity::LostReply);
+    let r = store
+        .append(&id, rec(2), AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(r.first_offset, 2);
+
+    // The batch never left: not applied. A keyed append is decided again and lands once.
+    store.ambiguity_for_tests(Ambiguity::LostRequest);
+    let r = store.append(&id, rec(3), keyed(3)).await.unwrap();
+    assert_eq!(r.first_offset, 3);
+    // Without a key a late copy could not be told apart: the caller gets `Unavailable`, and
+    // nothing was written.
+    store.ambiguity_for_tests(Ambiguity::LostRequest);
+    let e = store
+        .append(&id, rec(9), AppendOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+
+    let batch = store.read(&id, 0, ReadOptions::limit(100)).await.unwrap();
+    let got: Vec<_> = batch.records.iter().map(|r| r.payload.clone()).collect();
+    let want: Vec<Bytes> = (0..4).flat_map(rec).collect();
+    assert_eq!(got, want, "an ambiguous append was lost or written twice");
+    store.close().await.unwrap();
+    drop(store);
     CassandraStore::destroy(config).await.unwrap();
 }

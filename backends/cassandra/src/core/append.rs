@@ -97,7 +97,7 @@ impl Core {
                 key,
                 &batch_id,
             )?;
-            match self.session.batch(&batch, values).await {
+            match self.send_batch(&batch, values).await {
                 Ok(qr) => {
                     if applied(qr)? {
                         return Ok((result, written));

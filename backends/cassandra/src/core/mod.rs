@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;
+use scylla::errors::ExecutionError;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
@@ -81,6 +82,16 @@ impl RollCrash {
     }
 }
 
+/// A lost message a test injects into the next append (`CassandraStore::ambiguity_for_tests`):
+/// the driver then reports a client-side timeout, the outcome the adapter must resolve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// The batch is sent and applied, but its answer is lost.
+    LostReply,
+    /// The batch is never sent.
+    LostRequest,
+}
+
 /// What an append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Written {
@@ -117,6 +128,8 @@ pub(crate) struct Core {
     pub caps: Capabilities,
     closed: AtomicBool,
     roll_crash: AtomicU8,
+    /// The [`Ambiguity`] the next append suffers (0: none; a test seam).
+    ambiguity: AtomicU8,
     /// Where each stream's open head was last found (a hint: checked by reading that head).
     locs: Mutex<HashMap<StreamId, Loc>>,
 }
@@ -206,6 +219,7 @@ impl Core {
             caps,
             closed: AtomicBool::new(false),
             roll_crash: AtomicU8::new(0),
+            ambiguity: AtomicU8::new(0),
             locs: Mutex::new(HashMap::new()),
         })
     }
@@ -220,6 +234,32 @@ impl Core {
     /// Marks the store closed; returns whether it was open.
     pub(crate) fn close(&self) -> bool {
         !self.closed.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn set_ambiguity(&self, a: Option<Ambiguity>) {
+        let code = match a {
+            None => 0,
+            Some(Ambiguity::LostReply) => 1,
+            Some(Ambiguity::LostRequest) => 2,
+        };
+        self.ambiguity.store(code, Ordering::Release);
+    }
+
+    /// Sends an append's batch, through the ambiguity seam (taken once).
+    async fn send_batch<'a>(
+        &self,
+        batch: &Batch,
+        values: Vec<Values<'a>>,
+    ) -> std::result::Result<QueryResult, ExecutionError> {
+        let lost = ExecutionError::RequestTimeout(Duration::ZERO);
+        match self.ambiguity.swap(0, Ordering::AcqRel) {
+            1 => {
+                self.session.batch(batch, values).await?;
+                Err(lost)
+            }
+            2 => Err(lost),
+            _ => self.session.batch(batch, values).await,
+        }
     }
 
     pub(crate) fn set_roll_crash(&self, step: RollCrash) {

@@ -79,8 +79,19 @@ impl Core {
         let now = now_ms();
         let mut deleted = 0;
         for s in 0..NAME_SHARDS {
-            let qr = self.exec(&self.st.names_timed, (s,)).await?;
-            for (name, timed) in rows::<(String, Option<bool>)>(qr)? {
+            // Paged (5000 rows a page): a shard may hold many names.
+            let mut names = self
+                .session
+                .execute_iter(self.st.names_timed.clone(), (s,))
+                .await
+                .map_err(|e| unavailable("the names scan failed").with_source(e))?
+                .rows_stream::<(String, Option<bool>)>()
+                .map_err(|e| decode_error(&e))?;
+            while let Some((name, timed)) = names
+                .try_next()
+                .await
+                .map_err(|e| unavailable("the names scan failed").with_source(e))?
+            {
                 if timed != Some(true) {
                     continue;
                 }
