@@ -1,14 +1,16 @@
 //! The node's metrics, recorded through the `metrics` facade and served as Prometheus text.
 //!
-//! The engine's own figures (fsync latency, group size, recovery) are not emitted by the library
-//! yet; the node exports what it measures itself plus the store's public counters it can read.
+//! The local engine emits its own figures (appends, bytes, fsync latency, group size, recovery
+//! time: `streamstore::local::metrics`) through the same facade, so the recorder installed here
+//! serves them next to the node's own.
 
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use streamstore::local::metrics as engine;
 
 /// Requests served, labelled by route and status code.
 pub const REQUESTS: &str = "streamstore_node_requests_total";
@@ -36,6 +38,13 @@ pub fn install() -> PrometheusHandle {
         .set_buckets(&[
             0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
         ])
+        .and_then(|b| {
+            // Records, not seconds: powers of 4 up to the largest groups seen in benchmarks.
+            b.set_buckets_for_metric(
+                Matcher::Full(engine::GROUP_RECORDS.to_owned()),
+                &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0],
+            )
+        })
         .unwrap_or_else(|_| PrometheusBuilder::new());
     let handle = match builder.install_recorder() {
         Ok(handle) => handle,
@@ -66,6 +75,7 @@ fn describe() {
     metrics::describe_counter!(STORE_ERRORS, "store errors answered with a 5xx status");
     metrics::describe_counter!(FORWARDED, "requests forwarded to their stream's owner");
     metrics::describe_gauge!(LIVE_MEMBERS, "members seen live, this node included");
+    engine::describe();
 }
 
 /// Counts every request by its route pattern (never the raw path: stream ids would make

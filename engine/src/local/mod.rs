@@ -35,6 +35,7 @@ pub mod format;
 pub mod fs;
 mod index;
 mod lock;
+pub mod metrics;
 mod mmap;
 mod open;
 mod options;
@@ -134,6 +135,7 @@ impl LocalStore {
             writer,
             lock: dir_lock,
         } = open::open(&dir, &options)?;
+        metrics::recovery(shared.state().report.duration);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("streamstore-writer".into())

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::super::flusher::Flusher;
 use super::super::format::{self, FrameHeader, SEGMENT_HEADER_LEN};
+use super::super::metrics;
 use super::super::options::Durability;
 use super::super::prealloc::{Preallocator, Spare};
 use super::super::segment::{activate, create_segment, Active, TAIL_PAD, TAIL_PAD_BYTES};
@@ -202,7 +203,8 @@ impl Writer {
             if let Some(e) = failed.as_ref().and_then(|f| (**f).clone()) {
                 return Err(io::Error::other(format!("background sync: {e}")));
             }
-            self.active.file.sync_data()?;
+            let file = &self.active.file;
+            metrics::timed_sync(|| file.sync_data())?;
         }
         self.active.durable = self.active.pos;
         self.last_sync = Instant::now();

@@ -303,6 +303,9 @@ impl Writer {
         let (seg, pos) = self.emit_with(g, &frame, body_len, |b| {
             format::encode_data_body(b, key_ref, &records);
         })?;
+        g.appended.appends += 1;
+        g.appended.records += u64::from(count);
+        g.appended.bytes += bytes;
         let cap = self.key_capacity();
         let w = self
             .work(g, id)

@@ -12,6 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::types::StreamId;
 
 use super::super::fs::{segment_path, FileHandle};
+use super::super::metrics;
 use super::super::shared::Shared;
 use super::super::stream::Stream;
 use super::group::Group;
@@ -165,6 +166,10 @@ fn publish(shared: &Shared, g: &mut Group, touched: &mut Vec<StreamId>, active: 
     }
     st.evict_tails(opts.tail_cache_total_bytes);
     drop(st);
+    // Counted before anyone is answered: an appender that reads the metrics after its
+    // acknowledgement sees its append counted.
+    let a = g.appended;
+    metrics::group(a.appends, a.records, a.bytes);
     // Readers first: a waiting reader's wake-up (a Tokio worker to unpark) then overlaps the
     // appenders' replies instead of queueing behind them. Both see the state published above.
     shared

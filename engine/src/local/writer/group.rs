@@ -62,6 +62,17 @@ pub(super) struct Group {
     pub(super) created: Vec<(u64, SegInfo)>,
     pub(super) close: Option<oneshot::Sender<Result<()>>>,
     pub(super) checkpoint: Vec<oneshot::Sender<Result<()>>>,
+    /// Append calls written in this group, their records and payload bytes: emitted once when
+    /// the group is published (`local::metrics`), not once per append.
+    pub(super) appended: Appended,
+}
+
+/// What a group appended, for the engine's metrics.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Appended {
+    pub(super) appends: u64,
+    pub(super) records: u64,
+    pub(super) bytes: u64,
 }
 
 impl Group {
@@ -88,6 +99,7 @@ impl Group {
         self.created.clear();
         self.close = None;
         self.checkpoint.clear();
+        self.appended = Appended::default();
         self
     }
 }

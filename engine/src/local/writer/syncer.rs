@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::super::fs::FileHandle;
+use super::super::metrics;
 use super::super::shared::Shared;
 use super::finish::{finish, Failure};
 use super::group::Group;
@@ -152,7 +153,7 @@ fn run(
                 break;
             }
             if !synced.iter().any(|f| Arc::ptr_eq(f, &h.file)) {
-                result = h.file.sync_data();
+                result = metrics::timed_sync(|| h.file.sync_data());
                 synced.push(&h.file);
             }
         }
