@@ -78,6 +78,9 @@ pub async fn run(config: Config) -> Result<()> {
     };
     let me = advertise.to_string();
     let id = config.node_id.clone().unwrap_or_else(|| me.clone());
+    // Before the store opens: the engine sets its recovery gauge during the open, and a figure
+    // emitted with no recorder installed is dropped.
+    let metrics = observe::install();
     let store = streamstore_cli::store_url::open_store(&config.store, durability)
         .await?
         .store;
@@ -94,7 +97,7 @@ pub async fn run(config: Config) -> Result<()> {
         store: Arc::clone(&store),
         cluster: Arc::clone(&cluster),
         client,
-        metrics: observe::install(),
+        metrics,
         id: id.clone(),
         config,
         shutdown,
