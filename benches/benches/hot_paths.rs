@@ -17,7 +17,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use streamstore::local::format::{
-    body_ok, decode_data_body, decode_header, encode_data_body, encode_frame, Kind,
+    body_ok, decode_data_body, decode_header, encode_data_body, encode_frame, FrameHeader,
     FRAME_HEADER_LEN,
 };
 use streamstore::{
@@ -55,18 +55,8 @@ fn encode(recs: &[Bytes], buf: &mut Vec<u8>, body: &mut Vec<u8>) {
     encode_data_body(body, None, recs);
     buf.clear();
     let count = u32::try_from(recs.len()).unwrap_or(u32::MAX);
-    encode_frame(
-        buf,
-        SALT,
-        Kind::Data,
-        0,
-        7,
-        1000,
-        0,
-        1_700_000_000_000,
-        count,
-        body,
-    );
+    let frame = FrameHeader::data(7, 1000, 0, 1_700_000_000_000, count);
+    encode_frame(buf, SALT, &frame, body);
 }
 
 fn framing(c: &mut Criterion) {

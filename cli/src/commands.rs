@@ -9,11 +9,11 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use serde_json::json;
 use streamstore::{
-    AppendOptions, Error, Expect, IdempotencyKey, ListOptions, ReadOptions, Result, Retention,
-    StreamId, StreamStore, StreamStoreExt, SubscribeOptions,
+    AppendOptions, Capabilities, Error, Expect, IdempotencyKey, ListOptions, ReadOptions, Result,
+    Retention, StreamId, StreamStore, StreamStoreExt, SubscribeOptions, MAX_IDEMPOTENCY_KEY_BYTES,
 };
-use tokio::io::AsyncBufReadExt;
 
+use crate::input::{Line, Lines};
 use crate::output::{emit, info, record};
 use crate::store_url::{open_store, parse_durability};
 
@@ -22,8 +22,10 @@ use crate::store_url::{open_store, parse_durability};
 #[command(name = "streamstore", version)]
 pub struct Cli {
     /// Where the streams live: a directory or file:// URL (the local engine), memory:,
-    /// postgres://… or mysql://… (add ?table_prefix=name_ to choose the tables), mongodb://…
-    /// (add ?collection_prefix=name_ to choose the collections).
+    /// postgres://…, mysql://…, cassandra://host:port/keyspace (add ?table_prefix=name_ to
+    /// choose the tables), mongodb://… (add ?collection_prefix=name_), or
+    /// dynamodb://host:port/table?region=… (dynamodb://aws/table for AWS; credentials from the
+    /// standard AWS environment).
     #[arg(
         long,
         global = true,
@@ -43,6 +45,9 @@ pub struct Cli {
 enum Command {
     /// Append records: one per line of stdin, or one per file given. Prints
     /// {"stream","offset"} for each record once it is acknowledged (durable in Sync mode).
+    /// A line's record is its bytes exactly (not decoded; a `\r` before the `\n` is kept); a
+    /// line longer than the store's largest record is refused without being read whole. On a
+    /// failure the error names the line and what was appended before it.
     Append {
         stream: String,
         /// Files whose whole contents are one record each (instead of stdin lines).
@@ -241,53 +246,162 @@ async fn append(
     key: Option<String>,
     atomic: bool,
 ) -> Result<()> {
-    let mut records = Vec::new();
-    let mut lines = None;
-    if files.is_empty() {
-        lines = Some(tokio::io::BufReader::new(tokio::io::stdin()).lines());
-    } else {
-        for f in &files {
-            let data = tokio::fs::read(f).await.map_err(|e| {
-                Error::invalid(format!("cannot read {}", f.display())).with_source(e)
-            })?;
-            records.push(Bytes::from(data));
-        }
+    let caps = store.capabilities();
+    if !files.is_empty() {
+        let records = read_files(&files, &caps).await?;
+        return append_batch(store, id, records, expect, key).await;
     }
-    if atomic || lines.is_none() {
-        if let Some(lines) = lines.as_mut() {
-            while let Some(line) = lines.next_line().await.map_err(io_err)? {
-                records.push(Bytes::from(line));
-            }
-        }
-        let mut options = AppendOptions::expect(expect);
-        if let Some(k) = key {
-            options = options.with_key(IdempotencyKey::new(k.into_bytes())?);
-        }
-        let r = store.append(id, records, options).await?;
-        for offset in r.offsets() {
-            emit(&json!({"stream": id.as_str(), "offset": offset})).map_err(io_err)?;
-        }
-        return Ok(());
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut lines = Lines::new(stdin, caps.max_record_bytes);
+    if atomic {
+        let records = read_batch(&mut lines, &caps).await?;
+        return append_batch(store, id, records, expect, key).await;
     }
     // Line mode: each line is its own append, acknowledged (and printed) before the next is read.
+    // The longest key this run can use (KEY/<any u64>) is checked before the first append, so a
+    // run never stops partway on a key that grew too long.
+    if let Some(k) = &key {
+        IdempotencyKey::new(format!("{k}/{}", u64::MAX).into_bytes()).map_err(|_| {
+            Error::invalid(format!(
+                "--key is {} bytes; with the /<line index> suffix it could pass the {}-byte key \
+                 limit: use at most {} bytes",
+                k.len(),
+                MAX_IDEMPOTENCY_KEY_BYTES,
+                MAX_IDEMPOTENCY_KEY_BYTES - 1 - u64::MAX.to_string().len()
+            ))
+        })?;
+    }
     let mut expect = expect;
-    let mut index = 0u64;
-    if let Some(mut lines) = lines {
-        while let Some(line) = lines.next_line().await.map_err(io_err)? {
-            let mut options = AppendOptions::expect(expect);
-            if let Some(k) = &key {
-                options =
-                    options.with_key(IdempotencyKey::new(format!("{k}/{index}").into_bytes())?);
+    let mut appended: Option<(u64, u64)> = None;
+    while let Some(line) = lines.next().await.map_err(io_err)? {
+        let number = lines.number();
+        let outcome = match line {
+            Line::TooLong => Err(too_long_line(&caps)),
+            Line::Record(record) => {
+                let mut options = AppendOptions::expect(expect);
+                if let Some(k) = &key {
+                    let index = number - 1;
+                    options =
+                        options.with_key(IdempotencyKey::new(format!("{k}/{index}").into_bytes())?);
+                }
+                store.append(id, vec![Bytes::from(record)], options).await
             }
-            let r = store.append(id, vec![Bytes::from(line)], options).await?;
-            emit(&json!({"stream": id.as_str(), "offset": r.first_offset})).map_err(io_err)?;
-            if !matches!(expect, Expect::Any) {
-                expect = Expect::Next(r.next_offset());
-            }
-            index += 1;
+        };
+        let r = outcome.map_err(|e| at_line(e, number, appended))?;
+        emit(&json!({"stream": id.as_str(), "offset": r.first_offset})).map_err(io_err)?;
+        appended = Some((
+            appended.map_or(r.first_offset, |(first, _)| first),
+            r.first_offset,
+        ));
+        if !matches!(expect, Expect::Any) {
+            expect = Expect::Next(r.next_offset());
         }
     }
     Ok(())
+}
+
+/// One atomic append of `records` (files, or `--atomic` lines), with `key` as it is.
+async fn append_batch(
+    store: &Arc<dyn StreamStore>,
+    id: &StreamId,
+    records: Vec<Bytes>,
+    expect: Expect,
+    key: Option<String>,
+) -> Result<()> {
+    let mut options = AppendOptions::expect(expect);
+    if let Some(k) = key {
+        options = options.with_key(IdempotencyKey::new(k.into_bytes())?);
+    }
+    let r = store.append(id, records, options).await?;
+    for offset in r.offsets() {
+        emit(&json!({"stream": id.as_str(), "offset": offset})).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// Every line of stdin as one batch, refused (before anything is appended) as soon as it passes
+/// the store's record, batch-size or batch-count limit: stdin is never buffered beyond them.
+async fn read_batch<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut Lines<R>,
+    caps: &Capabilities,
+) -> Result<Vec<Bytes>> {
+    let mut records = Vec::new();
+    let mut total = 0usize;
+    while let Some(line) = lines.next().await.map_err(io_err)? {
+        let number = lines.number();
+        let Line::Record(record) = line else {
+            return Err(at_line(too_long_line(caps), number, None));
+        };
+        total += record.len();
+        if records.len() == caps.max_batch_records || total > caps.max_batch_bytes {
+            return Err(at_line(
+                Error::too_large(format!(
+                    "--atomic: the batch passes the store's limit of {} records / {} bytes",
+                    caps.max_batch_records, caps.max_batch_bytes
+                )),
+                number,
+                None,
+            ));
+        }
+        records.push(Bytes::from(record));
+    }
+    Ok(records)
+}
+
+/// The files' contents, one record each, after checking their sizes against the limits.
+async fn read_files(files: &[PathBuf], caps: &Capabilities) -> Result<Vec<Bytes>> {
+    if files.len() > caps.max_batch_records {
+        return Err(Error::too_large(format!(
+            "{} files: the store takes at most {} records in one append",
+            files.len(),
+            caps.max_batch_records
+        )));
+    }
+    let mut records = Vec::new();
+    let mut total = 0u64;
+    for f in files {
+        let cannot = |e| Error::invalid(format!("cannot read {}", f.display())).with_source(e);
+        let len = tokio::fs::metadata(f).await.map_err(cannot)?.len();
+        total += len;
+        if usize::try_from(len).map_or(true, |l| l > caps.max_record_bytes) {
+            return Err(Error::too_large(format!(
+                "{} is {len} bytes; the store's largest record is {} bytes",
+                f.display(),
+                caps.max_record_bytes
+            )));
+        }
+        if usize::try_from(total).map_or(true, |t| t > caps.max_batch_bytes) {
+            return Err(Error::too_large(format!(
+                "the files add up to more than the store's largest batch ({} bytes)",
+                caps.max_batch_bytes
+            )));
+        }
+        records.push(Bytes::from(tokio::fs::read(f).await.map_err(cannot)?));
+    }
+    Ok(records)
+}
+
+fn too_long_line(caps: &Capabilities) -> Error {
+    Error::too_large(format!(
+        "the line is longer than the store's largest record ({} bytes)",
+        caps.max_record_bytes
+    ))
+}
+
+/// `e` as it happened at line `number`, saying what was appended before it.
+fn at_line(e: Error, number: u64, appended: Option<(u64, u64)>) -> Error {
+    let before = match appended {
+        None => "nothing was appended".to_owned(),
+        Some((first, last)) => format!(
+            "the {} line(s) before it were appended (offsets {first} to {last})",
+            number - 1
+        ),
+    };
+    Error::new(
+        e.kind(),
+        format!("line {number}: {}; {before}", e.message()),
+    )
+    .with_source(e)
 }
 
 async fn read(

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod input;
 
 use streamstore_cli::{output, store_url};
 

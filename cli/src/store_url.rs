@@ -14,12 +14,10 @@ pub struct Opened {
     kind: Kind,
 }
 
+/// The local engine keeps its concrete type (verify, stats); every other store is a name.
 enum Kind {
     Local(Arc<LocalStore>),
-    Memory,
-    Postgres,
-    Mysql,
-    Mongodb,
+    Other(&'static str),
 }
 
 /// Parses `--durability`: `sync`, `buffered` or `interval:<ms>`.
@@ -39,34 +37,14 @@ pub fn parse_durability(s: &str) -> Result<Durability> {
     }
 }
 
+/// The schemes `open_store` knows, for the error that names them.
+const SCHEMES: &str = "a directory path, file://, memory:, postgres://, mysql://, mongodb://, \
+                       cassandra://, dynamodb://";
+
 /// Opens the store named by `url`.
 pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
     if url == "memory:" || url == "memory://" {
-        return Ok(Opened {
-            store: Arc::new(MemoryStore::new()),
-            kind: Kind::Memory,
-        });
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = streamstore_postgres::PostgresStore::connect_url(url).await?;
-        return Ok(Opened {
-            store: Arc::new(store),
-            kind: Kind::Postgres,
-        });
-    }
-    if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        let store = streamstore_mysql::MysqlStore::connect_url(url).await?;
-        return Ok(Opened {
-            store: Arc::new(store),
-            kind: Kind::Mysql,
-        });
-    }
-    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
-        let store = streamstore_mongodb::MongoStore::connect_url(url).await?;
-        return Ok(Opened {
-            store: Arc::new(store),
-            kind: Kind::Mongodb,
-        });
+        return Ok(Opened::other("memory", MemoryStore::new()));
     }
     if let Some(path) = local_path(url) {
         let options = LocalOptions {
@@ -85,9 +63,35 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
     }
     // The error names the scheme only: a URL may carry a password.
     let scheme = url.split_once("://").map_or("(none)", |(s, _)| s);
-    Err(Error::invalid(format!(
-        "unknown store URL scheme {scheme:?}: use a directory path, file://, memory:, postgres://, mysql:// or mongodb://"
-    )))
+    Ok(match scheme {
+        "postgres" | "postgresql" => Opened::other(
+            "postgres",
+            streamstore_postgres::PostgresStore::connect_url(url).await?,
+        ),
+        "mysql" | "mariadb" => Opened::other(
+            "mysql",
+            streamstore_mysql::MysqlStore::connect_url(url).await?,
+        ),
+        "mongodb" | "mongodb+srv" => Opened::other(
+            "mongodb",
+            streamstore_mongodb::MongoStore::connect_url(url).await?,
+        ),
+        "dynamodb" => Opened::other(
+            // `dynamodb://host:port/table?region=..` (a local server) or `dynamodb://aws/table`;
+            // credentials from the standard AWS environment, never from the URL.
+            "dynamodb",
+            streamstore_dynamodb::DynamoDbStore::connect_url(url).await?,
+        ),
+        "cassandra" => Opened::other(
+            "cassandra",
+            streamstore_cassandra::CassandraStore::connect_url(url).await?,
+        ),
+        _ => {
+            return Err(Error::invalid(format!(
+                "unknown store URL scheme {scheme:?}: use {SCHEMES}"
+            )))
+        }
+    })
 }
 
 /// A plain path (no scheme) or a `file://` URL names a local engine directory.
@@ -99,11 +103,18 @@ fn local_path(url: &str) -> Option<&str> {
 }
 
 impl Opened {
+    fn other(name: &'static str, store: impl StreamStore) -> Opened {
+        Opened {
+            store: Arc::new(store),
+            kind: Kind::Other(name),
+        }
+    }
+
     /// `verify`: checks every checksum (local engine only).
     pub async fn verify(&self) -> Result<()> {
         match &self.kind {
             Kind::Local(local) => verify_local(local).await,
-            Kind::Memory | Kind::Postgres | Kind::Mysql | Kind::Mongodb => Err(Error::unsupported(
+            Kind::Other(_) => Err(Error::unsupported(
                 "verify (checksums exist only in the local engine's files)",
             )),
         }
@@ -132,10 +143,7 @@ impl Opened {
         }
         let kind = match &self.kind {
             Kind::Local(_) => "local",
-            Kind::Memory => "memory",
-            Kind::Postgres => "postgres",
-            Kind::Mysql => "mysql",
-            Kind::Mongodb => "mongodb",
+            Kind::Other(name) => name,
         };
         emit(&json!({ "store": kind, "capabilities": format!("{caps:?}") }))
             .map_err(|e| Error::new(streamstore::ErrorKind::Unavailable, "stdout").with_source(e))

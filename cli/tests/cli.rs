@@ -5,6 +5,10 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn run(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    run_bytes(dir, args, stdin.as_bytes())
+}
+
+fn run_bytes(dir: &std::path::Path, args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_streamstore"))
         .arg("--store")
         .arg(dir)
@@ -14,12 +18,8 @@ fn run(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("streamstore starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
+    child.stdin.take().expect("stdin").write_all(stdin).ok(); // the command may refuse the input and exit before reading all of it
+
     child.wait_with_output().expect("streamstore finishes")
 }
 
@@ -145,4 +145,65 @@ fn durable_reads_on_the_local_engine_and_unsupported_on_memory() {
     );
     assert!(!out.status.success(), "memory served a durable read");
     assert!(String::from_utf8_lossy(&out.stderr).contains("durable"));
+}
+
+/// Line input is bytes with a cap: a line over the record limit is refused without being read
+/// whole, the error names the line and what was appended before it; non-UTF-8 bytes and `\r` are
+/// kept as they are.
+#[test]
+fn append_lines_are_bytes_and_failures_name_the_line() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut input = b"ok\r\n\xff\xfe\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 2 << 20)); // over the 1 MiB record limit, no newline
+    let out = run_bytes(&dir, &["append", "s"], &input);
+    assert!(!out.status.success(), "an oversized line was appended");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too large"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("offsets 0 to 1"), "{err}");
+    assert_eq!(
+        lines(&out).len(),
+        2,
+        "the two lines before it are acknowledged"
+    );
+
+    let out = run(&dir, &["read", "s"], "");
+    let recs = lines(&out);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["payload"], "ok\r");
+    assert_eq!(recs[1]["encoding"], "base64");
+    assert_eq!(recs[1]["payload"], "//4=");
+}
+
+/// Limits that a whole run can break are checked before the first append: a key that would
+/// grow past the key limit with its `/<line index>` suffix, and an `--atomic` batch over the
+/// record-count limit.
+#[test]
+fn append_limits_are_checked_before_anything_is_appended() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let key = "k".repeat(110);
+    let out = run(&dir, &["append", "s", "--key", &key], "a\nb\n");
+    assert!(
+        !out.status.success(),
+        "a key that can pass the limit was accepted"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key is 110 bytes"));
+
+    let many = "r\n".repeat(100_001);
+    let out = run(&dir, &["append", "s", "--atomic"], &many);
+    assert!(
+        !out.status.success(),
+        "an --atomic batch over the limit was accepted"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was appended"), "{err}");
+
+    let out = run(&dir, &["info", "s"], "");
+    assert!(
+        !out.status.success(),
+        "the stream exists after refused appends"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }

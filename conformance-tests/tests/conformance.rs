@@ -85,9 +85,19 @@ fn known() -> Vec<Known> {
             factory: || Arc::new(streamstore_mysql::MysqlFactory),
         },
         Known {
+            name: "dynamodb",
+            env: Some(streamstore_dynamodb::ENDPOINT_ENV),
+            factory: || Arc::new(streamstore_dynamodb::DynamoDbFactory),
+        },
+        Known {
             name: "mongodb",
             env: Some(streamstore_mongodb::URL_ENV),
             factory: || Arc::new(streamstore_mongodb::MongoFactory),
+        },
+        Known {
+            name: "cassandra",
+            env: Some(streamstore_cassandra::NODES_ENV),
+            factory: || Arc::new(streamstore_cassandra::CassandraFactory),
         },
     ]
 }

@@ -37,6 +37,7 @@ pub mod head;
 pub mod local;
 pub mod memory;
 mod store;
+mod sync;
 mod types;
 pub mod validate;
 pub mod wait;

@@ -1,4 +1,5 @@
-//! Waiting reads: one loop shared by every implementation.
+//! Waiting reads: one loop shared by every implementation, the per-stream [`Notifiers`] of
+//! in-process stores, and the [`Watcher`] that database adapters poll their streams' heads with.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,6 +12,10 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::types::{ReadBatch, StreamId};
+
+mod watcher;
+
+pub use watcher::{HeadSource, WatchOptions, WatchStats, Watcher};
 
 /// A future that completes when the stream may have changed (a notification or a poll tick).
 pub type Wakeup<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

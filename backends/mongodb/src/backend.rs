@@ -305,7 +305,13 @@ impl Inner {
     /// Record lengths of generation `g` of `stream` in `from..end`, oldest first, from the
     /// entries' `z` fields (never stripped). `None` if a record is missing (the chain moved on:
     /// the caller walks again).
-    async fn sizes(&self, stream: &StreamId, g: u64, from: u64, end: u64) -> Result<Option<Vec<u64>>> {
+    async fn sizes(
+        &self,
+        stream: &StreamId,
+        g: u64,
+        from: u64,
+        end: u64,
+    ) -> Result<Option<Vec<u64>>> {
         let mut out = Vec::new();
         if from >= end {
             return Ok(Some(out));
@@ -318,7 +324,13 @@ impl Inner {
         if first_entry.next_offset() < end {
             let more = self
                 .core
-                .data_range(stream, g, (first_entry.next_offset(), end), end - from, false)
+                .data_range(
+                    stream,
+                    g,
+                    (first_entry.next_offset(), end),
+                    end - from,
+                    false,
+                )
                 .await?;
             docs.extend(more);
         }
@@ -522,7 +534,10 @@ impl Inner {
                 ));
             };
             let mut pred = last.clone();
-            if let Some(old) = last.as_ref().filter(|e| live.is_none() && e.kind != Kind::Delete) {
+            if let Some(old) = last
+                .as_ref()
+                .filter(|e| live.is_none() && e.kind != Kind::Delete)
+            {
                 // Retention fired and no sweeper has removed the stream yet: end its
                 // generation first (an insert like any other, so a concurrent append to the
                 // old generation and this removal cannot both succeed).
@@ -537,7 +552,12 @@ impl Inner {
                 }
             }
             let (slot, mut head, total, trimmed) = match (&pred, create) {
-                (Some(p), false) => (p.next_slot(), p.head.clone(), p.total_bytes, p.trimmed_bytes),
+                (Some(p), false) => (
+                    p.next_slot(),
+                    p.head.clone(),
+                    p.total_bytes,
+                    p.trimmed_bytes,
+                ),
                 _ => (
                     Slot::start_of(generation),
                     Entry::genesis_state(timestamp_ms),
@@ -673,7 +693,12 @@ impl Inner {
         }
     }
 
-    async fn read_now(&self, stream: &StreamId, from: u64, options: &ReadOptions) -> Result<ReadBatch> {
+    async fn read_now(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        options: &ReadOptions,
+    ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
         let mut tries = 0;
@@ -742,7 +767,11 @@ impl Inner {
                     break;
                 }
                 let marker = Self::delete_entry(&last, now);
-                if self.insert_entry(&stream, &marker, &[], Some(&last)).await? == Inserted::Done {
+                if self
+                    .insert_entry(&stream, &marker, &[], Some(&last))
+                    .await?
+                    == Inserted::Done
+                {
                     deleted += 1;
                     break;
                 }
@@ -931,7 +960,10 @@ impl StreamStore for MongoStore {
             Some(a) if a.as_str() >= prefix => (a.as_str().to_owned(), true),
             _ => (prefix.to_owned(), false),
         };
-        let chunk = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1).min(1024);
+        let chunk = u64::try_from(limit)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+            .min(1024);
         let mut found = Vec::new();
         'pages: loop {
             let ids = inner.core.stream_ids(&from, exclusive, chunk).await?;

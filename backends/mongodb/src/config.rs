@@ -161,10 +161,16 @@ mod tests {
             MongoConfig::from_url("mongodb://u:hunter2@h:1/app?collection_prefix=a_&w=1").unwrap();
         assert_eq!(c.database(), "app");
         assert_eq!(c.prefix(), "a_");
-        assert_eq!(c.driver_url(), "mongodb://u:hunter2@h:1/app?w=1&retryWrites=false");
+        assert_eq!(
+            c.driver_url(),
+            "mongodb://u:hunter2@h:1/app?w=1&retryWrites=false"
+        );
         assert!(!format!("{c:?}").contains("hunter2"));
         let d = MongoConfig::from_url("mongodb://h:1").unwrap();
-        assert_eq!((d.database(), d.prefix()), (DEFAULT_DATABASE, DEFAULT_PREFIX));
+        assert_eq!(
+            (d.database(), d.prefix()),
+            (DEFAULT_DATABASE, DEFAULT_PREFIX)
+        );
         assert!(MongoConfig::from_url("mongodb://h/db?collection_prefix=A$").is_err());
         assert!(MongoConfig::from_url("mongodb://h/a.b").is_err());
         assert!(MongoConfig::from_url("postgres://h/db").is_err());

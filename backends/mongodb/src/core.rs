@@ -265,7 +265,12 @@ impl MongoCore {
 
     /// Distinct stream ids (live or not) that are `>= from` (or `> from` if `exclusive`), in
     /// ascending byte order, at most `limit`.
-    pub async fn stream_ids(&self, from: &str, exclusive: bool, limit: u64) -> Result<Vec<StreamId>> {
+    pub async fn stream_ids(
+        &self,
+        from: &str,
+        exclusive: bool,
+        limit: u64,
+    ) -> Result<Vec<StreamId>> {
         let op = if exclusive { "$gt" } else { "$gte" };
         let pipeline = vec![
             doc! { "$match": { "s": { op: from } } },

@@ -101,7 +101,11 @@ fn get_u64(d: &Document, field: &str) -> Result<u64> {
     let v = match d.get(field) {
         Some(Bson::Int64(v)) => *v,
         Some(Bson::Int32(v)) => i64::from(*v),
-        _ => return Err(corrupt(&format!("field {field} is missing or not an integer"))),
+        _ => {
+            return Err(corrupt(&format!(
+                "field {field} is missing or not an integer"
+            )))
+        }
     };
     u64::try_from(v).map_err(|_| corrupt(&format!("field {field} is negative")))
 }
@@ -116,7 +120,9 @@ fn get_opt_u64(d: &Document, field: &str) -> Result<Option<u64>> {
 fn get_bits(d: &Document, field: &str) -> Result<u64> {
     match d.get(field) {
         Some(Bson::Int64(v)) => Ok(unbits(*v)),
-        _ => Err(corrupt(&format!("field {field} is missing or not an Int64"))),
+        _ => Err(corrupt(&format!(
+            "field {field} is missing or not an Int64"
+        ))),
     }
 }
 
@@ -241,7 +247,9 @@ impl Entry {
 
     /// Reads an entry back; anything malformed is `Corruption`, never served.
     pub fn from_document(d: &Document) -> Result<Entry> {
-        let id = d.get_str("_id").map_err(|_| corrupt("_id is not a string"))?;
+        let id = d
+            .get_str("_id")
+            .map_err(|_| corrupt("_id is not a string"))?;
         let slot = Slot::parse(id).ok_or_else(|| corrupt("_id is not a slot"))?;
         let kind = Kind::from_code(d.get_str("t").map_err(|_| corrupt("no kind"))?)?;
         let claim = d.get_str("c").map_err(|_| corrupt("no claim"))?.to_owned();

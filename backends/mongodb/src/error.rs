@@ -44,8 +44,8 @@ pub fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 /// - document or BSON too large (10334, 17419, 17420, 2) → `TooLarge`;
 /// - authentication, a bad option or URL → `InvalidArgument`; anything else → `Internal`.
 pub fn parse_mongo_error(e: mongodb::error::Error) -> Error {
-    let labelled = e.contains_label("RetryableWriteError")
-        || e.contains_label("TransientTransactionError");
+    let labelled =
+        e.contains_label("RetryableWriteError") || e.contains_label("TransientTransactionError");
     let message = match &*e.kind {
         MongoKind::Write(WriteFailure::WriteError(w)) => w.message.clone(),
         MongoKind::Command(c) => c.message.clone(),

@@ -14,7 +14,8 @@ use super::codec::{get_retention, put_retention, Get, Put};
 use super::format::FormatError;
 use super::fs::FileSystem;
 use super::index::{Point, Points};
-use super::state::{Lost, Stream, Streams};
+use super::stream::{Lost, Stream};
+use super::streams::Streams;
 
 /// The checkpoint's file name.
 pub(crate) const CHECKPOINT: &str = "CHECKPOINT";

@@ -150,7 +150,8 @@ impl SegmentHeader {
     }
 }
 
-/// A decoded frame header.
+/// A frame header: decoded by [`decode_header`], or built by kind (`FrameHeader::trim(..)` and
+/// the others) for [`encode_frame`]. The one header type of the format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
     /// Header plus body bytes (padding excluded).
@@ -177,6 +178,86 @@ pub struct FrameHeader {
 }
 
 impl FrameHeader {
+    /// A header of `kind` for stream number `stream` (0 for frames about the log itself) with
+    /// the kind's `first`, `aux` and `timestamp` fields; no flags, no records. `len` and
+    /// `body_crc` are filled in by the encoder.
+    const fn of(kind: Kind, stream: u64, first: u64, aux: u64, timestamp: u64) -> Self {
+        FrameHeader {
+            len: 0,
+            kind,
+            flags: 0,
+            stream,
+            first,
+            aux,
+            timestamp,
+            count: 0,
+            body_crc: 0,
+        }
+    }
+
+    /// A `Data` frame: `count` records from offset `first`, `cum` payload bytes of the stream
+    /// before them, all with `timestamp`.
+    pub const fn data(stream: u64, first: u64, cum: u64, timestamp: u64, count: u32) -> Self {
+        let mut h = Self::of(Kind::Data, stream, first, cum, timestamp);
+        h.count = count;
+        h
+    }
+
+    /// The same header with the `FLAG_*` bits `flags`.
+    pub const fn with_flags(mut self, flags: u8) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// A `Create` frame: stream number `stream` starts an incarnation (body: the stream id).
+    pub const fn create(stream: u64, incarnation: u64, now: u64) -> Self {
+        Self::of(Kind::Create, stream, 0, incarnation, now)
+    }
+
+    /// A `Seal` frame at the stream's end `next`.
+    pub const fn seal(stream: u64, next: u64, now: u64) -> Self {
+        Self::of(Kind::Seal, stream, next, 0, now)
+    }
+
+    /// A `Trim` frame: the stream's first offset moves to `first`, with `cum` payload bytes
+    /// before it.
+    pub const fn trim(stream: u64, first: u64, cum: u64, now: u64) -> Self {
+        Self::of(Kind::Trim, stream, first, cum, now)
+    }
+
+    /// A `Delete` frame.
+    pub const fn delete(stream: u64, now: u64) -> Self {
+        Self::of(Kind::Delete, stream, 0, 0, now)
+    }
+
+    /// A `Retention` frame at the stream's end `next` (body: the retention).
+    pub const fn retention(stream: u64, next: u64, now: u64) -> Self {
+        Self::of(Kind::Retention, stream, next, 0, now)
+    }
+
+    /// A `Reincarnate` frame: a new incarnation of the stream, at its end `next`.
+    pub const fn reincarnate(stream: u64, next: u64, incarnation: u64, now: u64) -> Self {
+        Self::of(Kind::Reincarnate, stream, next, incarnation, now)
+    }
+
+    /// A `Moved` frame: the compaction copies of offsets `first..next` written just before it
+    /// replace the stream's older frames.
+    pub const fn moved(stream: u64, first: u64, next: u64, now: u64) -> Self {
+        Self::of(Kind::Moved, stream, first, next, now)
+    }
+
+    /// The `Open` frame of a session in durability mode `code`.
+    pub const fn open(code: u64, now: u64) -> Self {
+        Self::of(Kind::Open, 0, 0, code, now)
+    }
+
+    /// A `Commit` frame of segment `seq`: every byte before `durable` was durable when it was
+    /// written; `aux` is 0, or in a non-`Sync` roll's marker the previous segment's end (see
+    /// docs/format.md).
+    pub const fn commit(seq: u64, durable: u64, aux: u64, now: u64) -> Self {
+        Self::of(Kind::Commit, seq, durable, aux, now)
+    }
+
     /// The frame's length rounded up to [`FRAME_ALIGN`]: where the next frame starts.
     pub fn padded_len(&self) -> u64 {
         align(u64::from(self.len))
@@ -212,66 +293,17 @@ pub fn align(n: u64) -> u64 {
 /// 48  4  header CRC-32 of bytes 0..48, seeded with the segment salt
 /// 52  4  zero
 /// ```
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one argument per header field keeps the layout visible"
-)]
-pub fn encode_frame(
-    buf: &mut Vec<u8>,
-    salt: u32,
-    kind: Kind,
-    flags: u8,
-    stream: u64,
-    first: u64,
-    aux: u64,
-    timestamp: u64,
-    count: u32,
-    body: &[u8],
-) {
-    let fields = FrameFields {
-        kind,
-        flags,
-        stream,
-        first,
-        aux,
-        timestamp,
-        count,
-    };
-    encode_frame_with(buf, salt, &fields, |b| b.extend_from_slice(body));
-}
-
-/// Appends a `Commit` frame of segment `seq`: every byte before `durable` was durable when it was
-/// written; `aux` is 0, or in a non-`Sync` roll's marker the previous segment's end (see
-/// docs/format.md).
-pub fn encode_commit(buf: &mut Vec<u8>, salt: u32, seq: u64, durable: u64, aux: u64, now: u64) {
-    encode_frame(buf, salt, Kind::Commit, 0, seq, durable, aux, now, 0, &[]);
-}
-
-/// The header fields of a frame that the caller chooses (length and CRCs are computed).
-#[derive(Clone, Copy, Debug)]
-pub struct FrameFields {
-    /// What the frame records.
-    pub kind: Kind,
-    /// `FLAG_*` bits.
-    pub flags: u8,
-    /// The stream's internal number (0 for frames about the log itself).
-    pub stream: u64,
-    /// First offset (data frames) or the kind's position field.
-    pub first: u64,
-    /// The kind's auxiliary field (cumulative bytes for data frames).
-    pub aux: u64,
-    /// Milliseconds since the epoch.
-    pub timestamp: u64,
-    /// Records in a data frame.
-    pub count: u32,
+pub fn encode_frame(buf: &mut Vec<u8>, salt: u32, h: &FrameHeader, body: &[u8]) {
+    encode_frame_with(buf, salt, h, |b| b.extend_from_slice(body));
 }
 
 /// [`encode_frame`] with the body written by `body` straight into `buf` (no intermediate buffer):
 /// the header is reserved, the body appended, then the header filled in over it. Same bytes.
+/// The header's `len` and `body_crc` are computed here (the values in `f` are not used).
 pub fn encode_frame_with(
     buf: &mut Vec<u8>,
     salt: u32,
-    f: &FrameFields,
+    f: &FrameHeader,
     body: impl FnOnce(&mut Vec<u8>),
 ) {
     let start = buf.len();
@@ -438,7 +470,8 @@ mod tests {
         let key = IdempotencyKey::new(&b"k1"[..]).unwrap();
         let mut body = Vec::new();
         encode_data_body(&mut body, Some((&key, 7)), &recs);
-        encode_frame(&mut buf, 42, Kind::Data, FLAG_KEY, 3, 10, 5, 99, 2, &body);
+        let h = FrameHeader::data(3, 10, 5, 99, 2).with_flags(FLAG_KEY);
+        encode_frame(&mut buf, 42, &h, &body);
         assert_eq!(buf.len() % 8, 0);
         let h = decode_header(&buf, 42).unwrap();
         assert_eq!(

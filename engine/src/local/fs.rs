@@ -138,6 +138,11 @@ pub(crate) fn read_all(file: &dyn FileHandle) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The clean-shutdown marker's file name (in the data directory).
+pub(crate) const CLEAN: &str = "CLEAN";
+/// The directory of the segment files (in the data directory).
+pub(crate) const SEGMENTS: &str = "segments";
+
 /// The path of segment `seq` under `dir`: 20 zero-padded decimal digits, never a stream id.
 pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.seg"))

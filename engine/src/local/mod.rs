@@ -30,30 +30,34 @@
 
 mod checkpoint;
 mod codec;
+mod flusher;
 pub mod format;
 pub mod fs;
 mod index;
 mod lock;
 mod mmap;
+mod open;
 mod options;
+mod prealloc;
+mod read;
 mod reader;
 mod recovery;
+mod report;
+mod segment;
+mod shared;
 mod small;
-mod spare;
 mod state;
+mod stream;
 mod streams;
-mod syncer;
 mod verify;
 mod writer;
 
-use std::ops::{Bound, ControlFlow};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -62,48 +66,22 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::capabilities::{Capabilities, IdempotencyWindow};
 use crate::error::{Error, ErrorKind, Result};
 use crate::store::StreamStore;
+use crate::sync::lock;
 use crate::types::{
-    AppendOptions, AppendResult, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Retention,
+    AppendOptions, AppendResult, ListOptions, ListPage, ReadBatch, ReadOptions, Retention,
     StreamId, StreamInfo,
 };
 use crate::validate::{check_append, check_read, now_ms};
-use crate::wait::{wait_for_records, Notifiers};
+use crate::wait::wait_for_records;
 
 pub use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
-pub use recovery::{LostRange, Quarantine, RecoveryReport, TornTail};
+pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
 use lock::DirLock;
-use reader::{scan, Files, Plan};
-use state::State;
-use writer::{create_segment, fail_op, plan_for, Active, Op, Queued, Writer};
-
-/// The clean-shutdown marker's file name.
-pub(crate) const CLEAN: &str = "CLEAN";
-const SEGMENTS: &str = "segments";
-/// The smallest segment accepted.
-const MIN_SEGMENT_BYTES: u64 = 64 << 10;
-
-/// What the writer thread and the readers share.
-pub(crate) struct Shared {
-    pub state: Mutex<State>,
-    pub notifiers: Notifiers,
-    pub files: Files,
-    pub opts: LocalOptions,
-    pub segment_bytes: u64,
-    /// Set by `abandon`: the writer stops without checkpoint or clean marker.
-    pub abandoned: AtomicBool,
-    /// Mirrors `State::poisoned.is_some()`, so callers check it without taking the state lock.
-    pub poisoned: AtomicBool,
-    /// The log position `(segment, byte)` below which every frame is covered by an `fdatasync`;
-    /// advanced by the writer after each sync. Durable reads in `Interval`/`Buffered` mode stop
-    /// there (in `Sync` mode nothing is published before it is synced).
-    pub durable: Mutex<(u64, u64)>,
-    /// Readers waiting for durable records: while nonzero, each non-`Sync` sync wakes every
-    /// waiting reader (a publish woke them before their records were durable).
-    pub durable_waiters: AtomicUsize,
-}
+use shared::Shared;
+use writer::{fail_op, AppendOp, Op, Queued};
 
 /// A segment kept alive by streams that still have records in it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,148 +127,19 @@ impl LocalStore {
     /// [`open`](Self::open) for callers outside an async runtime.
     pub fn open_blocking(dir: impl AsRef<Path>, options: LocalOptions) -> Result<LocalStore> {
         let dir = dir.as_ref().to_path_buf();
-        if options.segment_bytes < MIN_SEGMENT_BYTES {
-            return Err(Error::invalid(format!(
-                "segment_bytes must be at least {MIN_SEGMENT_BYTES}"
-            )));
-        }
-        let unavailable = |what: String, e: std::io::Error| {
-            Error::new(ErrorKind::Unavailable, what).with_source(e)
-        };
-        make_private_dir(&dir)
-            .map_err(|e| unavailable(format!("cannot create {}", dir.display()), e))?;
-        let dir_lock = lock::lock(&dir)?;
-        let seg_dir = dir.join(SEGMENTS);
-        make_private_dir(&seg_dir)
-            .map_err(|e| unavailable(format!("cannot create {}", seg_dir.display()), e))?;
-
-        let rec = recovery::recover(&dir, &seg_dir, &options)?;
-        let segment_bytes = options.segment_bytes;
-        let mut state = State {
-            tail_total: rec.streams.values().map(|s| s.tail_bytes).sum(),
-            streams: rec.streams,
-            segments: rec.segments,
-            poisoned: None,
-            closed: false,
-            report: rec.report,
-            evict_after: None,
-        };
-        state.evict_tails(options.tail_cache_total_bytes);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(state),
-            notifiers: Notifiers::default(),
-            files: Files::new(
-                seg_dir.clone(),
-                options.fs.clone(),
-                options.max_open_files,
-                options.mmap_reads,
-            ),
-            opts: options.clone(),
-            segment_bytes,
-            abandoned: AtomicBool::new(false),
-            poisoned: AtomicBool::new(false),
-            durable: Mutex::new((0, 0)),
-            durable_waiters: AtomicUsize::new(0),
-        });
-        let fs = options.fs.clone();
-        let io = |what: &str, e: std::io::Error| {
-            Error::new(ErrorKind::Unavailable, format!("open: {what}")).with_source(e)
-        };
-        // From here on the log changes: the old clean marker no longer describes it.
-        let clean = dir.join(CLEAN);
-        if fs.exists(&clean) {
-            fs.remove(&clean)
-                .and_then(|()| fs.sync_dir(&dir))
-                .map_err(|e| io("removing the clean marker", e))?;
-        }
-        // Files left by a crash while a segment was being prepared are not segments.
-        spare::remove_leftovers(fs.as_ref(), &seg_dir)
-            .map_err(|e| io("removing unfinished segment files", e))?;
-        // `Sync` and `Interval` write only into segments zero-filled and synced in advance, so a
-        // commit's `fdatasync` never allocates blocks or changes the file size.
-        let fill = !matches!(options.durability, Durability::Buffered);
-        let active = match rec.active {
-            Some((seq, salt, pos)) => {
-                let file = fs
-                    .open(&fs::segment_path(&seg_dir, seq), true)
-                    .map_err(|e| io("opening the last segment", e))?;
-                if fill {
-                    // Bring the last segment to its full zero-filled size (past the data end and
-                    // the file's length everything is zeros: recovery cut any torn tail).
-                    let len = file.size().map_err(|e| io("reading the last segment", e))?;
-                    if len < segment_bytes {
-                        spare::zero_fill(file.as_ref(), len.max(pos), segment_bytes)
-                            .map_err(|e| io("zero-filling the last segment", e))?;
-                    }
-                }
-                Active {
-                    seq,
-                    salt,
-                    file,
-                    pos,
-                    durable: pos,
-                    marked: pos,
-                }
-            }
-            None => {
-                let a = create_segment(&shared, &seg_dir, rec.max_seq + 1, fill)
-                    .map_err(|e| io("creating a segment", e))?;
-                lock_state(&shared).segments.insert(
-                    a.seq,
-                    state::SegInfo {
-                        salt: a.salt,
-                        readable: a.pos,
-                        damaged: false,
-                    },
-                );
-                a
-            }
-        };
-        // Everything recovery found is durable: earlier segments were synced at their roll (in
-        // `Sync` mode) or by recovery itself (after an unclean shutdown, see `recovery.rs`), and
-        // the last one is synced with the session's `Open` frame before the store is returned.
-        *shared
-            .durable
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = (active.seq, active.pos);
-        let mut writer = Writer {
-            shared: shared.clone(),
-            dir: dir.clone(),
-            seg_dir,
-            active,
-            next_number: rec.next_number,
-            durability: options.durability,
-            segment_bytes,
-            last_sync: Instant::now(),
-            last_checkpoint: Instant::now(),
-            bytes_since_checkpoint: 0,
-            last_sweep: Instant::now(),
-            touched: Vec::new(),
-            fill,
-            prealloc: None,
-            prealloc_off: false,
-            flusher: None,
-            kicked: 0,
-            checkpoint_len: 0,
-            spare: Default::default(),
-            syncer: None,
-            syncer_off: false,
-            overlay: Default::default(),
-            lookahead: None,
-        };
-        writer
-            .open_session()
-            .map_err(|e| io("writing the session start", e))?;
-        if !rec.reincarnate.is_empty() {
-            writer
-                .reincarnate(&rec.reincarnate)
-                .map_err(|e| io("recording new incarnations", e))?;
-        }
+        let open::Opened {
+            shared,
+            writer,
+            lock: dir_lock,
+        } = open::open(&dir, &options)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("streamstore-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| io("starting the writer thread", e))?;
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, "open: starting the writer thread")
+                    .with_source(e)
+            })?;
         Ok(LocalStore {
             shared,
             tx,
@@ -305,7 +154,7 @@ impl LocalStore {
 
     /// What the last open found: torn tail, quarantined damage, lost offsets, new incarnations.
     pub fn recovery_report(&self) -> RecoveryReport {
-        lock_state(&self.shared).report.clone()
+        self.shared.state().report.clone()
     }
 
     /// The data directory.
@@ -316,7 +165,7 @@ impl LocalStore {
     /// Segments other than the one being written that live records keep from being deleted, with
     /// the streams that pin them (oldest segment first).
     pub fn pinned_segments(&self) -> Vec<PinnedSegment> {
-        let st = lock_state(&self.shared);
+        let st = self.shared.state();
         let newest = st.segments.keys().next_back().copied();
         let mut out: std::collections::BTreeMap<u64, Vec<StreamId>> = Default::default();
         for (id, s) in &st.streams {
@@ -335,13 +184,13 @@ impl LocalStore {
 
     /// Number of segment files on disk (as the store knows them).
     pub fn segment_count(&self) -> usize {
-        lock_state(&self.shared).segments.len()
+        self.shared.state().segments.len()
     }
 
     /// Bytes held by the tail caches as counted against `tail_cache_total_bytes` (payload plus
     /// 48 bytes per record).
     pub fn cache_bytes(&self) -> usize {
-        lock_state(&self.shared).tail_total
+        self.shared.state().tail_total
     }
 
     /// Number of segment files open for reading (bounded by `max_open_files`).
@@ -374,10 +223,7 @@ impl LocalStore {
             return Err(Error::closed());
         }
         if self.shared.poisoned.load(Ordering::Acquire) {
-            let msg = lock_state(&self.shared)
-                .poisoned
-                .clone()
-                .unwrap_or_default();
+            let msg = self.shared.state().poisoned.clone().unwrap_or_default();
             return Err(Error::new(ErrorKind::Poisoned, msg));
         }
         Ok(())
@@ -404,93 +250,6 @@ impl LocalStore {
             return Err(Error::closed());
         }
         rx.await.map_err(|_| Error::closed())?
-    }
-
-    /// One read attempt, without waiting.
-    /// Whether `options` asks for more than what is visible: durable records in a mode that
-    /// publishes before syncing.
-    fn durable_only(&self, options: &ReadOptions) -> bool {
-        options.durable && !matches!(self.shared.opts.durability, Durability::Sync)
-    }
-
-    async fn read_now(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        options: &ReadOptions,
-    ) -> Result<ReadBatch> {
-        // A segment deleted between planning and reading (trim + checkpoint) is retried once.
-        let mut attempt = 0;
-        loop {
-            match self.read_once(stream, from, options).await {
-                Err(e) if e.kind() == ErrorKind::Unavailable && attempt == 0 => attempt += 1,
-                other => return other,
-            }
-        }
-    }
-
-    async fn read_once(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        options: &ReadOptions,
-    ) -> Result<ReadBatch> {
-        let (plan, meta) = {
-            let st = lock_state(&self.shared);
-            if st.closed {
-                return Err(Error::closed());
-            }
-            let Some(s) = st.streams.get(stream) else {
-                return Ok(ReadBatch::missing(from));
-            };
-            let h = &s.head;
-            if h.is_expired(now_ms()) {
-                return Ok(ReadBatch::missing(from));
-            }
-            let meta = h.empty_read(from)?;
-            if from >= h.next_offset {
-                return Ok(meta);
-            }
-            if let Some((a, b)) = s.lost_at(from) {
-                return Err(Error::new(
-                    ErrorKind::Corruption,
-                    format!(
-                        "offsets {a}..{b} of stream {stream:?} were lost to damage (see the recovery report)"
-                    ),
-                ));
-            }
-            // The tail cache does not know which of its records are synced yet.
-            let durable_only = self.durable_only(options);
-            if !durable_only && s.tail.front().is_some_and(|r| r.offset <= from) {
-                let mut batch = meta;
-                let mut bytes = 0usize;
-                for r in s.tail.iter().filter(|r| r.offset >= from) {
-                    if !take(&batch.records, bytes, r.payload.len(), options) {
-                        break;
-                    }
-                    bytes += r.payload.len();
-                    batch.records.push(r.clone());
-                }
-                batch.next_offset = from + batch.records.len() as u64;
-                return Ok(batch);
-            }
-            let until = from.saturating_add(options.max_records as u64);
-            let mut plan = plan_for(&st, s, from, until);
-            if durable_only {
-                let synced = *self
-                    .shared
-                    .durable
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                plan.synced_end = Some(synced);
-            }
-            (plan, meta)
-        };
-        let shared = self.shared.clone();
-        let options = *options;
-        tokio::task::spawn_blocking(move || read_plan(&shared, &plan, meta, &options))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Internal, "a read task failed").with_source(e))?
     }
 }
 
@@ -544,77 +303,6 @@ pub fn fuzz_decoders(data: &[u8]) -> usize {
     ok
 }
 
-/// Counts a reader waiting for durable records while it waits.
-struct DurableWaiter<'a>(&'a Shared);
-
-impl<'a> DurableWaiter<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        shared.durable_waiters.fetch_add(1, Ordering::AcqRel);
-        DurableWaiter(shared)
-    }
-}
-
-impl Drop for DurableWaiter<'_> {
-    fn drop(&mut self) {
-        self.0.durable_waiters.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Whether one more record of `len` bytes fits the read's limits (the first always does).
-fn take(records: &[Record], bytes: usize, len: usize, options: &ReadOptions) -> bool {
-    records.len() < options.max_records
-        && (records.is_empty() || bytes.saturating_add(len) <= options.max_bytes)
-}
-
-/// Runs a read plan on a blocking thread.
-fn read_plan(
-    shared: &Shared,
-    plan: &Plan,
-    mut batch: ReadBatch,
-    options: &ReadOptions,
-) -> Result<ReadBatch> {
-    let mut bytes = 0usize;
-    let scanned = scan(&shared.files, plan, |offset, timestamp_ms, _, payload| {
-        if !take(&batch.records, bytes, payload.len(), options) {
-            return ControlFlow::Break(());
-        }
-        bytes += payload.len();
-        batch.records.push(Record {
-            offset,
-            timestamp_ms,
-            payload,
-        });
-        ControlFlow::Continue(())
-    });
-    // Every record visited came from a frame whose checks passed, so the records before a
-    // damaged frame (or a failed read) are served, and the read that starts at the damage gets
-    // the error. Failing the whole page would hide good records behind a bad one.
-    if let Err(e) = scanned {
-        if batch.records.is_empty() {
-            return Err(e);
-        }
-    }
-    batch.next_offset = plan.from + batch.records.len() as u64;
-    Ok(batch)
-}
-
-fn lock_state(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Creates `dir` with mode 0700 if it does not exist.
-fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    // The mode given to mkdir is masked by the umask; set it exactly.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
 /// The limits this configuration supports: a batch must fit in one segment with its framing.
 fn capabilities(opts: &LocalOptions) -> Capabilities {
     let d = Capabilities::default();
@@ -655,13 +343,15 @@ impl StreamStore for LocalStore {
         let (bytes, digest) = check_append(stream, &records, key, &self.caps)?;
         let key = options.idempotency_key.zip(digest);
         let stream = stream.clone();
-        self.submit(|tx| Op::Append {
-            stream,
-            records,
-            bytes,
-            expect: options.expect,
-            key,
-            tx,
+        self.submit(|tx| {
+            Op::Append(AppendOp {
+                stream,
+                records,
+                bytes,
+                expect: options.expect,
+                key,
+                tx,
+            })
         })
         .await
     }
@@ -672,15 +362,14 @@ impl StreamStore for LocalStore {
             return Err(Error::closed());
         }
         match options.wait {
-            None => self.read_now(stream, from, &options).await,
+            None => read::read_now(&self.shared, stream, from, &options).await,
             Some(wait) => {
-                let _durable_waiter = self
-                    .durable_only(&options)
-                    .then(|| DurableWaiter::new(&self.shared));
+                let _durable_waiter = read::durable_only(&self.shared, &options)
+                    .then(|| read::DurableWaiter::new(&self.shared));
                 wait_for_records(
                     wait,
                     || self.shared.notifiers.arm(stream),
-                    || self.read_now(stream, from, &options),
+                    || read::read_now(&self.shared, stream, from, &options),
                 )
                 .await
             }
@@ -706,7 +395,7 @@ impl StreamStore for LocalStore {
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
-        let st = lock_state(&self.shared);
+        let st = self.shared.state();
         if st.closed {
             return Err(Error::closed());
         }
@@ -721,7 +410,7 @@ impl StreamStore for LocalStore {
             return Err(Error::closed());
         }
         let now = now_ms();
-        let st = lock_state(&self.shared);
+        let st = self.shared.state();
         if st.closed {
             return Err(Error::closed());
         }
@@ -755,27 +444,18 @@ impl StreamStore for LocalStore {
             Ok(()) => rx.await.unwrap_or(Ok(())),
             Err(_) => Ok(()),
         };
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let thread = lock(&self.thread).take();
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         {
-            let mut st = lock_state(&self.shared);
+            let mut st = self.shared.state();
             st.closed = true;
             st.streams.clear();
         }
         self.shared.notifiers.notify_all();
         // The writer has stopped: release the directory for the next opener.
-        drop(
-            self.lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        drop(lock(&self.lock).take());
         result
     }
 }
@@ -795,7 +475,7 @@ impl Drop for LocalStore {
         let thread = self
             .thread
             .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         if let Some(t) = thread {
             let _ = t.join();

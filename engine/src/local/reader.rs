@@ -6,17 +6,19 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sync::lock;
 
 use super::format::{self, FrameHeader, Kind, FRAME_HEADER_LEN};
 use super::fs::{segment_path, FileHandle, FileSystem};
 use super::index::Point;
 use super::mmap::Mapped;
-use super::state::SegInfo;
+use super::state::{SegInfo, State};
+use super::stream::Stream;
 
 /// Bytes read at once while scanning.
 const CHUNK: usize = 256 << 10;
@@ -86,7 +88,7 @@ impl Files {
 
     /// The open file of segment `seq`.
     pub fn get(&self, seq: u64) -> io::Result<Arc<dyn FileHandle>> {
-        let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lru = lock(&self.open);
         if let Some(f) = lru.get(seq) {
             return Ok(f);
         }
@@ -101,7 +103,7 @@ impl Files {
         if !self.mmap {
             return Ok(None);
         }
-        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = lock(&self.maps);
         // A finished segment's readable length never changes, so a cached map covers `len`.
         if let Some(m) = maps.get(seq).filter(|m| m.bytes().len() as u64 >= len) {
             return Ok(Some(m));
@@ -123,29 +125,21 @@ impl Files {
 
     /// Closes segment `seq` (it is being deleted).
     pub fn forget(&self, seq: u64) {
-        let mut lru = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut lru = lock(&self.open);
         lru.map.remove(&seq);
         drop(lru);
-        let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut maps = lock(&self.maps);
         maps.map.remove(&seq);
     }
 
     /// Number of files open (for tests of the bound).
     pub fn open_count(&self) -> usize {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len()
+        lock(&self.open).map.len()
     }
 
     /// Number of finished segments mapped (for tests of the bound and of the map path).
     pub fn mapped_count(&self) -> usize {
-        self.maps
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len()
+        lock(&self.maps).map.len()
     }
 }
 
@@ -374,4 +368,33 @@ pub(crate) fn io_error(e: io::Error) -> Error {
         .with_source(e);
     }
     Error::new(ErrorKind::Unavailable, "reading a segment failed").with_source(e)
+}
+
+/// A read plan for stream `s` covering offsets `from..until` (bounded by what is committed).
+pub(crate) fn plan_for(st: &State, s: &Stream, from: u64, until: u64) -> Plan {
+    let end = until
+        .min(s.head.next_offset)
+        .min(s.lost_after(from).unwrap_or(u64::MAX));
+    let start = s.points.find(from).unwrap_or(0);
+    let mut points = Vec::new();
+    for p in s.points.window(start, usize::MAX) {
+        let past = p.offset >= end;
+        points.push(p);
+        if past {
+            break;
+        }
+    }
+    let segs = points
+        .iter()
+        .filter_map(|p| st.segments.get(&p.seg).map(|i| (p.seg, *i)))
+        .collect();
+    Plan {
+        number: s.number,
+        points,
+        segs,
+        from,
+        end,
+        synced_end: None,
+        newest_seg: st.segments.keys().next_back().copied().unwrap_or(0),
+    }
 }

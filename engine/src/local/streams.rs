@@ -14,7 +14,7 @@ use std::ops::RangeBounds;
 
 use crate::types::StreamId;
 
-use super::state::Stream;
+use super::stream::Stream;
 
 /// See the module documentation.
 #[derive(Debug, Default)]

@@ -40,7 +40,7 @@ pub struct VerifyReport {
 /// Checks every segment under `dir` (a store directory). `progress(done, total)` is called with
 /// byte counts as files are read. Blocking: run it on a blocking thread.
 pub fn verify_dir(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-    let seg_dir = dir.join(super::SEGMENTS);
+    let seg_dir = dir.join(super::fs::SEGMENTS);
     let io =
         |what: String, e: std::io::Error| Error::new(ErrorKind::Unavailable, what).with_source(e);
     let mut files: Vec<(u64, PathBuf, u64)> = Vec::new();

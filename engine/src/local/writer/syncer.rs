@@ -18,17 +18,19 @@
 //!   `Writer::work`) and waits with [`Syncer::drain`] before anything that needs the published
 //!   state to be complete (rolls, checkpoints, reading records back, its own syncs).
 
+use crate::sync::{lock, wait};
 use std::io;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use super::fs::FileHandle;
-use super::writer::{finish_handoff, Group};
-use super::Shared;
+use super::super::fs::FileHandle;
+use super::super::shared::Shared;
+use super::finish::{finish, Failure};
+use super::group::Group;
 
 /// A written group on its way to being synced and published.
-pub(crate) struct Handoff {
+pub(super) struct Handoff {
     pub group: Group,
     /// The active segment the group was written to, and the write position after it.
     pub file: Arc<dyn FileHandle>,
@@ -44,7 +46,7 @@ struct Progress {
 }
 
 /// The handle the writer keeps. Dropping it lets the thread finish what it was handed and stop.
-pub(crate) struct Syncer {
+pub(super) struct Syncer {
     tx: Option<mpsc::Sender<Handoff>>,
     /// Finished groups come back here, emptied, so their allocations are reused.
     spare: mpsc::Receiver<Group>,
@@ -94,11 +96,7 @@ impl Syncer {
 
     /// The number of groups finished so far.
     pub fn done(&self) -> u64 {
-        *self
-            .progress
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *lock(&self.progress.done)
     }
 
     /// Whether a group handed over is not finished yet.
@@ -108,17 +106,9 @@ impl Syncer {
 
     /// Waits until every group handed over is finished.
     pub fn drain(&self) {
-        let mut done = self
-            .progress
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut done = lock(&self.progress.done);
         while *done < self.sent {
-            done = self
-                .progress
-                .changed
-                .wait(done)
-                .unwrap_or_else(PoisonError::into_inner);
+            done = wait(&self.progress.changed, done);
         }
     }
 
@@ -153,13 +143,7 @@ fn run(
         }
         let mut synced: Vec<&Arc<dyn FileHandle>> = Vec::new();
         let mut result: io::Result<()> = Ok(());
-        if let Some(p) = shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .poisoned
-            .clone()
-        {
+        if let Some(p) = shared.state().poisoned.clone() {
             result = Err(io::Error::other(p));
         }
         // Normally one file (rolls drain this thread first); newest first, once each.
@@ -175,17 +159,20 @@ fn run(
         let n = batch.len() as u64;
         if result.is_ok() {
             if let Some(last) = batch.last() {
-                *shared
-                    .durable
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = (last.seq, last.end);
+                *shared.durable() = (last.seq, last.end);
             }
         }
-        for h in batch {
-            let g = finish_handoff(shared, h, &mut touched, result.as_ref().err());
-            let _ = spare.send(g);
+        for mut h in batch {
+            let file = |_| Ok(h.file.clone());
+            let failure = result.as_ref().err().map(|error| Failure {
+                error,
+                what: "sync",
+                file: &file,
+            });
+            finish(shared, &mut h.group, &mut touched, (h.seq, h.end), failure);
+            let _ = spare.send(h.group.recycle());
         }
-        let mut done = progress.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut done = lock(&progress.done);
         *done += n;
         progress.changed.notify_all();
     }
