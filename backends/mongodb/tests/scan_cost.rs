@@ -67,7 +67,10 @@ async fn point_reads_against_scans_as_the_collection_grows() {
         docs += per_task * 8;
         let n = 30;
         let point = mean_us(n, || async {
-            let b = store.read(&probe, 50, ReadOptions::limit(10)).await.unwrap();
+            let b = store
+                .read(&probe, 50, ReadOptions::limit(10))
+                .await
+                .unwrap();
             assert_eq!(b.records.len(), 10);
         })
         .await;
@@ -77,7 +80,10 @@ async fn point_reads_against_scans_as_the_collection_grows() {
         })
         .await;
         let many = mean_us(n, || async {
-            let b = store.read(&probe, 0, ReadOptions::limit(100)).await.unwrap();
+            let b = store
+                .read(&probe, 0, ReadOptions::limit(100))
+                .await
+                .unwrap();
             assert_eq!(b.records.len(), 100);
         })
         .await;
