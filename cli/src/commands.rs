@@ -479,13 +479,17 @@ async fn bench(args: Vec<String>) -> Result<()> {
     let program = beside
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("streamstore-bench"));
-    let status = tokio::process::Command::new(&program).args(&args).status().await.map_err(|e| {
-        Error::invalid(format!(
-            "cannot run {}: install it with `cargo install --locked --path benches`",
-            program.display()
-        ))
-        .with_source(e)
-    })?;
+    let status = tokio::process::Command::new(&program)
+        .args(&args)
+        .status()
+        .await
+        .map_err(|e| {
+            Error::invalid(format!(
+                "cannot run {}: install it with `cargo install --locked --path benches`",
+                program.display()
+            ))
+            .with_source(e)
+        })?;
     if status.success() {
         Ok(())
     } else {
