@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
+use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, IdempotencyWindow, ListOptions,
     ListPage, ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo, StreamStore,
@@ -34,9 +34,6 @@ const MAX_READ_ATTEMPTS: u32 = 8;
 
 /// Attempts of a head update (seal, trim, retention, delete) that lost a race for the head.
 const MAX_HEAD_ATTEMPTS: u32 = 100;
-
-/// First pause of a waiting read's polling (doubled up to the configured interval).
-const POLL_MIN: Duration = Duration::from_millis(20);
 
 /// What this adapter declares.
 pub fn capabilities(poll: Duration) -> Capabilities {
@@ -72,19 +69,29 @@ pub(crate) fn must_trim(h: &Head) -> bool {
 
 /// A `StreamStore` over one DynamoDB table (see the crate docs for the model).
 ///
-/// Several processes may share the table. Waiting reads poll with backoff and are woken at once
-/// by appends made through the same store object.
+/// Several processes may share the table. Waiting reads are served by one [`Watcher`] per store
+/// object: it reads the heads of every waited-on stream, 100 per `BatchGetItem`, once per poll
+/// interval, and appends made through the same store object wake their readers at once.
 pub struct DynamoDbStore {
     core: Arc<Core>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 pub(crate) struct Core {
-    pub(crate) db: Db,
-    notifiers: Arc<Notifiers>,
+    pub(crate) db: Arc<Db>,
+    watcher: Watcher,
     closed: AtomicBool,
     caps: Capabilities,
-    poll: Duration,
+}
+
+/// The watcher's batched head read.
+struct Heads(Arc<Db>);
+
+#[async_trait]
+impl HeadSource for Heads {
+    async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        self.0.marks(streams).await
+    }
 }
 
 impl DynamoDbStore {
@@ -105,14 +112,21 @@ impl DynamoDbStore {
     /// Opens the store with `config`: creates the table if needed (idempotent; waits until it
     /// is `ACTIVE`) and starts the retention sweeper.
     pub async fn open(config: DynamoDbConfig) -> Result<Self> {
-        let db = Db::new(&config)?;
+        let db = Arc::new(Db::new(&config)?);
         db.ensure_table().await?;
+        let watcher = Watcher::new(
+            Arc::new(Heads(Arc::clone(&db))),
+            WatchOptions {
+                tick: config.poll_interval,
+                batch: BATCH_GET_KEYS,
+                ..WatchOptions::default()
+            },
+        );
         let core = Arc::new(Core {
             db,
-            notifiers: Arc::new(Notifiers::default()),
+            watcher,
             closed: AtomicBool::new(false),
             caps: capabilities(config.poll_interval),
-            poll: config.poll_interval,
         });
         let sweeper = {
             let core = Arc::clone(&core);
@@ -143,7 +157,7 @@ impl DynamoDbStore {
     /// re-creation. The batched head read a shared waiter task polls.
     pub async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.core.check_open()?;
-        self.core.heads_marks(streams).await
+        self.core.db.marks(streams).await
     }
 
     fn abort_tasks(&self) {
@@ -183,20 +197,6 @@ impl Core {
     async fn live_head(&self, stream: &StreamId) -> Result<Option<Head>> {
         let h = self.db.head(stream).await?;
         Ok(h.filter(|h| !h.head.is_expired(now_ms())))
-    }
-
-    async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        let now = now_ms();
-        let mut marks = Vec::with_capacity(streams.len());
-        for group in streams.chunks(BATCH_GET_KEYS) {
-            for item in self.db.heads(group).await? {
-                let h = parse_head(&item)?;
-                if !h.head.is_expired(now) {
-                    marks.push((head_id(&item)?, h.mark()));
-                }
-            }
-        }
-        Ok(marks)
     }
 
     /// Writes `new` over the head `old` if it has not changed since it was read. `Ok(false)`:
@@ -448,7 +448,7 @@ impl Core {
                 if h.head.is_expired(now_ms())
                     && matches!(self.db.delete_head_if(&id, &h).await, Ok(true))
                 {
-                    self.notifiers.notify(&id);
+                    self.watcher.notify(&id);
                     self.drop_incarnation(&id, &h).await;
                     deleted += 1;
                 }
@@ -486,7 +486,7 @@ impl StreamStore for DynamoDbStore {
             .append(stream, &records, bytes, options.expect, key)
             .await?;
         if wrote {
-            core.notifiers.notify(stream);
+            core.watcher.notify(stream);
         }
         Ok(result)
     }
@@ -498,22 +498,13 @@ impl StreamStore for DynamoDbStore {
         let Some(wait) = options.wait else {
             return core.read_now(stream, from, &options).await;
         };
-        let mut pause = POLL_MIN;
-        let poll_max = core.poll;
-        let arm = || -> Wakeup<'static> {
-            // Registered before the read it guards, so an append in between still wakes this
-            // wait; the sleep covers writers in other processes.
-            let notified = core.notifiers.arm(stream);
-            let sleep = tokio::time::sleep(pause);
-            pause = (pause * 2).min(poll_max);
-            Box::pin(async move {
-                tokio::select! {
-                    () = notified => {}
-                    () = sleep => {}
-                }
-            })
-        };
-        wait_for_records(wait, arm, || core.read_now(stream, from, &options)).await
+        // Armed before the read it guards, so a change in between still wakes this wait.
+        wait_for_records(
+            wait,
+            || core.watcher.arm(stream),
+            || core.read_now(stream, from, &options),
+        )
+        .await
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
@@ -533,7 +524,7 @@ impl StreamStore for DynamoDbStore {
             })
             .await?;
         if sealed_now {
-            core.notifiers.notify(stream);
+            core.watcher.notify(stream);
         }
         Ok(info)
     }
@@ -561,7 +552,7 @@ impl StreamStore for DynamoDbStore {
             };
             match core.db.delete_head_if(stream, &h).await {
                 Ok(true) => {
-                    core.notifiers.notify(stream);
+                    core.watcher.notify(stream);
                     core.drop_incarnation(stream, &h).await;
                     // An expired stream was already gone as far as callers could see.
                     return Ok(!h.head.is_expired(now_ms()));
@@ -645,7 +636,7 @@ impl StreamStore for DynamoDbStore {
             return Ok(());
         }
         self.abort_tasks();
-        core.notifiers.notify_all();
+        core.watcher.close();
         Ok(())
     }
 }

@@ -434,6 +434,23 @@ impl Db {
         }
     }
 
+    /// For each of `streams` that exists and has not expired, a mark that changes with every
+    /// head write (append, seal, trim, retention, delete, re-creation): one `BatchGetItem` per
+    /// 100 streams.
+    pub(crate) async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        let now = streamstore::validate::now_ms();
+        let mut marks = Vec::with_capacity(streams.len());
+        for group in streams.chunks(BATCH_GET_KEYS) {
+            for item in self.heads(group).await? {
+                let h = parse_head(&item)?;
+                if !h.head.is_expired(now) {
+                    marks.push((model::head_id(&item)?, h.mark()));
+                }
+            }
+        }
+        Ok(marks)
+    }
+
     /// The heads of `streams` (at most [`BATCH_GET_KEYS`]) in one strongly consistent
     /// `BatchGetItem` (repeated for keys DynamoDB leaves unprocessed).
     pub(crate) async fn heads(&self, streams: &[StreamId]) -> Result<Vec<Item>> {

@@ -181,7 +181,7 @@ async fn acknowledged_appends_survive_lost_replies() {
     }
     let expected: usize = all_acked
         .iter()
-        .flat_map(|(_, a)| a.iter().map(|(_, r)| r.count as usize))
+        .flat_map(|(_, a)| a.iter().map(|(_, r)| usize::try_from(r.count).unwrap()))
         .sum();
     assert_eq!(records.len(), expected, "records stored vs acknowledged");
     for (i, r) in records.iter().enumerate() {
@@ -208,9 +208,8 @@ async fn acknowledged_appends_survive_lost_replies() {
     // `Conflict` caused by its own lost reply (nobody else writes). The adapter must recognize
     // its own batch by its id; only `Unavailable` may remain (the writer then looks itself).
     let lone = StreamId::new("faults/next").unwrap();
-    let mut next = 0u64;
     let mut looked = 0;
-    for b in 0..40usize {
+    for (next, b) in (0u64..).zip(0..40usize) {
         let records = vec![payload(9, b, 0)];
         loop {
             match faulty
@@ -236,7 +235,6 @@ async fn acknowledged_appends_survive_lost_replies() {
                 Err(e) => panic!("batch {b} at {next}: {e} (a lost reply taken for a conflict?)"),
             }
         }
-        next += 1;
     }
     let got = direct
         .read(&lone, 0, ReadOptions::limit(1000))

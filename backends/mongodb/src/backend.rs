@@ -17,7 +17,7 @@ use bytes::Bytes;
 use mongodb::Client;
 use streamstore::head::{Decision, StreamHead};
 use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, Notifiers, Wakeup};
+use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     IdempotencyWindow, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Result, Retention,
@@ -65,8 +65,10 @@ pub struct MongoStore {
 struct Inner {
     core: MongoCore,
     client: Client,
-    notifiers: Notifiers,
-    cache: StartCache,
+    /// One watcher per store: waiting reads cost one round of head reads per tick, however
+    /// many there are; writes of this process wake them at once.
+    watcher: Watcher,
+    cache: Arc<StartCache>,
     closed: AtomicBool,
     config: MongoConfig,
 }
@@ -90,8 +92,53 @@ async fn pause_or_fail(tries: &mut u32, e: Error) -> Result<()> {
     Ok(())
 }
 
+/// The watcher's head reads: the last entry of each waited-on stream, walked concurrently.
+struct Marks {
+    core: MongoCore,
+    cache: Arc<StartCache>,
+}
+
+#[async_trait]
+impl HeadSource for Marks {
+    async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        marks(&self.core, &self.cache, streams).await
+    }
+}
+
+/// Walks waited-on streams at once, this many at a time.
+const MARKS_CONCURRENCY: usize = 32;
+
+/// For each of `streams` that exists, a hash of its last entry's slot: it changes with every
+/// write (append, seal, trim, retention, delete, re-creation). Concurrent point reads by `_id`,
+/// because FerretDB does not push `{_id: {$in: …}}` down (one batched query would scan).
+async fn marks(
+    core: &MongoCore,
+    cache: &StartCache,
+    streams: &[StreamId],
+) -> Result<Vec<(StreamId, u64)>> {
+    use futures::{StreamExt, TryStreamExt};
+    let now = now_ms();
+    let found: Vec<Option<(StreamId, u64)>> = futures::stream::iter(streams.iter().cloned())
+        .map(|s: StreamId| async move {
+            let start = start_of(core, cache, &s).await?;
+            let Walked { last, .. } = walk(core, &s, start).await?;
+            if let Some(e) = &last {
+                cache.put(&s, e);
+            }
+            Ok::<_, Error>(last.filter(|e| e.live_head(now).is_some()).map(|e| {
+                let mut h = DefaultHasher::new();
+                e.slot.hash(&mut h);
+                (s, h.finish())
+            }))
+        })
+        .buffer_unordered(MARKS_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 /// The capabilities this adapter declares.
-pub fn capabilities(poll_max: Duration) -> Capabilities {
+pub fn capabilities(poll_interval: Duration) -> Capabilities {
     Capabilities {
         max_record_bytes: MAX_RECORD_BYTES,
         max_batch_records: MAX_BATCH_RECORDS,
@@ -103,7 +150,7 @@ pub fn capabilities(poll_max: Duration) -> Capabilities {
             max_age: None,
         }),
         wait: WaitMechanism::Poll {
-            max_interval: poll_max,
+            max_interval: poll_interval,
         },
         persistent: true,
         // An acknowledged insert is as durable as the server's write concern makes it, and
@@ -140,11 +187,22 @@ impl MongoStore {
         let db = client.database(config.database());
         let core = MongoCore::open(&db, config.prefix()).await?;
         let sweep = config.sweep_interval;
+        let cache = Arc::new(StartCache::default());
+        let watcher = Watcher::new(
+            Arc::new(Marks {
+                core: core.clone(),
+                cache: Arc::clone(&cache),
+            }),
+            WatchOptions {
+                tick: config.poll_interval,
+                ..WatchOptions::default()
+            },
+        );
         let inner = Arc::new(Inner {
             core,
             client,
-            notifiers: Notifiers::default(),
-            cache: StartCache::default(),
+            watcher,
+            cache,
             closed: AtomicBool::new(false),
             config,
         });
@@ -176,23 +234,11 @@ impl MongoStore {
     }
 
     /// For each of `streams` that exists, a mark that changes whenever anything a waiting
-    /// reader could notice changes (an append, seal, trim, delete, re-creation): the `_id` of
-    /// its last entry, hashed. One concurrent walk per stream, each a few point reads by `_id`
-    /// (FerretDB does not push `{_id: {$in: …}}` down, so one batched query would scan).
+    /// reader could notice changes (an append, seal, trim, delete, re-creation): the slot of
+    /// its last entry, hashed. What the store's [`Watcher`] reads every tick.
     pub async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        let inner = &self.inner;
-        inner.check_open()?;
-        let now = now_ms();
-        let walks = streams.iter().map(|s| async move {
-            let last = inner.last_entry(s).await?;
-            Ok::<_, Error>(last.filter(|e| e.live_head(now).is_some()).map(|e| {
-                let mut h = DefaultHasher::new();
-                e.slot.hash(&mut h);
-                (s.clone(), h.finish())
-            }))
-        });
-        let found = futures::future::try_join_all(walks).await?;
-        Ok(found.into_iter().flatten().collect())
+        self.inner.check_open()?;
+        marks(&self.inner.core, &self.inner.cache, streams).await
     }
 
     fn abort_tasks(&self) {
@@ -282,7 +328,7 @@ impl Inner {
         if let Some(p) = pred.filter(|p| p.kind != Kind::Delete && p.head.expires_ms().is_some()) {
             let _ = self.core.clear_expiry(p.slot.id(stream)).await;
         }
-        self.notifiers.notify(stream);
+        self.watcher.notify(stream);
     }
 
     /// The result of an append whose claim was found on `found`: the earlier result for the
@@ -829,7 +875,7 @@ impl Inner {
 #[async_trait]
 impl StreamStore for MongoStore {
     fn capabilities(&self) -> Capabilities {
-        capabilities(self.inner.config.poll_max)
+        capabilities(self.inner.config.poll_interval)
     }
 
     async fn append(
@@ -856,22 +902,14 @@ impl StreamStore for MongoStore {
         let Some(wait) = options.wait else {
             return inner.read_now(stream, from, &options).await;
         };
-        let (poll_min, poll_max) = (inner.config.poll_min, inner.config.poll_max);
-        let mut pause = poll_min;
-        let arm = || -> Wakeup<'static> {
-            // Registered before the read it guards, so a write of this process in between
-            // still wakes the wait; the sleep covers writers in other processes.
-            let notified = inner.notifiers.arm(stream);
-            let sleep = tokio::time::sleep(pause);
-            pause = (pause * 2).min(poll_max);
-            Box::pin(async move {
-                tokio::select! {
-                    () = notified => {}
-                    () = sleep => {}
-                }
-            })
-        };
-        wait_for_records(wait, arm, || inner.read_now(stream, from, &options)).await
+        // Armed before the read it guards: a write of this process in between wakes it at
+        // once, one of another process at the watcher's next tick.
+        wait_for_records(
+            wait,
+            || inner.watcher.arm(stream),
+            || inner.read_now(stream, from, &options),
+        )
+        .await
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
@@ -1012,7 +1050,7 @@ impl StreamStore for MongoStore {
             return Ok(());
         }
         self.abort_tasks();
-        inner.notifiers.notify_all();
+        inner.watcher.close();
         inner.client.clone().shutdown().await;
         Ok(())
     }

@@ -25,10 +25,9 @@ pub struct MongoConfig {
     prefix: String,
     /// How often the retention sweeper runs.
     pub sweep_interval: Duration,
-    /// First pause of a waiting read's polling (doubled up to `poll_max`).
-    pub poll_min: Duration,
-    /// Longest pause between two polls of a waiting read.
-    pub poll_max: Duration,
+    /// How often the store's watcher reads the heads of the streams that readers wait on (the
+    /// longest a write of another process waits to be noticed).
+    pub poll_interval: Duration,
 }
 
 /// Validates a collection prefix: `[a-z][a-z0-9_]{0,30}`, so collection names never need
@@ -111,8 +110,7 @@ impl MongoConfig {
             database,
             prefix,
             sweep_interval: Duration::from_secs(1),
-            poll_min: Duration::from_millis(10),
-            poll_max: Duration::from_millis(250),
+            poll_interval: Duration::from_millis(100),
         })
     }
 
@@ -145,8 +143,7 @@ impl fmt::Debug for MongoConfig {
             .field("database", &self.database)
             .field("prefix", &self.prefix)
             .field("sweep_interval", &self.sweep_interval)
-            .field("poll_min", &self.poll_min)
-            .field("poll_max", &self.poll_max)
+            .field("poll_interval", &self.poll_interval)
             .finish_non_exhaustive()
     }
 }

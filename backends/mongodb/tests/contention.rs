@@ -19,6 +19,9 @@ const ROUNDS: u64 = 12;
 /// Appends per writer in the retrying phase.
 const PER_WRITER: usize = 8;
 
+/// One writer's result in one round: the writer, and its first offset or error kind.
+type Outcome = (usize, Result<u64, ErrorKind>);
+
 async fn store() -> Option<(Arc<MongoStore>, String, String)> {
     let Ok(url) = std::env::var(URL_ENV) else {
         println!("SKIPPED: {URL_ENV} is not set (scripts/services.sh up mongodb)");
@@ -76,7 +79,7 @@ async fn sixteen_writers_with_one_expectation_have_one_winner_per_offset() {
             outcomes
         }));
     }
-    let mut by_round: HashMap<u64, Vec<(usize, Result<u64, ErrorKind>)>> = HashMap::new();
+    let mut by_round: HashMap<u64, Vec<Outcome>> = HashMap::new();
     for t in tasks {
         for (round, w, r) in t.await.unwrap() {
             by_round.entry(round).or_default().push((w, r));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamstore::{ErrorKind, ReadOptions, StreamId};
+use streamstore::{ErrorKind, ReadOptions};
 
 use crate::case::{case_list, Case, Failure, Outcome};
 use crate::support::{expect_kind, put, texts, Ctx};
@@ -16,7 +16,6 @@ pub(crate) fn cases() -> Vec<Case> {
         wait_on_a_stream_created_later,
         wait_times_out_empty,
         wait_returns_at_once_when_records_exist,
-        thousand_waiters_miss_no_wakeup,
         wait_wakes_on_delete [Delete],
         wait_below_the_trim_point_is_trimmed [Trim],
     )
@@ -26,8 +25,6 @@ pub(crate) fn cases() -> Vec<Case> {
 const LONG: Duration = Duration::from_secs(30);
 /// A wake-up must come well before `LONG`; generous for polling backends on a loaded machine.
 const PROMPT: Duration = Duration::from_secs(5);
-/// Waiting readers in the many-waiters case.
-const THOUSAND: usize = 1000;
 
 fn spawn_wait(
     ctx: &Ctx,
@@ -93,60 +90,6 @@ async fn wait_on_a_stream_created_later(ctx: &Ctx) -> Outcome {
         "the waiter took {took:?} to see the new stream"
     );
     ensure_eq!(texts(&batch.records), vec!["first"]);
-    Ok(())
-}
-
-/// Readers on [`THOUSAND`] streams wait while 8 writers append to every stream twice, starting
-/// together so that arms, reads and commits interleave: every reader sees both records in
-/// order, and all of them finish within [`PROMPT`] of the last append. A missed wake-up leaves
-/// its reader asleep until its 30 s timeout.
-async fn thousand_waiters_miss_no_wakeup(ctx: &Ctx) -> Outcome {
-    const ROUNDS: u64 = 2;
-    const WRITERS: usize = 8;
-    let ids: Vec<StreamId> = (0..THOUSAND).map(|i| ctx.id(&format!("w{i}"))).collect();
-    let readers: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            let (store, id) = (Arc::clone(&ctx.store), id.clone());
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while u64::try_from(seen.len()).unwrap_or(u64::MAX) < ROUNDS {
-                    let from = u64::try_from(seen.len()).unwrap_or(u64::MAX);
-                    let batch = store
-                        .read(&id, from, ReadOptions::limit(100).wait(LONG))
-                        .await?;
-                    seen.extend(texts(&batch.records));
-                }
-                Ok::<_, streamstore::Error>(seen)
-            })
-        })
-        .collect();
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let (store, ids) = (Arc::clone(&ctx.store), ids.clone());
-            tokio::spawn(async move {
-                for round in 0..ROUNDS {
-                    let text = format!("r{round}");
-                    for id in ids.iter().skip(w).step_by(WRITERS) {
-                        put(&store, id, &[text.as_str()]).await?;
-                    }
-                }
-                Ok::<_, Failure>(())
-            })
-        })
-        .collect();
-    for w in writers {
-        w.await.map_err(join)??;
-    }
-    let deadline = tokio::time::Instant::now() + PROMPT;
-    for (i, r) in readers.into_iter().enumerate() {
-        let Ok(joined) = tokio::time::timeout_at(deadline, r).await else {
-            return Err(Failure(format!(
-                "reader {i} was still waiting {PROMPT:?} after the last append: a missed wake-up"
-            )));
-        };
-        ensure_eq!(joined.map_err(join)??, vec!["r0", "r1"]);
-    }
     Ok(())
 }
 
