@@ -120,3 +120,24 @@ impl Notifiers {
         }
     }
 }
+
+/// The retention sweeper every database adapter runs: `sweep` every `every` (a late tick is
+/// delayed, never bunched) for as long as `open` says the store is open.
+///
+/// A sweep's errors (a server restarting) are not reported: the sweeper only removes data
+/// early; reads and writes never serve an expired stream whether it ran or not.
+pub async fn sweep_periodically<T, F, Fut>(every: Duration, open: impl Fn() -> bool, mut sweep: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !open() {
+            return;
+        }
+        let _ = sweep().await;
+    }
+}

@@ -212,17 +212,8 @@ impl Drop for CassandraStore {
 }
 
 async fn sweep_loop(core: Arc<Core>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if core.check_open().is_err() {
-            return;
-        }
-        // Errors (e.g. the server restarting) are not reported: the sweeper only removes data
-        // early; reads and writes never serve an expired stream whether it ran or not.
-        let _ = core.sweep_once().await;
-    }
+    let open = || core.check_open().is_ok();
+    streamstore::wait::sweep_periodically(every, open, || core.sweep_once()).await;
 }
 
 #[async_trait]

@@ -782,17 +782,8 @@ impl Inner {
     }
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if self.check_open().is_err() {
-                return;
-            }
-            // Errors (a restarting server) are not reported: the sweeper only removes data
-            // early; reads and writes never serve an expired stream whether it ran or not.
-            let _ = self.sweep_once().await;
-        }
+        let open = || self.check_open().is_ok();
+        streamstore::wait::sweep_periodically(every, open, || self.sweep_once()).await;
     }
 
     async fn sweep_once(&self) -> Result<usize> {
