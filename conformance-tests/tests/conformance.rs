@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use streamstore::{MemoryStore, Result, StreamStore};
-use streamstore_conformance::{run_suite, Factory};
+use streamkeep_conformance::{run_suite, Factory};
 
 /// Memory stores: nothing persists, so every namespace is simply a new store.
 struct MemoryFactory;

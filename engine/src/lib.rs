@@ -9,7 +9,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use bytes::Bytes;
-//! use streamstore::{AppendOptions, Expect, MemoryStore, ReadOptions, StreamId, StreamStore};
+//! use streamkeep::{AppendOptions, Expect, MemoryStore, ReadOptions, StreamId, StreamStore};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store: Arc<dyn StreamStore> = Arc::new(MemoryStore::new());
@@ -22,7 +22,7 @@
 //! let batch = store.read(&job, 0, ReadOptions::default()).await?;
 //! assert_eq!(batch.records[0].payload, "step 1");
 //! assert!(batch.is_finished());
-//! # Ok::<(), streamstore::Error>(())
+//! # Ok::<(), streamkeep::Error>(())
 //! # }).unwrap();
 //! ```
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamstore::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 fn dir() -> tempfile::TempDir {
     let base = std::env::var("STREAMSTORE_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());

@@ -3,7 +3,7 @@
 //! an unreadable `CHECKPOINT` loses nothing (scenario 5).
 
 use bytes::Bytes;
-use streamstore::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 fn small() -> LocalOptions {
     LocalOptions {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, IdempotencyKey, ListOptions, LocalOptions, LocalStore, ReadOptions,
     Record, StreamId, StreamStore,
 };
@@ -79,7 +79,7 @@ fn build(dir: &Path) -> History {
 }
 
 /// Everything the store shows, or the first error.
-fn observe(store: &LocalStore) -> Result<BTreeMap<String, Seen>, streamstore::Error> {
+fn observe(store: &LocalStore) -> Result<BTreeMap<String, Seen>, streamkeep::Error> {
     rt().block_on(async {
         let mut out = BTreeMap::new();
         let page = store
@@ -326,7 +326,7 @@ fn a_read_serves_the_records_before_a_damaged_frame() {
             .read(&id, 3, ReadOptions::limit(100))
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), streamstore::ErrorKind::Corruption);
+        assert_eq!(e.kind(), streamkeep::ErrorKind::Corruption);
         let after = store.read(&id, 4, ReadOptions::limit(100)).await.unwrap();
         let got: Vec<_> = after.records.iter().map(|r| r.payload.clone()).collect();
         assert_eq!(got, (4..6).map(payload).collect::<Vec<_>>());
@@ -377,7 +377,7 @@ fn a_mapped_read_serves_the_records_before_a_damaged_frame() {
             .read(&id, 5, ReadOptions::limit(100))
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), streamstore::ErrorKind::Corruption);
+        assert_eq!(e.kind(), streamkeep::ErrorKind::Corruption);
         let after = store.read(&id, 6, ReadOptions::limit(100)).await.unwrap();
         assert_eq!(after.records[0].payload, payload(6));
     });

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, ErrorKind, Expect, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
 };

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use streamstore::local::{FileHandle, FileSystem, StdFs};
-use streamstore::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamkeep::local::{FileHandle, FileSystem, StdFs};
+use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 /// The real file system, recording the directories it syncs.
 #[derive(Default)]
@@ -129,7 +129,7 @@ async fn refused(dir: &Path, what: &str) {
         .await
         .err()
         .unwrap_or_else(|| panic!("{} was opened ({what})", dir.display()));
-    assert_eq!(e.kind(), streamstore::ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(e.kind(), streamkeep::ErrorKind::InvalidArgument, "{e}");
     assert!(e.message().contains(what), "{e}");
 }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
 

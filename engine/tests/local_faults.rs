@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem, LocalStats};
-use streamstore::{
+use streamkeep::local::{FileHandle, FileSystem, LocalStats};
+use streamkeep::{
     AppendOptions, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
 
@@ -241,7 +241,7 @@ async fn failed_background_writeback_sync_poisons() {
     faults.off();
     faults.once.store(true, Ordering::SeqCst);
     let options = LocalOptions {
-        durability: streamstore::Durability::Buffered,
+        durability: streamkeep::Durability::Buffered,
         fs: faulty_fs(&faults),
         ..LocalOptions::default()
     };

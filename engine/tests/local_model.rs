@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use powerloss_fs::{PowerLossFs, Rng, Tear};
 use proptest::prelude::*;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, Error, Expect, IdempotencyKey, Incarnation, ListOptions,
     LocalOptions, LocalStore, MemoryStore, ReadOptions, Retention, StreamId, StreamStore,
 };
@@ -211,7 +211,7 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability, mut power: Option
                     }
                 }
                 if let (Ok(a), Ok(b)) = (a, b) {
-                    let strip = |r: &streamstore::Record| (r.offset, r.payload.clone());
+                    let strip = |r: &streamkeep::Record| (r.offset, r.payload.clone());
                     assert_eq!(
                         a.records.iter().map(strip).collect::<Vec<_>>(),
                         b.records.iter().map(strip).collect::<Vec<_>>(),

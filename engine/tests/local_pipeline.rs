@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, AppendResult, ErrorKind, Expect, IdempotencyKey, LocalOptions, LocalStore,
     ReadOptions, Retention, StreamId, StreamStore,
 };

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem};
-use streamstore::{
+use streamkeep::local::{FileHandle, FileSystem};
+use streamkeep::{
     AppendOptions, ErrorKind, Expect, LocalOptions, LocalStore, StreamId, StreamStore,
 };
 
@@ -297,7 +297,7 @@ async fn recovery_reads_segments_past_the_page_cache() {
         );
     }
     let b = store
-        .read(&s, 0, streamstore::ReadOptions::default())
+        .read(&s, 0, streamkeep::ReadOptions::default())
         .await
         .unwrap();
     assert_eq!(b.records.len(), 5);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use powerloss_fs::{PowerLossFs, Rng, Tear};
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, Incarnation, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
 };
@@ -350,7 +350,7 @@ async fn open(dir: &Path, fs: &Arc<PowerLossFs>, mode: Durability) -> LocalStore
 }
 
 /// Appends one record to stream 0 and returns where it went.
-async fn append_one(store: &LocalStore, n: u64) -> streamstore::AppendResult {
+async fn append_one(store: &LocalStore, n: u64) -> streamkeep::AppendResult {
     let payload = Bytes::from(format!("record {n}"));
     store
         .append(&id(0), vec![payload], AppendOptions::default())

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem};
-use streamstore::{
+use streamkeep::local::{FileHandle, FileSystem};
+use streamkeep::{
     AppendOptions, Durability, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
 };

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, LocalOptions, LocalStore, ReadOptions, Retention, StreamId,
     StreamStore,
 };

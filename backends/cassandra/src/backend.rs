@@ -94,7 +94,7 @@ impl CassandraStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_cassandra::CassandraStore::connect("127.0.0.1:9042", "app", "jobs_").await?;
+    ///     streamkeep_cassandra::CassandraStore::connect("127.0.0.1:9042", "app", "jobs_").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect(nodes: &str, keyspace: &str, prefix: &str) -> Result<Self> {

@@ -102,7 +102,7 @@ impl DynamoDbStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_dynamodb::DynamoDbStore::connect_url("dynamodb://127.0.0.1:58000/app").await?;
+    ///     streamkeep_dynamodb::DynamoDbStore::connect_url("dynamodb://127.0.0.1:58000/app").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect_url(url: &str) -> Result<Self> {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use streamstore::{
     AppendOptions, AppendResult, IdempotencyKey, ReadOptions, StreamId, StreamStore,
 };
-use streamstore_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
+use streamkeep_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

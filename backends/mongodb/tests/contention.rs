@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use streamstore::{AppendOptions, ErrorKind, Expect, ReadOptions, StreamId, StreamStore};
-use streamstore_mongodb::{MongoStore, URL_ENV};
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 use tokio::sync::Barrier;
 
 /// Concurrent writers (the task asks for at least 16).

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use streamstore::{AppendOptions, IdempotencyKey, ReadOptions, StreamId, StreamStore};
-use streamstore_mongodb::{MongoStore, URL_ENV};
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 
 /// Mean microseconds of `n` runs of `f`.
 async fn mean_us<F, Fut>(n: u32, mut f: F) -> u128

@@ -38,7 +38,7 @@ impl MysqlStore {
     ///
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
-    /// let store = streamstore_mysql::MysqlStore::connect(
+    /// let store = streamkeep_mysql::MysqlStore::connect(
     ///     "mysql://streamstore:streamstore@127.0.0.1:53306/streamstore",
     ///     "app_",
     /// )

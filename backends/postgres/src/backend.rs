@@ -42,7 +42,7 @@ impl PostgresStore {
     ///
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
-    /// let store = streamstore_postgres::PostgresStore::connect(
+    /// let store = streamkeep_postgres::PostgresStore::connect(
     ///     "postgres://streamstore:streamstore@127.0.0.1:55432/streamstore",
     ///     "app_",
     /// )

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use streamstore::{AppendOptions, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore};
+//! use streamkeep::{AppendOptions, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = std::env::temp_dir().join(format!("streamstore-doc-{}", std::process::id()));
@@ -24,7 +24,7 @@
 //! assert_eq!(batch.records[0].payload, "step 1");
 //! store.close().await?;
 //! # std::fs::remove_dir_all(&dir).unwrap();
-//! # Ok::<(), streamstore::Error>(())
+//! # Ok::<(), streamkeep::Error>(())
 //! # }).unwrap();
 //! ```
 
