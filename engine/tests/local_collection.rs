@@ -6,10 +6,7 @@ use bytes::Bytes;
 use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 fn small() -> LocalOptions {
-    LocalOptions {
-        segment_bytes: 64 << 10,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default().segment_bytes(64 << 10)
 }
 
 fn id(s: &str) -> StreamId {

@@ -21,11 +21,7 @@ struct Seen {
 }
 
 fn options() -> LocalOptions {
-    LocalOptions {
-        durability: Durability::Sync,
-        segment_bytes: 64 << 10,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default().durability(Durability::Sync).segment_bytes(64 << 10)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -83,10 +79,7 @@ fn observe(store: &LocalStore) -> Result<BTreeMap<String, Seen>, streamkeep::Err
     rt().block_on(async {
         let mut out = BTreeMap::new();
         let page = store
-            .list(ListOptions {
-                limit: 100,
-                ..ListOptions::default()
-            })
+            .list(ListOptions::default().limit(100))
             .await?;
         for id in page.streams {
             let info = store.info(&id).await?;

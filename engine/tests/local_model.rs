@@ -69,12 +69,10 @@ fn id(s: u8) -> StreamId {
 }
 
 fn options(durability: Durability, power: Option<&Power>) -> LocalOptions {
-    let mut o = LocalOptions {
-        durability,
-        // Small segments: rolls and segment collection happen within a case.
-        segment_bytes: 64 << 10,
-        ..LocalOptions::default()
-    };
+    // Small segments: rolls and segment collection happen within a case.
+    let mut o = LocalOptions::default()
+        .durability(durability)
+        .segment_bytes(64 << 10);
     if let Some(p) = power {
         o.fs = p.fs.clone();
     }
@@ -286,10 +284,7 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability, mut power: Option
                 assert_eq!(a, b, "{what}");
             }
             Op::MaxBytes(s, m) => {
-                let r = Retention {
-                    max_bytes: m.map(u64::from),
-                    ..Retention::default()
-                };
+                let r = { let mut o = Retention::default(); o.max_bytes = m.map(u64::from); o };
                 let a = mem.set_retention(&id(s), r).await;
                 let b = local.set_retention(&id(s), r).await;
                 same_err(&a, &b, &what);

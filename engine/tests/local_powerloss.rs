@@ -68,13 +68,7 @@ impl Known {
 }
 
 fn options(fs: &Arc<PowerLossFs>, durability: Durability) -> LocalOptions {
-    LocalOptions {
-        durability,
-        segment_bytes: 64 << 10,
-        checkpoint_bytes: 128 << 10,
-        fs: fs.clone(),
-        ..LocalOptions::default()
-    }
+    LocalOptions::default().durability(durability).segment_bytes(64 << 10).checkpoint_bytes(128 << 10).fs(fs.clone())
 }
 
 fn durability(rng: &mut Rng) -> Durability {
@@ -174,10 +168,7 @@ async fn work(store: Arc<LocalStore>, sync: bool, seed: u64, known: Arc<Mutex<Kn
                         }
                     }
                     1 | 2 => {
-                        let opts = ReadOptions {
-                            durable: true,
-                            ..ReadOptions::default()
-                        };
+                        let opts = ReadOptions::default().set_durable(true);
                         let Ok(batch) = store.read(&id(s), 0, opts).await else {
                             return acked;
                         };

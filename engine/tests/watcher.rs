@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use streamkeep::wait::{HeadSource, Wakeup, WatchOptions, Watcher};
+use streamkeep::implementor::wait::{HeadSource, Wakeup, WatchOptions, Watcher};
 use streamkeep::{Error, ErrorKind, Result, StreamId};
 use tokio::time::Instant;
 

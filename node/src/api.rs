@@ -1,6 +1,7 @@
 //! The plain request/response endpoints: append, long-poll read, info, seal, delete, health,
 //! metrics.
 
+use streamstore::implementor::ErrorShorthand;
 use std::sync::Arc;
 use std::time::Instant;
 

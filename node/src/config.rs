@@ -1,5 +1,6 @@
 //! Command-line options of `streamstore-node`.
 
+use streamstore::implementor::ErrorShorthand;
 use std::time::Duration;
 
 use clap::Parser;

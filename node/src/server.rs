@@ -1,5 +1,6 @@
 //! The node: its shared state, its router, and its life from bind to graceful shutdown.
 
+use streamstore::implementor::ErrorShorthand;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The conformance suite's factory: one table prefix per namespace.
 
+use streamstore::implementor::ErrorShorthand;
 use std::sync::Arc;
 
 use async_trait::async_trait;

@@ -1,5 +1,6 @@
 //! The DynamoDB client and every request the adapter sends.
 
+use streamstore::implementor::ErrorShorthand;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -438,7 +439,7 @@ impl Db {
     /// head write (append, seal, trim, retention, delete, re-creation): one `BatchGetItem` per
     /// 100 streams.
     pub(crate) async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        let now = streamstore::validate::now_ms();
+        let now = streamstore::implementor::validate::now_ms();
         let mut marks = Vec::with_capacity(streams.len());
         for group in streams.chunks(BATCH_GET_KEYS) {
             for item in self.heads(group).await? {

@@ -6,6 +6,8 @@
 //! point; it succeeds for exactly one writer per slot. A writer that loses the slot walks to
 //! the new end and decides again (key, then seal, then expectation: `StreamHead::decide`).
 
+use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
+use streamstore::implementor::{ErrorShorthand, ReadBatchParts, ListPageParts};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use mongodb::Client;
-use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::head::{Decision, StreamHead};
+use streamstore::implementor::validate::{check_append, check_read, now_ms};
+use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     IdempotencyWindow, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Result, Retention,
@@ -59,7 +61,8 @@ const SWEEP_BATCH: u64 = 256;
 /// and by polling for writes of others.
 pub struct MongoStore {
     inner: Arc<Inner>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Aborted when the store closes or is dropped.
+    tasks: Tasks,
 }
 
 struct Inner {
@@ -69,7 +72,7 @@ struct Inner {
     /// many there are; writes of this process wake them at once.
     watcher: Watcher,
     cache: Arc<StartCache>,
-    closed: AtomicBool,
+    open: OpenFlag,
     config: MongoConfig,
 }
 
@@ -203,14 +206,14 @@ impl MongoStore {
             client,
             watcher,
             cache,
-            closed: AtomicBool::new(false),
+            open: OpenFlag::default(),
             config,
         });
         let sweeper = Arc::clone(&inner);
         let task = tokio::spawn(async move { sweeper.sweep_loop(sweep).await });
         Ok(MongoStore {
             inner,
-            tasks: Mutex::new(vec![task]),
+            tasks: Tasks::new([task]),
         })
     }
 
@@ -241,23 +244,8 @@ impl MongoStore {
         marks(&self.inner.core, &self.inner.cache, streams).await
     }
 
-    fn abort_tasks(&self) {
-        for t in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            t.abort();
-        }
-    }
 }
 
-impl Drop for MongoStore {
-    fn drop(&mut self) {
-        self.abort_tasks();
-    }
-}
 
 impl std::fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -269,10 +257,7 @@ impl std::fmt::Debug for MongoStore {
 
 impl Inner {
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed());
-        }
-        Ok(())
+        self.open.check()
     }
 
     /// Walks `stream` from `start` (or the best known start) to its last entry, remembering it.
@@ -783,7 +768,7 @@ impl Inner {
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
         let open = || self.check_open().is_ok();
-        streamstore::wait::sweep_periodically(every, open, || self.sweep_once()).await;
+        streamstore::implementor::wait::sweep_periodically(every, open, || self.sweep_once()).await;
     }
 
     async fn sweep_once(&self) -> Result<usize> {
@@ -876,11 +861,8 @@ impl StreamStore for MongoStore {
         options: AppendOptions,
     ) -> Result<AppendResult> {
         let inner = &self.inner;
-        inner.check_open()?;
         let caps = self.capabilities();
-        let (bytes, digest) =
-            check_append(stream, &records, options.idempotency_key.as_ref(), &caps)?;
-        let key = options.idempotency_key.as_ref().zip(digest);
+        let (bytes, key) = prepare_append(&inner.open, stream, &records, &options, &caps)?;
         inner
             .append(stream, &records, bytes, options.expect, key)
             .await
@@ -897,6 +879,7 @@ impl StreamStore for MongoStore {
         // once, one of another process at the watcher's next tick.
         wait_for_records(
             wait,
+            options.incarnation,
             || inner.watcher.arm(stream),
             || inner.read_now(stream, from, &options),
         )
@@ -1037,10 +1020,10 @@ impl StreamStore for MongoStore {
 
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.closed.swap(true, Ordering::AcqRel) {
+        if !inner.open.close() {
             return Ok(());
         }
-        self.abort_tasks();
+        self.tasks.abort_all();
         inner.watcher.close();
         inner.client.clone().shutdown().await;
         Ok(())

@@ -1,5 +1,6 @@
 //! The adapter's configuration, read from a `mongodb://` URL.
 
+use streamstore::implementor::ErrorShorthand;
 use std::fmt;
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! MongoDB driver errors as `streamstore::Error`s, by server error code and driver error kind.
 
+use streamstore::implementor::ErrorShorthand;
 use mongodb::error::{ErrorKind as MongoKind, WriteFailure};
 use streamstore::{Error, ErrorKind};
 

@@ -1,5 +1,6 @@
 //! `MysqlStore`: the `StreamStore` over MySQL 8 or MariaDB.
 
+use streamstore::implementor::ErrorShorthand;
 use std::str::FromStr;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
@@ -121,7 +122,7 @@ impl MysqlStore {
     }
 
     /// The watcher of this store's waiting reads (for diagnostics: its `stats`).
-    pub fn watcher(&self) -> std::sync::Arc<streamstore::wait::Watcher> {
+    pub fn watcher(&self) -> std::sync::Arc<streamstore::implementor::wait::Watcher> {
         self.inner.watcher()
     }
 }

@@ -1,6 +1,7 @@
 //! MySQL / MariaDB errors as `streamstore::Error`s, by server error number (never SQLSTATE
 //! `23000`, which is a whole class, and never by message text).
 
+use streamstore::implementor::ErrorShorthand;
 use sqlx::mysql::MySqlDatabaseError;
 use streamstore::{Error, ErrorKind};
 use streamstore_sql::{driver_error, RolledBack};

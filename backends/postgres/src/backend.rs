@@ -1,11 +1,12 @@
 //! `PostgresStore`: the `StreamStore` over PostgreSQL, and its `LISTEN` task.
 
+use streamstore::implementor::ErrorShorthand;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use streamstore::wait::Watcher;
+use streamstore::implementor::wait::Watcher;
 use streamstore::{Error, Result, StreamId, WaitMechanism};
 use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions, WaitSettings};
 

@@ -1,5 +1,6 @@
 //! PostgreSQL errors as `streamstore::Error`s, by SQLSTATE code, never by message text.
 
+use streamstore::implementor::ErrorShorthand;
 use sqlx::error::ErrorKind as SqlxKind;
 use streamstore::{Error, ErrorKind};
 use streamstore_sql::{driver_error, RolledBack};

@@ -2,12 +2,13 @@
 //! of a configuration, the pool settings, the capabilities, and the mapping of driver errors
 //! that carry no database error code.
 
+use streamstore::implementor::ErrorShorthand;
 use std::fmt;
 use std::time::Duration;
 
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::{Connection, Database};
-use streamstore::wait::WatchOptions;
+use streamstore::implementor::wait::WatchOptions;
 use streamstore::{Capabilities, Error, ErrorKind, IdempotencyWindow, Result, WaitMechanism};
 
 use crate::prefix::TablePrefix;

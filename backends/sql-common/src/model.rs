@@ -1,9 +1,10 @@
 //! Rows as the adapters read and write them, and the integer conversions between the store's
 //! `u64` values and SQL `BIGINT` (signed 64-bit in both databases).
 
+use streamstore::implementor::ErrorShorthand;
 use std::time::Duration;
 
-use streamstore::head::{KeyWindow, StreamHead};
+use streamstore::implementor::head::{KeyWindow, StreamHead};
 use streamstore::{AppendResult, Error, Incarnation, Result, Retention};
 
 /// The schema version this crate creates and understands. Stored in `<prefix>meta`; a database
@@ -138,11 +139,7 @@ impl HeadRow {
                 last_append_ms: from_db(c.last_append_ms)?,
                 sealed_ms: c.sealed_ms.map(from_db).transpose()?,
                 bytes: from_db(c.bytes)?,
-                retention: Retention {
-                    delete_after_seal: c.seal_ttl_ms.map(duration_from_db),
-                    delete_after_idle: c.idle_ttl_ms.map(duration_from_db),
-                    max_bytes: c.max_bytes.map(from_db).transpose()?,
-                },
+                retention: { let mut o = Retention::default(); o.delete_after_seal = c.seal_ttl_ms.map(duration_from_db); o.delete_after_idle = c.idle_ttl_ms.map(duration_from_db); o.max_bytes = c.max_bytes.map(from_db).transpose()?; o },
                 keys: KeyWindow::default(),
             },
             key_count: from_db(c.key_count)?,
@@ -169,7 +166,7 @@ impl HeadRow {
 pub struct KeyRow {
     /// The original append's result (its incarnation included).
     pub result: AppendResult,
-    /// `streamstore::validate::batch_digest` of the original batch.
+    /// `streamstore::implementor::validate::batch_digest` of the original batch.
     pub digest: u64,
 }
 

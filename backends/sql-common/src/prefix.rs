@@ -1,5 +1,6 @@
 //! The table-name prefix: the only caller-chosen text that ever becomes part of SQL text.
 
+use streamstore::implementor::ErrorShorthand;
 use std::fmt;
 
 use streamstore::{Error, Result};

@@ -1,5 +1,6 @@
 //! Connection URLs: the options the adapters read from them, and a description without secrets.
 
+use streamstore::implementor::ErrorShorthand;
 use std::fmt;
 
 use streamstore::{Error, Result};

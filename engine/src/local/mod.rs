@@ -31,8 +31,8 @@
 mod checkpoint;
 mod codec;
 mod flusher;
-pub mod format;
-pub mod fs;
+pub(crate) mod format;
+pub(crate) mod fs;
 mod index;
 mod lock;
 pub mod metrics;
@@ -54,6 +54,7 @@ mod streams;
 mod verify;
 mod writer;
 
+use crate::implementor::{ErrorShorthand, ListParts};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,7 @@ use crate::types::{
 use crate::validate::{check_append, check_read, now_ms};
 use crate::wait::wait_for_records;
 
-pub use fs::{FileHandle, FileSystem, StdFs};
+pub(crate) use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
 pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use stats::LocalStats;
@@ -379,6 +380,7 @@ impl StreamStore for LocalStore {
                     .then(|| read::DurableWaiter::new(&self.shared));
                 wait_for_records(
                     wait,
+                    options.incarnation,
                     || self.shared.notifiers.arm(stream),
                     || read::read_now(&self.shared, stream, from, &options),
                 )

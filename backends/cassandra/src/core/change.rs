@@ -1,5 +1,6 @@
 //! Seal, trim, retention and delete: conditional changes of the head, then cleanup.
 
+use streamstore::implementor::ErrorShorthand;
 use super::*;
 
 impl Core {

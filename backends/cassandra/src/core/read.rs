@@ -1,5 +1,6 @@
 //! Reads across buckets, paged by count and bytes.
 
+use streamstore::implementor::ReadBatchParts;
 use super::*;
 
 impl Core {

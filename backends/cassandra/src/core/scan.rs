@@ -1,5 +1,6 @@
 //! Info, list, the retention sweeper's scan and the watcher's marks.
 
+use streamstore::implementor::{ErrorShorthand, ListPageParts};
 use super::*;
 
 impl Core {
