@@ -1,7 +1,7 @@
 //! A first throughput number for durable (`Sync`) appends of 1 KiB records. Ignored by default:
 //!
 //! ```text
-//! cargo test --release -p streamstore --test local_bench -- --ignored --nocapture
+//! cargo test --release -p streamkeep --test local_bench -- --ignored --nocapture
 //! ```
 //!
 //! `STREAMSTORE_BENCH_DIR` chooses where the store goes (default: a temporary directory under

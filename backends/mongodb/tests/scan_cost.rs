@@ -3,7 +3,7 @@
 //! idempotency key), as the collection grows. Prints `mongodb scan cost: ...` lines; the numbers
 //! in `docs/backends.md` come from this test.
 //!
-//! `cargo test -p streamstore-mongodb --release --test scan_cost -- --ignored --nocapture`
+//! `cargo test -p streamkeep-mongodb --release --test scan_cost -- --ignored --nocapture`
 //! (needs `STREAMSTORE_MONGODB_URL`).
 
 use std::sync::Arc;
