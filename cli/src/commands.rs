@@ -1,9 +1,9 @@
 //! The subcommands and what each does.
 
-use streamstore::implementor::ErrorShorthand;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -219,7 +219,12 @@ async fn dispatch(
         } => {
             let after = after.map(StreamId::new).transpose()?;
             let page = store
-                .list(ListOptions::default().prefix(prefix).after(after).limit(limit))
+                .list(
+                    ListOptions::default()
+                        .prefix(prefix)
+                        .after(after)
+                        .limit(limit),
+                )
                 .await?;
             for s in &page.streams {
                 emit(&json!({"stream": s.as_str()})).map_err(io_err)?;
@@ -239,7 +244,13 @@ async fn dispatch(
             max_bytes,
         } => {
             let id = StreamId::new(stream)?;
-            let policy = { let mut o = Retention::default(); o.delete_after_seal = after_seal_secs.map(Duration::from_secs); o.delete_after_idle = after_idle_secs.map(Duration::from_secs); o.max_bytes = max_bytes; o };
+            let policy = {
+                let mut o = Retention::default();
+                o.delete_after_seal = after_seal_secs.map(Duration::from_secs);
+                o.delete_after_idle = after_idle_secs.map(Duration::from_secs);
+                o.max_bytes = max_bytes;
+                o
+            };
             store.set_retention(&id, policy).await?;
             emit(&info(&store.info(&id).await?)).map_err(io_err)
         }

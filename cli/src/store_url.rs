@@ -1,7 +1,7 @@
 //! `--store URL`: which implementation, where.
 
-use streamstore::implementor::ErrorShorthand;
 use std::sync::Arc;
+use streamstore::implementor::ErrorShorthand;
 
 use serde_json::json;
 use streamstore::{Durability, Error, LocalOptions, LocalStore, MemoryStore, Result, StreamStore};

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use streamstore::{MemoryStore, Result, StreamStore};
 use streamkeep_conformance::{run_suite, Factory};
+use streamstore::{MemoryStore, Result, StreamStore};
 
 /// Memory stores: nothing persists, so every namespace is simply a new store.
 struct MemoryFactory;

@@ -3,7 +3,7 @@
 //! Used by tests, as the model the local engine is checked against, and by applications that want
 //! the API without durability. Thread-safe; every call takes one short critical section.
 
-use crate::implementor::{ErrorShorthand, ReadBatchParts, ListParts};
+use crate::implementor::{ErrorShorthand, ListParts, ReadBatchParts};
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};

@@ -21,7 +21,9 @@ struct Seen {
 }
 
 fn options() -> LocalOptions {
-    LocalOptions::default().durability(Durability::Sync).segment_bytes(64 << 10)
+    LocalOptions::default()
+        .durability(Durability::Sync)
+        .segment_bytes(64 << 10)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -78,9 +80,7 @@ fn build(dir: &Path) -> History {
 fn observe(store: &LocalStore) -> Result<BTreeMap<String, Seen>, streamkeep::Error> {
     rt().block_on(async {
         let mut out = BTreeMap::new();
-        let page = store
-            .list(ListOptions::default().limit(100))
-            .await?;
+        let page = store.list(ListOptions::default().limit(100)).await?;
         for id in page.streams {
             let info = store.info(&id).await?;
             let mut records = Vec::new();

@@ -83,7 +83,8 @@ async fn buffered_durable_reads_wait_for_a_sync() {
 #[tokio::test]
 async fn interval_durable_waiters_are_woken_by_the_timer_sync() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions::default().durability(Durability::Interval(Duration::from_millis(100)));
+    let options =
+        LocalOptions::default().durability(Durability::Interval(Duration::from_millis(100)));
     let store = std::sync::Arc::new(LocalStore::open(tmp.path(), options).await.unwrap());
     let s = store.clone();
     let h = tokio::spawn(async move {

@@ -238,7 +238,9 @@ async fn failed_background_writeback_sync_poisons() {
     let faults = Arc::new(Faults::default());
     faults.off();
     faults.once.store(true, Ordering::SeqCst);
-    let options = LocalOptions::default().durability(streamkeep::Durability::Buffered).fs(faulty_fs(&faults));
+    let options = LocalOptions::default()
+        .durability(streamkeep::Durability::Buffered)
+        .fs(faulty_fs(&faults));
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     let big = Bytes::from(vec![5u8; 1 << 20]);
     for _ in 0..7 {

@@ -284,7 +284,11 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability, mut power: Option
                 assert_eq!(a, b, "{what}");
             }
             Op::MaxBytes(s, m) => {
-                let r = { let mut o = Retention::default(); o.max_bytes = m.map(u64::from); o };
+                let r = {
+                    let mut o = Retention::default();
+                    o.max_bytes = m.map(u64::from);
+                    o
+                };
                 let a = mem.set_retention(&id(s), r).await;
                 let b = local.set_retention(&id(s), r).await;
                 same_err(&a, &b, &what);

@@ -120,10 +120,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
         vec![payload(99, 0, 0)],
     )];
     store
-        .set_retention(
-            &id(3),
-            Retention::default().max_bytes(2048),
-        )
+        .set_retention(&id(3), Retention::default().max_bytes(2048))
         .await
         .expect("retention");
 

@@ -68,7 +68,11 @@ impl Known {
 }
 
 fn options(fs: &Arc<PowerLossFs>, durability: Durability) -> LocalOptions {
-    LocalOptions::default().durability(durability).segment_bytes(64 << 10).checkpoint_bytes(128 << 10).fs(fs.clone())
+    LocalOptions::default()
+        .durability(durability)
+        .segment_bytes(64 << 10)
+        .checkpoint_bytes(128 << 10)
+        .fs(fs.clone())
 }
 
 fn durability(rng: &mut Rng) -> Durability {

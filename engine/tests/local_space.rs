@@ -11,7 +11,9 @@ use streamkeep::{
 };
 
 fn small() -> LocalOptions {
-    LocalOptions::default().segment_bytes(64 << 10).max_open_files(2)
+    LocalOptions::default()
+        .segment_bytes(64 << 10)
+        .max_open_files(2)
 }
 
 fn id(s: &str) -> StreamId {

@@ -14,7 +14,9 @@ use streamkeep::{
 const SEG: u64 = 64 << 10;
 
 fn opts(durability: Durability) -> LocalOptions {
-    LocalOptions::default().segment_bytes(SEG).durability(durability)
+    LocalOptions::default()
+        .segment_bytes(SEG)
+        .durability(durability)
 }
 
 fn id(s: &str) -> StreamId {

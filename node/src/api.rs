@@ -1,9 +1,9 @@
 //! The plain request/response endpoints: append, long-poll read, info, seal, delete, health,
 //! metrics.
 
-use streamstore::implementor::ErrorShorthand;
 use std::sync::Arc;
 use std::time::Instant;
+use streamstore::implementor::ErrorShorthand;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,8 +1,8 @@
 //! The node: its shared state, its router, and its life from bind to graceful shutdown.
 
-use streamstore::implementor::ErrorShorthand;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};

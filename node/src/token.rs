@@ -6,8 +6,8 @@
 //! A token names the incarnation so that a client resuming after the stream was deleted and written
 //! again is told so (a `reset` event) instead of silently receiving another life's records.
 
-use streamstore::implementor::ErrorShorthand;
 use std::fmt;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::{Error, Incarnation, Result};
 

@@ -1,18 +1,17 @@
 //! `CassandraStore`: the `StreamStore` over Apache Cassandra, and its retention sweeper.
 
-use streamstore::implementor::{prepare_append, Tasks};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, Tasks};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::implementor::validate::{check_append, check_read};
+use streamstore::implementor::validate::check_read;
 use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
     ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
 use crate::config::CassandraConfig;
 use crate::core::{Ambiguity, Core, RollCrash, Written};
@@ -128,7 +127,9 @@ impl CassandraStore {
             watcher,
             tasks: Tasks::default(),
         };
-        store.tasks.push(tokio::spawn(sweep_loop(core, sweep_every)));
+        store
+            .tasks
+            .push(tokio::spawn(sweep_loop(core, sweep_every)));
         Ok(store)
     }
 
@@ -187,9 +188,7 @@ impl CassandraStore {
     pub fn ambiguity_for_tests(&self, lost: Ambiguity) {
         self.core.set_ambiguity(Some(lost));
     }
-
 }
-
 
 async fn sweep_loop(core: Arc<Core>, every: Duration) {
     let open = || core.check_open().is_ok();

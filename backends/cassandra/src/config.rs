@@ -1,8 +1,8 @@
 //! The adapter's configuration, read from a `cassandra://` URL.
 
-use streamstore::implementor::ErrorShorthand;
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use scylla::statement::Consistency;
 use streamstore::{Error, Result};

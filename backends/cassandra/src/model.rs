@@ -1,7 +1,7 @@
 //! The rows as Rust values, and their conversion to the engine's `StreamHead`.
 
-use streamstore::implementor::ErrorShorthand;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use scylla::value::CqlValue;
 
@@ -125,7 +125,13 @@ impl Head {
             moved_to: c.8,
             prev: c.9,
             bytes: need(c.10)?,
-            retention: { let mut o = Retention::default(); o.delete_after_seal = dur(c.11)?; o.delete_after_idle = dur(c.12)?; o.max_bytes = c.13.map(un).transpose()?; o },
+            retention: {
+                let mut o = Retention::default();
+                o.delete_after_seal = dur(c.11)?;
+                o.delete_after_idle = dur(c.12)?;
+                o.max_bytes = c.13.map(un).transpose()?;
+                o
+            },
             closed_at: c.14,
         })
     }

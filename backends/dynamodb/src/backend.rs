@@ -1,22 +1,20 @@
 //! `DynamoDbStore`: the `StreamStore` over one DynamoDB table.
 
-use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
-use streamstore::implementor::{ErrorShorthand, ReadBatchParts, ListPageParts};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
+use streamstore::implementor::{ErrorShorthand, ListPageParts, ReadBatchParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::implementor::validate::{check_append, check_read, now_ms};
+use streamstore::implementor::validate::{check_read, now_ms};
 use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, IdempotencyWindow, ListOptions,
     ListPage, ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo, StreamStore,
     WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
 use crate::config::DynamoDbConfig;
 use crate::core::{Db, BATCH_GET_KEYS};
@@ -162,9 +160,7 @@ impl DynamoDbStore {
         self.core.check_open()?;
         self.core.db.marks(streams).await
     }
-
 }
-
 
 impl std::fmt::Debug for DynamoDbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,8 +1,8 @@
 //! The DynamoDB client and every request the adapter sends.
 
-use streamstore::implementor::ErrorShorthand;
 use std::collections::HashMap;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;

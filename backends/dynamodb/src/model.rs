@@ -179,7 +179,13 @@ pub(crate) fn parse_head(item: &Item) -> Result<Head> {
             last_append_ms: get_u64(item, "l")?,
             sealed_ms: opt_u64(item, "s")?,
             bytes: get_u64(item, "b")?,
-            retention: { let mut o = Retention::default(); o.delete_after_seal = dur("rs")?; o.delete_after_idle = dur("ri")?; o.max_bytes = opt_u64(item, "rb")?; o },
+            retention: {
+                let mut o = Retention::default();
+                o.delete_after_seal = dur("rs")?;
+                o.delete_after_idle = dur("ri")?;
+                o.max_bytes = opt_u64(item, "rb")?;
+                o
+            },
             keys: KeyWindow::default(),
         },
         version: get_u64(item, "v")?,

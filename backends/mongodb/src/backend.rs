@@ -6,26 +6,24 @@
 //! point; it succeeds for exactly one writer per slot. A writer that loses the slot walks to
 //! the new end and decides again (key, then seal, then expectation: `StreamHead::decide`).
 
-use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
-use streamstore::implementor::{ErrorShorthand, ReadBatchParts, ListPageParts};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
+use streamstore::implementor::{ErrorShorthand, ListPageParts, ReadBatchParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use mongodb::Client;
 use streamstore::implementor::head::{Decision, StreamHead};
-use streamstore::implementor::validate::{check_append, check_read, now_ms};
+use streamstore::implementor::validate::{check_read, now_ms};
 use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     IdempotencyWindow, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Result, Retention,
     StreamId, StreamInfo, StreamStore, WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
 use crate::chain::{start_of, walk, StartCache, Walked, HINT_AFTER_STEPS};
 use crate::config::MongoConfig;
@@ -243,9 +241,7 @@ impl MongoStore {
         self.inner.check_open()?;
         marks(&self.inner.core, &self.inner.cache, streams).await
     }
-
 }
-
 
 impl std::fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

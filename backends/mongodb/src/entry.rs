@@ -7,8 +7,8 @@
 //! deleted records are removed (`r` unset) and the sweeper hint `ex` of superseded entries is
 //! cleared; neither changes what the chain says.
 
-use streamstore::implementor::ErrorShorthand;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use bytes::Bytes;
 use mongodb::bson::spec::BinarySubtype;
@@ -267,7 +267,13 @@ impl Entry {
             last_append_ms: get_u64(d, "la")?,
             sealed_ms: get_opt_u64(d, "sl")?,
             bytes: 0,
-            retention: { let mut o = Retention::default(); o.delete_after_seal = ms("rs")?; o.delete_after_idle = ms("ri")?; o.max_bytes = get_opt_u64(d, "rm")?; o },
+            retention: {
+                let mut o = Retention::default();
+                o.delete_after_seal = ms("rs")?;
+                o.delete_after_idle = ms("ri")?;
+                o.max_bytes = get_opt_u64(d, "rm")?;
+                o
+            },
             keys: KeyWindow::default(),
         };
         let total_bytes = get_u64(d, "tot")?;

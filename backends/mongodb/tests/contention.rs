@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use streamstore::{AppendOptions, ErrorKind, Expect, ReadOptions, StreamId, StreamStore};
 use streamkeep_mongodb::{MongoStore, URL_ENV};
+use streamstore::{AppendOptions, ErrorKind, Expect, ReadOptions, StreamId, StreamStore};
 use tokio::sync::Barrier;
 
 /// Concurrent writers (the task asks for at least 16).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use streamstore::{AppendOptions, IdempotencyKey, ReadOptions, StreamId, StreamStore};
 use streamkeep_mongodb::{MongoStore, URL_ENV};
+use streamstore::{AppendOptions, IdempotencyKey, ReadOptions, StreamId, StreamStore};
 
 /// Mean microseconds of `n` runs of `f`.
 async fn mean_us<F, Fut>(n: u32, mut f: F) -> u128

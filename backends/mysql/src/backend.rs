@@ -1,7 +1,7 @@
 //! `MysqlStore`: the `StreamStore` over MySQL 8 or MariaDB.
 
-use streamstore::implementor::ErrorShorthand;
 use std::str::FromStr;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor, MySql};

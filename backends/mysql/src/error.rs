@@ -1,8 +1,8 @@
 //! MySQL / MariaDB errors as `streamstore::Error`s, by server error number (never SQLSTATE
 //! `23000`, which is a whole class, and never by message text).
 
-use streamstore::implementor::ErrorShorthand;
 use sqlx::mysql::MySqlDatabaseError;
+use streamstore::implementor::ErrorShorthand;
 use streamstore::{Error, ErrorKind};
 use streamstore_sql::{driver_error, RolledBack};
 

@@ -1,9 +1,9 @@
 //! `PostgresStore`: the `StreamStore` over PostgreSQL, and its `LISTEN` task.
 
-use streamstore::implementor::ErrorShorthand;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use streamstore::implementor::wait::Watcher;

@@ -2,9 +2,9 @@
 //! of a configuration, the pool settings, the capabilities, and the mapping of driver errors
 //! that carry no database error code.
 
-use streamstore::implementor::ErrorShorthand;
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::{Connection, Database};

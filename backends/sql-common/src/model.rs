@@ -1,8 +1,8 @@
 //! Rows as the adapters read and write them, and the integer conversions between the store's
 //! `u64` values and SQL `BIGINT` (signed 64-bit in both databases).
 
-use streamstore::implementor::ErrorShorthand;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::implementor::head::{KeyWindow, StreamHead};
 use streamstore::{AppendResult, Error, Incarnation, Result, Retention};
@@ -139,7 +139,13 @@ impl HeadRow {
                 last_append_ms: from_db(c.last_append_ms)?,
                 sealed_ms: c.sealed_ms.map(from_db).transpose()?,
                 bytes: from_db(c.bytes)?,
-                retention: { let mut o = Retention::default(); o.delete_after_seal = c.seal_ttl_ms.map(duration_from_db); o.delete_after_idle = c.idle_ttl_ms.map(duration_from_db); o.max_bytes = c.max_bytes.map(from_db).transpose()?; o },
+                retention: {
+                    let mut o = Retention::default();
+                    o.delete_after_seal = c.seal_ttl_ms.map(duration_from_db);
+                    o.delete_after_idle = c.idle_ttl_ms.map(duration_from_db);
+                    o.max_bytes = c.max_bytes.map(from_db).transpose()?;
+                    o
+                },
                 keys: KeyWindow::default(),
             },
             key_count: from_db(c.key_count)?,

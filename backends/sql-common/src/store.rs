@@ -6,11 +6,11 @@
 //! Reads take no lock: the head and then the records of its incarnation, checked for
 //! contiguity, and read again if a trim or delete ran in between.
 
-use streamstore::implementor::{ErrorShorthand, ReadBatchParts};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use streamstore::implementor::{ErrorShorthand, ReadBatchParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -41,9 +41,7 @@ async fn a_parked_wait_sees_a_delete_within_100ms(ctx: &Ctx) -> Outcome {
     put(&ctx.store, &id, &["a"]).await?;
     let (store, wid) = (Arc::clone(&ctx.store), id.clone());
     let waiter = tokio::spawn(async move {
-        let r = store
-            .read(&wid, 1, ReadOptions::limit(10).wait(LONG))
-            .await;
+        let r = store.read(&wid, 1, ReadOptions::limit(10).wait(LONG)).await;
         (Instant::now(), r)
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -52,7 +50,10 @@ async fn a_parked_wait_sees_a_delete_within_100ms(ctx: &Ctx) -> Outcome {
     let (done, r) = waiter.await.map_err(join)?;
     let batch = r?;
     let took = after(done, deleted);
-    ensure!(took < AT_ONCE, "the waiting read saw the delete after {took:?}");
+    ensure!(
+        took < AT_ONCE,
+        "the waiting read saw the delete after {took:?}"
+    );
     ensure_eq!(batch.incarnation, None);
     ensure!(
         batch.is_finished(),
@@ -74,7 +75,10 @@ async fn a_wait_started_after_a_delete_returns_at_once(ctx: &Ctx) -> Outcome {
     let took = started.elapsed();
     ensure!(took < AT_ONCE, "a wait after the delete took {took:?}");
     ensure_eq!(batch.incarnation, None);
-    ensure!(batch.is_finished(), "not finished after a delete: {batch:?}");
+    ensure!(
+        batch.is_finished(),
+        "not finished after a delete: {batch:?}"
+    );
     Ok(())
 }
 
@@ -129,7 +133,10 @@ async fn a_parked_subscription_sees_a_delete_within_100ms(ctx: &Ctx) -> Outcome 
         .map_err(|_| Failure("the subscription did not notice the delete".into()))?
         .map_err(join)?;
     let took = after(done, deleted);
-    ensure!(took < AT_ONCE, "the subscription saw the delete after {took:?}");
+    ensure!(
+        took < AT_ONCE,
+        "the subscription saw the delete after {took:?}"
+    );
     match next {
         Some(Err(e)) => ensure_eq!(e.kind(), ErrorKind::NotFound),
         other => {

@@ -46,10 +46,7 @@ async fn max_bytes_trims_the_oldest_records(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
     put(&ctx.store, &id, &["0123456789"]).await?;
     ctx.store
-        .set_retention(
-            &id,
-            Retention::default().max_bytes(25),
-        )
+        .set_retention(&id, Retention::default().max_bytes(25))
         .await?;
     for i in 1..6 {
         put(
@@ -83,10 +80,7 @@ async fn max_bytes_never_trims_the_newest_record(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
     put(&ctx.store, &id, &["small"]).await?;
     ctx.store
-        .set_retention(
-            &id,
-            Retention::default().max_bytes(10),
-        )
+        .set_retention(&id, Retention::default().max_bytes(10))
         .await?;
     ctx.store
         .append(
@@ -133,10 +127,7 @@ async fn delete_after_idle(ctx: &Ctx) -> Outcome {
 async fn retention_of_a_missing_stream_is_not_found(ctx: &Ctx) -> Outcome {
     expect_kind(
         ctx.store
-            .set_retention(
-                &ctx.id("missing"),
-                Retention::default().max_bytes(1),
-            )
+            .set_retention(&ctx.id("missing"), Retention::default().max_bytes(1))
             .await,
         ErrorKind::NotFound,
     )

@@ -77,7 +77,6 @@ use crate::types::{
 use crate::validate::{check_append, check_read, now_ms};
 use crate::wait::wait_for_records;
 
-pub(crate) use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
 pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use stats::LocalStats;

@@ -1,7 +1,7 @@
 //! Seal, trim, retention and delete: conditional changes of the head, then cleanup.
 
-use streamstore::implementor::ErrorShorthand;
 use super::*;
+use streamstore::implementor::ErrorShorthand;
 
 impl Core {
     pub(crate) async fn seal(&self, stream: &StreamId) -> Result<(StreamInfo, bool)> {

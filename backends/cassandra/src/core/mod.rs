@@ -15,12 +15,11 @@
 //!   `DELETED`): that conditional write is their linearization point. Whoever later finds a
 //!   closed head finishes the remaining steps, which are idempotent.
 
-use streamstore::implementor::OpenFlag;
-use streamstore::implementor::ErrorShorthand;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+use streamstore::implementor::OpenFlag;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
