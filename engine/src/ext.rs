@@ -149,8 +149,8 @@ impl<S: StreamStore + ?Sized> StreamStoreExt for Arc<S> {
         self.append(stream, vec![payload], options).await
     }
 
-    fn subscribe<'a>(
-        &'a self,
+    fn subscribe(
+        &self,
         stream: &StreamId,
         from: u64,
         options: SubscribeOptions,
