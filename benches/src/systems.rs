@@ -115,9 +115,6 @@ impl System {
 
 /// Opens a `LocalStore` in `dir` with `durability` and otherwise default options.
 pub async fn open_local(dir: &Path, durability: Durability) -> Result<Arc<dyn StreamStore>> {
-    let opts = LocalOptions {
-        durability,
-        ..LocalOptions::default()
-    };
+    let opts = LocalOptions::default().durability(durability);
     Ok(Arc::new(LocalStore::open(dir, opts).await?))
 }

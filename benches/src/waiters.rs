@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use streamstore::wait::Watcher;
+use streamstore::implementor::wait::Watcher;
 use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
 
 type Store = Arc<dyn StreamStore>;

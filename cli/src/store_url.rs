@@ -1,6 +1,7 @@
 //! `--store URL`: which implementation, where.
 
 use std::sync::Arc;
+use streamstore::implementor::ErrorShorthand;
 
 use serde_json::json;
 use streamstore::{Durability, Error, LocalOptions, LocalStore, MemoryStore, Result, StreamStore};
@@ -48,10 +49,7 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
         return Ok(Opened::other("memory", MemoryStore::new()));
     }
     if let Some(path) = local_path(url) {
-        let options = LocalOptions {
-            durability,
-            ..LocalOptions::default()
-        };
+        let options = LocalOptions::default().durability(durability);
         let store = Arc::new(LocalStore::open(path, options).await?);
         let report = store.recovery_report();
         if report.has_damage() {

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use streamkeep_conformance::{run_suite, Factory};
 use streamstore::{MemoryStore, Result, StreamStore};
-use streamstore_conformance::{run_suite, Factory};
 
 /// Memory stores: nothing persists, so every namespace is simply a new store.
 struct MemoryFactory;

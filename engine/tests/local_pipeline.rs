@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, AppendResult, ErrorKind, Expect, IdempotencyKey, LocalOptions, LocalStore,
     ReadOptions, Retention, StreamId, StreamStore,
 };
@@ -120,13 +120,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
         vec![payload(99, 0, 0)],
     )];
     store
-        .set_retention(
-            &id(3),
-            Retention {
-                max_bytes: Some(2048),
-                ..Retention::default()
-            },
-        )
+        .set_retention(&id(3), Retention::default().max_bytes(2048))
         .await
         .expect("retention");
 
@@ -164,10 +158,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
                     // The same keyed append sent twice at once: one write, one result.
                     1 => {
                         let key = IdempotencyKey::new(format!("k-{t}-{round}")).expect("key");
-                        let opts = AppendOptions {
-                            idempotency_key: Some(key),
-                            ..AppendOptions::default()
-                        };
+                        let opts = AppendOptions::default().key(key);
                         let sid = id(s);
                         let (a, b) = tokio::join!(
                             store.append(&sid, records.clone(), opts.clone()),

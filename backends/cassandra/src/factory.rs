@@ -1,6 +1,7 @@
 //! The conformance suite's factory: one table prefix per namespace.
 
 use std::sync::Arc;
+use streamstore::implementor::ErrorShorthand;
 
 use async_trait::async_trait;
 use streamstore::{Error, Result, StreamStore};

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use bytes::Bytes;
-use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::now_ms;
+use streamstore::implementor::head::{Decision, StreamHead};
+use streamstore::implementor::validate::now_ms;
 use streamstore::{AppendResult, Error, ErrorKind, Expect, IdempotencyKey, Result, StreamId};
 
 use crate::backend::Core;

@@ -1,20 +1,20 @@
 //! `DynamoDbStore`: the `StreamStore` over one DynamoDB table.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
+use streamstore::implementor::{ErrorShorthand, ListPageParts, ReadBatchParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::validate::{check_read, now_ms};
+use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, IdempotencyWindow, ListOptions,
     ListPage, ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo, StreamStore,
     WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
 use crate::config::DynamoDbConfig;
 use crate::core::{Db, BATCH_GET_KEYS};
@@ -74,13 +74,14 @@ pub(crate) fn must_trim(h: &Head) -> bool {
 /// interval, and appends made through the same store object wake their readers at once.
 pub struct DynamoDbStore {
     core: Arc<Core>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Aborted when the store closes or is dropped.
+    tasks: Tasks,
 }
 
 pub(crate) struct Core {
     pub(crate) db: Arc<Db>,
     watcher: Watcher,
-    closed: AtomicBool,
+    open: OpenFlag,
     caps: Capabilities,
 }
 
@@ -102,7 +103,7 @@ impl DynamoDbStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_dynamodb::DynamoDbStore::connect_url("dynamodb://127.0.0.1:58000/app").await?;
+    ///     streamkeep_dynamodb::DynamoDbStore::connect_url("dynamodb://127.0.0.1:58000/app").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect_url(url: &str) -> Result<Self> {
@@ -125,7 +126,7 @@ impl DynamoDbStore {
         let core = Arc::new(Core {
             db,
             watcher,
-            closed: AtomicBool::new(false),
+            open: OpenFlag::default(),
             caps: capabilities(config.poll_interval),
         });
         let sweeper = {
@@ -135,7 +136,7 @@ impl DynamoDbStore {
         };
         Ok(DynamoDbStore {
             core,
-            tasks: Mutex::new(vec![sweeper]),
+            tasks: Tasks::new([sweeper]),
         })
     }
 
@@ -159,23 +160,6 @@ impl DynamoDbStore {
         self.core.check_open()?;
         self.core.db.marks(streams).await
     }
-
-    fn abort_tasks(&self) {
-        for t in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for DynamoDbStore {
-    fn drop(&mut self) {
-        self.abort_tasks();
-    }
 }
 
 impl std::fmt::Debug for DynamoDbStore {
@@ -188,10 +172,7 @@ impl std::fmt::Debug for DynamoDbStore {
 
 impl Core {
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed());
-        }
-        Ok(())
+        self.open.check()
     }
 
     async fn live_head(&self, stream: &StreamId) -> Result<Option<Head>> {
@@ -424,7 +405,7 @@ impl Core {
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
         let open = || self.check_open().is_ok();
-        streamstore::wait::sweep_periodically(every, open, || self.sweep_once()).await;
+        streamstore::implementor::wait::sweep_periodically(every, open, || self.sweep_once()).await;
     }
 
     async fn sweep_once(&self) -> Result<usize> {
@@ -465,14 +446,7 @@ impl StreamStore for DynamoDbStore {
         options: AppendOptions,
     ) -> Result<AppendResult> {
         let core = &self.core;
-        core.check_open()?;
-        let (bytes, digest) = check_append(
-            stream,
-            &records,
-            options.idempotency_key.as_ref(),
-            &core.caps,
-        )?;
-        let key = options.idempotency_key.as_ref().zip(digest);
+        let (bytes, key) = prepare_append(&core.open, stream, &records, &options, &core.caps)?;
         let (result, wrote) = core
             .append(stream, &records, bytes, options.expect, key)
             .await?;
@@ -492,6 +466,7 @@ impl StreamStore for DynamoDbStore {
         // Armed before the read it guards, so a change in between still wakes this wait.
         wait_for_records(
             wait,
+            options.incarnation,
             || core.watcher.arm(stream),
             || core.read_now(stream, from, &options),
         )
@@ -623,10 +598,10 @@ impl StreamStore for DynamoDbStore {
 
     async fn close(&self) -> Result<()> {
         let core = &self.core;
-        if core.closed.swap(true, Ordering::AcqRel) {
+        if !core.open.close() {
             return Ok(());
         }
-        self.abort_tasks();
+        self.tasks.abort_all();
         core.watcher.close();
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
@@ -438,7 +439,7 @@ impl Db {
     /// head write (append, seal, trim, retention, delete, re-creation): one `BatchGetItem` per
     /// 100 streams.
     pub(crate) async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        let now = streamstore::validate::now_ms();
+        let now = streamstore::implementor::validate::now_ms();
         let mut marks = Vec::with_capacity(streams.len());
         for group in streams.chunks(BATCH_GET_KEYS) {
             for item in self.heads(group).await? {

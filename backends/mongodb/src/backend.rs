@@ -8,22 +8,22 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
+use streamstore::implementor::{ErrorShorthand, ListPageParts, ReadBatchParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use mongodb::Client;
-use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::head::{Decision, StreamHead};
+use streamstore::implementor::validate::{check_read, now_ms};
+use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     IdempotencyWindow, ListOptions, ListPage, ReadBatch, ReadOptions, Record, Result, Retention,
     StreamId, StreamInfo, StreamStore, WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
 use crate::chain::{start_of, walk, StartCache, Walked, HINT_AFTER_STEPS};
 use crate::config::MongoConfig;
@@ -59,7 +59,8 @@ const SWEEP_BATCH: u64 = 256;
 /// and by polling for writes of others.
 pub struct MongoStore {
     inner: Arc<Inner>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Aborted when the store closes or is dropped.
+    tasks: Tasks,
 }
 
 struct Inner {
@@ -69,7 +70,7 @@ struct Inner {
     /// many there are; writes of this process wake them at once.
     watcher: Watcher,
     cache: Arc<StartCache>,
-    closed: AtomicBool,
+    open: OpenFlag,
     config: MongoConfig,
 }
 
@@ -166,7 +167,7 @@ impl MongoStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_mongodb::MongoStore::connect("mongodb://127.0.0.1:57017/app", "app_").await?;
+    ///     streamkeep_mongodb::MongoStore::connect("mongodb://127.0.0.1:57017/app", "app_").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
@@ -203,14 +204,14 @@ impl MongoStore {
             client,
             watcher,
             cache,
-            closed: AtomicBool::new(false),
+            open: OpenFlag::default(),
             config,
         });
         let sweeper = Arc::clone(&inner);
         let task = tokio::spawn(async move { sweeper.sweep_loop(sweep).await });
         Ok(MongoStore {
             inner,
-            tasks: Mutex::new(vec![task]),
+            tasks: Tasks::new([task]),
         })
     }
 
@@ -240,23 +241,6 @@ impl MongoStore {
         self.inner.check_open()?;
         marks(&self.inner.core, &self.inner.cache, streams).await
     }
-
-    fn abort_tasks(&self) {
-        for t in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for MongoStore {
-    fn drop(&mut self) {
-        self.abort_tasks();
-    }
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -269,10 +253,7 @@ impl std::fmt::Debug for MongoStore {
 
 impl Inner {
     fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed());
-        }
-        Ok(())
+        self.open.check()
     }
 
     /// Walks `stream` from `start` (or the best known start) to its last entry, remembering it.
@@ -783,7 +764,7 @@ impl Inner {
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
         let open = || self.check_open().is_ok();
-        streamstore::wait::sweep_periodically(every, open, || self.sweep_once()).await;
+        streamstore::implementor::wait::sweep_periodically(every, open, || self.sweep_once()).await;
     }
 
     async fn sweep_once(&self) -> Result<usize> {
@@ -876,11 +857,8 @@ impl StreamStore for MongoStore {
         options: AppendOptions,
     ) -> Result<AppendResult> {
         let inner = &self.inner;
-        inner.check_open()?;
         let caps = self.capabilities();
-        let (bytes, digest) =
-            check_append(stream, &records, options.idempotency_key.as_ref(), &caps)?;
-        let key = options.idempotency_key.as_ref().zip(digest);
+        let (bytes, key) = prepare_append(&inner.open, stream, &records, &options, &caps)?;
         inner
             .append(stream, &records, bytes, options.expect, key)
             .await
@@ -897,6 +875,7 @@ impl StreamStore for MongoStore {
         // once, one of another process at the watcher's next tick.
         wait_for_records(
             wait,
+            options.incarnation,
             || inner.watcher.arm(stream),
             || inner.read_now(stream, from, &options),
         )
@@ -1037,10 +1016,10 @@ impl StreamStore for MongoStore {
 
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.closed.swap(true, Ordering::AcqRel) {
+        if !inner.open.close() {
             return Ok(());
         }
-        self.abort_tasks();
+        self.tasks.abort_all();
         inner.watcher.close();
         inner.client.clone().shutdown().await;
         Ok(())

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 use streamstore::{AppendOptions, ErrorKind, Expect, ReadOptions, StreamId, StreamStore};
-use streamstore_mongodb::{MongoStore, URL_ENV};
 use tokio::sync::Barrier;
 
 /// Concurrent writers (the task asks for at least 16).

@@ -9,7 +9,7 @@
 #[path = "../../sql-common/testing/faults.rs"]
 mod faults;
 
-use streamstore_mongodb::{MongoStore, URL_ENV};
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 
 restart_test! {
     store: MongoStore,

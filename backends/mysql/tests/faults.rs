@@ -8,7 +8,7 @@
 #[path = "../../sql-common/testing/faults.rs"]
 mod faults;
 
-use streamstore_mysql::{MysqlStore, URL_ENV};
+use streamkeep_mysql::{MysqlStore, URL_ENV};
 
 restart_test! {
     store: MysqlStore,

@@ -7,7 +7,7 @@ mod cases;
 
 use std::time::Duration;
 
-use streamstore_mysql::{MysqlStore, URL_ENV};
+use streamkeep_mysql::{MysqlStore, URL_ENV};
 
 sql_adapter_tests! {
     store: MysqlStore,

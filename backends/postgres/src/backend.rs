@@ -3,9 +3,10 @@
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use streamstore::wait::Watcher;
+use streamstore::implementor::wait::Watcher;
 use streamstore::{Error, Result, StreamId, WaitMechanism};
 use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions, WaitSettings};
 
@@ -42,7 +43,7 @@ impl PostgresStore {
     ///
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
-    /// let store = streamstore_postgres::PostgresStore::connect(
+    /// let store = streamkeep_postgres::PostgresStore::connect(
     ///     "postgres://streamstore:streamstore@127.0.0.1:55432/streamstore",
     ///     "app_",
     /// )

@@ -8,7 +8,7 @@
 #[path = "../../sql-common/testing/faults.rs"]
 mod faults;
 
-use streamstore_postgres::{PostgresStore, URL_ENV};
+use streamkeep_postgres::{PostgresStore, URL_ENV};
 
 restart_test! {
     store: PostgresStore,

@@ -7,7 +7,7 @@ mod cases;
 
 use std::time::Duration;
 
-use streamstore_postgres::{PostgresStore, URL_ENV};
+use streamkeep_postgres::{PostgresStore, URL_ENV};
 
 sql_adapter_tests! {
     store: PostgresStore,

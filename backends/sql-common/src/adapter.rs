@@ -4,10 +4,11 @@
 
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::{Connection, Database};
-use streamstore::wait::WatchOptions;
+use streamstore::implementor::wait::WatchOptions;
 use streamstore::{Capabilities, Error, ErrorKind, IdempotencyWindow, Result, WaitMechanism};
 
 use crate::prefix::TablePrefix;

@@ -2,8 +2,9 @@
 //! `u64` values and SQL `BIGINT` (signed 64-bit in both databases).
 
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
-use streamstore::head::{KeyWindow, StreamHead};
+use streamstore::implementor::head::{KeyWindow, StreamHead};
 use streamstore::{AppendResult, Error, Incarnation, Result, Retention};
 
 /// The schema version this crate creates and understands. Stored in `<prefix>meta`; a database
@@ -138,10 +139,12 @@ impl HeadRow {
                 last_append_ms: from_db(c.last_append_ms)?,
                 sealed_ms: c.sealed_ms.map(from_db).transpose()?,
                 bytes: from_db(c.bytes)?,
-                retention: Retention {
-                    delete_after_seal: c.seal_ttl_ms.map(duration_from_db),
-                    delete_after_idle: c.idle_ttl_ms.map(duration_from_db),
-                    max_bytes: c.max_bytes.map(from_db).transpose()?,
+                retention: {
+                    let mut o = Retention::default();
+                    o.delete_after_seal = c.seal_ttl_ms.map(duration_from_db);
+                    o.delete_after_idle = c.idle_ttl_ms.map(duration_from_db);
+                    o.max_bytes = c.max_bytes.map(from_db).transpose()?;
+                    o
                 },
                 keys: KeyWindow::default(),
             },
@@ -169,7 +172,7 @@ impl HeadRow {
 pub struct KeyRow {
     /// The original append's result (its incarnation included).
     pub result: AppendResult,
-    /// `streamstore::validate::batch_digest` of the original batch.
+    /// `streamstore::implementor::validate::batch_digest` of the original batch.
     pub digest: u64,
 }
 

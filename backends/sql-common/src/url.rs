@@ -1,6 +1,7 @@
 //! Connection URLs: the options the adapters read from them, and a description without secrets.
 
 use std::fmt;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::{Error, Result};
 

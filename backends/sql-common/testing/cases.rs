@@ -394,10 +394,7 @@ pub async fn reads_keep_the_contract_on_every_query(store: &dyn StreamStore) {
     let b = store.read(&s, 1, unbounded).await.unwrap();
     assert!(b.records.is_empty() && b.end_offset == 1);
     // Expired (idle retention fired; the sweeper may not have run): missing.
-    let idle = streamstore::Retention {
-        delete_after_idle: Some(Duration::from_millis(50)),
-        ..streamstore::Retention::default()
-    };
+    let idle = streamstore::Retention::default().delete_after_idle(Duration::from_millis(50));
     store.set_retention(&s, idle).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let b = store.read(&s, 0, unbounded).await.unwrap();
@@ -554,10 +551,8 @@ macro_rules! sql_adapter_tests {
                 )
                 .await
                 .unwrap();
-            let idle = streamstore::Retention {
-                delete_after_idle: Some(std::time::Duration::from_millis(50)),
-                ..streamstore::Retention::default()
-            };
+            let idle = streamstore::Retention::default()
+                .delete_after_idle(std::time::Duration::from_millis(50));
             store.set_retention(&s, idle).await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             // Expired streams are never served, swept or not.

@@ -7,6 +7,7 @@ mod basics;
 mod concurrency;
 mod durable;
 mod expect;
+mod follow_delete;
 mod idempotency;
 mod ids;
 mod lifecycle;
@@ -36,6 +37,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(waits::cases());
     all.extend(durable::cases());
     all.extend(subscribe::cases());
+    all.extend(follow_delete::cases());
     all.extend(list::cases());
     all.extend(retention::cases());
     all.extend(lifecycle::cases());

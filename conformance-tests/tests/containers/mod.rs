@@ -21,7 +21,7 @@ mod servers;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamstore_conformance::{run_suite, Factory, Summary};
+use streamkeep_conformance::{run_suite, Factory, Summary};
 use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};

@@ -1,6 +1,7 @@
 //! The file-system seam: every file operation of the local engine goes through [`FileSystem`], so
 //! tests can inject `ENOSPC`, `EIO` and failed syncs (see `engine/tests/local_faults.rs`).
 
+use crate::implementor::ErrorShorthand;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use streamstore::{AppendOptions, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore};
+//! use streamkeep::{AppendOptions, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = std::env::temp_dir().join(format!("streamstore-doc-{}", std::process::id()));
@@ -24,15 +24,15 @@
 //! assert_eq!(batch.records[0].payload, "step 1");
 //! store.close().await?;
 //! # std::fs::remove_dir_all(&dir).unwrap();
-//! # Ok::<(), streamstore::Error>(())
+//! # Ok::<(), streamkeep::Error>(())
 //! # }).unwrap();
 //! ```
 
 mod checkpoint;
 mod codec;
 mod flusher;
-pub mod format;
-pub mod fs;
+pub(crate) mod format;
+pub(crate) mod fs;
 mod index;
 mod lock;
 pub mod metrics;
@@ -54,6 +54,7 @@ mod streams;
 mod verify;
 mod writer;
 
+use crate::implementor::{ErrorShorthand, ListParts};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,7 +77,6 @@ use crate::types::{
 use crate::validate::{check_append, check_read, now_ms};
 use crate::wait::wait_for_records;
 
-pub use fs::{FileHandle, FileSystem, StdFs};
 pub use options::{Durability, LocalOptions};
 pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use stats::LocalStats;
@@ -379,6 +379,7 @@ impl StreamStore for LocalStore {
                     .then(|| read::DurableWaiter::new(&self.shared));
                 wait_for_records(
                     wait,
+                    options.incarnation,
                     || self.shared.notifiers.arm(stream),
                     || read::read_now(&self.shared, stream, from, &options),
                 )

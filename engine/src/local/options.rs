@@ -33,7 +33,18 @@ impl Durability {
     }
 }
 
-/// Options of [`LocalStore::open`](super::LocalStore::open). Start from `Default`.
+/// Options of [`LocalStore::open`](super::LocalStore::open). Start from `Default` and set what
+/// you need with the methods of the same names; each field says its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use streamkeep::{Durability, LocalOptions};
+/// let options = LocalOptions::default()
+///     .durability(Durability::Interval(Duration::from_millis(50)))
+///     .segment_bytes(16 << 20);
+/// assert_eq!(options.queue_capacity, 4096);
+/// ```
+#[non_exhaustive]
 #[derive(Clone)]
 pub struct LocalOptions {
     /// When appends are acknowledged (default [`Durability::Sync`]).
@@ -58,8 +69,8 @@ pub struct LocalOptions {
     /// memory map keep at most as many maps (a map holds no file descriptor).
     pub max_open_files: usize,
     /// Read finished segments through read-only memory maps (default `true`); the active segment
-    /// is always read with `pread`. Off: every read is a `pread`. See `local::mmap` for the one
-    /// risk of maps (a segment truncated by another program).
+    /// is always read with `pread`. Off: every read is a `pread`. The one risk of maps: a segment
+    /// file truncated by another program while mapped makes the process receive `SIGBUS`.
     pub mmap_reads: bool,
     /// Most recent records kept in memory per stream for tail reads (default 32).
     pub tail_cache_records: usize,
@@ -71,7 +82,8 @@ pub struct LocalOptions {
     pub tail_cache_total_bytes: usize,
     /// Recent idempotency keys remembered per stream (default 1024).
     pub idempotency_keys: usize,
-    /// The file system every file operation goes through (tests inject faults here).
+    /// The file system every file operation goes through (default: the real one,
+    /// [`StdFs`](crate::implementor::fs::StdFs)); tests inject faults here.
     pub fs: Arc<dyn FileSystem>,
 }
 
@@ -93,6 +105,106 @@ impl Default for LocalOptions {
             idempotency_keys: 1024,
             fs: Arc::new(StdFs),
         }
+    }
+}
+
+impl LocalOptions {
+    /// Sets [`LocalOptions::durability`] (see there for the default).
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`LocalOptions::segment_bytes`] (see there for the default).
+    #[must_use]
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::queue_capacity`] (see there for the default).
+    #[must_use]
+    pub fn queue_capacity(mut self, queue_capacity: usize) -> Self {
+        self.queue_capacity = queue_capacity;
+        self
+    }
+
+    /// Sets [`LocalOptions::max_group_bytes`] (see there for the default).
+    #[must_use]
+    pub fn max_group_bytes(mut self, max_group_bytes: usize) -> Self {
+        self.max_group_bytes = max_group_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::checkpoint_interval`] (see there for the default).
+    #[must_use]
+    pub fn checkpoint_interval(mut self, checkpoint_interval: Duration) -> Self {
+        self.checkpoint_interval = checkpoint_interval;
+        self
+    }
+
+    /// Sets [`LocalOptions::checkpoint_bytes`] (see there for the default).
+    #[must_use]
+    pub fn checkpoint_bytes(mut self, checkpoint_bytes: u64) -> Self {
+        self.checkpoint_bytes = checkpoint_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::sweep_interval`] (see there for the default).
+    #[must_use]
+    pub fn sweep_interval(mut self, sweep_interval: Duration) -> Self {
+        self.sweep_interval = sweep_interval;
+        self
+    }
+
+    /// Sets [`LocalOptions::max_open_files`] (see there for the default).
+    #[must_use]
+    pub fn max_open_files(mut self, max_open_files: usize) -> Self {
+        self.max_open_files = max_open_files;
+        self
+    }
+
+    /// Sets [`LocalOptions::mmap_reads`] (see there for the default).
+    #[must_use]
+    pub fn mmap_reads(mut self, mmap_reads: bool) -> Self {
+        self.mmap_reads = mmap_reads;
+        self
+    }
+
+    /// Sets [`LocalOptions::tail_cache_records`] (see there for the default).
+    #[must_use]
+    pub fn tail_cache_records(mut self, tail_cache_records: usize) -> Self {
+        self.tail_cache_records = tail_cache_records;
+        self
+    }
+
+    /// Sets [`LocalOptions::tail_cache_bytes`] (see there for the default).
+    #[must_use]
+    pub fn tail_cache_bytes(mut self, tail_cache_bytes: usize) -> Self {
+        self.tail_cache_bytes = tail_cache_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::tail_cache_total_bytes`] (see there for the default).
+    #[must_use]
+    pub fn tail_cache_total_bytes(mut self, tail_cache_total_bytes: usize) -> Self {
+        self.tail_cache_total_bytes = tail_cache_total_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::idempotency_keys`] (see there for the default).
+    #[must_use]
+    pub fn idempotency_keys(mut self, idempotency_keys: usize) -> Self {
+        self.idempotency_keys = idempotency_keys;
+        self
+    }
+
+    /// Sets [`LocalOptions::fs`] (see there for the default).
+    #[must_use]
+    pub fn fs(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
+        self
     }
 }
 

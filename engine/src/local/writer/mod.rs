@@ -32,6 +32,7 @@ mod ops;
 mod syncer;
 mod trim;
 
+use crate::implementor::ErrorShorthand;
 use std::io;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
