@@ -64,16 +64,14 @@ pub(crate) struct Admission {
     total_bytes_cap: u64,
     total_ops: Arc<Semaphore>,
     total_bytes: Arc<Semaphore>,
-    lanes: Mutex<ahash_map::Map<StreamId, Arc<Lane>>>,
+    lanes: Mutex<LaneMap>,
     queued_ops: AtomicU64,
     queued_bytes: AtomicU64,
     rejected: [AtomicU64; 3],
 }
 
-/// The map type (foldhash, as on the writer's path).
-mod ahash_map {
-    pub(super) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-}
+/// The streams with operations queued or waiting (foldhash, as on the writer's path).
+type LaneMap = std::collections::HashMap<StreamId, Arc<Lane>, foldhash::fast::RandomState>;
 
 /// An operation's place in the queue; dropping it frees the place.
 pub(crate) struct Admitted {
@@ -123,6 +121,11 @@ fn units(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// A semaphore's initial permits (at most `u32::MAX` here, see [`units`]).
+fn permits(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 impl Admission {
     /// The budgets of `opts`.
     pub(crate) fn new(opts: &LocalOptions) -> Arc<Self> {
@@ -137,8 +140,8 @@ impl Admission {
             min_stream_units: stream_units.div_ceil(ops),
             total_bytes_cap: cap(opts.queue_bytes),
             total_ops: Arc::new(Semaphore::new(opts.queue_capacity.max(1))),
-            total_bytes: Arc::new(Semaphore::new(cap(opts.queue_bytes) as usize)),
-            lanes: Mutex::new(ahash_map::Map::default()),
+            total_bytes: Arc::new(Semaphore::new(permits(cap(opts.queue_bytes)))),
+            lanes: Mutex::new(LaneMap::default()),
             queued_ops: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             rejected: Default::default(),
@@ -152,7 +155,7 @@ impl Admission {
             .entry(stream.clone())
             .or_insert_with(|| {
                 Arc::new(Lane {
-                    budget: Arc::new(Semaphore::new(self.stream_units as usize)),
+                    budget: Arc::new(Semaphore::new(permits(self.stream_units))),
                     ops: AtomicU64::new(0),
                     bytes: AtomicU64::new(0),
                 })

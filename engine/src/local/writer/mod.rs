@@ -130,6 +130,7 @@ impl Writer {
         next_number: u64,
     ) -> Self {
         let durability = shared.opts.durability;
+        let sched = Scheduler::new(shared.opts.stream_group_bytes);
         Writer {
             segment_bytes: shared.segment_bytes,
             // `Sync` and `Interval` write only into segments zero-filled and synced in advance, so
@@ -157,7 +158,7 @@ impl Writer {
             syncer_off: false,
             overlay: FastMap::default(),
             lookahead: None,
-            sched: Scheduler::new(shared.opts.stream_group_bytes),
+            sched,
         }
     }
 
