@@ -35,10 +35,13 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// `STREAMSTORE_BENCH_STREAM_GROUP_BYTES`: a stream's share of a group other than the default
 /// (to show the trade-off it sets; docs/benchmarks.md).
 fn share_override() -> Option<usize> {
-    std::env::var("STREAMSTORE_BENCH_STREAM_GROUP_BYTES")
-        .ok()?
-        .parse()
-        .ok()
+    env_usize("STREAMSTORE_BENCH_STREAM_GROUP_BYTES")
+}
+
+/// A number from the environment (the knobs above, and `STREAMSTORE_BENCH_SEGMENT_BYTES` to
+/// show what segment rolls cost the quiet streams).
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// One repetition's measurements.
@@ -153,6 +156,9 @@ async fn mix(
     if let Some(n) = share_override() {
         opts.stream_group_bytes = n;
     }
+    if let Some(n) = env_usize("STREAMSTORE_BENCH_SEGMENT_BYTES") {
+        opts.segment_bytes = n as u64;
+    }
     let store: Arc<dyn StreamStore> = Arc::new(LocalStore::open(dir, opts).await?);
     let backend: Arc<dyn BenchBackend> =
         Arc::new(StoreBackend::new(store.clone(), QUIET_STREAMS)?);
@@ -168,7 +174,10 @@ async fn mix(
         warmup: s.warmup,
         duration: s.duration,
     };
-    let q = quiet.then(|| tokio::spawn(workload::run_appends(backend.clone(), spec.clone())));
+    let q = quiet.then(|| {
+        let backend = backend.clone();
+        tokio::spawn(async move { workload::run_appends(backend, &spec).await })
+    });
     let n = noisy_on.then(|| tokio::spawn(noisy(store.clone(), s.warmup, s.duration)));
     let q = match q {
         Some(t) => t.await??,

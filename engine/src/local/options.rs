@@ -70,7 +70,7 @@ pub struct LocalOptions {
     pub overload: Overload,
     /// Most frame bytes gathered into one group commit (default 8 MiB).
     pub max_group_bytes: usize,
-    /// A stream's share of one group commit (default 1 MiB): a group takes from each stream with
+    /// A stream's share of one group commit (default 256 KiB): a group takes from each stream with
     /// work in turn, at most this many bytes (counted as for `queue_bytes`) of each, plus the
     /// one operation that crosses it (deficit round robin; see `docs/design.md`). Smaller: a
     /// quiet stream's append waits behind less of a busy stream; larger: a busy stream gets more
@@ -116,7 +116,7 @@ impl Default for LocalOptions {
             stream_queue_ops: 1024,
             overload: Overload::Wait,
             max_group_bytes: 8 << 20,
-            stream_group_bytes: 1 << 20,
+            stream_group_bytes: 256 << 10,
             checkpoint_interval: Duration::from_secs(30),
             checkpoint_bytes: 64 << 20,
             sweep_interval: Duration::from_secs(1),
