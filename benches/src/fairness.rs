@@ -38,8 +38,9 @@ fn share_override() -> Option<usize> {
     env_usize("STREAMSTORE_BENCH_STREAM_GROUP_BYTES")
 }
 
-/// A number from the environment (the knobs above, and `STREAMSTORE_BENCH_SEGMENT_BYTES` to
-/// show what segment rolls cost the quiet streams).
+/// A number from the environment (the knob above, and `STREAMSTORE_BENCH_SEGMENT_BYTES` and
+/// `STREAMSTORE_BENCH_CHECKPOINT_BYTES` to show what rolls and checkpoints cost the quiet
+/// streams).
 fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok()?.parse().ok()
 }
@@ -65,7 +66,10 @@ struct RssSampler {
 
 impl RssSampler {
     fn start() -> Self {
-        let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (stop, peak) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let (s, p) = (stop.clone(), peak.clone());
         tokio::spawn(async move {
             while !s.load(Ordering::Relaxed) {
@@ -159,9 +163,11 @@ async fn mix(
     if let Some(n) = env_usize("STREAMSTORE_BENCH_SEGMENT_BYTES") {
         opts.segment_bytes = n as u64;
     }
+    if let Some(n) = env_usize("STREAMSTORE_BENCH_CHECKPOINT_BYTES") {
+        opts.checkpoint_bytes = n as u64;
+    }
     let store: Arc<dyn StreamStore> = Arc::new(LocalStore::open(dir, opts).await?);
-    let backend: Arc<dyn BenchBackend> =
-        Arc::new(StoreBackend::new(store.clone(), QUIET_STREAMS)?);
+    let backend: Arc<dyn BenchBackend> = Arc::new(StoreBackend::new(store.clone(), QUIET_STREAMS)?);
     // Create the quiet streams first: the measurement is of steady-state appends.
     workload::fill(backend.clone(), QUIET_STREAMS, 1, 1024, 1, 64).await?;
     let rss = RssSampler::start();
@@ -244,7 +250,8 @@ pub async fn run(s: &Settings) -> Result<(String, String)> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut md = String::new();
     let share_bytes = share_override().unwrap_or(LocalOptions::default().stream_group_bytes);
-    let _ = writeln!(
+    let _ =
+        writeln!(
         md,
         "## Fairness (issue 17)\n\n`stream_group_bytes` {share_bytes}; {} repetitions of {} ms \
          (warm-up {} ms); load average at the end: {}\n",
@@ -255,17 +262,57 @@ pub async fn run(s: &Settings) -> Result<(String, String)> {
     );
     md.push_str("| Measure | Median (min–max) over repetitions | Goal |\n|---|---|---|\n");
     let rows: [(&str, Vec<f64>, usize, &str); 12] = [
-        ("quiet p99 with ÷ without the noisy stream", p99_ratio.clone(), 2, "≤ 2"),
-        ("quiet appends/s with ÷ without", tput_ratio.clone(), 2, "≥ 0.8"),
-        ("noisy stream bytes/s ÷ disk sequential bytes/s", share.clone(), 2, "≥ 0.5"),
+        (
+            "quiet p99 with ÷ without the noisy stream",
+            p99_ratio.clone(),
+            2,
+            "≤ 2",
+        ),
+        (
+            "quiet appends/s with ÷ without",
+            tput_ratio.clone(),
+            2,
+            "≥ 0.8",
+        ),
+        (
+            "noisy stream bytes/s ÷ disk sequential bytes/s",
+            share.clone(),
+            2,
+            "≥ 0.5",
+        ),
         ("noisy stream alone bytes/s ÷ disk", alone_share, 2, ""),
         ("quiet p50 alone, ms", col(&|r| p50(&r.quiet_alone)), 2, ""),
         ("quiet p99 alone, ms", col(&|r| p99(&r.quiet_alone)), 2, ""),
-        ("quiet p50 with noisy, ms", col(&|r| p50(&r.quiet_mixed)), 2, ""),
-        ("quiet p99 with noisy, ms", col(&|r| p99(&r.quiet_mixed)), 2, ""),
-        ("quiet appends/s alone", col(&|r| r.quiet_alone.records_per_sec()), 0, ""),
-        ("noisy MiB/s with quiet", col(&|r| r.noisy_mixed.bytes_per_sec() / MIB), 1, ""),
-        ("disk sequential MiB/s (synced)", col(&|r| r.disk.bytes_per_sec() / MIB), 1, ""),
+        (
+            "quiet p50 with noisy, ms",
+            col(&|r| p50(&r.quiet_mixed)),
+            2,
+            "",
+        ),
+        (
+            "quiet p99 with noisy, ms",
+            col(&|r| p99(&r.quiet_mixed)),
+            2,
+            "",
+        ),
+        (
+            "quiet appends/s alone",
+            col(&|r| r.quiet_alone.records_per_sec()),
+            0,
+            "",
+        ),
+        (
+            "noisy MiB/s with quiet",
+            col(&|r| r.noisy_mixed.bytes_per_sec() / MIB),
+            1,
+            "",
+        ),
+        (
+            "disk sequential MiB/s (synced)",
+            col(&|r| r.disk.bytes_per_sec() / MIB),
+            1,
+            "",
+        ),
         (
             "RSS peak MiB, quiet with noisy",
             col(&|r| crate::stats::f(r.rss_mixed) / MIB),
@@ -285,7 +332,11 @@ pub async fn run(s: &Settings) -> Result<(String, String)> {
     let mut lines = String::new();
     let m = |v: &[f64]| median(v).unwrap_or(f64::NAN);
     let _ = writeln!(lines, "ratio fairness_quiet_p99: {:.2}", m(&p99_ratio));
-    let _ = writeln!(lines, "ratio fairness_quiet_throughput: {:.2}", m(&tput_ratio));
+    let _ = writeln!(
+        lines,
+        "ratio fairness_quiet_throughput: {:.2}",
+        m(&tput_ratio)
+    );
     let _ = writeln!(lines, "ratio fairness_noisy_share: {:.2}", m(&share));
     Ok((md, lines))
 }

@@ -126,7 +126,10 @@ async fn run(args: Args) -> Result<()> {
     let out = args.out.unwrap_or_else(|| cache_dir("bench-results"));
     std::fs::create_dir_all(&out)?;
     // Issue 17's case runs on its own (its ratios are within one repetition of four cases).
-    let alts: Vec<&str> = settings.filter.as_deref().map_or(Vec::new(), |f| f.split(',').collect());
+    let alts: Vec<&str> = settings
+        .filter
+        .as_deref()
+        .map_or(Vec::new(), |f| f.split(',').collect());
     if alts.contains(&"fairness") {
         let (md, lines) = fairness::run(&settings).await?;
         std::fs::write(out.join("fairness.md"), &md)?;

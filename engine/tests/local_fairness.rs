@@ -236,7 +236,10 @@ async fn the_byte_bounds_hold_under_a_flood_when_callers_are_refused() {
             }
         }
     }
-    assert!(refused > 0, "a flood 25 times the stream's bound was refused in part");
+    assert!(
+        refused > 0,
+        "a flood 25 times the stream's bound was refused in part"
+    );
     let q = store.stats().queue;
     assert_eq!(
         q.rejected_stream + q.rejected_total_ops + q.rejected_total_bytes,
