@@ -14,6 +14,7 @@
 
 pub mod backend;
 pub mod baseline;
+pub mod fairness;
 pub mod peers;
 pub mod plan;
 pub mod procs;

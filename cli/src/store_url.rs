@@ -124,6 +124,7 @@ impl Opened {
         let caps = self.store.capabilities();
         if let Kind::Local(local) = &self.kind {
             let report = local.recovery_report();
+            let stats = local.stats();
             let pinned: Vec<_> = local
                 .pinned_segments()
                 .into_iter()
@@ -136,7 +137,8 @@ impl Opened {
                 "open_files": local.open_files(),
                 "pinned_segments": pinned,
                 "recovery": stats_json::recovery(&report),
-                "events": stats_json::events(&local.stats()),
+                "events": stats_json::events(&stats),
+                "queue": stats_json::queue(&stats.queue),
                 "capabilities": stats_json::capabilities(&caps),
             }))
             .map_err(|e| Error::new(streamstore::ErrorKind::Unavailable, "stdout").with_source(e));

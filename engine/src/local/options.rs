@@ -33,6 +33,17 @@ impl Durability {
     }
 }
 
+/// What an operation does when the writer's queue is full (`LocalOptions::overload`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overload {
+    /// The caller waits (asynchronously) until the queue has room: backpressure. The default.
+    #[default]
+    Wait,
+    /// The caller gets a retryable `Unavailable` at once, saying which bound was reached (its
+    /// stream's queue or the whole queue). Nothing of the operation was queued or written.
+    Reject,
+}
+
 /// Options of [`LocalStore::open`](super::LocalStore::open). Start from `Default` and set what
 /// you need with the methods of the same names; each field says its default.
 ///
@@ -55,8 +66,27 @@ pub struct LocalOptions {
     /// Most operations queued for the writer; callers wait (asynchronously) beyond it
     /// (backpressure). Default 4096.
     pub queue_capacity: usize,
+    /// Most bytes (payload plus 32 bytes per record and 64 per operation) queued for the writer
+    /// in total (default 64 MiB); beyond it `overload` applies. An operation larger than the
+    /// bound is admitted alone.
+    pub queue_bytes: usize,
+    /// Most bytes (counted as for `queue_bytes`) queued for the writer per stream (default
+    /// 16 MiB); beyond it `overload` applies to that stream only.
+    pub stream_queue_bytes: usize,
+    /// Most operations queued for the writer per stream (default 1024); beyond it `overload`
+    /// applies to that stream only.
+    pub stream_queue_ops: usize,
+    /// What an operation does when one of the queue bounds is reached (default
+    /// [`Overload::Wait`]).
+    pub overload: Overload,
     /// Most frame bytes gathered into one group commit (default 8 MiB).
     pub max_group_bytes: usize,
+    /// A stream's share of one group commit (default 256 KiB): a group takes from each stream with
+    /// work in turn, at most this many bytes (counted as for `queue_bytes`) of each, plus the
+    /// one operation that crosses it (deficit round robin; see `docs/design.md`). Smaller: a
+    /// quiet stream's append waits behind less of a busy stream; larger: a busy stream gets more
+    /// of the disk per `fdatasync`.
+    pub stream_group_bytes: usize,
     /// A checkpoint is written at least this often while the log grows (default 30 s), and on close.
     pub checkpoint_interval: Duration,
     /// A checkpoint is also written after this many log bytes (default 64 MiB), or after 16 times
@@ -93,7 +123,12 @@ impl Default for LocalOptions {
             durability: Durability::Sync,
             segment_bytes: 64 << 20,
             queue_capacity: 4096,
+            queue_bytes: 64 << 20,
+            stream_queue_bytes: 16 << 20,
+            stream_queue_ops: 1024,
+            overload: Overload::Wait,
             max_group_bytes: 8 << 20,
+            stream_group_bytes: 256 << 10,
             checkpoint_interval: Duration::from_secs(30),
             checkpoint_bytes: 64 << 20,
             sweep_interval: Duration::from_secs(1),
@@ -127,6 +162,41 @@ impl LocalOptions {
     #[must_use]
     pub fn queue_capacity(mut self, queue_capacity: usize) -> Self {
         self.queue_capacity = queue_capacity;
+        self
+    }
+
+    /// Sets [`LocalOptions::queue_bytes`] (see there for the default).
+    #[must_use]
+    pub fn queue_bytes(mut self, queue_bytes: usize) -> Self {
+        self.queue_bytes = queue_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::stream_queue_bytes`] (see there for the default).
+    #[must_use]
+    pub fn stream_queue_bytes(mut self, stream_queue_bytes: usize) -> Self {
+        self.stream_queue_bytes = stream_queue_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::stream_queue_ops`] (see there for the default).
+    #[must_use]
+    pub fn stream_queue_ops(mut self, stream_queue_ops: usize) -> Self {
+        self.stream_queue_ops = stream_queue_ops;
+        self
+    }
+
+    /// Sets [`LocalOptions::overload`] (see there for the default).
+    #[must_use]
+    pub fn overload(mut self, overload: Overload) -> Self {
+        self.overload = overload;
+        self
+    }
+
+    /// Sets [`LocalOptions::stream_group_bytes`] (see there for the default).
+    #[must_use]
+    pub fn stream_group_bytes(mut self, stream_group_bytes: usize) -> Self {
+        self.stream_group_bytes = stream_group_bytes;
         self
     }
 
@@ -214,7 +284,12 @@ impl fmt::Debug for LocalOptions {
             .field("durability", &self.durability)
             .field("segment_bytes", &self.segment_bytes)
             .field("queue_capacity", &self.queue_capacity)
+            .field("queue_bytes", &self.queue_bytes)
+            .field("stream_queue_bytes", &self.stream_queue_bytes)
+            .field("stream_queue_ops", &self.stream_queue_ops)
+            .field("overload", &self.overload)
             .field("max_group_bytes", &self.max_group_bytes)
+            .field("stream_group_bytes", &self.stream_group_bytes)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_bytes", &self.checkpoint_bytes)
             .field("sweep_interval", &self.sweep_interval)

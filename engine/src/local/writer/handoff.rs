@@ -44,10 +44,12 @@ impl Writer {
             return Handed::Back(g);
         }
         let in_flight = self.syncer.as_ref().is_some_and(Syncer::busy);
-        if !in_flight && self.lookahead.is_none() {
+        // Operations already in the writer's lanes (`fair.rs`) are a next group too.
+        let queued = !self.sched.is_empty();
+        if !in_flight && !queued && self.lookahead.is_none() {
             self.lookahead = rx.and_then(|rx| rx.try_recv().ok());
         }
-        if !in_flight && self.lookahead.is_none() {
+        if !in_flight && !queued && self.lookahead.is_none() {
             return Handed::Back(g);
         }
         if self.syncer.is_none() {

@@ -113,6 +113,15 @@ impl Syncer {
         }
     }
 
+    /// Waits until at most `n` groups handed over are unfinished (the writer's pacing,
+    /// `fair.rs`).
+    pub fn wait_unfinished_at_most(&self, n: u64) {
+        let mut done = lock(&self.progress.done);
+        while self.sent.saturating_sub(*done) > n {
+            done = wait(&self.progress.changed, done);
+        }
+    }
+
     /// An emptied group to reuse, if one came back.
     pub fn spare(&self) -> Option<Group> {
         self.spare.try_recv().ok()
