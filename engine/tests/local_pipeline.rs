@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use streamstore::{
@@ -94,9 +95,53 @@ fn check(s: usize, acks: &Acks, seen: &BTreeMap<u64, Bytes>, end: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_groups_agree_with_their_acknowledgements() {
+    agree(LocalOptions::default).await;
+}
+
+/// The same with the sync thread holding syncs back for the groups written behind them
+/// (`group_fill_wait`): several groups per sync, each still acknowledged only after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_groups_agree_with_their_acknowledgements_when_syncs_wait_to_fill() {
+    agree(|| LocalOptions {
+        group_fill_wait: Duration::from_millis(2),
+        ..LocalOptions::default()
+    })
+    .await;
+}
+
+/// A lone appender's group is synced by the writer itself, with nothing announced behind it: the
+/// fill wait never applies to it (each append here would take at least 300 ms if it did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_appender_never_waits_for_a_sync_to_fill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(
+        dir.path(),
+        LocalOptions {
+            group_fill_wait: Duration::from_millis(300),
+            ..LocalOptions::default()
+        },
+    )
+    .await
+    .expect("open");
+    let started = Instant::now();
+    for k in 0..20 {
+        store
+            .append(&id(0), vec![payload(0, 0, k)], AppendOptions::default())
+            .await
+            .expect("append");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "20 lone appends took {took:?}: they waited for syncs to fill"
+    );
+    store.close().await.expect("close");
+}
+
+async fn agree(opts: fn() -> LocalOptions) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(
-        LocalStore::open(dir.path(), LocalOptions::default())
+        LocalStore::open(dir.path(), opts())
             .await
             .expect("open"),
     );
@@ -251,7 +296,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
         .map_err(|_| "still shared")
         .expect("unwrap");
     store.close().await.expect("close");
-    let store = LocalStore::open(dir.path(), LocalOptions::default())
+    let store = LocalStore::open(dir.path(), opts())
         .await
         .expect("reopen");
     for (s, (end, seen)) in ends.iter().enumerate() {

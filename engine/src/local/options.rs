@@ -71,6 +71,12 @@ pub struct LocalOptions {
     pub tail_cache_total_bytes: usize,
     /// Recent idempotency keys remembered per stream (default 1024).
     pub idempotency_keys: usize,
+    /// `Sync` mode: how long the sync thread may hold back a written group's `fdatasync` while
+    /// the writer is writing more groups right behind it (it had more operations in hand when it
+    /// handed the group over), so that one sync covers them all (default 0: never). A lone
+    /// appender never waits: its group is synced by the writer itself. See `docs/design.md`
+    /// (*Pipelined group commit*) and `docs/benchmarks.md` for the measured trade-off.
+    pub group_fill_wait: Duration,
     /// The file system every file operation goes through (tests inject faults here).
     pub fs: Arc<dyn FileSystem>,
 }
@@ -91,6 +97,7 @@ impl Default for LocalOptions {
             tail_cache_bytes: 64 << 10,
             tail_cache_total_bytes: 64 << 20,
             idempotency_keys: 1024,
+            group_fill_wait: Duration::ZERO,
             fs: Arc::new(StdFs),
         }
     }
@@ -111,6 +118,7 @@ impl fmt::Debug for LocalOptions {
             .field("tail_cache_bytes", &self.tail_cache_bytes)
             .field("tail_cache_total_bytes", &self.tail_cache_total_bytes)
             .field("idempotency_keys", &self.idempotency_keys)
+            .field("group_fill_wait", &self.group_fill_wait)
             .finish_non_exhaustive()
     }
 }

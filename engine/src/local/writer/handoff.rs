@@ -44,7 +44,9 @@ impl Writer {
             return Handed::Back(g);
         }
         let in_flight = self.syncer.as_ref().is_some_and(Syncer::busy);
-        if !in_flight && self.lookahead.is_none() {
+        if self.lookahead.is_none() {
+            // Also when a group is in flight: whether another group follows this one is what
+            // the sync thread's fill wait (`syncer::fill`) goes by.
             self.lookahead = rx.and_then(|rx| rx.try_recv().ok());
         }
         if !in_flight && self.lookahead.is_none() {
@@ -85,6 +87,7 @@ impl Writer {
             file: self.active.file.clone(),
             seq: self.active.seq,
             end: self.active.pos,
+            more: self.lookahead.is_some(),
         };
         match syncer.send(h) {
             Ok(()) => Handed::Off { close, checkpoints },
