@@ -140,11 +140,7 @@ async fn a_lone_appender_never_waits_for_a_sync_to_fill() {
 
 async fn agree(opts: fn() -> LocalOptions) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(
-        LocalStore::open(dir.path(), opts())
-            .await
-            .expect("open"),
-    );
+    let store = Arc::new(LocalStore::open(dir.path(), opts()).await.expect("open"));
     // Stream 3 keeps at most ~2 KiB: byte retention trims inside the writer's groups.
     store
         .append(&id(3), vec![payload(99, 0, 0)], AppendOptions::default())
@@ -296,9 +292,7 @@ async fn agree(opts: fn() -> LocalOptions) {
         .map_err(|_| "still shared")
         .expect("unwrap");
     store.close().await.expect("close");
-    let store = LocalStore::open(dir.path(), opts())
-        .await
-        .expect("reopen");
+    let store = LocalStore::open(dir.path(), opts()).await.expect("reopen");
     for (s, (end, seen)) in ends.iter().enumerate() {
         assert_eq!(store.info(&id(s)).await.expect("info").next_offset, *end);
         assert_eq!(&read_all(&store, s).await, seen, "stream {s} after reopen");

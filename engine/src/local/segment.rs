@@ -274,7 +274,9 @@ mod tests {
             StdFs.open(path, write)
         }
         fn open_direct(&self, path: &Path) -> io::Result<Option<Arc<dyn FileHandle>>> {
-            let inner = StdFs.open_direct(path)?.expect("direct I/O in the test directory");
+            let inner = StdFs
+                .open_direct(path)?
+                .expect("direct I/O in the test directory");
             Ok(Some(Arc::new(FailAfterOne(inner))))
         }
         fn list(&self, dir: &Path) -> io::Result<Vec<String>> {

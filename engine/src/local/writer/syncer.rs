@@ -145,7 +145,12 @@ impl Drop for Syncer {
 }
 
 /// The thread: takes everything queued, syncs once, finishes each group in order.
-fn run(shared: &Shared, rx: &mpsc::Receiver<Msg>, spare: &mpsc::Sender<Group>, progress: &Progress) {
+fn run(
+    shared: &Shared,
+    rx: &mpsc::Receiver<Msg>,
+    spare: &mpsc::Sender<Group>,
+    progress: &Progress,
+) {
     let mut touched = Vec::new();
     let wait = shared.opts.group_fill_wait;
     while let Ok(first) = rx.recv() {
