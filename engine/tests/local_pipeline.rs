@@ -138,6 +138,60 @@ async fn a_lone_appender_never_waits_for_a_sync_to_fill() {
     store.close().await.expect("close");
 }
 
+/// A sync held back for more groups starts as soon as the writer drains the sync thread (here:
+/// for checkpoints, between many concurrent appends): with a 5 s fill wait, neither a checkpoint
+/// nor an append may take anywhere near that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_ends_a_sync_held_back_to_fill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(
+        LocalStore::open(
+            dir.path(),
+            LocalOptions {
+                group_fill_wait: Duration::from_secs(5),
+                ..LocalOptions::default()
+            },
+        )
+        .await
+        .expect("open"),
+    );
+    let limit = Duration::from_millis(2500);
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            for k in 0..60 {
+                let started = Instant::now();
+                store
+                    .append(&id(t), vec![payload(t, 0, k)], AppendOptions::default())
+                    .await
+                    .expect("append");
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        }));
+    }
+    let mut slowest_checkpoint = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        store.checkpoint().await.expect("checkpoint");
+        slowest_checkpoint = slowest_checkpoint.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        slowest_checkpoint < limit,
+        "a checkpoint took {slowest_checkpoint:?}: its drain did not end the fill wait"
+    );
+    for t in tasks {
+        let slowest = t.await.expect("task");
+        assert!(slowest < limit, "an append took {slowest:?}");
+    }
+    for t in 0..32 {
+        assert_eq!(store.info(&id(t)).await.expect("info").next_offset, 60);
+    }
+}
+
 async fn agree(opts: fn() -> LocalOptions) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(LocalStore::open(dir.path(), opts()).await.expect("open"));

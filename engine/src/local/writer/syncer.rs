@@ -61,6 +61,8 @@ pub(super) struct Syncer {
     spare: mpsc::Receiver<Group>,
     progress: Arc<Progress>,
     sent: u64,
+    /// `group_fill_wait` is set: the thread may be holding a sync back for more groups.
+    fills: bool,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -71,6 +73,7 @@ impl Syncer {
         let (spare_tx, spare) = mpsc::channel::<Group>();
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
+        let fills = !shared.opts.group_fill_wait.is_zero();
         let thread = std::thread::Builder::new()
             .name("streamstore-sync".into())
             .spawn(move || run(&shared, &rx, &spare_tx, &p))?;
@@ -79,6 +82,7 @@ impl Syncer {
             spare,
             progress,
             sent: 0,
+            fills,
             thread: Some(thread),
         })
     }
@@ -115,7 +119,7 @@ impl Syncer {
 
     /// Waits until every group handed over is finished.
     pub fn drain(&self) {
-        if self.busy() {
+        if self.fills && self.busy() {
             // A sync held back for more groups (`fill`) starts now: none follows until this
             // returns.
             if let Some(tx) = &self.tx {
