@@ -112,6 +112,12 @@ pub struct LocalOptions {
     pub tail_cache_total_bytes: usize,
     /// Recent idempotency keys remembered per stream (default 1024).
     pub idempotency_keys: usize,
+    /// `Sync` mode: how long the sync thread may hold back a written group's `fdatasync` while
+    /// the writer is writing more groups right behind it (it had more operations in hand when it
+    /// handed the group over), so that one sync covers them all (default 0: never). A lone
+    /// appender never waits: its group is synced by the writer itself. See `docs/design.md`
+    /// (*Pipelined group commit*) and `docs/benchmarks.md` for the measured trade-off.
+    pub group_fill_wait: Duration,
     /// The file system every file operation goes through (default: the real one,
     /// [`StdFs`](crate::implementor::fs::StdFs)); tests inject faults here.
     pub fs: Arc<dyn FileSystem>,
@@ -138,6 +144,7 @@ impl Default for LocalOptions {
             tail_cache_bytes: 64 << 10,
             tail_cache_total_bytes: 64 << 20,
             idempotency_keys: 1024,
+            group_fill_wait: Duration::ZERO,
             fs: Arc::new(StdFs),
         }
     }
@@ -197,6 +204,13 @@ impl LocalOptions {
     #[must_use]
     pub fn stream_group_bytes(mut self, stream_group_bytes: usize) -> Self {
         self.stream_group_bytes = stream_group_bytes;
+        self
+    }
+
+    /// Sets [`LocalOptions::group_fill_wait`] (see there for the default).
+    #[must_use]
+    pub fn group_fill_wait(mut self, group_fill_wait: Duration) -> Self {
+        self.group_fill_wait = group_fill_wait;
         self
     }
 
@@ -298,6 +312,7 @@ impl fmt::Debug for LocalOptions {
             .field("tail_cache_bytes", &self.tail_cache_bytes)
             .field("tail_cache_total_bytes", &self.tail_cache_total_bytes)
             .field("idempotency_keys", &self.idempotency_keys)
+            .field("group_fill_wait", &self.group_fill_wait)
             .finish_non_exhaustive()
     }
 }

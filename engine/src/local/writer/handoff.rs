@@ -46,7 +46,9 @@ impl Writer {
         let in_flight = self.syncer.as_ref().is_some_and(Syncer::busy);
         // Operations already in the writer's lanes (`fair.rs`) are a next group too.
         let queued = !self.sched.is_empty();
-        if !in_flight && !queued && self.lookahead.is_none() {
+        if !queued && self.lookahead.is_none() {
+            // Also when a group is in flight: whether another group follows this one is what
+            // the sync thread's fill wait (`syncer::fill`) goes by.
             self.lookahead = rx.and_then(|rx| rx.try_recv().ok());
         }
         if !in_flight && !queued && self.lookahead.is_none() {
@@ -87,6 +89,7 @@ impl Writer {
             file: self.active.file.clone(),
             seq: self.active.seq,
             end: self.active.pos,
+            more: queued || self.lookahead.is_some(),
         };
         match syncer.send(h) {
             Ok(()) => Handed::Off { close, checkpoints },
