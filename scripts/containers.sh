@@ -93,7 +93,7 @@ daemon_pid() {
 }
 
 cmd_up() {
-    local i
+    local i pid
     cmd_install
     if ! daemon_pid >/dev/null; then
         mkdir -p "$DROOT/data" "$EXEC_ROOT"
@@ -101,12 +101,18 @@ cmd_up() {
         log "starting dockerd (data root $DROOT/data, socket $SOCK; no iptables, no bridge)"
         # --iptables/--ip6tables/--ip-forward/--ip-masq=false and --bridge=none: the daemon
         # changes nothing in this machine's network. No TCP listener, only our own socket.
+        # Its own config file (a system /etc/docker/daemon.json does not apply), which puts its
+        # identity key with its data (20.10 writes /etc/docker/key.json otherwise).
+        printf '{ "deprecated-key-path": "%s" }\n' "$DROOT/key.json" >"$DROOT/daemon.json"
         setsid nohup "$DOCKERD_BIN" \
             --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
             --data-root="$DROOT/data" --exec-root="$EXEC_ROOT" --pidfile="$PIDFILE" \
+            --config-file="$DROOT/daemon.json" \
             -H "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
+        pid=$!
         for ((i = 0; i < 600; i++)); do
             docker version >/dev/null 2>&1 && break
+            kill -0 "$pid" 2>/dev/null || break # it exited (a bad flag, a busy socket...)
             sleep 0.1
         done
         docker version >/dev/null 2>&1 || { tail -n 30 "$LOG" >&2; die "dockerd did not answer within 60 s (log: $LOG)"; }
