@@ -33,7 +33,7 @@ if [[ -n $containers ]]; then
     # In the foreground: apt-get here and in scripts/services.sh must not race for dpkg's lock.
     scripts/containers.sh install
     # shellcheck disable=SC2086 # the names are words
-    (scripts/containers.sh up >/dev/null && scripts/containers.sh build $ctr_names) \
+    (scripts/containers.sh up && scripts/containers.sh build $ctr_names) \
         >"$ctr_dir/env" 2>"$ctr_dir/log" &
     ctr_pid=$!
     ctr_cleanup() {
