@@ -35,7 +35,7 @@ pub struct Cli {
     )]
     store: String,
     /// Local engine only: when appends are acknowledged: sync (after fdatasync), buffered, or
-    /// interval:<ms>.
+    /// `interval:<ms>`.
     #[arg(long, global = true, default_value = "sync")]
     durability: String,
     /// More log lines on stderr: -v debug, -vv trace (default: info, or RUST_LOG if set).

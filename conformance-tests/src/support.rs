@@ -16,7 +16,7 @@ use crate::factory::Factory;
 pub struct Ctx {
     /// The store shared by the run's cases (never closed by a case).
     pub store: Arc<dyn StreamStore>,
-    /// The factory, for [`Ctx::own_store`].
+    /// The factory, for [`Ctx::open_own`].
     pub factory: Arc<dyn Factory>,
     pub(crate) prefix: String,
     pub(crate) own_ns: String,

@@ -77,7 +77,7 @@ pub struct HeadRow {
 /// `incarnation, first_offset, next_offset, created_ms, last_append_ms, sealed_ms, bytes,
 /// seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms`.
 ///
-/// `expires_ms` is derived ([`HeadRow::expires_ms`]) and written with every head update, so
+/// `expires_ms` is derived ([`HeadColumns::expires_ms`]) and written with every head update, so
 /// that the sweeper and `list` find expired streams through an index on that one column (MySQL
 /// has no partial indexes, and an `OR` of two rules uses no index); it is ignored when read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +203,7 @@ impl KeyRow {
 }
 
 /// Whether a time-based retention rule has fired for `head` at `now_ms` (the reference store's
-/// rule, [`StreamHead::is_expired`]; [`HeadRow::expires_ms`] is the same deadline as a column).
+/// rule, [`StreamHead::is_expired`]; [`HeadColumns::expires_ms`] is the same deadline as a column).
 pub fn is_expired(head: &HeadRow, now_ms: u64) -> bool {
     head.head.is_expired(now_ms)
 }

@@ -1,6 +1,7 @@
 //! H. Followers learn of a delete (or a new incarnation) at once: a waiting read and a
-//! subscription end within 100 ms of a delete made through the same store object, whether they
-//! were parked when it happened or started after it.
+//! subscription parked when a delete is made through the same store object end within 100 ms of
+//! it; one that starts after the delete returns after one read (100 ms plus twice a plain read's
+//! measured round trip), never after a wait or a poll.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,15 @@ const LONG: Duration = Duration::from_secs(30);
 /// How long after `since` the follower finished (zero if it finished before).
 fn after(done: Instant, since: Instant) -> Duration {
     done.saturating_duration_since(since)
+}
+
+/// What a wait that starts after the change may take: "at once" plus twice a plain read's round
+/// trip to the server, measured just before (a wait that returns at once still reads once; on a
+/// loaded machine a database round trip alone can exceed 100 ms).
+async fn read_bound(ctx: &Ctx, id: &streamstore::StreamId) -> Result<Duration, Failure> {
+    let started = Instant::now();
+    ctx.store.read(id, 0, ReadOptions::limit(1)).await?;
+    Ok(AT_ONCE + 2 * started.elapsed())
 }
 
 fn join(e: tokio::task::JoinError) -> Failure {
@@ -66,6 +76,7 @@ async fn a_wait_started_after_a_delete_returns_at_once(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
     put(&ctx.store, &id, &["a", "b"]).await?;
     ctx.store.delete(&id).await?;
+    let bound = read_bound(ctx, &id).await?;
     // A follower that had read both records comes back for more.
     let started = Instant::now();
     let batch = ctx
@@ -73,7 +84,10 @@ async fn a_wait_started_after_a_delete_returns_at_once(ctx: &Ctx) -> Outcome {
         .read(&id, 2, ReadOptions::limit(10).wait(LONG))
         .await?;
     let took = started.elapsed();
-    ensure!(took < AT_ONCE, "a wait after the delete took {took:?}");
+    ensure!(
+        took < bound,
+        "a wait after the delete took {took:?} (bound {bound:?})"
+    );
     ensure_eq!(batch.incarnation, None);
     ensure!(
         batch.is_finished(),
@@ -88,6 +102,7 @@ async fn a_wait_on_an_old_incarnation_returns_at_once(ctx: &Ctx) -> Outcome {
     ctx.store.delete(&id).await?;
     let new = put(&ctx.store, &id, &["other life"]).await?.incarnation;
     ensure!(new != old, "a re-created stream kept its incarnation");
+    let bound = read_bound(ctx, &id).await?;
     // Offset 2 does not exist in the new life: without the incarnation this would wait.
     let started = Instant::now();
     let batch = ctx
@@ -100,8 +115,8 @@ async fn a_wait_on_an_old_incarnation_returns_at_once(ctx: &Ctx) -> Outcome {
         .await?;
     let took = started.elapsed();
     ensure!(
-        took < AT_ONCE,
-        "a wait on the old incarnation took {took:?}"
+        took < bound,
+        "a wait on the old incarnation took {took:?} (bound {bound:?})"
     );
     ensure_eq!(batch.incarnation, Some(new));
     Ok(())
@@ -160,6 +175,7 @@ async fn a_subscription_resumed_after_a_delete_ends_at_once(ctx: &Ctx) -> Outcom
     ensure_eq!(first.offset, 0);
     ctx.store.delete(&id).await?;
     put(&ctx.store, &id, &["other life"]).await?;
+    let bound = read_bound(ctx, &id).await?;
     let started = Instant::now();
     let mut rest = Vec::new();
     while let Some(item) = tokio::time::timeout(LONG, sub.next())
@@ -170,8 +186,8 @@ async fn a_subscription_resumed_after_a_delete_ends_at_once(ctx: &Ctx) -> Outcom
     }
     let took = started.elapsed();
     ensure!(
-        took < AT_ONCE,
-        "the subscription took {took:?} to notice the delete"
+        took < bound,
+        "the subscription took {took:?} to notice the delete (bound {bound:?})"
     );
     // Record 1 was fetched before the delete and may be delivered; then NotFound, then the end.
     ensure!(
