@@ -145,6 +145,10 @@ async fn noisy(
     Ok(total)
 }
 
+#[allow(
+    clippy::field_reassign_with_default,
+    reason = "no struct literal: `LocalOptions` is `#[non_exhaustive]` on main"
+)]
 /// One case in a fresh store in `dir`: the quiet workload and/or the noisy one, at once.
 /// Returns (quiet, noisy, RSS peak).
 async fn mix(
@@ -153,10 +157,8 @@ async fn mix(
     quiet: bool,
     noisy_on: bool,
 ) -> Result<(Sample, Sample, u64)> {
-    let mut opts = LocalOptions {
-        durability: Durability::Sync,
-        ..LocalOptions::default()
-    };
+    let mut opts = LocalOptions::default();
+    opts.durability = Durability::Sync;
     if let Some(n) = share_override() {
         opts.stream_group_bytes = n;
     }

@@ -44,6 +44,10 @@ impl FileHandle for SlowSync {
 }
 
 /// Options with syncs slowed by `delay`; returns the sync counter too.
+#[allow(
+    clippy::field_reassign_with_default,
+    reason = "no struct literal: `LocalOptions` is `#[non_exhaustive]` on main"
+)]
 fn slow(delay: Duration) -> (LocalOptions, Arc<AtomicU64>) {
     let syncs = Arc::new(AtomicU64::new(0));
     let counter = syncs.clone();
@@ -54,12 +58,10 @@ fn slow(delay: Duration) -> (LocalOptions, Arc<AtomicU64>) {
             syncs: counter.clone(),
         }) as Arc<dyn FileHandle>
     });
-    let opts = LocalOptions {
-        durability: Durability::Sync,
-        segment_bytes: 64 << 20,
-        fs: Arc::new(fs),
-        ..LocalOptions::default()
-    };
+    let mut opts = LocalOptions::default();
+    opts.durability = Durability::Sync;
+    opts.segment_bytes = 64 << 20;
+    opts.fs = Arc::new(fs);
     (opts, syncs)
 }
 
