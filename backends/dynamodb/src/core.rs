@@ -312,6 +312,32 @@ impl Db {
         Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
     }
 
+    /// One strongly consistent page of partition `pk` with sort keys in `from..=to`, at most
+    /// `limit` items, continuing after `start`.
+    pub(crate) async fn page_between(
+        &self,
+        pk: &str,
+        (from, to): (&[u8], &[u8]),
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":p", s(pk))
+            .expression_attribute_values(":a", b(from))
+            .expression_attribute_values(":b", b(to))
+            .consistent_read(true)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(map)?;
+        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+    }
+
     /// One page of heads for `list`: ids from `lower` (exclusive if `after`), with only the
     /// attributes `list` needs.
     pub(crate) async fn heads_page(
