@@ -64,12 +64,12 @@ async fn wake_every_reader(
     writers: &Arc<dyn StreamStore>,
 ) -> Outcome {
     let ids: Vec<StreamId> = (0..THOUSAND).map(|i| ctx.id(&format!("w{i}"))).collect();
-    let reading = Tasks(
+    let mut reading = Tasks(
         ids.iter()
             .map(|id| tokio::spawn(read_to_the_end(Arc::clone(readers), id.clone())))
             .collect(),
     );
-    let writing = Tasks(
+    let mut writing = Tasks(
         (0..WRITERS)
             .map(|w| {
                 let (store, ids) = (Arc::clone(writers), ids.clone());
