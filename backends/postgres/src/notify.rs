@@ -99,13 +99,12 @@ pub(crate) async fn send_loop(
         let Some(c) = conn.as_mut() else { continue };
         let channels: Vec<String> = streams.iter().map(|s| subs.channel_of(s)).collect();
         let payloads: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
-        let sent = sqlx::query(
-            "SELECT pg_notify(c, s) FROM UNNEST($1::TEXT[], $2::TEXT[]) AS t(c, s)",
-        )
-        .bind(&channels)
-        .bind(&payloads)
-            .execute(&mut *c)
-            .await;
+        let sent =
+            sqlx::query("SELECT pg_notify(c, s) FROM UNNEST($1::TEXT[], $2::TEXT[]) AS t(c, s)")
+                .bind(&channels)
+                .bind(&payloads)
+                .execute(&mut *c)
+                .await;
         if sent.is_err() {
             outbox.sender_pid.store(0, Ordering::Relaxed);
             conn = None;

@@ -234,7 +234,10 @@ mod tests {
     #[test]
     fn shards_are_stable_and_spread() {
         // Fixed values: every process and build must agree.
-        assert_eq!(shard_of(&id("a"), 4096), 0xaf63_bd4c_8601_b7be_u64 as u32 % 4096);
+        assert_eq!(
+            shard_of(&id("a"), 4096),
+            0xaf63_bd4c_8601_b7be_u64 as u32 % 4096
+        );
         assert_eq!(shard_of(&id("a"), 1), 0);
         let mut used = HashSet::new();
         for i in 0..1000 {
