@@ -47,6 +47,25 @@ impl Ctx {
     pub async fn open_own(&self) -> Result<Arc<dyn StreamStore>, Failure> {
         Ok(self.factory.open(&self.own_ns).await?)
     }
+
+    /// Opens this case's own store twice, as two processes would ([`Factory::concurrent_opens_share_data`]),
+    /// or once (both handles the same store object) where the implementation cannot share.
+    /// Returns the two handles and whether they are distinct store objects.
+    pub async fn open_own_pair(
+        &self,
+    ) -> Result<(Arc<dyn StreamStore>, Arc<dyn StreamStore>, bool), Failure> {
+        let first = self.open_own().await?;
+        if !self.factory.concurrent_opens_share_data() {
+            return Ok((Arc::clone(&first), first, false));
+        }
+        match self.open_own().await {
+            Ok(second) => Ok((first, second, true)),
+            Err(e) => {
+                let _ = first.close().await;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Fails the case with a message unless `cond` holds.

@@ -38,4 +38,9 @@ impl Factory for CassandraFactory {
     async fn destroy(&self, ns: &str) -> Result<()> {
         CassandraStore::destroy(config(ns)?).await
     }
+
+    /// Store objects on the same namespace share their data, like separate processes.
+    fn concurrent_opens_share_data(&self) -> bool {
+        true
+    }
 }

@@ -31,4 +31,9 @@ impl Factory for DynamoDbFactory {
     async fn destroy(&self, ns: &str) -> Result<()> {
         DynamoDbStore::destroy(&config(ns)?).await
     }
+
+    /// Store objects on the same namespace share their data, like separate processes.
+    fn concurrent_opens_share_data(&self) -> bool {
+        true
+    }
 }

@@ -27,4 +27,9 @@ impl Factory for MysqlFactory {
     async fn destroy(&self, ns: &str) -> Result<()> {
         MysqlStore::destroy(&url()?, ns).await
     }
+
+    /// Store objects on the same namespace share their data, like separate processes.
+    fn concurrent_opens_share_data(&self) -> bool {
+        true
+    }
 }

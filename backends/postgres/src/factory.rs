@@ -27,4 +27,9 @@ impl Factory for PostgresFactory {
     async fn destroy(&self, ns: &str) -> Result<()> {
         PostgresStore::destroy(&url()?, ns).await
     }
+
+    /// Store objects on the same namespace share their data, like separate processes.
+    fn concurrent_opens_share_data(&self) -> bool {
+        true
+    }
 }

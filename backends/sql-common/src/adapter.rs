@@ -64,6 +64,11 @@ impl DbTarget {
         &self.prefix
     }
 
+    /// `notify_shards=` of the URL, if given (PostgreSQL: notification channels of new tables).
+    pub fn notify_shards(&self) -> Option<u32> {
+        self.url.notify_shards
+    }
+
     /// The URL's `max_connections=`, or [`DEFAULT_MAX_CONNECTIONS`].
     pub fn max_connections(&self) -> u32 {
         self.url.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)

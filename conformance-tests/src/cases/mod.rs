@@ -13,6 +13,7 @@ mod ids;
 mod lifecycle;
 mod limits;
 mod list;
+mod many_waiters;
 mod ranges;
 mod retention;
 mod seal;
@@ -35,6 +36,7 @@ pub fn cases() -> Vec<Case> {
     all.extend(trim_delete::cases());
     all.extend(limits::cases());
     all.extend(waits::cases());
+    all.extend(many_waiters::cases());
     all.extend(durable::cases());
     all.extend(subscribe::cases());
     all.extend(follow_delete::cases());
