@@ -26,4 +26,12 @@ pub trait Factory: Send + Sync {
     fn concurrent_opens_share_data(&self) -> bool {
         false
     }
+
+    /// Whether the server behind this factory serves 1,000 concurrent waiting readers (and the
+    /// writes that wake them) within the case time on the test machine. `false` skips the
+    /// 1,000-waiter case, visibly, with that reason: for test servers that are not the product
+    /// (FerretDB on SQLite, moto), whose slowness says nothing about the adapter.
+    fn serves_thousand_waiters(&self) -> bool {
+        true
+    }
 }

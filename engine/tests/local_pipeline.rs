@@ -102,8 +102,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
 /// (`group_fill_wait`): several groups per sync, each still acknowledged only after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_groups_agree_with_their_acknowledgements_when_syncs_wait_to_fill() {
-    agree(|| LocalOptions::default().group_fill_wait(Duration::from_millis(2)))
-    .await;
+    agree(|| LocalOptions::default().group_fill_wait(Duration::from_millis(2))).await;
 }
 
 /// A lone appender's group is synced by the writer itself, with nothing announced behind it: the

@@ -1,6 +1,6 @@
 //! Reads: the live head, then the chunks of the page it covers.
 
-use streamstore::implementor::{ReadBatchParts};
+use streamstore::implementor::ReadBatchParts;
 use streamstore::{Error, ErrorKind, ReadBatch, ReadOptions, Record, Result, StreamId};
 
 use crate::backend::Core;

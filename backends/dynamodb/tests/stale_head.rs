@@ -8,10 +8,10 @@
 //! passes without it.
 
 use bytes::Bytes;
+use streamkeep_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
 use streamstore::{
     AppendOptions, ErrorKind, Expect, IdempotencyKey, ReadOptions, StreamId, StreamStore,
 };
-use streamkeep_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
 
 fn one(text: &str) -> Vec<Bytes> {
     vec![Bytes::from(text.to_owned())]

@@ -1,9 +1,9 @@
 //! State writes other than appends (seal, trim, retention, delete), `list`, and the
 //! retention sweeper. Each write is the insert of one state-only entry (see `backend.rs`).
 
-use streamstore::implementor::{ErrorShorthand, ListPageParts};
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{ErrorShorthand, ListPageParts};
 
 use streamstore::implementor::validate::now_ms;
 use streamstore::{

@@ -9,10 +9,10 @@
 //! `Sealed`, …) or a new generation is never decided from an unvalidated entry: the writer
 //! walks to the real end first.
 
-use streamstore::implementor::{ErrorShorthand};
 use bytes::Bytes;
 use streamstore::implementor::head::{Decision, StreamHead};
 use streamstore::implementor::validate::now_ms;
+use streamstore::implementor::ErrorShorthand;
 use streamstore::{AppendResult, Error, ErrorKind, Expect, IdempotencyKey, Result, StreamId};
 
 use crate::backend::{must_trim, pause_or_fail, Inner, MAX_LOST_SLOTS};

@@ -10,12 +10,12 @@
 //! with; appends are in `append.rs`, reads in `read.rs`, the other writes, `list` and the
 //! retention sweeper in `admin.rs`.
 
-use streamstore::implementor::{ErrorShorthand};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,7 +1,7 @@
 //! Reads: a stream's records from its data entries, by `_id` (see `core.rs`: a point read of
 //! the entry holding the first offset, then at most one range query per read).
 
-use streamstore::implementor::{ReadBatchParts};
+use streamstore::implementor::ReadBatchParts;
 use streamstore::{Error, ErrorKind, ReadBatch, ReadOptions, Record, Result, StreamId};
 
 use crate::backend::{pause_or_fail, Inner, MAX_READ_ATTEMPTS};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::Result;
 use streamstore_sql::{DbTarget, WaitSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};

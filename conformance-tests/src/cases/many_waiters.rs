@@ -13,7 +13,7 @@ use crate::support::{put, texts, Ctx};
 
 pub(crate) fn cases() -> Vec<Case> {
     case_list!("waits";
-        thousand_waiters_miss_no_wakeup,
+        thousand_waiters_miss_no_wakeup[ThousandWaiters],
     )
 }
 
