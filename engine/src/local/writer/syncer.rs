@@ -135,6 +135,14 @@ impl Syncer {
     /// Waits until at most `n` groups handed over are unfinished (the writer's pacing,
     /// `fair.rs`).
     pub fn wait_unfinished_at_most(&self, n: u64) {
+        if self.fills && self.sent.saturating_sub(self.done()) > n {
+            // The writer is about to wait for the sync thread, so the groups a held-back sync
+            // (`fill`) waits for cannot come until it is done: it must start now, or the two
+            // wait on each other until `group_fill_wait` runs out.
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(None);
+            }
+        }
         let mut done = lock(&self.progress.done);
         while self.sent.saturating_sub(*done) > n {
             done = wait(&self.progress.changed, done);
