@@ -172,7 +172,7 @@ impl MongoStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_mongodb::MongoStore::connect("mongodb://127.0.0.1:57017/app", "app_").await?;
+    ///     streamkeep_mongodb::MongoStore::connect("mongodb://127.0.0.1:57017/app", "app_").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
