@@ -296,20 +296,7 @@ impl Db {
         limit: i32,
         start: Option<Item>,
     ) -> Result<(Vec<Item>, Option<Item>)> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p AND sk >= :s")
-            .expression_attribute_values(":p", s(pk))
-            .expression_attribute_values(":s", b(from))
-            .consistent_read(true)
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(map)?;
-        Ok((out.items.unwrap_or_default(), out.last_evaluated_key))
+        self.page(pk, from, None, limit, start).await
     }
 
     /// One strongly consistent page of partition `pk` with sort keys in `from..=to`, at most
@@ -321,14 +308,32 @@ impl Db {
         limit: i32,
         start: Option<Item>,
     ) -> Result<(Vec<Item>, Option<Item>)> {
-        let out = self
+        self.page(pk, from, Some(to), limit, start).await
+    }
+
+    /// The one query behind [`page_from`](Self::page_from) and
+    /// [`page_between`](Self::page_between): sort keys from `from`, up to `to` when given.
+    async fn page(
+        &self,
+        pk: &str,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
             .expression_attribute_values(":p", s(pk))
-            .expression_attribute_values(":a", b(from))
-            .expression_attribute_values(":b", b(to))
+            .expression_attribute_values(":a", b(from));
+        let query = match to {
+            Some(to) => query
+                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":b", b(to)),
+            None => query.key_condition_expression("pk = :p AND sk >= :a"),
+        };
+        let out = query
             .consistent_read(true)
             .limit(limit)
             .set_exclusive_start_key(start)
