@@ -1,5 +1,5 @@
 //! The flusher: `Buffered` and `Interval` mode's background syncs (writeback kicks of the active
-//! segment, and the roll syncs of finished segments).
+//! segment, the roll syncs of finished segments) and background checkpoints.
 
 use crate::sync::{lock, wait};
 use std::collections::VecDeque;
@@ -20,10 +20,18 @@ use super::fs::FileHandle;
 ///   the writer starts the next segment at once instead of waiting for the disk. Never dropped:
 ///   the writer counts them, and everything that claims durability (`Writer::sync`, and through
 ///   it checkpoints and close) first waits for all of them ([`Flusher::wait_rolls`]).
+/// - *Checkpoints* ([`Flusher::checkpoint`]): the log synced up to the checkpoint's position, then
+///   the checkpoint's own work (its file, collection), while the writer goes on appending. At most
+///   one at a time.
 ///
 /// It never makes anything durable that the writer relies on without the writer waiting for it: a
-/// failure of either job is kept and returned by the writer's next sync, which then poisons the
-/// store.
+/// failure of any job is kept and returned by the writer's next sync, which then poisons the
+/// store (a checkpoint's failure poisons it at once as well).
+///
+/// Order: roll syncs run first, oldest first, then a checkpoint, then a kick. So when a checkpoint
+/// starts, every roll sync queued before it has finished (one thread, and none is queued): with
+/// the sync of the checkpoint's own segment, everything before its position is durable, or a
+/// failure is recorded (`failed`), which the checkpoint then reports instead of writing.
 pub(crate) struct Flusher {
     inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
@@ -43,6 +51,11 @@ struct Inner {
 /// Run by the flusher thread after a roll sync succeeded (publishes the durable position).
 pub(crate) type RollDone = Box<dyn FnOnce() + Send>;
 
+/// A background checkpoint's own work, run by the flusher thread with the outcome of the log's
+/// sync (every roll sync queued before it, then the checkpoint's segment): it must write nothing
+/// unless that is `Ok`. Its result says whether the checkpoint was made.
+pub(crate) type CheckpointWork = Box<dyn FnOnce(io::Result<()>) -> io::Result<()> + Send>;
+
 #[derive(Default)]
 struct Queue {
     /// A waiting writeback kick.
@@ -52,6 +65,12 @@ struct Queue {
     rolls: VecDeque<(Arc<dyn FileHandle>, RollDone)>,
     /// Roll syncs queued or in progress.
     rolls_pending: usize,
+    /// A checkpoint waiting: the file of the segment its position is in, and its work.
+    checkpoint: Option<(Arc<dyn FileHandle>, CheckpointWork)>,
+    /// A checkpoint is queued or in progress.
+    checkpoint_busy: bool,
+    /// How the last background checkpoint ended (`true`: made), until the writer takes it.
+    checkpoint_done: Option<bool>,
     stop: bool,
 }
 
@@ -90,6 +109,45 @@ impl Flusher {
         q.rolls.push_back((file, done));
         q.rolls_pending += 1;
         self.inner.cv.notify_all();
+    }
+
+    /// Queues a checkpoint; never waits. The flusher syncs `file` (the segment holding the
+    /// checkpoint's position) after every roll sync queued before, then runs `work` with the
+    /// outcome. The caller checks [`Flusher::checkpoint_busy`] first: one at a time.
+    pub fn checkpoint(&self, file: Arc<dyn FileHandle>, work: CheckpointWork) {
+        let mut q = self.inner.queue();
+        debug_assert!(!q.checkpoint_busy, "one background checkpoint at a time");
+        q.checkpoint = Some((file, work));
+        q.checkpoint_busy = true;
+        self.inner.cv.notify_all();
+    }
+
+    /// A checkpoint is queued or in progress.
+    pub fn checkpoint_busy(&self) -> bool {
+        self.inner.queue().checkpoint_busy
+    }
+
+    /// Waits until no checkpoint is queued or in progress.
+    pub fn wait_checkpoint(&self) {
+        let mut q = self.inner.queue();
+        while q.checkpoint_busy {
+            q = wait(&self.inner.cv, q);
+        }
+    }
+
+    /// How the last background checkpoint ended, once (`Some(true)`: made); never waits.
+    pub fn take_checkpoint_done(&self) -> Option<bool> {
+        self.inner.queue().checkpoint_done.take()
+    }
+
+    /// Records `e` as the failure of a sync of the log made while holding `failed` (the guard of
+    /// [`Flusher::lock`]), so that no later sync, on any thread, reports success after it: the
+    /// kernel may report a failed write-back to one `fsync` only.
+    pub fn record_failure(&self, failed: &mut Option<String>, e: &io::Error) {
+        if failed.is_none() {
+            *failed = Some(e.to_string());
+            self.inner.has_failed.store(true, Ordering::Release);
+        }
     }
 
     /// Roll syncs queued or in progress.
@@ -132,15 +190,19 @@ impl Inner {
 
     fn run(&self) {
         loop {
-            let (file, roll) = {
+            let job = {
                 let mut q = self.queue();
                 loop {
-                    // Roll syncs first: the writer may be waiting for them.
+                    // Roll syncs first: the writer may be waiting for them, and a checkpoint
+                    // needs every one queued before it.
                     if let Some((f, done)) = q.rolls.pop_front() {
-                        break (f, Some(done));
+                        break Job::Roll(f, done);
+                    }
+                    if let Some((f, work)) = q.checkpoint.take() {
+                        break Job::Checkpoint(f, work);
                     }
                     if let Some(f) = q.kick.take() {
-                        break (f, None);
+                        break Job::Kick(f);
                     }
                     if q.stop {
                         return;
@@ -148,27 +210,52 @@ impl Inner {
                     q = wait(&self.cv, q);
                 }
             };
-            let ok = {
-                let mut f = lock(&self.failed);
-                if f.is_none() {
-                    if let Err(e) = file.sync_data() {
-                        *f = Some(e.to_string());
-                        self.has_failed.store(true, Ordering::Release);
+            match job {
+                Job::Kick(file) => {
+                    let _ = self.sync(file.as_ref());
+                }
+                Job::Roll(file, done) => {
+                    let ok = self.sync(file.as_ref()).is_ok();
+                    drop(file);
+                    if ok {
+                        done();
                     }
+                    let mut q = self.queue();
+                    q.rolls_pending -= 1;
+                    self.cv.notify_all();
                 }
-                f.is_none()
-            };
-            drop(file);
-            if let Some(done) = roll {
-                if ok {
-                    done();
+                Job::Checkpoint(file, work) => {
+                    let synced = self.sync(file.as_ref());
+                    drop(file);
+                    let made = work(synced).is_ok();
+                    let mut q = self.queue();
+                    q.checkpoint_busy = false;
+                    q.checkpoint_done = Some(made);
+                    self.cv.notify_all();
                 }
-                let mut q = self.queue();
-                q.rolls_pending -= 1;
-                self.cv.notify_all();
             }
         }
     }
+
+    /// `fdatasync` of `file` unless an earlier background sync failed; a failure is recorded
+    /// (`failed`) and returned.
+    fn sync(&self, file: &dyn FileHandle) -> io::Result<()> {
+        let mut f = lock(&self.failed);
+        if let Some(e) = &*f {
+            return Err(io::Error::other(format!("an earlier background sync failed: {e}")));
+        }
+        file.sync_data().inspect_err(|e| {
+            *f = Some(e.to_string());
+            self.has_failed.store(true, Ordering::Release);
+        })
+    }
+}
+
+/// One piece of the flusher's work.
+enum Job {
+    Kick(Arc<dyn FileHandle>),
+    Roll(Arc<dyn FileHandle>, RollDone),
+    Checkpoint(Arc<dyn FileHandle>, CheckpointWork),
 }
 
 impl Drop for Flusher {

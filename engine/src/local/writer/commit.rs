@@ -115,15 +115,9 @@ impl Writer {
         if self.durability == Durability::Sync || self.active.pos < self.kicked + WRITEBACK_BYTES {
             return;
         }
-        if self.flusher.is_none() {
-            match Flusher::start() {
-                Ok(f) => self.flusher = Some(f),
-                Err(e) => {
-                    tracing::warn!("cannot start the writeback thread ({e})");
-                    self.kicked = u64::MAX / 2;
-                    return;
-                }
-            }
+        if !self.started_flusher() {
+            self.kicked = u64::MAX / 2;
+            return;
         }
         if let Some(f) = &self.flusher {
             f.kick(self.active.file.clone());
@@ -197,14 +191,22 @@ impl Writer {
             if let Some(f) = &self.flusher {
                 f.wait_rolls();
             }
-            // Wait for a background writeback sync in progress; a failure it saw (and the kernel
-            // may report only once) is this sync's failure.
-            let failed = self.flusher.as_ref().map(Flusher::lock);
+            // Wait for a background sync in progress (writeback, a roll's, a checkpoint's); a
+            // failure it saw (and the kernel may report only once) is this sync's failure. And
+            // this sync's failure is recorded there, so that a background checkpoint waiting for
+            // the lock cannot sync after it and take the log for durable.
+            let flusher = self.flusher.as_ref();
+            let mut failed = flusher.map(Flusher::lock);
             if let Some(e) = failed.as_ref().and_then(|f| (**f).clone()) {
                 return Err(io::Error::other(format!("background sync: {e}")));
             }
             let file = &self.active.file;
-            metrics::timed_sync(|| file.sync_data())?;
+            if let Err(e) = metrics::timed_sync(|| file.sync_data()) {
+                if let (Some(flusher), Some(failed)) = (flusher, failed.as_mut()) {
+                    flusher.record_failure(failed, &e);
+                }
+                return Err(e);
+            }
         }
         self.active.durable = self.active.pos;
         self.last_sync = Instant::now();
@@ -277,14 +279,8 @@ impl Writer {
     /// cannot be started (the roll then syncs itself); an error if an earlier background sync
     /// failed (the group fails and the store is poisoned, as if this roll's sync had failed).
     pub(super) fn roll_flusher(&mut self) -> io::Result<bool> {
-        if self.flusher.is_none() {
-            match Flusher::start() {
-                Ok(f) => self.flusher = Some(f),
-                Err(e) => {
-                    tracing::warn!("cannot start the writeback thread ({e}); rolls sync inline");
-                    return Ok(false);
-                }
-            }
+        if !self.started_flusher() {
+            return Ok(false); // the roll syncs itself
         }
         if let Some(e) = self.flusher.as_ref().and_then(Flusher::failure) {
             return Err(io::Error::other(format!("background sync: {e}")));

@@ -1,62 +1,24 @@
-//! Maintenance on the writer thread: checkpoints, compaction (moving the few live records that keep
-//! old segments alive), and deleting segments no live record needs.
+//! Maintenance on the writer thread: compaction (moving the few live records that keep old
+//! segments alive) after a checkpoint. Checkpoints and the collection of dead segments are in
+//! `checkpoint.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::types::StreamId;
 use crate::validate::now_ms;
 
-use super::super::checkpoint;
 use super::super::format::{self, FrameHeader, FLAG_COPY};
-use super::super::fs::segment_path;
 use super::super::index::{Point, Points};
 use super::super::reader::{plan_for, scan};
 use super::group::Group;
 use super::Writer;
 
 impl Writer {
-    /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
-    /// record needs any more.
-    ///
-    /// A poisoned store writes nothing more: a checkpoint requested in a group that the sync
-    /// thread failed is refused here, after the drain that waited for that failure (the file's
-    /// next `fsync` would "succeed" on pages whose write-back failed, and the checkpoint would
-    /// name them durable; collection and compaction would follow).
-    pub(crate) fn checkpoint(&mut self) -> io::Result<()> {
-        self.drain();
-        if let Some(p) = self.state().poisoned.clone() {
-            return Err(io::Error::other(p));
-        }
-        if self.unsynced() {
-            self.sync()?;
-        }
-        let bytes = {
-            let st = self.state();
-            checkpoint::encode(
-                self.active.seq,
-                self.active.pos,
-                self.next_number,
-                self.durability.code(),
-                &st.streams,
-            )
-        };
-        checkpoint::write(self.shared.opts.fs.as_ref(), &self.dir, &bytes)?;
-        // The checkpoint just replaced is `CHECKPOINT.prev` now: collect nothing it needs.
-        let floor = self.prev_checkpoint_seg;
-        self.prev_checkpoint_seg = self.active.seq;
-        self.checkpoint_len = bytes.len() as u64;
-        self.last_checkpoint = Instant::now();
-        self.bytes_since_checkpoint = 0;
-        self.collect_garbage(floor)?;
-        self.compact()
-    }
-
     /// Compaction: rewrites the live records of small streams that keep mostly-dead old segments
     /// alive into the active segment (as `FLAG_COPY` frames and a `Moved` frame), so that the next
     /// checkpoint can delete those segments. Bounded per call.
@@ -186,43 +148,5 @@ impl Writer {
             s.points = index;
         }
         Ok(())
-    }
-
-    /// Deletes segments that no live stream's index names and that neither checkpoint's scan
-    /// needs: before `floor`, the previous checkpoint's segment (the current checkpoint's is
-    /// later). So a `CHECKPOINT` that becomes unreadable is not a single point of failure: the
-    /// previous one and every segment after its position are still there.
-    pub(super) fn collect_garbage(&mut self, floor: u64) -> io::Result<()> {
-        let dead: Vec<u64> = {
-            let mut st = self.state();
-            let live: HashSet<u64> = st
-                .streams
-                .values()
-                .flat_map(|s| s.points.iter().map(|p| p.seg))
-                .collect();
-            let dead: Vec<u64> = st
-                .segments
-                .keys()
-                .copied()
-                .filter(|seq| *seq < floor.min(self.active.seq) && !live.contains(seq))
-                .collect();
-            for seq in &dead {
-                st.segments.remove(seq);
-            }
-            dead
-        };
-        if dead.is_empty() {
-            return Ok(());
-        }
-        for seq in &dead {
-            self.shared.files.forget(*seq);
-            let path = segment_path(&self.seg_dir, *seq);
-            if let Err(e) = self.shared.opts.fs.remove(&path) {
-                if e.kind() != io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-            }
-        }
-        self.shared.opts.fs.sync_dir(&self.seg_dir)
     }
 }

@@ -20,9 +20,11 @@
 //! | `commit.rs` | the commit path: encode frames, write, sync, roll to the next segment |
 //! | `handoff.rs` | handing a written group to the sync thread, and the overlay of groups in flight |
 //! | `finish.rs` | the one way a group ends: publish, or poison + erase + fail |
-//! | `maintenance.rs` | checkpoints, compaction, collection of dead segments |
+//! | `checkpoint.rs` | checkpoints (on this thread, or in the background in `Buffered`/`Interval` mode), collection of dead segments |
+//! | `maintenance.rs` | compaction |
 //! | `syncer.rs` | `Sync` mode's sync thread (pipelined group commit) |
 
+mod checkpoint;
 mod commit;
 mod decide;
 mod fair;
@@ -90,7 +92,7 @@ pub(crate) struct Writer {
     checkpoint_len: u64,
     /// The segment of the previous checkpoint's position (0: none). Recovery falls back to
     /// `CHECKPOINT.prev` when `CHECKPOINT` is unreadable, and scans from its position, so no
-    /// segment from there on is collected (`collect_garbage`).
+    /// segment from there on is collected (`Writer::snapshot`).
     prev_checkpoint_seg: u64,
     /// The last group's allocations, reused by the next (see [`Group::recycle`]).
     spare: Group,
@@ -108,11 +110,6 @@ pub(crate) struct Writer {
     /// The queue by stream: which operations the next group takes (`fair.rs`).
     sched: Scheduler,
 }
-
-/// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
-/// last checkpoint if that is more: with many streams a checkpoint is large (~170 B per stream;
-/// 16 MiB and ~140 ms at 100,000 streams), and this keeps its cost a small share of the writing.
-const CHECKPOINT_SIZE_FACTOR: u64 = 16;
 
 impl Writer {
     /// Tells the writer where the checkpoint recovery found starts (its segment): the first
@@ -251,29 +248,7 @@ impl Writer {
             };
             let _ = self.process(vec![sweep], None);
         }
-        let opts = &self.shared.opts;
-        let due = self.bytes_since_checkpoint > 0
-            && (self.last_checkpoint.elapsed() >= opts.checkpoint_interval
-                || self.bytes_since_checkpoint
-                    >= opts
-                        .checkpoint_bytes
-                        .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR)));
-        // In `Buffered`/`Interval` mode a checkpoint that falls due while a roll sync runs waits
-        // until the roll sync is done (a later group or the timer): its own sync would wait for
-        // it, stalling every append. `Checkpoint` and `Close` operations never wait for this.
-        // Bounded: at twice its size or interval it no longer waits.
-        let roll_syncing = self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0);
-        let overdue = self.last_checkpoint.elapsed() >= opts.checkpoint_interval * 2
-            || self.bytes_since_checkpoint
-                >= opts
-                    .checkpoint_bytes
-                    .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR))
-                    .saturating_mul(2);
-        if due && (!roll_syncing || overdue) && self.state().poisoned.is_none() {
-            if let Err(e) = self.checkpoint() {
-                self.poison(&e, "checkpoint");
-            }
-        }
+        self.checkpoint_if_due();
     }
 
     /// Final flush on close: sync, checkpoint, clean marker.

@@ -1,0 +1,240 @@
+//! Checkpoints, made on the writer thread (`Sync` mode, `LocalStore::checkpoint`, close) or, in
+//! `Buffered`/`Interval` mode when one falls due, in the background on the flusher thread; and the
+//! collection of segments no live record needs, which follows each checkpoint.
+//!
+//! **Invariant (both ways):** a checkpoint only ever describes log that is durable before the
+//! checkpoint itself is: its file is created only after the log up to its position was synced
+//! (every segment before the position's, and the position's segment up to it), with success, and
+//! with no sync failure recorded or poisoning since. Recovery relies on it twice: it replays only
+//! the log after the position, and it takes the position as proof that the bytes before it are
+//! durable (damage there is quarantined, not cut as a torn tail). A segment is deleted only after
+//! the checkpoint that made it unnecessary was synced with its directory.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::super::checkpoint;
+use super::super::flusher::{CheckpointWork, Flusher};
+use super::super::fs::segment_path;
+use super::super::options::Durability;
+use super::super::shared::Shared;
+use super::Writer;
+
+/// A checkpoint taken by the writer, to be written: its bytes, its position, and the segments that
+/// may be deleted once it is durable.
+struct Snapshot {
+    bytes: Vec<u8>,
+    position: (u64, u64),
+    dead: Vec<u64>,
+}
+
+/// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
+/// last checkpoint if that is more: with many streams a checkpoint is large (~170 B per stream;
+/// 16 MiB and ~140 ms at 100,000 streams), and this keeps its cost a small share of the writing.
+const CHECKPOINT_SIZE_FACTOR: u64 = 16;
+
+impl Writer {
+    /// Syncs the log, writes a checkpoint at the current position and deletes segments no live
+    /// record needs any more, here on the writer thread (after a background checkpoint in
+    /// progress, if any: one at a time, in order).
+    ///
+    /// A poisoned store writes nothing more: a checkpoint requested in a group that the sync
+    /// thread failed is refused here, after the drain that waited for that failure (the file's
+    /// next `fsync` would "succeed" on pages whose write-back failed, and the checkpoint would
+    /// name them durable; collection and compaction would follow).
+    pub(crate) fn checkpoint(&mut self) -> io::Result<()> {
+        if let Some(f) = &self.flusher {
+            f.wait_checkpoint();
+            // This checkpoint compacts itself: the background one's outcome is moot now.
+            let _ = f.take_checkpoint_done();
+        }
+        self.drain();
+        if let Some(p) = self.state().poisoned.clone() {
+            return Err(io::Error::other(p));
+        }
+        if self.unsynced() {
+            self.sync()?;
+        }
+        let snap = self.snapshot();
+        checkpoint::write(self.shared.opts.fs.as_ref(), &self.dir, &snap.bytes)?;
+        remove_segments(&self.shared, &self.seg_dir, &snap.dead)?;
+        self.compact()
+    }
+
+    /// Checkpoints if one is due (after every group, and on the timer, so that it happens under
+    /// constant load too): in the background in `Buffered`/`Interval` mode, here otherwise. Also
+    /// takes the outcome of a background checkpoint that ended, and compacts after it.
+    pub(super) fn checkpoint_if_due(&mut self) {
+        if self.state().poisoned.is_some() {
+            return;
+        }
+        if let Some(done) = self.flusher.as_ref().and_then(Flusher::take_checkpoint_done) {
+            // A failed one poisoned the store already (its work did).
+            if done {
+                if let Err(e) = self.compact() {
+                    self.poison(&e, "checkpoint");
+                    return;
+                }
+            }
+        }
+        let interval = self.shared.opts.checkpoint_interval;
+        let size = (self.shared.opts.checkpoint_bytes)
+            .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR));
+        let age = self.last_checkpoint.elapsed();
+        let due = self.bytes_since_checkpoint > 0
+            && (age >= interval || self.bytes_since_checkpoint >= size);
+        if !due {
+            return;
+        }
+        if self.durability != Durability::Sync && self.started_flusher() {
+            // One at a time: a checkpoint due while one is in progress is made after it.
+            if !self.flusher.as_ref().is_some_and(Flusher::checkpoint_busy) {
+                self.checkpoint_in_background();
+            }
+            return;
+        }
+        // Here on the writer, in `Buffered`/`Interval` mode only without a flusher thread (it could
+        // not be started), when no roll sync can be pending either. The wait below is for a
+        // flusher's roll sync: a checkpoint that falls due while one runs waits until it is done
+        // (a later group or the timer), since its own sync would wait for it, stalling every
+        // append. `Checkpoint` and `Close` operations never wait for this. Bounded: at twice its
+        // size or interval it no longer waits.
+        let roll_syncing = self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0);
+        let overdue = age >= interval * 2
+            || self.bytes_since_checkpoint >= size.saturating_mul(2);
+        if !roll_syncing || overdue {
+            if let Err(e) = self.checkpoint() {
+                self.poison(&e, "checkpoint");
+            }
+        }
+    }
+
+    /// Hands a checkpoint of the current state to the flusher thread, which syncs the log up to
+    /// its position (after the roll syncs queued before it), then writes it and deletes the
+    /// segments it made unnecessary, while this thread goes on appending. The encoding is done
+    /// here (it reads the committed state, which the next group changes). A failure on the
+    /// flusher poisons the store there; the writer learns it at its next group.
+    fn checkpoint_in_background(&mut self) {
+        // Everything written is published (`Buffered`/`Interval` publish right after the write;
+        // there is no sync thread): the committed state is the log up to the active position.
+        self.drain();
+        let snap = self.snapshot();
+        let shared = self.shared.clone();
+        let (dir, seg_dir) = (self.dir.clone(), self.seg_dir.clone());
+        let work: CheckpointWork = Box::new(move |synced: io::Result<()>| {
+            let made = synced.and_then(|()| {
+                // The log is durable up to the position, unless the store was poisoned meanwhile:
+                // a write-back failure reported to another thread's sync (an erasure) after ours
+                // could have hidden pages before the position. Checked after the sync: a poison
+                // set before it is seen here, and a failure after it cannot concern our sync.
+                if shared.poisoned.load(Ordering::Acquire) {
+                    return Err(io::Error::other("the store is poisoned"));
+                }
+                shared.publish_durable(snap.position);
+                write_and_collect(&shared, &dir, &seg_dir, &snap)
+            });
+            if let Err(e) = &made {
+                if !shared.poisoned.load(Ordering::Acquire) {
+                    shared.poison(e, "checkpoint");
+                }
+            }
+            made
+        });
+        if let Some(f) = &self.flusher {
+            f.checkpoint(self.active.file.clone(), work);
+        }
+    }
+
+    /// Encodes the committed state as a checkpoint at the active position and lists the segments
+    /// that may go once it is durable; the checkpoint bookkeeping moves on to it.
+    ///
+    /// The dead segments are chosen against the state encoded here, not the one current when they
+    /// are deleted (a background checkpoint deletes them later): a trim or delete decided
+    /// meanwhile is not in this checkpoint, and a segment only it freed may still be needed by a
+    /// recovery from this checkpoint. A segment no stream of this state names stays unnamed (new
+    /// frames go to the active segment; compaction moves points there). Only segments before the
+    /// previous checkpoint's segment go: recovery falls back to `CHECKPOINT.prev` when
+    /// `CHECKPOINT` is unreadable, and scans from its position.
+    fn snapshot(&mut self) -> Snapshot {
+        let position = (self.active.seq, self.active.pos);
+        let floor = self.prev_checkpoint_seg.min(self.active.seq);
+        let (bytes, dead) = {
+            let st = self.state();
+            let bytes = checkpoint::encode(
+                position.0,
+                position.1,
+                self.next_number,
+                self.durability.code(),
+                &st.streams,
+            );
+            let old = |seq: &u64| *seq < floor;
+            let mut dead: Vec<u64> = st.segments.keys().copied().filter(old).collect();
+            if !dead.is_empty() {
+                let live: std::collections::HashSet<u64> = st
+                    .streams
+                    .values()
+                    .flat_map(|s| s.points.iter().map(|p| p.seg))
+                    .filter(old)
+                    .collect();
+                dead.retain(|seq| !live.contains(seq));
+            }
+            (bytes, dead)
+        };
+        self.prev_checkpoint_seg = self.active.seq;
+        self.checkpoint_len = bytes.len() as u64;
+        self.last_checkpoint = Instant::now();
+        self.bytes_since_checkpoint = 0;
+        Snapshot {
+            bytes,
+            position,
+            dead,
+        }
+    }
+
+    /// The flusher thread, started if needed; `false` if it cannot be started.
+    pub(super) fn started_flusher(&mut self) -> bool {
+        if self.flusher.is_none() {
+            match Flusher::start() {
+                Ok(f) => self.flusher = Some(f),
+                Err(e) => {
+                    tracing::warn!("cannot start the writeback thread ({e})");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// A background checkpoint's file and collection, once the log up to its position is durable.
+fn write_and_collect(shared: &Shared, dir: &Path, seg_dir: &Path, snap: &Snapshot) -> io::Result<()> {
+    checkpoint::write(shared.opts.fs.as_ref(), dir, &snap.bytes)?;
+    remove_segments(shared, seg_dir, &snap.dead)
+}
+
+/// Deletes segments `dead` (chosen by [`Writer::snapshot`] for a checkpoint that is durable now):
+/// out of the shared state and the readers' caches first, then their files, then the directory
+/// synced. A crash in the middle leaves some of them; the next checkpoint deletes them again.
+fn remove_segments(shared: &Shared, seg_dir: &Path, dead: &[u64]) -> io::Result<()> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    {
+        let mut st = shared.state();
+        for seq in dead {
+            st.segments.remove(seq);
+        }
+    }
+    let fs = shared.opts.fs.as_ref();
+    for seq in dead {
+        shared.files.forget(*seq);
+        if let Err(e) = fs.remove(&segment_path(seg_dir, *seq)) {
+            if e.kind() != io::ErrorKind::NotFound {
+                return Err(e);
+            }
+        }
+    }
+    fs.sync_dir(seg_dir)
+}

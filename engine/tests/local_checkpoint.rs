@@ -1,0 +1,312 @@
+//! Background checkpoints (issue 15): in `Buffered`/`Interval` mode a checkpoint that falls due is
+//! made on the flusher thread (the log synced up to its position, then its file and the
+//! collection), while the writer goes on appending. These tests hold or fail the checkpoint's
+//! syncs through the `FileSystem` seam and check that appends go on meanwhile, that the result
+//! recovers, and that a failed sync of a background checkpoint poisons the store.
+
+mod common;
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::WrapFs;
+use streamkeep::implementor::fs::{FileHandle, FileSystem};
+use streamkeep::{
+    AppendOptions, Durability, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId,
+    StreamStore,
+};
+
+/// Which syncs the probe fails or holds.
+#[derive(Default)]
+struct Probe {
+    /// Hold the next syncs of `CHECKPOINT.tmp` until `release`.
+    hold: Mutex<bool>,
+    released: Condvar,
+    /// Fail the next sync of `CHECKPOINT.tmp`.
+    fail_checkpoint_file: AtomicBool,
+    /// Fail the next sync of a segment (the only segment syncs of a small `Buffered` store
+    /// without rolls or writeback kicks are a checkpoint's sync of the log).
+    fail_segment: AtomicBool,
+    /// A sync was failed: the threads it ran on, by name.
+    failed_on: Mutex<Vec<String>>,
+    /// Syncs of `CHECKPOINT.tmp` begun, and the threads they ran on.
+    checkpoint_syncs: AtomicU64,
+    checkpoint_threads: Mutex<Vec<String>>,
+    /// `CHECKPOINT.tmp` opened after a sync was failed.
+    checkpoints_after_failure: AtomicU64,
+}
+
+impl Probe {
+    fn release(&self) {
+        *self.hold.lock().unwrap() = false;
+        self.released.notify_all();
+    }
+}
+
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("?").to_string()
+}
+
+struct ProbedFile {
+    inner: Arc<dyn FileHandle>,
+    probe: Arc<Probe>,
+    checkpoint: bool,
+    segment: bool,
+}
+
+impl FileHandle for ProbedFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let p = &self.probe;
+        let fail = (self.checkpoint && p.fail_checkpoint_file.swap(false, Ordering::SeqCst))
+            || (self.segment && p.fail_segment.swap(false, Ordering::SeqCst));
+        if fail {
+            p.failed_on.lock().unwrap().push(thread_name());
+            return Err(io::Error::other("injected EIO"));
+        }
+        if self.checkpoint {
+            p.checkpoint_threads.lock().unwrap().push(thread_name());
+            p.checkpoint_syncs.fetch_add(1, Ordering::SeqCst);
+            let mut held = p.hold.lock().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while *held && Instant::now() < deadline {
+                held = p
+                    .released
+                    .wait_timeout(held, Duration::from_millis(50))
+                    .unwrap()
+                    .0;
+            }
+        }
+        self.inner.sync_data()
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+}
+
+fn probed_fs(probe: &Arc<Probe>) -> Arc<dyn FileSystem> {
+    let probe = probe.clone();
+    Arc::new(WrapFs(move |path: &Path, inner| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let checkpoint = name == "CHECKPOINT.tmp";
+        if checkpoint && !probe.failed_on.lock().unwrap().is_empty() {
+            probe
+                .checkpoints_after_failure
+                .fetch_add(1, Ordering::SeqCst);
+        }
+        Arc::new(ProbedFile {
+            inner,
+            probe: probe.clone(),
+            checkpoint,
+            segment: path.extension().is_some_and(|e| e == "seg"),
+        }) as Arc<dyn FileHandle>
+    }))
+}
+
+fn options(probe: &Arc<Probe>, durability: Durability) -> LocalOptions {
+    LocalOptions::default()
+        .durability(durability)
+        .checkpoint_interval(Duration::from_millis(20))
+        .fs(probed_fs(probe))
+}
+
+fn payload(n: u64) -> Bytes {
+    Bytes::from(format!("record {n} ").repeat(1 + usize::try_from(n % 7).unwrap()))
+}
+
+/// Appends one record to `s` and returns its offset.
+async fn append(store: &LocalStore, s: &StreamId, n: u64) -> streamkeep::Result<u64> {
+    let r = store
+        .append(s, vec![payload(n)], AppendOptions::default())
+        .await?;
+    Ok(r.first_offset)
+}
+
+/// The records of `s` on a store, in order.
+async fn read_all(store: &LocalStore, s: &StreamId) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let b = store.read(s, from, ReadOptions::limit(1000)).await.unwrap();
+        if b.records.is_empty() {
+            return out;
+        }
+        for r in &b.records {
+            assert_eq!(r.offset, from, "gap at {from}");
+            out.push(r.payload.clone());
+            from += 1;
+        }
+    }
+}
+
+/// A background checkpoint whose file sync is held: appends keep being acknowledged meanwhile (with
+/// the checkpoint on the writer thread none would be), the checkpoint completes once released, and
+/// the store reopens from it with every record. Both non-`Sync` modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_while_a_background_checkpoint_syncs() {
+    for durability in [
+        Durability::Buffered,
+        Durability::Interval(Duration::from_millis(5)),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe::default());
+        *probe.hold.lock().unwrap() = true;
+        let store = LocalStore::open(tmp.path(), options(&probe, durability))
+            .await
+            .unwrap();
+        let s = StreamId::new("s").unwrap();
+        let mut n = 0u64;
+        let started = Instant::now();
+        while probe.checkpoint_syncs.load(Ordering::SeqCst) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{durability:?}: no checkpoint began"
+            );
+            assert_eq!(append(&store, &s, n).await.unwrap(), n);
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The checkpoint's file sync is held now; the writer must not be.
+        let during = tokio::time::timeout(Duration::from_secs(10), async {
+            for _ in 0..200 {
+                assert_eq!(append(&store, &s, n).await.unwrap(), n);
+                n += 1;
+            }
+        })
+        .await;
+        assert!(
+            during.is_ok(),
+            "{durability:?}: appends stalled behind a checkpoint"
+        );
+        assert_eq!(
+            probe.checkpoint_syncs.load(Ordering::SeqCst),
+            1,
+            "{durability:?}: one checkpoint at a time"
+        );
+        assert_eq!(
+            probe.checkpoint_threads.lock().unwrap().first().cloned(),
+            Some("streamstore-flush".to_string()),
+            "{durability:?}: the checkpoint was not made in the background"
+        );
+        probe.release();
+        // A checkpoint (ours, or the next one) lands: the store keeps checkpointing after it.
+        let before = probe.checkpoint_syncs.load(Ordering::SeqCst);
+        let started = Instant::now();
+        while probe.checkpoint_syncs.load(Ordering::SeqCst) == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{durability:?}: no checkpoint after the first"
+            );
+            assert_eq!(append(&store, &s, n).await.unwrap(), n);
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(tmp.path().join("CHECKPOINT").exists());
+        assert_eq!(store.stats().log_failures, 0);
+        // A crash (no final checkpoint): recovery starts from a background checkpoint.
+        store.abandon().await;
+        let store = LocalStore::open(tmp.path(), options(&probe, durability))
+            .await
+            .unwrap();
+        let report = store.recovery_report();
+        assert!(report.checkpoint.is_some(), "{durability:?}: {report:?}");
+        assert!(report.checkpoint_error.is_none() && report.lost.is_empty());
+        let got = read_all(&store, &s).await;
+        assert_eq!(got.len() as u64, n, "{durability:?}: {report:?}");
+        for (i, p) in got.iter().enumerate() {
+            assert_eq!(*p, payload(i as u64));
+        }
+        store.close().await.unwrap();
+    }
+}
+
+/// Appends until the store refuses with `Poisoned` (bounded); returns how many were acknowledged.
+async fn append_until_poisoned(store: &LocalStore, s: &StreamId) -> u64 {
+    let started = Instant::now();
+    let mut n = 0;
+    loop {
+        match append(store, s, n).await {
+            Ok(offset) => assert_eq!(offset, n),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
+                return n;
+            }
+        }
+        n += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the store was not poisoned"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A background checkpoint whose sync fails poisons the store: the checkpoint file's own sync, or
+/// the sync of the log it needs first (then no checkpoint file is even created). The failure is
+/// counted, later mutations are `Poisoned`, and a reopen finds every acknowledged record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_background_checkpoint_sync_poisons_the_store() {
+    for log in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = Arc::new(Probe::default());
+        let store = LocalStore::open(tmp.path(), options(&probe, Durability::Buffered))
+            .await
+            .unwrap();
+        // Armed after open (which syncs its first segment and `Open` frame on this thread).
+        if log {
+            probe.fail_segment.store(true, Ordering::SeqCst);
+        } else {
+            probe.fail_checkpoint_file.store(true, Ordering::SeqCst);
+        }
+        let s = StreamId::new("s").unwrap();
+        let acked = append_until_poisoned(&store, &s).await;
+        let what = if log { "log" } else { "checkpoint file" };
+        assert_eq!(
+            probe.failed_on.lock().unwrap().clone(),
+            vec!["streamstore-flush".to_string()],
+            "{what}: the failed sync was not a background checkpoint's"
+        );
+        let stats = store.stats();
+        assert!(stats.log_failures >= 1, "{what}: {stats:?}");
+        let poisoned = stats.poisoned.unwrap_or_default();
+        assert!(poisoned.contains("checkpoint"), "{what}: {poisoned}");
+        // Still refused, and no checkpoint is made after the failure (nor at close).
+        let e = append(&store, &s, acked).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Poisoned);
+        assert_eq!(
+            store.checkpoint().await.unwrap_err().kind(),
+            ErrorKind::Poisoned
+        );
+        assert_eq!(
+            store.close().await.unwrap_err().kind(),
+            ErrorKind::Poisoned
+        );
+        if log {
+            assert_eq!(
+                probe.checkpoints_after_failure.load(Ordering::SeqCst),
+                0,
+                "a checkpoint file was written although the log's sync failed"
+            );
+        }
+        assert!(
+            !tmp.path().join("CHECKPOINT").exists(),
+            "{what}: the failed checkpoint was put in place"
+        );
+        // The injected failure lost nothing (the bytes are in the page cache).
+        let store = LocalStore::open(tmp.path(), options(&probe, Durability::Buffered))
+            .await
+            .unwrap();
+        let got = read_all(&store, &s).await;
+        assert_eq!(got.len() as u64, acked, "{what}");
+        store.close().await.unwrap();
+    }
+}
