@@ -286,10 +286,7 @@ async fn a_failed_background_checkpoint_sync_poisons_the_store() {
             store.checkpoint().await.unwrap_err().kind(),
             ErrorKind::Poisoned
         );
-        assert_eq!(
-            store.close().await.unwrap_err().kind(),
-            ErrorKind::Poisoned
-        );
+        assert_eq!(store.close().await.unwrap_err().kind(), ErrorKind::Poisoned);
         if log {
             assert_eq!(
                 probe.checkpoints_after_failure.load(Ordering::SeqCst),

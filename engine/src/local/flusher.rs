@@ -242,7 +242,9 @@ impl Inner {
     fn sync(&self, file: &dyn FileHandle) -> io::Result<()> {
         let mut f = lock(&self.failed);
         if let Some(e) = &*f {
-            return Err(io::Error::other(format!("an earlier background sync failed: {e}")));
+            return Err(io::Error::other(format!(
+                "an earlier background sync failed: {e}"
+            )));
         }
         file.sync_data().inspect_err(|e| {
             *f = Some(e.to_string());

@@ -70,7 +70,11 @@ impl Writer {
         if self.state().poisoned.is_some() {
             return;
         }
-        if let Some(done) = self.flusher.as_ref().and_then(Flusher::take_checkpoint_done) {
+        if let Some(done) = self
+            .flusher
+            .as_ref()
+            .and_then(Flusher::take_checkpoint_done)
+        {
             // A failed one poisoned the store already (its work did).
             if done {
                 if let Err(e) = self.compact() {
@@ -102,8 +106,7 @@ impl Writer {
         // append. `Checkpoint` and `Close` operations never wait for this. Bounded: at twice its
         // size or interval it no longer waits.
         let roll_syncing = self.flusher.as_ref().is_some_and(|f| f.rolls_pending() > 0);
-        let overdue = age >= interval * 2
-            || self.bytes_since_checkpoint >= size.saturating_mul(2);
+        let overdue = age >= interval * 2 || self.bytes_since_checkpoint >= size.saturating_mul(2);
         if !roll_syncing || overdue {
             if let Err(e) = self.checkpoint() {
                 self.poison(&e, "checkpoint");
@@ -209,7 +212,12 @@ impl Writer {
 }
 
 /// A background checkpoint's file and collection, once the log up to its position is durable.
-fn write_and_collect(shared: &Shared, dir: &Path, seg_dir: &Path, snap: &Snapshot) -> io::Result<()> {
+fn write_and_collect(
+    shared: &Shared,
+    dir: &Path,
+    seg_dir: &Path,
+    snap: &Snapshot,
+) -> io::Result<()> {
     checkpoint::write(shared.opts.fs.as_ref(), dir, &snap.bytes)?;
     remove_segments(shared, seg_dir, &snap.dead)
 }
