@@ -61,7 +61,7 @@ pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<()
         "SELECT COUNT(*) FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'changed_us'",
     )
-    .bind(&t.streams)
+    .bind(t.streams.as_str())
     .fetch_one(&mut *conn)
     .await
     .map_err(parse_mysql_error)?;
@@ -91,6 +91,10 @@ pub(crate) fn changes_sql(t: &Tables) -> String {
     )
 }
 
+fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    r.map_err(parse_mysql_error)
+}
+
 /// Runs [`changes_sql`] since `since` on `pool`; marks are `None` for streams expired at
 /// `now_ms`.
 pub(crate) async fn read_changes(
@@ -99,7 +103,6 @@ pub(crate) async fn read_changes(
     since: Option<u64>,
     now_ms: u64,
 ) -> Result<Changes> {
-    let db = |r: std::result::Result<_, sqlx::Error>| r.map_err(parse_mysql_error);
     // The first call lists nothing (the watcher reads every stream after it): only the cursor.
     let from = since.map_or(i64::MAX, |c| {
         i64::try_from(c.saturating_sub(MARGIN_US)).unwrap_or(i64::MAX)
