@@ -402,7 +402,10 @@ impl HeadSource for Indexed {
         let log = self.log.lock().unwrap();
         let cursor = u64::try_from(log.len()).unwrap();
         if self.overflow.load(Ordering::SeqCst) {
-            return Ok(Changes { cursor, marks: None });
+            return Ok(Changes {
+                cursor,
+                marks: None,
+            });
         }
         let from = usize::try_from(since.unwrap_or(cursor)).unwrap();
         let marks = self.heads.marks.lock().unwrap();
@@ -455,10 +458,18 @@ async fn change_index_reads_only_changes_and_full_pass_is_the_safety_net() {
     let mut w = arm_all();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = watcher.stats();
-    assert_eq!(src.heads.calls().len(), calls, "no head read of unchanged streams");
+    assert_eq!(
+        src.heads.calls().len(),
+        calls,
+        "no head read of unchanged streams"
+    );
     assert!((10..=12).contains(&(after.change_reads - before.change_reads)));
     assert_eq!(after.full_passes, 1);
-    assert_eq!(after.streams_read - before.streams_read, 1, "one change reported once");
+    assert_eq!(
+        after.streams_read - before.streams_read,
+        1,
+        "one change reported once"
+    );
 
     // Missed by the index: found by the full pass, 5 s after the previous one, not before.
     src.bump_unlogged(&streams[3]);

@@ -38,7 +38,8 @@ use crate::error::parse_mysql_error;
 
 /// The server's clock in microseconds since the epoch, as of the start of the statement
 /// (UTC, so no time-zone or daylight-saving step).
-pub(crate) const SERVER_US: &str = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
+pub(crate) const SERVER_US: &str =
+    "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
 
 /// How far before the previous call's start a call reads (see the module docs): longer than a
 /// head write's transaction normally takes from its head write to its commit, even on a loaded

@@ -40,7 +40,11 @@ fn id(s: &str) -> StreamId {
 
 async fn append(store: &MysqlStore, s: &StreamId, payload: &str) {
     store
-        .append(s, vec![Bytes::from(payload.to_owned())], AppendOptions::default())
+        .append(
+            s,
+            vec![Bytes::from(payload.to_owned())],
+            AppendOptions::default(),
+        )
         .await
         .unwrap();
 }

@@ -470,7 +470,8 @@ impl Shared {
         c.change_reads.fetch_add(1, Ordering::Relaxed);
         // The first call only fetches a cursor: what changed before it is found by the full
         // pass that follows (module docs).
-        let mut full = delta.cursor.is_none() || delta.last_full.elapsed() >= self.options.full_pass;
+        let mut full =
+            delta.cursor.is_none() || delta.last_full.elapsed() >= self.options.full_pass;
         match self.source.changes(delta.cursor).await {
             Ok(changes) => {
                 delta.cursor = Some(changes.cursor);
