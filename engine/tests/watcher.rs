@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use streamkeep::implementor::wait::{HeadSource, Wakeup, WatchOptions, Watcher};
+use streamkeep::implementor::wait::{Changes, HeadSource, Wakeup, WatchOptions, Watcher};
 use streamkeep::{Error, ErrorKind, Result, StreamId};
 use tokio::time::Instant;
 
@@ -97,6 +97,7 @@ fn options(tick_ms: u64, jitter: f64, batch: usize) -> WatchOptions {
         jitter,
         batch,
         settle: Duration::from_millis(2),
+        full_pass: Duration::from_secs(2),
     }
 }
 
@@ -357,4 +358,138 @@ async fn notify_deletes_and_errors() {
     let mut w = arm_all();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(w.iter_mut().all(|w| !ready(w)));
+}
+
+/// [`Heads`] with a change index: a log of the streams changed, the cursor being its length.
+/// `bump_unlogged` is a change the index misses (a late stamp beyond the source's margin).
+struct Indexed {
+    heads: Arc<Heads>,
+    log: Mutex<Vec<StreamId>>,
+    /// Answer "too many to list".
+    overflow: AtomicBool,
+}
+
+impl Indexed {
+    fn new() -> Arc<Self> {
+        Arc::new(Indexed {
+            heads: Heads::with_latency(Duration::ZERO),
+            log: Mutex::new(Vec::new()),
+            overflow: AtomicBool::new(false),
+        })
+    }
+
+    fn bump(&self, stream: &StreamId) {
+        self.heads.bump(stream);
+        self.log.lock().unwrap().push(stream.clone());
+    }
+
+    fn bump_unlogged(&self, stream: &StreamId) {
+        self.heads.bump(stream);
+    }
+}
+
+#[async_trait]
+impl HeadSource for Indexed {
+    async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
+        self.heads.marks(streams).await
+    }
+
+    fn tracks_changes(&self) -> bool {
+        true
+    }
+
+    async fn changes(&self, since: Option<u64>) -> Result<Changes> {
+        let log = self.log.lock().unwrap();
+        let cursor = u64::try_from(log.len()).unwrap();
+        if self.overflow.load(Ordering::SeqCst) {
+            return Ok(Changes {
+                cursor,
+                marks: None,
+            });
+        }
+        let from = usize::try_from(since.unwrap_or(cursor)).unwrap();
+        let marks = self.heads.marks.lock().unwrap();
+        Ok(Changes {
+            cursor,
+            marks: Some(
+                log[from..]
+                    .iter()
+                    .map(|s| (s.clone(), marks.get(s).copied()))
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// With a change index, a pass reads the changes only: a logged change wakes its waiters within
+/// a tick whatever W, with no head read of the other streams; a change the index misses is
+/// found by the pass over every entry (every `full_pass`); and "too many to list" falls back to
+/// that pass at once.
+#[tokio::test(start_paused = true)]
+async fn change_index_reads_only_changes_and_full_pass_is_the_safety_net() {
+    let src = Indexed::new();
+    let streams = ids(1000);
+    for s in &streams {
+        src.bump(s);
+    }
+    let opts = WatchOptions {
+        full_pass: Duration::from_secs(5),
+        ..options(100, 0.0, 100)
+    };
+    let watcher = Watcher::new(src.clone(), opts);
+    warm(&watcher, &streams).await;
+    let arm_all = || -> Vec<Wakeup<'static>> { streams.iter().map(|s| watcher.arm(s)).collect() };
+    let mut w = arm_all();
+    // The first pass fetches a cursor, then reads every entry (changes before the cursor).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(watcher.stats().full_passes, 1);
+    assert!(w.iter_mut().all(|w| !ready(w)), "nothing moved");
+    let calls = src.heads.calls().len();
+    let before = watcher.stats();
+
+    src.bump(&streams[7]);
+    tokio::time::sleep(Duration::from_millis(101)).await;
+    let woken: Vec<usize> = w
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, w)| ready(w).then_some(i))
+        .collect();
+    assert_eq!(woken, vec![7], "the logged change, within a tick");
+    let mut w = arm_all();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = watcher.stats();
+    assert_eq!(
+        src.heads.calls().len(),
+        calls,
+        "no head read of unchanged streams"
+    );
+    assert!((10..=12).contains(&(after.change_reads - before.change_reads)));
+    assert_eq!(after.full_passes, 1);
+    assert_eq!(
+        after.streams_read - before.streams_read,
+        1,
+        "one change reported once"
+    );
+
+    // Missed by the index: found by the full pass, 5 s after the previous one, not before.
+    src.bump_unlogged(&streams[3]);
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert!(!ready(&mut w[3]), "no full pass yet");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let woken: Vec<usize> = w
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, w)| ready(w).then_some(i))
+        .collect();
+    assert_eq!(woken, vec![3], "the full pass found the unlogged change");
+    assert_eq!(watcher.stats().full_passes, 2);
+
+    // Too many to list: a full pass at the next tick.
+    let mut w = arm_all();
+    src.overflow.store(true, Ordering::SeqCst);
+    src.bump_unlogged(&streams[9]);
+    tokio::time::sleep(Duration::from_millis(101)).await;
+    assert!(ready(&mut w[9]));
+    assert!(!ready(&mut w[8]));
+    assert_eq!(watcher.stats().full_passes, 3);
 }

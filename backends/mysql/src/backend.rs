@@ -23,8 +23,9 @@ pub const KEYS_PER_STREAM: usize = 1024;
 ///
 /// Streams live in `<prefix>streams` (one head row each), `<prefix>records` and
 /// `<prefix>idempotency`; several processes may share the same tables. MySQL has no push
-/// notification, so waiting reads poll with backoff (readers in the same process are woken at
-/// once by this store's own appends).
+/// notification: one watcher per store object polls the change index of the streams table
+/// (`changed_us`, see `changes.rs`) every tick for the waited-on streams (readers in the same
+/// store object are woken at once by its own writes).
 pub struct MysqlStore {
     inner: SqlStore<MysqlCore>,
 }

@@ -7,12 +7,14 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Connection, MySql, MySqlConnection, Row, Transaction};
+use streamstore::implementor::wait::Changes;
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
     bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
     to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
 };
 
+use crate::changes::{self, SERVER_US};
 use crate::error::{parse_mysql_error, ER_DUP_ENTRY};
 
 /// The columns of a head row, in [`HeadColumns`] order.
@@ -50,6 +52,8 @@ struct Sql {
     records: String,
     records_within: String,
     expired: String,
+    /// The change index's read ([`changes::changes_sql`]).
+    changes: String,
 }
 
 impl Sql {
@@ -67,15 +71,16 @@ impl Sql {
         Sql {
             lock_head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ? FOR UPDATE"),
             head: format!("SELECT {HEAD_COLUMNS} FROM {s} WHERE stream_id = ?"),
+            // Every head write stamps `changed_us` (the change index, `changes.rs`).
             insert_head: format!(
-                "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO {s} (stream_id, {HEAD_COLUMNS}, changed_us) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {SERVER_US})"
             ),
             update_head: format!(
                 "UPDATE {s} SET incarnation = ?, first_offset = ?, next_offset = ?, \
                  created_ms = ?, last_append_ms = ?, sealed_ms = ?, bytes = ?, \
-                 seal_ttl_ms = ?, idle_ttl_ms = ?, max_bytes = ?, key_count = ?, expires_ms = ? \
-                 WHERE stream_id = ?"
+                 seal_ttl_ms = ?, idle_ttl_ms = ?, max_bytes = ?, key_count = ?, expires_ms = ?, \
+                 changed_us = {SERVER_US} WHERE stream_id = ?"
             ),
             delete_head: format!("DELETE FROM {s} WHERE stream_id = ?"),
             delete_records: format!("DELETE FROM {r} WHERE stream_id = ?"),
@@ -132,6 +137,7 @@ impl Sql {
                 "SELECT stream_id FROM {s} \
                  WHERE {EXPIRED} ORDER BY expires_ms LIMIT ?"
             ),
+            changes: changes::changes_sql(t),
         }
     }
 }
@@ -237,8 +243,9 @@ impl MysqlCore {
                      created_ms BIGINT NOT NULL, last_append_ms BIGINT NOT NULL, sealed_ms BIGINT NULL, \
                      bytes BIGINT NOT NULL, seal_ttl_ms BIGINT NULL, idle_ttl_ms BIGINT NULL, \
                      max_bytes BIGINT NULL, key_count BIGINT NOT NULL, expires_ms BIGINT NULL, \
-                     KEY {0}_expires (expires_ms)) ENGINE=InnoDB",
-                    t.streams
+                     KEY {0}_expires (expires_ms), {1}) ENGINE=InnoDB",
+                    t.streams,
+                    changes::column_ddl(&t.streams)
                 ),
                 format!(
                     "CREATE TABLE IF NOT EXISTS {} (\
@@ -262,7 +269,9 @@ impl MysqlCore {
                     t.meta
                 ),
             ];
-            create_schema::<MySql>(conn, prefix, &ddl, parse_mysql_error).await
+            create_schema::<MySql>(conn, prefix, &ddl, parse_mysql_error).await?;
+            // Tables of an older release lack the change index.
+            changes::migrate(conn, &t).await
         })
         .await?;
         Ok(MysqlCore {
@@ -450,6 +459,14 @@ streamstore_sql::sqlx_dialect! {
             let q = bind_padded(sqlx::query(&sql), streams, n);
             let rows = db(q.bind(to_db(now_ms)?).fetch_all(&self.wait_pool).await)?;
             rows.iter().map(|r| mark_of(r, parse_mysql_error)).collect()
+        }
+
+        fn tracks_changes(&self) -> bool {
+            true
+        }
+
+        async fn head_changes(&self, since: Option<u64>, now_ms: u64) -> Result<Changes> {
+            changes::read_changes(&self.wait_pool, &self.sql.changes, since, now_ms).await
         }
 
         async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod changes;
 mod config;
 mod core;
 mod error;

@@ -86,6 +86,7 @@ impl DbTarget {
                 .url
                 .wait_connections
                 .unwrap_or(DEFAULT_WAIT_CONNECTIONS),
+            full_pass: ms(self.url.wait_full_ms, WatchOptions::default().full_pass),
         }
     }
 
@@ -116,6 +117,9 @@ pub struct WaitSettings {
     pub batch: u32,
     /// Connections of the wait pool (`wait_connections=`).
     pub connections: u32,
+    /// With a change index (MySQL): the time between passes over every waited-on stream; the
+    /// ticks in between read only the changed streams (`wait_full_ms=`).
+    pub full_pass: Duration,
 }
 
 impl WaitSettings {
@@ -124,6 +128,7 @@ impl WaitSettings {
         WatchOptions {
             tick,
             batch: usize::try_from(self.batch).unwrap_or(usize::MAX),
+            full_pass: self.full_pass,
             ..WatchOptions::default()
         }
     }

@@ -5,6 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use streamstore::implementor::wait::Changes;
 use streamstore::{IdempotencyKey, Incarnation, Record, Result, StreamId};
 
 use crate::model::{HeadRow, KeyRow};
@@ -149,6 +150,22 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// [`head_mark`](crate::head_mark): ONE statement for all of them (`= ANY($1)`, `IN (…)`),
     /// on the wait pool. The watcher of waiting reads calls it every tick.
     async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>>;
+
+    /// Whether the adapter keeps a change index and implements [`Self::head_changes`]. The
+    /// default is `false`: the watcher reads every waited-on stream's mark every tick.
+    fn tracks_changes(&self) -> bool {
+        false
+    }
+
+    /// The [`head_mark`](crate::head_mark)s (`None`: expired at `now_ms`) of the streams changed
+    /// since the cursor `since`, under the contract of
+    /// [`HeadSource::changes`](streamstore::implementor::wait::HeadSource::changes); ONE
+    /// statement on the wait pool. Only called if [`Self::tracks_changes`].
+    async fn head_changes(&self, since: Option<u64>, now_ms: u64) -> Result<Changes> {
+        use streamstore::implementor::ErrorShorthand;
+        let _ = (since, now_ms);
+        Err(streamstore::Error::unsupported("head_changes"))
+    }
 
     /// The heads of those of `streams` that have one (expired or not), in ONE statement on a
     /// connection of the wait pool: the re-reads of waiting reads woken together (a seal or an

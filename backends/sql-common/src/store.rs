@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::head::{Decision, StreamHead};
 use streamstore::implementor::validate::{check_append, check_read, now_ms};
-use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::wait::{
+    wait_for_records, Changes, HeadSource, WatchOptions, Watcher,
+};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
@@ -106,6 +108,14 @@ struct DialectHeads<D>(Arc<D>);
 impl<D: SqlDialect> HeadSource for DialectHeads<D> {
     async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.0.head_marks(streams, now_ms()).await
+    }
+
+    fn tracks_changes(&self) -> bool {
+        self.0.tracks_changes()
+    }
+
+    async fn changes(&self, since: Option<u64>) -> Result<Changes> {
+        self.0.head_changes(since, now_ms()).await
     }
 }
 

@@ -12,7 +12,7 @@ pub const DEFAULT_PREFIX: &str = "streamstore_";
 
 /// A database URL split into the part the driver gets and the options this project reads from
 /// its query string (`table_prefix`, `max_connections`, and the waiting-read settings
-/// `wait_tick_ms`, `push_tick_ms`, `wait_batch`, `wait_connections`, and PostgreSQL's
+/// `wait_tick_ms`, `push_tick_ms`, `wait_batch`, `wait_connections`, `wait_full_ms`, and PostgreSQL's
 /// `notify_shards`), which are removed before
 /// the driver sees the URL.
 ///
@@ -38,6 +38,9 @@ pub struct DbUrl {
     pub wait_batch: Option<u32>,
     /// `wait_connections=`: connections of the wait pool, if given.
     pub wait_connections: Option<u32>,
+    /// `wait_full_ms=`: with a change index (MySQL), the time between passes over every
+    /// waited-on stream, if given.
+    pub wait_full_ms: Option<u32>,
     /// `notify_shards=`: notification channels of new tables (PostgreSQL), if given.
     pub notify_shards: Option<u32>,
 }
@@ -65,6 +68,7 @@ impl DbUrl {
         let mut prefix = None;
         let mut max_connections = None;
         let mut notify_shards = None;
+        let mut wait_full_ms = None;
         let (mut wait_tick_ms, mut push_tick_ms, mut wait_batch, mut wait_connections) =
             (None, None, None, None);
         let mut rest = Vec::new();
@@ -77,6 +81,7 @@ impl DbUrl {
                 "wait_batch" => wait_batch = Some(positive(&k, &v)?),
                 "wait_connections" => wait_connections = Some(positive(&k, &v)?),
                 "notify_shards" => notify_shards = Some(positive(&k, &v)?),
+                "wait_full_ms" => wait_full_ms = Some(positive(&k, &v)?),
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -98,6 +103,7 @@ impl DbUrl {
             push_tick_ms,
             wait_batch,
             wait_connections,
+            wait_full_ms,
             notify_shards,
         })
     }
@@ -123,6 +129,7 @@ impl fmt::Debug for DbUrl {
             .field("wait_batch", &self.wait_batch)
             .field("notify_shards", &self.notify_shards)
             .field("wait_connections", &self.wait_connections)
+            .field("wait_full_ms", &self.wait_full_ms)
             .finish_non_exhaustive()
     }
 }
@@ -149,7 +156,7 @@ mod tests {
         assert!(shown.contains("db") && shown.ends_with(".. }"), "{shown}");
         assert!(DbUrl::parse("mysql://a@b/c", &["postgres"]).is_err());
         let w = DbUrl::parse(
-            "mysql://a@b/c?wait_tick_ms=50&wait_batch=2000&wait_connections=3&push_tick_ms=9000",
+            "mysql://a@b/c?wait_tick_ms=50&wait_batch=2000&wait_connections=3&push_tick_ms=9000&wait_full_ms=700",
             &["mysql"],
         )
         .unwrap();
@@ -162,6 +169,7 @@ mod tests {
             ),
             (Some(50), Some(9000), Some(2000), Some(3))
         );
+        assert_eq!(w.wait_full_ms, Some(700));
         assert_eq!(w.driver_url(), "mysql://a@b/c");
         let e = DbUrl::parse("mysql://a@b/c?wait_tick_ms=0", &["mysql"]).unwrap_err();
         assert_eq!(e.kind(), streamstore::ErrorKind::InvalidArgument);

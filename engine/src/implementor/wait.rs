@@ -15,7 +15,7 @@ use crate::types::{Incarnation, ReadBatch, StreamId};
 
 mod watcher;
 
-pub use watcher::{HeadSource, WatchOptions, WatchStats, Watcher};
+pub use watcher::{Changes, HeadSource, WatchOptions, WatchStats, Watcher};
 
 /// A future that completes when the stream may have changed (a notification or a poll tick).
 pub type Wakeup<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

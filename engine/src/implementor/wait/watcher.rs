@@ -20,6 +20,18 @@
 //! whose baseline is now safe. New entries are read promptly (after [`WatchOptions::settle`], to
 //! batch arrivals), not at the next tick, and entries outlive their waiters for two ticks so a
 //! reader that loops over `read(.., wait)` pays this once, not per wait.
+//!
+//! # Change index (a source that [tracks changes](HeadSource::tracks_changes))
+//!
+//! A pass then reads only what changed: [`HeadSource::changes`] since the cursor of the last
+//! successful call, intersected with the entries in memory, whatever their number; a pass over
+//! every entry runs only every [`WatchOptions::full_pass`] as a safety net (a change the index
+//! cannot report, such as a delete or an expiry, or one stamped too late for the source's margin).
+//! Baselines stay safe: the source guarantees that every change committed after a call started is
+//! reported by the next call (see [`HeadSource::changes`]), and each call starts after the
+//! previous read completed (one task reads, in sequence), so a change committed after a
+//! baseline's read is reported by a later call; and a change committed before the first call
+//! (no cursor yet) is seen by the pass over every entry that always follows that first call.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +59,38 @@ pub trait HeadSource: Send + Sync + 'static {
     /// An error wakes the waiters of the whole batch, whose own reads then report it (or find
     /// that the failure has passed).
     async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>>;
+
+    /// Whether [`HeadSource::changes`] is implemented (a change index); if not (the default),
+    /// every pass reads the marks of every waited-on stream.
+    fn tracks_changes(&self) -> bool {
+        false
+    }
+
+    /// The marks of the streams (waited on or not) changed since `since`, the cursor a previous
+    /// call returned (`None`: the first call, which need report nothing but the cursor).
+    ///
+    /// Contract: every change committed after the call that returned `since` started must be
+    /// in the answer (the source's margin, e.g. for clock skew or transactions committing
+    /// later than their change stamp, is its own business), unless the answer is
+    /// [`Changes::marks`] `None` (too many to list: the watcher reads every entry instead).
+    /// Reporting more is harmless: an unchanged mark wakes nobody. A stream may be reported with
+    /// mark `None` (deleted or expired); streams not reported are taken as unchanged.
+    async fn changes(&self, since: Option<u64>) -> Result<Changes> {
+        use crate::implementor::ErrorShorthand;
+        let _ = since;
+        Err(crate::error::Error::unsupported("HeadSource::changes"))
+    }
+}
+
+/// The answer of [`HeadSource::changes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    /// The cursor to pass to the next call (opaque to the watcher; e.g. the database's clock when
+    /// the statement started).
+    pub cursor: u64,
+    /// Each changed stream and its mark (`None`: it no longer exists); `None` if there were too
+    /// many changes to list.
+    pub marks: Option<Vec<(StreamId, Option<u64>)>>,
 }
 
 /// How a [`Watcher`] polls.
@@ -63,6 +107,10 @@ pub struct WatchOptions {
     /// How long new waiters are gathered before their first head read (one read for all of
     /// them).
     pub settle: Duration,
+    /// With a source that [tracks changes](HeadSource::tracks_changes): the time between two
+    /// passes over every waited-on stream (the other passes read only the changes). Bounds how
+    /// long a change the index does not report (a delete, an expiry) waits to be noticed.
+    pub full_pass: Duration,
 }
 
 impl Default for WatchOptions {
@@ -72,6 +120,7 @@ impl Default for WatchOptions {
             jitter: 0.2,
             batch: 1000,
             settle: Duration::from_millis(2),
+            full_pass: Duration::from_secs(2),
         }
     }
 }
@@ -103,6 +152,10 @@ pub struct WatchStats {
     pub wakes: u64,
     /// Head reads that failed.
     pub errors: u64,
+    /// [`HeadSource::changes`] calls (also counted in `reads`).
+    pub change_reads: u64,
+    /// Passes over every waited-on stream with a source that tracks changes.
+    pub full_passes: u64,
 }
 
 #[derive(Default)]
@@ -111,6 +164,8 @@ struct Counters {
     streams_read: AtomicU64,
     wakes: AtomicU64,
     errors: AtomicU64,
+    change_reads: AtomicU64,
+    full_passes: AtomicU64,
 }
 
 /// What the last completed head read said about a stream.
@@ -280,6 +335,8 @@ impl Watcher {
             streams_read: c.streams_read.load(Ordering::Relaxed),
             wakes: c.wakes.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            change_reads: c.change_reads.load(Ordering::Relaxed),
+            full_passes: c.full_passes.load(Ordering::Relaxed),
         }
     }
 }
@@ -336,6 +393,10 @@ impl Shared {
     /// tick.
     async fn run(self: Arc<Self>) {
         let mut next_pass = Instant::now() + self.interval();
+        let mut delta = Delta {
+            cursor: None,
+            last_full: Instant::now(),
+        };
         loop {
             // Biased to the pass: a steady stream of new waiters must not postpone it.
             tokio::select! {
@@ -343,7 +404,11 @@ impl Shared {
                 () = tokio::time::sleep_until(next_pass) => {
                     let all = self.sweep();
                     let started = Instant::now();
-                    self.read(all).await;
+                    if self.source.tracks_changes() {
+                        self.read_changes(all, &mut delta).await;
+                    } else {
+                        self.read(all).await;
+                    }
                     // The pause is at least as long as the pass took: a server slow to answer
                     // (many waited-on streams, a loaded machine) spends at most about half its
                     // time on this watcher's head reads, and the writes that would wake the
@@ -391,6 +456,54 @@ impl Shared {
         state.entries.keys().cloned().collect()
     }
 
+    /// A pass with a change index: the changes since the last call, and every `full_pass` (or
+    /// when the changes cannot be listed) a read of every entry in `all`.
+    async fn read_changes(&self, all: Vec<StreamId>, delta: &mut Delta) {
+        if all.is_empty() {
+            // Nobody waits: no reads. The next entries get first reads of their own, and the
+            // next pass starts over with a cursor and a full pass.
+            delta.cursor = None;
+            return;
+        }
+        let c = &self.counters;
+        c.reads.fetch_add(1, Ordering::Relaxed);
+        c.change_reads.fetch_add(1, Ordering::Relaxed);
+        // The first call only fetches a cursor: what changed before it is found by the full
+        // pass that follows (module docs).
+        let mut full =
+            delta.cursor.is_none() || delta.last_full.elapsed() >= self.options.full_pass;
+        match self.source.changes(delta.cursor).await {
+            Ok(changes) => {
+                delta.cursor = Some(changes.cursor);
+                match changes.marks {
+                    Some(marks) => {
+                        let n = u64::try_from(marks.len()).unwrap_or(u64::MAX);
+                        c.streams_read.fetch_add(n, Ordering::Relaxed);
+                        let mut state = self.lock();
+                        let woken: u64 = marks.iter().map(|(s, m)| see(&mut state, s, *m)).sum();
+                        drop(state);
+                        c.wakes.fetch_add(woken, Ordering::Relaxed);
+                    }
+                    // Too many to list: the full pass below, which starts after this call did,
+                    // sees every change committed before it; later ones are reported from the
+                    // new cursor on.
+                    None => full = true,
+                }
+            }
+            // The cursor stays, so the next call reports these changes too; meanwhile a full
+            // pass (whose own errors wake every waiter) covers them.
+            Err(_) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                full = true;
+            }
+        }
+        if full {
+            delta.last_full = Instant::now();
+            c.full_passes.fetch_add(1, Ordering::Relaxed);
+            self.read(all).await;
+        }
+    }
+
     /// Reads the marks of `streams` in batches and wakes the entries that moved.
     async fn read(&self, streams: Vec<StreamId>) {
         for chunk in streams.chunks(self.options.batch) {
@@ -411,16 +524,7 @@ impl Shared {
                     let marks: HashMap<&StreamId, u64, foldhash::fast::RandomState> =
                         marks.iter().map(|(s, m)| (s, *m)).collect();
                     for stream in chunk {
-                        let Some(entry) = state.entries.get_mut(stream) else {
-                            continue;
-                        };
-                        let now = Seen::Mark(marks.get(stream).copied());
-                        // A first read (`Fresh`) always wakes: see the module docs.
-                        if entry.seen != now {
-                            entry.seen = now;
-                            entry.wake();
-                            woken += 1;
-                        }
+                        woken += see(&mut state, stream, marks.get(stream).copied());
                     }
                 }
                 Err(_) => {
@@ -437,4 +541,28 @@ impl Shared {
             c.wakes.fetch_add(woken, Ordering::Relaxed);
         }
     }
+}
+
+/// Where the change index reads stand.
+struct Delta {
+    /// The cursor of the last successful [`HeadSource::changes`] call.
+    cursor: Option<u64>,
+    /// When the last pass over every entry started.
+    last_full: Instant,
+}
+
+/// Records a head read's `mark` for `stream` (if watched); wakes its waiters if the mark moved.
+/// Returns the number of entries woken (0 or 1).
+fn see(state: &mut State, stream: &StreamId, mark: Option<u64>) -> u64 {
+    let Some(entry) = state.entries.get_mut(stream) else {
+        return 0;
+    };
+    let now = Seen::Mark(mark);
+    // A first read (`Fresh`) always wakes: see the module docs.
+    if entry.seen == now {
+        return 0;
+    }
+    entry.seen = now;
+    entry.wake();
+    1
 }

@@ -1,0 +1,142 @@
+//! The change index of `<prefix>streams`: every head write stamps its row's `changed_us` with the
+//! server's clock, so that the watcher of waiting reads asks only for the rows changed since its
+//! last tick (one indexed range scan) instead of the heads of every waited-on stream.
+//!
+//! # Why the margin makes the index complete
+//!
+//! [`HeadSource::changes`] must report every change committed after the previous call started.
+//! A call reads `changed_us >= cursor - MARGIN_US`, where `cursor` is the server's clock when the
+//! previous call's statement started (its read view, at READ COMMITTED, is created at the same
+//! moment). Take a change committed after that moment:
+//!
+//! - Its stamp is the server's clock when its head-writing statement started (`UTC_TIMESTAMP(6)`
+//!   is fixed per statement). One clock stamps every writer process, so clock skew between
+//!   writers does not exist; only the server's clock stepping back could break the order.
+//! - The stamp precedes the commit by the rest of the transaction: after the head write come at
+//!   most the idempotency key's insert and prune, and the commit. So the stamp is later than
+//!   `cursor - MARGIN_US` unless that rest took longer than [`MARGIN_US`].
+//!
+//! Hence the only changes a call can miss are those of a transaction that took longer than the
+//! margin from its head write to its commit (lock waits, a stalled server), of a server whose
+//! clock stepped back by more than the margin, and of rows written by an older release of this
+//! adapter (which does not stamp: its rows keep their old `changed_us`), and deletes (the row is
+//! gone) and expiries (nothing is written). The watcher's pass over every waited-on stream every
+//! [`WatchOptions::full_pass`] finds those.
+//!
+//! Re-reading the margin each tick costs the rows changed in the last `tick + MARGIN_US`, at
+//! most [`MAX_CHANGES`] of them (more: the watcher reads every waited-on stream instead).
+//!
+//! [`HeadSource::changes`]: streamstore::implementor::wait::HeadSource::changes
+//! [`WatchOptions::full_pass`]: streamstore::implementor::wait::WatchOptions::full_pass
+
+use sqlx::{MySql, MySqlConnection, Row};
+use streamstore::implementor::wait::Changes;
+use streamstore::{Result, StreamId};
+use streamstore_sql::{from_db, head_mark, id_of, Tables};
+
+use crate::error::parse_mysql_error;
+
+/// The server's clock in microseconds since the epoch, as of the start of the statement
+/// (UTC, so no time-zone or daylight-saving step).
+pub(crate) const SERVER_US: &str =
+    "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6))";
+
+/// How far before the previous call's start a call reads (see the module docs): longer than a
+/// head write's transaction normally takes from its head write to its commit, even on a loaded
+/// server.
+pub(crate) const MARGIN_US: u64 = 1_000_000;
+
+/// Changed rows listed per call at most; beyond, the watcher reads every waited-on stream.
+pub(crate) const MAX_CHANGES: usize = 4096;
+
+/// The column and its index, in `CREATE TABLE <prefix>streams`.
+pub(crate) fn column_ddl(streams: &str) -> String {
+    format!("changed_us BIGINT NOT NULL DEFAULT 0, KEY {streams}_changed (changed_us)")
+}
+
+/// Adds the column and its index to a `<prefix>streams` created by an older release (which
+/// lacked them). Runs under the schema lock. Old rows keep `changed_us = 0`: never reported as
+/// changed, they are found by the full pass until their next write.
+pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<()> {
+    let has: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'changed_us'",
+    )
+    .bind(t.streams.as_str())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(parse_mysql_error)?;
+    if has == 0 {
+        let sql = format!(
+            "ALTER TABLE {0} ADD COLUMN changed_us BIGINT NOT NULL DEFAULT 0, \
+             ADD KEY {0}_changed (changed_us)",
+            t.streams
+        );
+        sqlx::query(&sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(parse_mysql_error)?;
+    }
+    Ok(())
+}
+
+/// The statement of a call: the server's clock (always one row, even with no change) and the
+/// rows changed since `?` (at most `?`).
+pub(crate) fn changes_sql(t: &Tables) -> String {
+    format!(
+        "SELECT n.now_us, c.stream_id, c.incarnation, c.next_offset, c.sealed_ms, c.expires_ms \
+         FROM (SELECT {SERVER_US} AS now_us) n LEFT JOIN \
+         (SELECT stream_id, incarnation, next_offset, sealed_ms, expires_ms FROM {} \
+          WHERE changed_us >= ? LIMIT ?) c ON 1 = 1",
+        t.streams
+    )
+}
+
+fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
+    r.map_err(parse_mysql_error)
+}
+
+/// Runs [`changes_sql`] since `since` on `pool`; marks are `None` for streams expired at
+/// `now_ms`.
+pub(crate) async fn read_changes(
+    pool: &sqlx::Pool<MySql>,
+    sql: &str,
+    since: Option<u64>,
+    now_ms: u64,
+) -> Result<Changes> {
+    // The first call lists nothing (the watcher reads every stream after it): only the cursor.
+    let from = since.map_or(i64::MAX, |c| {
+        i64::try_from(c.saturating_sub(MARGIN_US)).unwrap_or(i64::MAX)
+    });
+    let rows = db(sqlx::query(sql)
+        .bind(from)
+        .bind(i64::try_from(MAX_CHANGES + 1).unwrap_or(i64::MAX))
+        .fetch_all(pool)
+        .await)?;
+    let cursor = match rows.first() {
+        Some(r) => from_db(db(r.try_get::<i64, _>(0))?)?,
+        None => {
+            return Err(streamstore::Error::new(
+                streamstore::ErrorKind::Internal,
+                "the change query returned no row",
+            ))
+        }
+    };
+    let mut marks: Vec<(StreamId, Option<u64>)> = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Some(id) = db(r.try_get::<Option<Vec<u8>>, _>(1))? else {
+            continue;
+        };
+        let incarnation: i64 = db(r.try_get(2))?;
+        let next_offset: i64 = db(r.try_get(3))?;
+        let sealed_ms: Option<i64> = db(r.try_get(4))?;
+        let expires_ms: Option<i64> = db(r.try_get(5))?;
+        let expired = expires_ms.is_some_and(|e| u64::try_from(e).is_ok_and(|e| e <= now_ms));
+        let mark = (!expired).then(|| head_mark(incarnation, next_offset, sealed_ms.is_some()));
+        marks.push((id_of(&id)?, mark));
+    }
+    Ok(Changes {
+        cursor,
+        marks: (marks.len() <= MAX_CHANGES).then_some(marks),
+    })
+}
