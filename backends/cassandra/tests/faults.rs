@@ -5,14 +5,10 @@
 //! `services.sh down cassandra` / `up cassandra`, which waits until the node answers: 20-60 s);
 //! prints SKIPPED and passes without it.
 
-#[macro_use]
-#[allow(unused_macros, dead_code)]
-#[path = "../../sql-common/testing/faults.rs"]
-mod faults;
-
 use std::sync::Arc;
 
 use streamstore::StreamStore;
+use streamstore_adapter_testing::faults;
 use streamstore_cassandra::{CassandraConfig, CassandraStore, NODES_ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Adapter tests shared by the PostgreSQL and MySQL test files (included with `#[path]`), for
+//! Adapter tests shared by the PostgreSQL and MySQL test files (through [`crate::sql_adapter_tests!`]), for
 //! what the conformance suite does not reach: several stores on the same tables, schema
 //! creation races, id bytes the databases could fold, and key-window pruning.
 
@@ -419,6 +419,7 @@ pub fn url(url_env: &str, server: &str) -> Option<String> {
 /// PostgreSQL and MySQL stores have them): ids, cross-store wake-ups (the test named
 /// `wake_test`, which must wake within `wakes_within`), concurrent schema creation, key-window
 /// pruning, the sweeper and prefix validation.
+#[macro_export]
 macro_rules! sql_adapter_tests {
     (
         store: $store:ident,

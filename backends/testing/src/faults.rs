@@ -1,7 +1,8 @@
-//! The fault workload shared by the PostgreSQL and MySQL fault tests (included with
-//! `#[path]`): writers append with idempotency keys and retry every retryable error with the
-//! same key while the database server is restarted; afterwards every acknowledged append must be
-//! in the stream exactly once, at the offsets it was acknowledged with, with no gaps.
+//! The fault workload shared by the adapters' fault tests (through [`crate::restart_test!`],
+//! or [`run`] directly): writers append with idempotency keys and retry every retryable error
+//! with the same key while the database server is restarted; afterwards every acknowledged
+//! append must be in the stream exactly once, at the offsets it was acknowledged with, with no
+//! gaps.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -196,6 +197,7 @@ pub fn prefix() -> String {
 
 /// The fault test of one store type (`connect` and `destroy` as the PostgreSQL and MySQL stores
 /// have them): [`run`] while `services.sh down <server>` / `up <server>` restarts the server.
+#[macro_export]
 macro_rules! restart_test {
     (store: $store:ident, server: $server:literal, url_env: $url_env:expr $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
