@@ -9,13 +9,17 @@
 //!
 //! # Feature flags
 //!
-//! - `peers` (default): the embedded peers, SQLite (`rusqlite`, bundled) and fjall. Without it the
-//!   harness still runs the engine, the baselines and the file-per-stream log.
+//! - `peers` (default): the embedded peers, SQLite (`rusqlite`, bundled) and fjall, and the server
+//!   peers Redis Streams (`redis`) and NATS JetStream (`async-nats`), run as child processes when
+//!   installed ([`plan_servers`]). Without it the harness still runs the engine, the baselines and
+//!   the file-per-stream log.
 
 pub mod backend;
 pub mod baseline;
 pub mod peers;
 pub mod plan;
+#[cfg(feature = "peers")]
+pub mod plan_servers;
 pub mod procs;
 pub mod report;
 pub mod stats;

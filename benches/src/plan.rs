@@ -72,6 +72,16 @@ pub struct Case {
     pub work: Work,
 }
 
+impl Case {
+    /// Why the case cannot run on this machine, if it cannot (its system is not installed).
+    pub fn unavailable(&self) -> Option<String> {
+        match &self.work {
+            Work::Append(system, _) | Work::Replay { system, .. } => system.unavailable(),
+            Work::RawSync { .. } | Work::SeqWrite { .. } | Work::Tail { .. } => None,
+        }
+    }
+}
+
 /// A ratio the report computes and, where the issue sets one, its target.
 #[derive(Clone, Debug)]
 pub struct RatioDef {
@@ -280,6 +290,13 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
                         "streams",
                         Work::Append(sync, spec(n, 64, KIB, 1, Spread::Skewed)),
                     );
+                }
+            }
+            // The server peers at the same stream counts, also before the `Buffered` cases.
+            #[cfg(feature = "peers")]
+            for system in crate::plan_servers::SYSTEMS {
+                for n in crate::plan_servers::STREAM_COUNTS {
+                    push("servers", Work::Append(system, spec(n, 64, KIB, 1, rr)));
                 }
             }
         }
@@ -545,6 +562,8 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
             });
         }
     }
+    #[cfg(feature = "peers")]
+    ratios.extend(crate::plan_servers::ratios());
     if s.full {
         ratios.extend([
             RatioDef {
@@ -589,6 +608,8 @@ pub struct Results {
     pub idle: Option<(usize, Resources, Resources, Resources)>,
     /// Failures (case key, error), reported rather than aborting the run.
     pub failures: Vec<(String, String)>,
+    /// Cases not run on this machine (case key, why: e.g. a server peer not installed).
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Summary of one case.
@@ -791,6 +812,14 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     let duration = s.duration;
     for rep in 0..s.reps {
         for (i, case) in cases.iter().enumerate() {
+            if let Some(why) = case.unavailable() {
+                if rep == 0 {
+                    bar.println(format!("case {} skipped: {why}", case.key));
+                    results.skipped.push((case.key.clone(), why));
+                }
+                bar.inc(1);
+                continue;
+            }
             note(&bar, format!("rep {}/{} {}", rep + 1, s.reps, case.key));
             let sample = run_case(case, &s.work_dir, rep, duration).await;
             match sample {
