@@ -136,6 +136,7 @@ impl BenchBackend for NatsBackend {
 
     async fn read(&self, stream: usize, from: u64, max: usize) -> Result<(usize, u64)> {
         let subject = self.subject(stream)?.to_string();
+        let subject_of = subject.clone();
         let js = self.context();
         let s = js.get_stream(STREAM).await?;
         let consumer = s
@@ -152,6 +153,7 @@ impl BenchBackend for NatsBackend {
         while seen < want {
             let batch = usize::try_from(want - seen)?;
             let mut msgs = consumer.fetch().max_messages(batch).messages().await?;
+            let before = seen;
             while let Some(m) = msgs.next().await {
                 let m = m?;
                 if seen >= from {
@@ -159,6 +161,9 @@ impl BenchBackend for NatsBackend {
                     bytes += m.payload.len() as u64;
                 }
                 seen += 1;
+            }
+            if seen == before {
+                return Err(format!("NATS peer: {subject_of} delivered nothing at {seen} of {want}").into());
             }
         }
         s.delete_consumer(&consumer.cached_info().name).await?;

@@ -60,13 +60,14 @@ impl RedisBackend {
         let data = dir.join("redis");
         std::fs::create_dir_all(&data)?;
         let port = free_port()?;
+        let (port_arg, dir_arg) = (port.to_string(), data.to_string_lossy());
         let args: Vec<String> = [
             "--bind",
             "127.0.0.1",
             "--port",
-            &port.to_string(),
+            port_arg.as_str(),
             "--dir",
-            &data.to_string_lossy(),
+            &*dir_arg,
             "--appendonly",
             "yes",
             "--appendfsync",
