@@ -95,8 +95,9 @@ impl System {
     pub fn unavailable(self) -> Option<String> {
         match self {
             #[cfg(feature = "peers")]
-            System::Redis(_) => crate::peers::servers::find(crate::peers::servers::Program::Redis)
-                .err(),
+            System::Redis(_) => {
+                crate::peers::servers::find(crate::peers::servers::Program::Redis).err()
+            }
             #[cfg(feature = "peers")]
             System::Nats => crate::peers::servers::find(crate::peers::servers::Program::Nats).err(),
             _ => None,
@@ -124,9 +125,9 @@ impl System {
                 dir, durable, streams,
             )?),
             #[cfg(feature = "peers")]
-            System::Redis(fsync) => Arc::new(
-                crate::peers::redis::RedisBackend::open(dir, fsync, streams).await?,
-            ),
+            System::Redis(fsync) => {
+                Arc::new(crate::peers::redis::RedisBackend::open(dir, fsync, streams).await?)
+            }
             #[cfg(feature = "peers")]
             System::Nats => Arc::new(crate::peers::nats::NatsBackend::open(dir, streams).await?),
             #[cfg(feature = "sql")]

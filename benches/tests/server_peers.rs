@@ -52,7 +52,9 @@ async fn redis_streams_keep_dense_offsets_and_atomic_batches() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let backend = RedisBackend::open(dir.path(), Fsync::Always, 3).await.unwrap();
+    let backend = RedisBackend::open(dir.path(), Fsync::Always, 3)
+        .await
+        .unwrap();
     let port = backend.port();
     append_and_read_back(&backend, 8).await;
     // A batch lands whole, right after the single records.

@@ -163,7 +163,10 @@ impl BenchBackend for NatsBackend {
                 seen += 1;
             }
             if seen == before {
-                return Err(format!("NATS peer: {subject_of} delivered nothing at {seen} of {want}").into());
+                return Err(format!(
+                    "NATS peer: {subject_of} delivered nothing at {seen} of {want}"
+                )
+                .into());
             }
         }
         s.delete_consumer(&consumer.cached_info().name).await?;

@@ -53,7 +53,8 @@ pub fn find(program: Program) -> Result<PathBuf, String> {
             Err(format!("{} = {} is not a file", program.env(), p.display()))
         };
     }
-    let cache_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/streamstore/bin"));
+    let cache_bin =
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/streamstore/bin"));
     let path_dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -97,12 +98,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 impl Server {
     /// Runs `program` with `args`, output to `log`, and waits until `127.0.0.1:port` accepts
     /// connections. The process is killed if this fails or the `Server` is dropped.
-    pub async fn start(
-        program: Program,
-        args: &[String],
-        port: u16,
-        log: &Path,
-    ) -> Result<Server> {
+    pub async fn start(program: Program, args: &[String], port: u16, log: &Path) -> Result<Server> {
         let bin = find(program)?;
         let out = std::fs::File::create(log)?;
         let err = out.try_clone()?;
@@ -143,7 +139,13 @@ impl Server {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!("{} on port {} {what}: {}", self.name, self.port, tail.join(" | ")).into()
+        format!(
+            "{} on port {} {what}: {}",
+            self.name,
+            self.port,
+            tail.join(" | ")
+        )
+        .into()
     }
 
     /// Kills the server and waits for it to exit. Its data dir is thrown away with the case's
