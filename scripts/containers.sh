@@ -5,6 +5,7 @@
 #   scripts/containers.sh install        install docker.io + debootstrap if missing (no daemon start)
 #   scripts/containers.sh up             start our dockerd (idempotent); print `export DOCKER_HOST=...`
 #   scripts/containers.sh down           stop our dockerd (and the containers it still runs)
+#   scripts/containers.sh status         exit 0 if our dockerd runs, 1 if not
 #   scripts/containers.sh build [names]  build the local images (cached by a hash of their recipe);
 #                                        print `export STREAMSTORE_IMAGE_<NAME>=<tag>` lines
 #   scripts/containers.sh env   [names]  print the export lines (daemon + images already built)
@@ -39,6 +40,7 @@ EXEC_ROOT=/run/streamstore-docker   # short: containerd's unix socket paths must
 SOCK=$EXEC_ROOT/docker.sock
 PIDFILE=$EXEC_ROOT/dockerd.pid
 LOG=$DROOT/dockerd.log
+DEBS=$CACHE/debootstrap-debs       # debootstrap's package cache (kept across base rebuilds)
 # Debian's client: it has BuildKit built in (a newer client elsewhere on PATH may need buildx).
 DOCKER_BIN=/usr/bin/docker
 DOCKERD_BIN=/usr/sbin/dockerd
@@ -76,8 +78,8 @@ cmd_install() {
     grep -q 'exit 101' /usr/sbin/policy-rc.d || die "/usr/sbin/policy-rc.d exists but does not exit 101"
     mkdir -p "$DROOT"
     log "apt-get install ${pkgs[*]}"
-    apt-get update -q >>"$DROOT/install.log" 2>&1 || { tail -n 20 "$DROOT/install.log" >&2; die "apt-get update failed"; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" \
+    apt-get -o DPkg::Lock::Timeout=300 update -q >>"$DROOT/install.log" 2>&1 || { tail -n 20 "$DROOT/install.log" >&2; die "apt-get update failed"; }
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${pkgs[@]}" \
         >>"$DROOT/install.log" 2>&1 || { tail -n 20 "$DROOT/install.log" >&2; die "apt-get install failed"; }
 }
 
@@ -91,7 +93,7 @@ daemon_pid() {
 }
 
 cmd_up() {
-    local i
+    local i pid
     cmd_install
     if ! daemon_pid >/dev/null; then
         mkdir -p "$DROOT/data" "$EXEC_ROOT"
@@ -99,12 +101,18 @@ cmd_up() {
         log "starting dockerd (data root $DROOT/data, socket $SOCK; no iptables, no bridge)"
         # --iptables/--ip6tables/--ip-forward/--ip-masq=false and --bridge=none: the daemon
         # changes nothing in this machine's network. No TCP listener, only our own socket.
+        # Its own config file (a system /etc/docker/daemon.json does not apply), which puts its
+        # identity key with its data (20.10 writes /etc/docker/key.json otherwise).
+        printf '{ "deprecated-key-path": "%s" }\n' "$DROOT/key.json" >"$DROOT/daemon.json"
         setsid nohup "$DOCKERD_BIN" \
             --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false --bridge=none \
             --data-root="$DROOT/data" --exec-root="$EXEC_ROOT" --pidfile="$PIDFILE" \
+            --config-file="$DROOT/daemon.json" \
             -H "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
+        pid=$!
         for ((i = 0; i < 600; i++)); do
             docker version >/dev/null 2>&1 && break
+            kill -0 "$pid" 2>/dev/null || break # it exited (a bad flag, a busy socket...)
             sleep 0.1
         done
         docker version >/dev/null 2>&1 || { tail -n 30 "$LOG" >&2; die "dockerd did not answer within 60 s (log: $LOG)"; }
@@ -158,12 +166,20 @@ build_base() {
     rootfs=$DROOT/rootfs.tmp
     rm -rf "$rootfs"
     log "base: debootstrap --variant=minbase bookworm (about 1.5 min)"
-    debootstrap --variant=minbase bookworm "$rootfs" "$(host_mirror)" >"$DROOT/debootstrap.log" 2>&1 ||
+    # The .debs are kept in $DEBS, so a base rebuilt here (a changed recipe, a wiped data root)
+    # downloads nothing. DPKG_FORCE=unsafe-io: dpkg skips its fsync per unpacked file (a throwaway
+    # tree that is archived whole right after; an interrupted run starts it anew).
+    mkdir -p "$DEBS"
+    DPKG_FORCE=unsafe-io debootstrap --variant=minbase --cache-dir="$DEBS" bookworm "$rootfs" "$(host_mirror)" \
+        >"$DROOT/debootstrap.log" 2>&1 ||
         { tail -n 20 "$DROOT/debootstrap.log" >&2; die "debootstrap failed (log: $DROOT/debootstrap.log)"; }
     : >"$rootfs/etc/apt/sources.list"
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
     printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
     chmod 755 "$rootfs/usr/sbin/policy-rc.d"
+    # As in Debian's own container images: apt in the image builds unpacks without an fsync per
+    # file (a build that dies is discarded whole, so nothing half-written survives).
+    echo force-unsafe-io >"$rootfs/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"
     tar -C "$rootfs" --numeric-owner -c . |
         docker import --change 'CMD ["/bin/bash"]' --change 'ENV LANG=C.UTF-8' - "$tag" >/dev/null
     rm -rf "$rootfs"
@@ -517,12 +533,29 @@ prune_old() { # REPO CURRENT_TAG
 
 var_of() { echo "STREAMSTORE_IMAGE_$(tr '[:lower:]' '[:upper:]' <<<"$1")"; }
 
+# The images build in parallel after the base: each is mostly downloads and package unpacking
+# (apt, pip, Maven, Go modules), so two builds take little longer than one. Each build's log is
+# its own file; a failed one prints its tail and fails the command once all have ended.
 cmd_build() {
-    local s
+    local s pids=() failed=()
     daemon_pid >/dev/null || die "dockerd is not running (run: scripts/containers.sh up)"
     build_base
-    for s in "$@"; do build_image "$s"; done
+    for s in "$@"; do
+        TAG[$s]=$(image_tag "$s")
+        build_image "$s" &
+        pids+=($!)
+    done
+    for s in "${!pids[@]}"; do
+        wait "${pids[$s]}" || failed+=("${@:$((s + 1)):1}")
+    done
+    [[ ${#failed[@]} -eq 0 ]] || die "image build failed: ${failed[*]}"
     for s in "$@"; do echo "export $(var_of "$s")=${TAG[$s]}"; done
+}
+
+cmd_status() {
+    local pid
+    pid=$(daemon_pid) || { log "dockerd: not running"; return 1; }
+    log "dockerd: running (pid $pid, socket $SOCK)"
 }
 
 cmd_env() {
@@ -567,7 +600,7 @@ validate_names() {
 
 main() {
     local cmd=${1:-}
-    [[ -n $cmd ]] || { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+    [[ -n $cmd ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
     shift
     local names=("$@") s
     if [[ ${#names[@]} -eq 0 ]]; then
@@ -584,10 +617,11 @@ main() {
         install) cmd_install ;;
         up) cmd_up ;;
         down) cmd_down ;;
+        status) cmd_status ;;
         build) cmd_build "${names[@]}" ;;
         env) cmd_env "${names[@]}" ;;
         test) cmd_test "${names[@]}" ;;
-        *) die "unknown command '$cmd' (use: install, up, down, build, env, test)" ;;
+        *) die "unknown command '$cmd' (use: install, up, down, status, build, env, test)" ;;
     esac
 }
 

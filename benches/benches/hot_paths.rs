@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
-use streamstore::local::format::{
+use streamstore::implementor::local_format::{
     body_ok, decode_data_body, decode_header, encode_data_body, encode_frame, FrameHeader,
     FRAME_HEADER_LEN,
 };
@@ -89,10 +89,7 @@ fn index_lookup(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
     let n = 65_536u64;
     let store = rt.block_on(async {
-        let opts = LocalOptions {
-            durability: Durability::Buffered,
-            ..LocalOptions::default()
-        };
+        let opts = LocalOptions::default().durability(Durability::Buffered);
         let store = LocalStore::open(&dir, opts).await.expect("open");
         let id = StreamId::new("s").expect("id");
         let recs = records(64, 1024);

@@ -16,10 +16,7 @@ async fn main() -> streamstore::Result<()> {
     let streams: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let runs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     let _ = std::fs::remove_dir_all(&dir);
-    let opts = LocalOptions {
-        durability: Durability::Buffered,
-        ..LocalOptions::default()
-    };
+    let opts = LocalOptions::default().durability(Durability::Buffered);
     let store = std::sync::Arc::new(LocalStore::open(&dir, opts).await?);
     let payload = Bytes::from(vec![7u8; 100]);
     let mut tasks = Vec::new();

@@ -16,10 +16,7 @@ fn drop_caches() -> bool {
 }
 
 async fn reopen(dir: &std::path::Path, label: &str) -> streamstore::Result<()> {
-    let opts = LocalOptions {
-        durability: Durability::Buffered,
-        ..LocalOptions::default()
-    };
+    let opts = LocalOptions::default().durability(Durability::Buffered);
     let started = Instant::now();
     let store = LocalStore::open(dir, opts).await?;
     let took = started.elapsed();
@@ -42,10 +39,7 @@ async fn main() -> streamstore::Result<()> {
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "/tmp/recovery-cache".into()));
     let mib: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2048);
     let _ = std::fs::remove_dir_all(&dir);
-    let opts = LocalOptions {
-        durability: Durability::Buffered,
-        ..LocalOptions::default()
-    };
+    let opts = LocalOptions::default().durability(Durability::Buffered);
     let store = LocalStore::open(&dir, opts).await?;
     let batch: Vec<Bytes> = (0..64).map(|_| Bytes::from(vec![7u8; 4096])).collect();
     let ids: Vec<StreamId> = (0..1000)

@@ -12,12 +12,10 @@ use streamstore::{
 };
 
 fn options(mmap_reads: bool) -> LocalOptions {
-    LocalOptions {
-        durability: Durability::Buffered,
-        segment_bytes: 16 << 20,
-        mmap_reads,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default()
+        .durability(Durability::Buffered)
+        .segment_bytes(16 << 20)
+        .mmap_reads(mmap_reads)
 }
 
 async fn replay(dir: &std::path::Path, id: &StreamId, mmap_reads: bool) -> f64 {

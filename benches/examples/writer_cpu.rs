@@ -45,18 +45,16 @@ async fn main() -> streamstore::Result<()> {
     let sync = args.next().is_some_and(|a| a == "sync");
     for streams in counts {
         let _ = std::fs::remove_dir_all(&dir);
-        let opts = LocalOptions {
-            durability: if sync {
+        // No roll during a run (in `Sync` mode the segment is zero-filled first: smaller).
+        let opts = LocalOptions::default()
+            .durability(if sync {
                 Durability::Sync
             } else {
                 Durability::Buffered
-            },
-            // No roll during a run (in `Sync` mode the segment is zero-filled first: smaller).
-            segment_bytes: if sync { 1 << 30 } else { 4 << 30 },
-            checkpoint_bytes: u64::MAX / 4,
-            checkpoint_interval: Duration::from_secs(3600),
-            ..LocalOptions::default()
-        };
+            })
+            .segment_bytes(if sync { 1 << 30 } else { 4 << 30 })
+            .checkpoint_bytes(u64::MAX / 4)
+            .checkpoint_interval(Duration::from_secs(3600));
         let store = Arc::new(LocalStore::open(&dir, opts).await?);
         let ids: Arc<Vec<StreamId>> = Arc::new(
             (0..streams)

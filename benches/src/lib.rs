@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod baseline;
+pub mod fairness;
 pub mod peers;
 pub mod plan;
 #[cfg(feature = "peers")]

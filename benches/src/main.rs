@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use streamstore_bench::backend::Result;
 use streamstore_bench::plan::{self, Settings};
-use streamstore_bench::{procs, report};
+use streamstore_bench::{fairness, procs, report};
 
 /// Benchmarks of the streamstore local engine against the disk and against peers.
 #[derive(Parser, Debug)]
@@ -40,7 +40,7 @@ struct Args {
     #[arg(long)]
     idle_streams: Option<usize>,
     /// Only run cases whose key contains this, or one of several separated by commas (skips
-    /// recovery and idle).
+    /// recovery and idle). `fairness` runs issue 17's case (noisy vs quiet streams).
     #[arg(long)]
     filter: Option<String>,
     #[command(subcommand)]
@@ -125,6 +125,21 @@ async fn run(args: Args) -> Result<()> {
     };
     let out = args.out.unwrap_or_else(|| cache_dir("bench-results"));
     std::fs::create_dir_all(&out)?;
+    // Issue 17's case runs on its own (its ratios are within one repetition of four cases).
+    let alts: Vec<&str> = settings
+        .filter
+        .as_deref()
+        .map_or(Vec::new(), |f| f.split(',').collect());
+    if alts.contains(&"fairness") {
+        let (md, lines) = fairness::run(&settings).await?;
+        std::fs::write(out.join("fairness.md"), &md)?;
+        println!("{md}");
+        print!("{lines}");
+        if alts.len() == 1 {
+            let _ = std::fs::remove_dir_all(&settings.work_dir);
+            return Ok(());
+        }
+    }
     let command: Vec<String> = std::env::args().collect();
     let command = command.join(" ");
     let exe = procs::current_exe()?;

@@ -145,11 +145,16 @@ impl System {
     }
 }
 
-/// Opens a `LocalStore` in `dir` with `durability` and otherwise default options.
+/// Opens a `LocalStore` in `dir` with `durability` and otherwise default options, except
+/// `group_fill_wait` from `STREAMSTORE_BENCH_GROUP_FILL_WAIT_US` (microseconds) when set: the
+/// trade-off curve of that option in `docs/benchmarks.md` was measured with it.
 pub async fn open_local(dir: &Path, durability: Durability) -> Result<Arc<dyn StreamStore>> {
-    let opts = LocalOptions {
-        durability,
-        ..LocalOptions::default()
-    };
+    let mut opts = LocalOptions::default().durability(durability);
+    if let Some(us) = std::env::var("STREAMSTORE_BENCH_GROUP_FILL_WAIT_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        opts.group_fill_wait = std::time::Duration::from_micros(us);
+    }
     Ok(Arc::new(LocalStore::open(dir, opts).await?))
 }

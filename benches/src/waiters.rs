@@ -11,7 +11,11 @@
 //!
 //! ```sh
 //! cargo run --release -p streamstore-bench --bin streamstore-waiters -- 1000,10000
+//! cargo run --release -p streamstore-bench --bin streamstore-waiters -- nodes 1000,10000 [SHARDS]
 //! ```
+//!
+//! The `nodes` mode (PostgreSQL only, `waiters_nodes.rs`) counts the notifications each of
+//! three reader store objects receives while they wait on disjoint thirds of the streams.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,8 +24,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use streamstore::wait::Watcher;
+use streamstore::implementor::wait::Watcher;
 use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
+
+#[path = "waiters_nodes.rs"]
+mod nodes;
 
 type Store = Arc<dyn StreamStore>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -314,12 +321,27 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let ws: Vec<usize> = std::env::args()
-        .nth(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let nodes_mode = args.first().is_some_and(|a| a == "nodes");
+    if nodes_mode {
+        args.remove(0);
+    }
+    let ws: Vec<usize> = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "1000,10000".into())
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    if nodes_mode {
+        let shards = args.get(1).map(|s| s.parse::<u32>()).transpose()?;
+        let url = std::env::var("STREAMSTORE_POSTGRES_URL")
+            .map_err(|_| "nodes: STREAMSTORE_POSTGRES_URL is not set")?;
+        for &w in &ws {
+            nodes::run(&url, w, shards).await?;
+        }
+        return Ok(());
+    }
     for (db, env) in [
         ("postgres", "STREAMSTORE_POSTGRES_URL"),
         ("mysql", "STREAMSTORE_MYSQL_URL"),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -34,7 +35,7 @@ pub struct Cli {
     )]
     store: String,
     /// Local engine only: when appends are acknowledged: sync (after fdatasync), buffered, or
-    /// interval:<ms>.
+    /// `interval:<ms>`.
     #[arg(long, global = true, default_value = "sync")]
     durability: String,
     /// More log lines on stderr: -v debug, -vv trace (default: info, or RUST_LOG if set).
@@ -218,11 +219,12 @@ async fn dispatch(
         } => {
             let after = after.map(StreamId::new).transpose()?;
             let page = store
-                .list(ListOptions {
-                    prefix,
-                    after,
-                    limit,
-                })
+                .list(
+                    ListOptions::default()
+                        .prefix(prefix)
+                        .after(after)
+                        .limit(limit),
+                )
                 .await?;
             for s in &page.streams {
                 emit(&json!({"stream": s.as_str()})).map_err(io_err)?;
@@ -242,10 +244,12 @@ async fn dispatch(
             max_bytes,
         } => {
             let id = StreamId::new(stream)?;
-            let policy = Retention {
-                delete_after_seal: after_seal_secs.map(Duration::from_secs),
-                delete_after_idle: after_idle_secs.map(Duration::from_secs),
-                max_bytes,
+            let policy = {
+                let mut o = Retention::default();
+                o.delete_after_seal = after_seal_secs.map(Duration::from_secs);
+                o.delete_after_idle = after_idle_secs.map(Duration::from_secs);
+                o.max_bytes = max_bytes;
+                o
             };
             store.set_retention(&id, policy).await?;
             emit(&info(&store.info(&id).await?)).map_err(io_err)
@@ -440,10 +444,7 @@ async fn read(
         }
     };
     if follow {
-        let subscribe = SubscribeOptions {
-            durable,
-            ..SubscribeOptions::default()
-        };
+        let subscribe = SubscribeOptions::default().durable(durable);
         let mut sub = store.subscribe(id, from, subscribe);
         while left > 0 {
             match sub.next().await {

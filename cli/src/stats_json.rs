@@ -2,7 +2,7 @@
 //! its session counters, field by field (not `Debug` strings).
 
 use serde_json::{json, Value};
-use streamstore::local::{LocalStats, RecoveryReport};
+use streamstore::local::{LocalStats, QueueStats, RecoveryReport};
 use streamstore::{Capabilities, WaitMechanism};
 
 /// Milliseconds of a duration, as a JSON number.
@@ -101,6 +101,26 @@ pub fn events(s: &LocalStats) -> Value {
     })
 }
 
+/// The writer's queue: depth now (in total and of the streams with the most bytes queued) and
+/// the operations refused by `Overload::Reject` so far, by the bound that refused them.
+pub fn queue(q: &QueueStats) -> Value {
+    let top: Vec<Value> = q
+        .top_streams
+        .iter()
+        .map(|s| json!({"stream": s.stream.as_str(), "ops": s.ops, "bytes": s.bytes}))
+        .collect();
+    json!({
+        "ops": q.ops,
+        "bytes": q.bytes,
+        "rejected": {
+            "stream": q.rejected_stream,
+            "total_ops": q.rejected_total_ops,
+            "total_bytes": q.rejected_total_bytes,
+        },
+        "top_streams": top,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +132,16 @@ mod tests {
         assert_eq!(v["wait"]["mechanism"], "notify");
         assert_eq!(v["idempotency"]["keys_per_stream"], 1024);
         assert!(v["idempotency"]["max_age_ms"].is_null());
+    }
+
+    #[test]
+    fn an_idle_queue_has_every_field() {
+        let v = queue(&QueueStats::default());
+        assert_eq!(v["ops"], 0);
+        assert_eq!(v["bytes"], 0);
+        assert_eq!(v["rejected"]["stream"], 0);
+        assert_eq!(v["rejected"]["total_bytes"], 0);
+        assert_eq!(v["top_streams"], serde_json::json!([]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `--store URL`: which implementation, where.
 
 use std::sync::Arc;
+use streamstore::implementor::ErrorShorthand;
 
 use serde_json::json;
 use streamstore::{Durability, Error, LocalOptions, LocalStore, MemoryStore, Result, StreamStore};
@@ -48,10 +49,7 @@ pub async fn open_store(url: &str, durability: Durability) -> Result<Opened> {
         return Ok(Opened::other("memory", MemoryStore::new()));
     }
     if let Some(path) = local_path(url) {
-        let options = LocalOptions {
-            durability,
-            ..LocalOptions::default()
-        };
+        let options = LocalOptions::default().durability(durability);
         let store = Arc::new(LocalStore::open(path, options).await?);
         let report = store.recovery_report();
         if report.has_damage() {
@@ -126,6 +124,7 @@ impl Opened {
         let caps = self.store.capabilities();
         if let Kind::Local(local) = &self.kind {
             let report = local.recovery_report();
+            let stats = local.stats();
             let pinned: Vec<_> = local
                 .pinned_segments()
                 .into_iter()
@@ -138,7 +137,8 @@ impl Opened {
                 "open_files": local.open_files(),
                 "pinned_segments": pinned,
                 "recovery": stats_json::recovery(&report),
-                "events": stats_json::events(&local.stats()),
+                "events": stats_json::events(&stats),
+                "queue": stats_json::queue(&stats.queue),
                 "capabilities": stats_json::capabilities(&caps),
             }))
             .map_err(|e| Error::new(streamstore::ErrorKind::Unavailable, "stdout").with_source(e));

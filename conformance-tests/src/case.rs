@@ -43,6 +43,11 @@ pub enum Requirement {
     Persistent,
     /// `Capabilities::durable_reads`.
     DurableReads,
+    /// A test server that serves a thousand concurrent waiting readers within the case's time
+    /// on this machine: not a capability of the store but of the server the factory reaches
+    /// ([`Factory::serves_thousand_waiters`](crate::Factory::serves_thousand_waiters)); always
+    /// met as far as `Capabilities` go, decided by the runner.
+    ThousandWaiters,
 }
 
 impl Requirement {
@@ -56,6 +61,7 @@ impl Requirement {
             Requirement::Idempotency => caps.idempotency.is_some(),
             Requirement::Persistent => caps.persistent,
             Requirement::DurableReads => caps.durable_reads,
+            Requirement::ThousandWaiters => true,
         }
     }
 
@@ -69,6 +75,7 @@ impl Requirement {
             Requirement::Idempotency => "idempotency",
             Requirement::Persistent => "persistent",
             Requirement::DurableReads => "durable_reads",
+            Requirement::ThousandWaiters => "a test server serving 1,000 waiters (factory)",
         }
     }
 }

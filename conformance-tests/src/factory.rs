@@ -18,4 +18,20 @@ pub trait Factory: Send + Sync {
 
     /// Removes everything namespace `ns` holds. Called after its stores were closed.
     async fn destroy(&self, ns: &str) -> Result<()>;
+
+    /// Whether two stores open on the same namespace at the same time are two views of the same
+    /// data, as the store objects of two processes sharing a database are. Cases that check
+    /// what one store object sees of another's writes use a single store where this is `false`
+    /// (memory stores share nothing; a local data directory has one owner at a time).
+    fn concurrent_opens_share_data(&self) -> bool {
+        false
+    }
+
+    /// Whether the server behind this factory serves 1,000 concurrent waiting readers (and the
+    /// writes that wake them) within the case time on the test machine. `false` skips the
+    /// 1,000-waiter case, visibly, with that reason: for test servers that are not the product
+    /// (FerretDB on SQLite, moto), whose slowness says nothing about the adapter.
+    fn serves_thousand_waiters(&self) -> bool {
+        true
+    }
 }

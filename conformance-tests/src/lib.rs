@@ -12,6 +12,11 @@
 
 #![forbid(unsafe_code)]
 
+/// The README's example, compiled as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctest;
+
 mod case;
 mod cases;
 mod factory;

@@ -67,6 +67,18 @@ pub async fn run_suite(name: &str, factory: Arc<dyn Factory>, filter: &str) -> S
     };
     let caps = store.capabilities();
     for (i, case) in cases.into_iter().enumerate() {
+        let server_too_slow = case.requires.contains(&Requirement::ThousandWaiters)
+            && !factory.serves_thousand_waiters();
+        if server_too_slow {
+            println!(
+                "  skip {name}::{} (the factory's test server cannot serve 1,000 waiters in time)",
+                case.name
+            );
+            summary
+                .skipped
+                .push((case.name, Requirement::ThousandWaiters));
+            continue;
+        }
         if let Some(req) = case.requires.iter().find(|r| !r.met(&caps)) {
             println!(
                 "  skip {name}::{} (capability `{}` not declared)",

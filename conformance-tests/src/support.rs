@@ -16,7 +16,7 @@ use crate::factory::Factory;
 pub struct Ctx {
     /// The store shared by the run's cases (never closed by a case).
     pub store: Arc<dyn StreamStore>,
-    /// The factory, for [`Ctx::own_store`].
+    /// The factory, for [`Ctx::open_own`].
     pub factory: Arc<dyn Factory>,
     pub(crate) prefix: String,
     pub(crate) own_ns: String,
@@ -46,6 +46,25 @@ impl Ctx {
     /// Opens (or reopens) this case's own store; the runner destroys it after the case.
     pub async fn open_own(&self) -> Result<Arc<dyn StreamStore>, Failure> {
         Ok(self.factory.open(&self.own_ns).await?)
+    }
+
+    /// Opens this case's own store twice, as two processes would ([`Factory::concurrent_opens_share_data`]),
+    /// or once (both handles the same store object) where the implementation cannot share.
+    /// Returns the two handles and whether they are distinct store objects.
+    pub async fn open_own_pair(
+        &self,
+    ) -> Result<(Arc<dyn StreamStore>, Arc<dyn StreamStore>, bool), Failure> {
+        let first = self.open_own().await?;
+        if !self.factory.concurrent_opens_share_data() {
+            return Ok((Arc::clone(&first), first, false));
+        }
+        match self.open_own().await {
+            Ok(second) => Ok((first, second, true)),
+            Err(e) => {
+                let _ = first.close().await;
+                Err(e)
+            }
+        }
     }
 }
 

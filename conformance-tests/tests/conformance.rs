@@ -5,13 +5,18 @@
 //!   or a database whose URL variable is unset, fails the run.
 //! - Without it: `memory`, `local`, and every database whose URL variable is set.
 //! - `STREAMSTORE_TEST_FILTER=substring` runs only matching cases.
+//! - `STREAMSTORE_CONTAINERS=postgres,dynamodb` (or `all`) runs those databases against servers
+//!   that testcontainers starts in Docker (see `containers/mod.rs`), and then, unless
+//!   `STREAMSTORE_TEST` names some, nothing else: it prints `conformance <name> (testcontainers): ...`.
+
+mod containers;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use streamkeep_conformance::{run_suite, Factory, Summary};
 use streamstore::{MemoryStore, Result, StreamStore};
-use streamstore_conformance::{run_suite, Factory};
 
 /// Memory stores: nothing persists, so every namespace is simply a new store.
 struct MemoryFactory;
@@ -102,14 +107,33 @@ fn known() -> Vec<Known> {
     ]
 }
 
+/// Prints a summary's failed and skipped cases; true if the run failed (a failed case, or no case
+/// passed).
+fn report(summary: &Summary) -> bool {
+    for (case, why) in &summary.failed {
+        println!("  failed: {case}: {why}");
+    }
+    for (case, cap) in &summary.skipped {
+        println!(
+            "  skipped: {case} (capability `{}` not declared)",
+            cap.name()
+        );
+    }
+    !summary.failed.is_empty() || summary.passed.is_empty()
+}
+
 fn main() -> ExitCode {
     let known = known();
+    let names: Vec<&str> = known.iter().map(|k| k.name).collect();
+    let in_containers = containers::selected(&names);
     let selected: Vec<String> = match std::env::var("STREAMSTORE_TEST") {
         Ok(list) if !list.trim().is_empty() => list
             .split(',')
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect(),
+        // The containers path alone: no scripts/services.sh server is needed or used.
+        _ if !in_containers.is_empty() => Vec::new(),
         _ => known
             .iter()
             .filter(|k| {
@@ -147,17 +171,28 @@ fn main() -> ExitCode {
         }
         println!("conformance {name}: running");
         let summary = runtime.block_on(run_suite(name, (k.factory)(), &filter));
-        for (case, why) in &summary.failed {
-            println!("  failed: {case}: {why}");
-        }
-        for (case, cap) in &summary.skipped {
-            println!(
-                "  skipped: {case} (capability `{}` not declared)",
-                cap.name()
-            );
-        }
-        failed |= !summary.failed.is_empty() || summary.passed.is_empty();
+        failed |= report(&summary);
         lines.push(summary.line());
+    }
+    for name in &in_containers {
+        let Some(k) = known.iter().find(|k| k.name == name) else {
+            lines.push(format!(
+                "conformance {name} (testcontainers): unknown implementation (known: {names:?})"
+            ));
+            failed = true;
+            continue;
+        };
+        println!("conformance {name} (testcontainers): starting its server");
+        match runtime.block_on(containers::run(name, k.env, (k.factory)(), &filter)) {
+            Ok(summary) => {
+                failed |= report(&summary);
+                lines.push(summary.line());
+            }
+            Err(why) => {
+                lines.push(format!("conformance {name} (testcontainers): {why}"));
+                failed = true;
+            }
+        }
     }
     println!();
     for line in &lines {

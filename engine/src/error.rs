@@ -59,7 +59,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid argument",
             ErrorKind::NotFound => "not found",
             ErrorKind::Conflict { .. } => "conflict",
-            ErrorKind::Sealed => "stream sealed",
+            ErrorKind::Sealed => "sealed",
             ErrorKind::Trimmed { .. } => "trimmed",
             ErrorKind::TooLarge => "too large",
             ErrorKind::Unsupported => "unsupported",
@@ -125,55 +125,6 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         self.retryable
     }
-
-    /// Shorthand for `InvalidArgument`.
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Error::new(ErrorKind::InvalidArgument, message)
-    }
-
-    /// Shorthand for `NotFound` naming the stream.
-    pub fn not_found(stream: &crate::StreamId) -> Self {
-        Error::new(
-            ErrorKind::NotFound,
-            format!("stream {stream:?} does not exist"),
-        )
-    }
-
-    /// Shorthand for `Conflict`.
-    pub fn conflict(actual_next: u64, message: impl Into<String>) -> Self {
-        Error::new(ErrorKind::Conflict { actual_next }, message)
-    }
-
-    /// Shorthand for `Sealed` naming the stream.
-    pub fn sealed(stream: &crate::StreamId) -> Self {
-        Error::new(ErrorKind::Sealed, format!("stream {stream:?} is sealed"))
-    }
-
-    /// Shorthand for `Trimmed`.
-    pub fn trimmed(from: u64, first_available: u64) -> Self {
-        Error::new(
-            ErrorKind::Trimmed { first_available },
-            format!("offset {from} was trimmed; the first available offset is {first_available}"),
-        )
-    }
-
-    /// Shorthand for `TooLarge`.
-    pub fn too_large(message: impl Into<String>) -> Self {
-        Error::new(ErrorKind::TooLarge, message)
-    }
-
-    /// Shorthand for `Unsupported`.
-    pub fn unsupported(what: &str) -> Self {
-        Error::new(
-            ErrorKind::Unsupported,
-            format!("{what} is not supported by this store"),
-        )
-    }
-
-    /// Shorthand for `Closed`.
-    pub fn closed() -> Self {
-        Error::new(ErrorKind::Closed, "the store is closed")
-    }
 }
 
 impl fmt::Debug for Error {
@@ -188,6 +139,8 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `<kind>: <message>` and, if there is one, ` (<source>)`. Messages do not repeat the kind
+/// (`sealed: stream "job/1" takes no more appends`).
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind.name(), self.message)?;
@@ -209,6 +162,7 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::implementor::ErrorShorthand;
 
     #[test]
     fn display_names_kind_message_and_source() {
@@ -224,5 +178,30 @@ mod tests {
         assert!(!Error::conflict(3, "x").is_retryable());
         assert!(!Error::closed().is_retryable());
         assert!(Error::conflict(3, "x").set_retryable(true).is_retryable());
+    }
+
+    #[test]
+    fn display_does_not_repeat_the_kind() {
+        let id = crate::StreamId::new("job/bad").unwrap();
+        assert_eq!(
+            Error::sealed(&id).to_string(),
+            "sealed: stream \"job/bad\" takes no more appends"
+        );
+        assert_eq!(
+            Error::not_found(&id).to_string(),
+            "not found: stream \"job/bad\""
+        );
+        assert_eq!(
+            Error::closed().to_string(),
+            "closed: close() was called on this store"
+        );
+        assert_eq!(
+            Error::trimmed(3, 5).to_string(),
+            "trimmed: offset 3 is below the first available offset 5"
+        );
+        assert_eq!(
+            Error::unsupported("idempotent append").to_string(),
+            "unsupported: idempotent append (see Capabilities)"
+        );
     }
 }

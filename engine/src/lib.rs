@@ -1,30 +1,14 @@
-//! streamstore: durable per-stream logs for services that hand asynchronous outputs to waiting
-//! clients.
+#![doc = include_str!("../README.md")]
 //!
-//! An application holds an `Arc<dyn StreamStore>` and appends records to streams, reads them back
-//! from any offset, waits for new ones, and seals a stream when it is finished. The contract of
-//! every call is written on [`StreamStore`]; every implementation passes the same conformance
-//! suite (`streamstore-conformance`).
+//! # Where things are
 //!
-//! ```
-//! use std::sync::Arc;
-//! use bytes::Bytes;
-//! use streamstore::{AppendOptions, Expect, MemoryStore, ReadOptions, StreamId, StreamStore};
-//!
-//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let store: Arc<dyn StreamStore> = Arc::new(MemoryStore::new());
-//! let job = StreamId::new("job/42")?;
-//! let r = store
-//!     .append(&job, vec![Bytes::from("step 1")], AppendOptions::expect(Expect::NoStream))
-//!     .await?;
-//! assert_eq!(r.first_offset, 0);
-//! store.seal(&job).await?;
-//! let batch = store.read(&job, 0, ReadOptions::default()).await?;
-//! assert_eq!(batch.records[0].payload, "step 1");
-//! assert!(batch.is_finished());
-//! # Ok::<(), streamstore::Error>(())
-//! # }).unwrap();
-//! ```
+//! - [`StreamStore`]: the contract, one `async fn` per call; [`StreamStoreExt`] adds
+//!   [`append_one`](StreamStoreExt::append_one) and [`subscribe`](StreamStoreExt::subscribe) to
+//!   every store (bare or in an `Arc`).
+//! - [`LocalStore`] (module [`local`]): the durable local engine; [`MemoryStore`]: in memory.
+//! - The values that cross the boundary: [`StreamId`], [`AppendOptions`], [`ReadOptions`],
+//!   [`ReadBatch`], [`StreamInfo`], [`Retention`], [`Error`] and its [`ErrorKind`].
+//! - [`implementor`]: only for those who write a new `StreamStore` (the database adapters).
 
 // `unsafe` is denied everywhere except `local::mmap`, which allows it for its one map call.
 #![deny(unsafe_code)]
@@ -33,14 +17,15 @@
 mod capabilities;
 mod error;
 mod ext;
-pub mod head;
+pub mod implementor;
 pub mod local;
 pub mod memory;
 mod store;
 mod sync;
 mod types;
-pub mod validate;
-pub mod wait;
+
+// Inside the crate the implementor modules keep their short paths (`crate::head::..`).
+use implementor::{head, validate, wait};
 
 pub use capabilities::{Capabilities, IdempotencyWindow, WaitMechanism};
 pub use error::{Error, ErrorKind, Result};

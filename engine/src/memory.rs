@@ -3,6 +3,7 @@
 //! Used by tests, as the model the local engine is checked against, and by applications that want
 //! the API without durability. Thread-safe; every call takes one short critical section.
 
+use crate::implementor::{ErrorShorthand, ListParts, ReadBatchParts};
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
@@ -200,6 +201,7 @@ impl StreamStore for MemoryStore {
             Some(wait) => {
                 wait_for_records(
                     wait,
+                    options.incarnation,
                     || self.notifiers.arm(stream),
                     || std::future::ready(self.read_now(stream, from, &options)),
                 )

@@ -37,6 +37,43 @@ use crate::types::{
 /// - **Errors** are typed ([`ErrorKind`](crate::ErrorKind)) and a failed call changes nothing,
 ///   except `Unavailable`, whose outcome is unknown (retry with an idempotency key).
 /// - **After `close`** every call fails with `Closed`; `close` itself may be called again.
+///
+/// # The methods as written
+///
+/// The trait is declared with [`async_trait`](https://docs.rs/async-trait) so that it can be
+/// used as `Arc<dyn StreamStore>`; rustdoc shows each method desugared to a
+/// `Pin<Box<dyn Future + Send>>`. Written and called, they are these `async fn`s:
+///
+/// ```text
+/// fn capabilities(&self) -> Capabilities;
+/// async fn append(&self, stream: &StreamId, records: Vec<Bytes>, options: AppendOptions) -> Result<AppendResult>;
+/// async fn read(&self, stream: &StreamId, from: u64, options: ReadOptions) -> Result<ReadBatch>;
+/// async fn seal(&self, stream: &StreamId) -> Result<StreamInfo>;
+/// async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64>;
+/// async fn delete(&self, stream: &StreamId) -> Result<bool>;
+/// async fn info(&self, stream: &StreamId) -> Result<StreamInfo>;
+/// async fn list(&self, options: ListOptions) -> Result<ListPage>;
+/// async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()>;
+/// async fn close(&self) -> Result<()>;
+/// ```
+///
+/// An implementation writes them the same way, under `#[async_trait::async_trait]`; the shared
+/// rules it needs are in [`implementor`](crate::implementor).
+///
+/// ```
+/// use bytes::Bytes;
+/// use streamkeep::{AppendOptions, MemoryStore, ReadOptions, StreamId, StreamStore};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = MemoryStore::new();
+/// let id = StreamId::new("orders/7")?;
+/// let done = store.append(&id, vec![Bytes::from("a"), Bytes::from("b")], AppendOptions::default()).await?;
+/// assert_eq!(done.offsets(), 0..2);
+/// let batch = store.read(&id, 1, ReadOptions::default()).await?;
+/// assert_eq!(batch.records[0].payload, "b");
+/// # Ok::<(), streamkeep::Error>(())
+/// # }).unwrap();
+/// ```
 #[async_trait]
 pub trait StreamStore: Send + Sync + 'static {
     /// What this store supports and its limits.
@@ -70,7 +107,11 @@ pub trait StreamStore: Send + Sync + 'static {
     /// - `max_records == 0` is `InvalidArgument`.
     /// - With `wait`, an empty result is held back until a record at `from` exists, the stream is
     ///   sealed or deleted (or re-created), or the wait times out; then it reads again and returns.
-    ///   Waiting on a stream that does not exist yet is allowed.
+    ///   Waiting on a stream that does not exist yet is allowed at offset 0; above offset 0 a
+    ///   missing stream returns at once (those offsets only existed in a deleted life, see
+    ///   [`ReadBatch::is_finished`](crate::ReadBatch::is_finished)). With
+    ///   [`ReadOptions::incarnation`](crate::ReadOptions::incarnation), a stream whose incarnation
+    ///   is another one (deleted, or deleted and written again) returns at once.
     /// - With `durable`, only records that a crash of the store can no longer take away are
     ///   returned: always a prefix of what a plain read returns (`end_offset` still reports the
     ///   stream's end), and a waiting durable read returns once records become durable. A store
@@ -92,7 +133,9 @@ pub trait StreamStore: Send + Sync + 'static {
 
     /// Deletes `stream` with all its records; returns whether it existed.
     ///
-    /// Waiting readers wake. The next append to the same id starts a new incarnation at offset 0.
+    /// Waiting readers wake and return at once (their batch shows `incarnation: None`), and
+    /// subscriptions end with `NotFound`. The next append to the same id starts a new incarnation
+    /// at offset 0.
     async fn delete(&self, stream: &StreamId) -> Result<bool>;
 
     /// Describes `stream`; a missing stream is `NotFound`.

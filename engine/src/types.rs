@@ -1,5 +1,6 @@
 //! The values that cross the `StreamStore` boundary: ids, records, options and results.
 
+use crate::implementor::ErrorShorthand;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,19 +146,27 @@ pub enum Expect {
     Next(u64),
 }
 
-/// Options of [`crate::StreamStore::append`].
+/// Options of [`crate::StreamStore::append`]: no expectation and no idempotency key by default.
+///
+/// ```
+/// use streamkeep::{AppendOptions, Expect, IdempotencyKey};
+/// let options = AppendOptions::expect(Expect::Next(7)).key(IdempotencyKey::new("job-42-step-7")?);
+/// # Ok::<(), streamkeep::Error>(())
+/// ```
+#[non_exhaustive]
 #[derive(Clone, Debug, Default)]
 pub struct AppendOptions {
-    /// The expectation checked atomically with the append.
+    /// The expectation checked atomically with the append (default [`Expect::Any`]).
     pub expect: Expect,
     /// With a key, repeating the same append (same stream, same key, same records) returns the
     /// first attempt's result and writes nothing, as long as the key is inside the store's
-    /// idempotency window (see `Capabilities::idempotency`).
+    /// idempotency window (see [`Capabilities::idempotency`](crate::Capabilities::idempotency)).
+    /// Default `None`.
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
 impl AppendOptions {
-    /// Options with the given expectation.
+    /// Options with the given expectation (and no key).
     pub fn expect(expect: Expect) -> Self {
         AppendOptions {
             expect,
@@ -165,11 +174,17 @@ impl AppendOptions {
         }
     }
 
-    /// Adds an idempotency key.
+    /// Adds an idempotency key (default: none).
     #[must_use]
-    pub fn with_key(mut self, key: IdempotencyKey) -> Self {
+    pub fn key(mut self, key: IdempotencyKey) -> Self {
         self.idempotency_key = Some(key);
         self
+    }
+
+    /// The same as [`key`](Self::key).
+    #[must_use]
+    pub fn with_key(self, key: IdempotencyKey) -> Self {
+        self.key(key)
     }
 }
 
@@ -213,23 +228,38 @@ pub struct Record {
     pub payload: Bytes,
 }
 
-/// Options of [`crate::StreamStore::read`].
+/// Options of [`crate::StreamStore::read`]. The defaults: at most 1000 records and 4 MiB of
+/// payload, no wait, not only durable records, no expected incarnation.
+///
+/// ```
+/// use std::time::Duration;
+/// use streamkeep::ReadOptions;
+/// // A long-poll of up to 100 records that waits up to 30 s for the first one.
+/// let options = ReadOptions::limit(100).wait(Duration::from_secs(30));
+/// assert_eq!(options.max_bytes, 4 << 20);
+/// ```
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug)]
 pub struct ReadOptions {
-    /// At most this many records (must be at least 1).
+    /// At most this many records (must be at least 1; default 1000).
     pub max_records: usize,
-    /// At most this many payload bytes, except that the first record is always returned even if it
-    /// alone exceeds the budget (otherwise a large record could never be read).
+    /// At most this many payload bytes (default 4 MiB), except that the first record is always
+    /// returned even if it alone exceeds the budget (otherwise a large record could never be read).
     pub max_bytes: usize,
     /// If no record at or after `from` exists yet, wait up to this long for one; the read returns
-    /// early when the stream is sealed or deleted. `None` returns at once.
+    /// early when the stream is sealed, deleted or re-created. `None` (the default) returns at once.
     pub wait: Option<Duration>,
     /// Only records that a crash of the store can no longer take away: for the local engine in
     /// `Interval` or `Buffered` mode, those covered by an `fdatasync`; where every acknowledged
     /// record is already durable (`Sync`, the database adapters) every record. A waiting durable
     /// read returns once records become durable. Stores that keep nothing durable (the memory
-    /// store) answer `Unsupported`; see [`crate::Capabilities::durable_reads`].
+    /// store) answer `Unsupported`; see [`crate::Capabilities::durable_reads`]. Default `false`.
     pub durable: bool,
+    /// The incarnation the caller has been reading (default `None`). A waiting read returns at
+    /// once, without waiting, when the stream's incarnation is not this one: the stream was
+    /// deleted ([`ReadBatch::incarnation`] is `None`) or deleted and written again (another
+    /// value). Followers set it from their previous batch; see [`ReadBatch::is_finished`].
+    pub incarnation: Option<Incarnation>,
 }
 
 impl Default for ReadOptions {
@@ -239,12 +269,13 @@ impl Default for ReadOptions {
             max_bytes: 4 << 20,
             wait: None,
             durable: false,
+            incarnation: None,
         }
     }
 }
 
 impl ReadOptions {
-    /// Defaults with a record limit.
+    /// Defaults with a record limit (at least 1; the default is 1000).
     pub fn limit(max_records: usize) -> Self {
         ReadOptions {
             max_records,
@@ -252,29 +283,54 @@ impl ReadOptions {
         }
     }
 
-    /// Sets the byte budget.
+    /// Sets the record limit (at least 1; default 1000).
+    #[must_use]
+    pub fn max_records(mut self, max_records: usize) -> Self {
+        self.max_records = max_records;
+        self
+    }
+
+    /// Sets the byte budget (default 4 MiB).
     #[must_use]
     pub fn bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self
     }
 
-    /// Sets the wait.
+    /// Sets the wait (default: none, the read returns at once).
     #[must_use]
     pub fn wait(mut self, wait: Duration) -> Self {
         self.wait = Some(wait);
         self
     }
 
-    /// Asks for durable records only (see [`ReadOptions::durable`]).
+    /// Asks for durable records only (see [`ReadOptions::durable`]; default off).
     #[must_use]
     pub fn durable(mut self) -> Self {
         self.durable = true;
         self
     }
+
+    /// Sets [`ReadOptions::durable`] (default `false`).
+    #[must_use]
+    pub fn set_durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// The incarnation the caller follows (see [`ReadOptions::incarnation`]; default none). A
+    /// waiting read then returns at once if the stream was deleted or re-created.
+    #[must_use]
+    pub fn incarnation(mut self, incarnation: Option<Incarnation>) -> Self {
+        self.incarnation = incarnation;
+        self
+    }
 }
 
 /// What a read returns.
+///
+/// A follower reads from `next_offset` again until [`is_finished`](Self::is_finished), and
+/// compares [`incarnation`](Self::incarnation) with the one it has been reading: see there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadBatch {
     /// Records in offset order, starting exactly at the requested offset (if any).
@@ -289,47 +345,39 @@ pub struct ReadBatch {
     /// Whether the stream is sealed; a sealed stream with `next_offset == end_offset` is finished.
     pub sealed: bool,
     /// The incarnation read; `None` if the stream does not exist.
+    ///
+    /// A follower keeps the incarnation of its first batch and compares: `None` later means the
+    /// stream was deleted, another value that it was deleted and written again (its offsets
+    /// start at 0 again and have nothing to do with the ones read before). Either way the
+    /// records the follower holds belong to a life that is over: it stops, or starts again
+    /// from `first_available`. A waiting read given the incarnation
+    /// ([`ReadOptions::incarnation`]) returns at once when it differs, and so does a waiting
+    /// read above offset 0 of a stream that does not exist (such offsets only existed in a
+    /// deleted life); [`is_finished`](Self::is_finished) is then `true`.
     pub incarnation: Option<Incarnation>,
 }
 
 impl ReadBatch {
-    /// The empty result for a stream that does not exist.
-    pub fn missing(from: u64) -> Self {
-        ReadBatch {
-            records: Vec::new(),
-            next_offset: from,
-            end_offset: 0,
-            first_available: 0,
-            sealed: false,
-            incarnation: None,
-        }
-    }
-
-    /// The empty batch at `from` of an existing stream — the start of every read — or `Trimmed`
-    /// if `from` is below `first_available`.
-    pub fn empty_at(
-        from: u64,
-        first_available: u64,
-        end_offset: u64,
-        sealed: bool,
-        incarnation: Incarnation,
-    ) -> Result<Self> {
-        if from < first_available {
-            return Err(Error::trimmed(from, first_available));
-        }
-        Ok(ReadBatch {
-            records: Vec::new(),
-            next_offset: from,
-            end_offset,
-            first_available,
-            sealed,
-            incarnation: Some(incarnation),
-        })
-    }
-
-    /// Whether a follower has seen everything this stream will ever have.
+    /// Whether a follower reading from `next_offset` will get nothing more from the life of the
+    /// stream it has been reading:
+    ///
+    /// - the stream is sealed and everything up to its end was read, or
+    /// - the stream does not exist and the read was above offset 0 (`next_offset > 0`): it was
+    ///   deleted (offsets above 0 only existed in a life that is over).
+    ///
+    /// A loop `while !batch.is_finished() { batch = read(batch.next_offset, wait) }` therefore
+    /// ends after a seal and after a delete. It does not see a stream that was deleted and
+    /// written again (a new incarnation whose offsets reached `next_offset`): compare
+    /// [`incarnation`](Self::incarnation) for that, or use
+    /// [`StreamStoreExt::subscribe`](crate::StreamStoreExt::subscribe), which does.
     pub fn is_finished(&self) -> bool {
-        self.sealed && self.next_offset >= self.end_offset
+        (self.sealed && self.next_offset >= self.end_offset) || self.is_gone()
+    }
+
+    /// Whether the stream does not exist although the read was above offset 0: the stream a
+    /// follower was reading was deleted (see [`is_finished`](Self::is_finished)).
+    pub fn is_gone(&self) -> bool {
+        self.incarnation.is_none() && self.next_offset > 0
     }
 }
 
@@ -358,45 +406,49 @@ pub struct StreamInfo {
     pub retention: Retention,
 }
 
-/// Options of [`crate::StreamStore::list`].
+/// Options of [`crate::StreamStore::list`]: every stream, from the first, in pages of 1000 by
+/// default.
+#[non_exhaustive]
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
-    /// Only ids starting with this (byte-wise).
+    /// Only ids starting with this (byte-wise; default empty: every id).
     pub prefix: String,
-    /// Only ids strictly greater than this (byte-wise), to continue from an earlier page.
+    /// Only ids strictly greater than this (byte-wise), to continue from an earlier page
+    /// (default `None`: from the first id).
     pub after: Option<StreamId>,
-    /// At most this many ids (0 means the implementation's default of 1000).
+    /// At most this many ids (default 0, meaning the implementation's default of 1000).
     pub limit: usize,
 }
 
 impl ListOptions {
+    /// Only ids starting with `prefix` (default: every id).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Continues after `after`, e.g. an earlier page's [`ListPage::next_after`] (default: from
+    /// the first id).
+    #[must_use]
+    pub fn after(mut self, after: Option<StreamId>) -> Self {
+        self.after = after;
+        self
+    }
+
+    /// At most `limit` ids per page (default 0: the implementation's default of 1000).
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+
     /// The page size: `limit`, or the default of 1000 when it is 0.
     pub fn page_size(&self) -> usize {
         if self.limit == 0 {
             1000
         } else {
             self.limit
-        }
-    }
-
-    /// Builds the page from existing ids in ascending order, starting after `after` (e.g. a
-    /// `BTreeMap` range from [`ListOptions::lower_bound`]): keeps those with the prefix, at most
-    /// [`ListOptions::page_size`], and sets `next_after` if more follow.
-    pub fn page<'a>(&self, ids: impl Iterator<Item = &'a StreamId>) -> ListPage {
-        let fetched = ids
-            .skip_while(|id| id.as_str() < self.prefix.as_str())
-            .take_while(|id| id.as_str().starts_with(&self.prefix))
-            .take(self.page_size().saturating_add(1))
-            .cloned()
-            .collect();
-        ListPage::from_fetched(fetched, self.page_size())
-    }
-
-    /// Where a scan of ids in byte order starts: just after `after`.
-    pub fn lower_bound(&self) -> std::ops::Bound<StreamId> {
-        match &self.after {
-            Some(a) => std::ops::Bound::Excluded(a.clone()),
-            None => std::ops::Bound::Unbounded,
         }
     }
 }
@@ -410,32 +462,28 @@ pub struct ListPage {
     pub next_after: Option<StreamId>,
 }
 
-impl ListPage {
-    /// A page from up to `limit + 1` ids fetched in order: the extra one only tells that more
-    /// follow.
-    pub fn from_fetched(mut streams: Vec<StreamId>, limit: usize) -> Self {
-        let more = streams.len() > limit;
-        streams.truncate(limit);
-        let next_after = if more { streams.last().cloned() } else { None };
-        ListPage {
-            streams,
-            next_after,
-        }
-    }
-}
-
-/// When a stream's data is removed without an explicit trim or delete.
+/// When a stream's data is removed without an explicit trim or delete. The default: never.
 ///
 /// The three rules combine: a stream is deleted when either time rule fires, and its oldest records
 /// are trimmed whenever its readable bytes exceed `max_bytes` (whole records only; the newest record
 /// is never trimmed by this rule, so a stream is never emptied by it).
+///
+/// ```
+/// use std::time::Duration;
+/// use streamkeep::Retention;
+/// let policy = Retention::default()
+///     .delete_after_seal(Duration::from_secs(3600))
+///     .max_bytes(64 << 20);
+/// assert!(!policy.is_none());
+/// ```
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retention {
-    /// Delete the stream this long after it was sealed.
+    /// Delete the stream this long after it was sealed (default `None`: never).
     pub delete_after_seal: Option<Duration>,
-    /// Delete the stream this long after its last append (sealed or not).
+    /// Delete the stream this long after its last append, sealed or not (default `None`: never).
     pub delete_after_idle: Option<Duration>,
-    /// Keep at most this many payload bytes, trimming the oldest records.
+    /// Keep at most this many payload bytes, trimming the oldest records (default `None`: no limit).
     pub max_bytes: Option<u64>,
 }
 
@@ -443,5 +491,26 @@ impl Retention {
     /// Whether no rule is set.
     pub fn is_none(&self) -> bool {
         *self == Retention::default()
+    }
+
+    /// Deletes the stream `after` its seal (default: never).
+    #[must_use]
+    pub fn delete_after_seal(mut self, after: Duration) -> Self {
+        self.delete_after_seal = Some(after);
+        self
+    }
+
+    /// Deletes the stream `after` its last append (default: never).
+    #[must_use]
+    pub fn delete_after_idle(mut self, after: Duration) -> Self {
+        self.delete_after_idle = Some(after);
+        self
+    }
+
+    /// Keeps at most `bytes` of payload, trimming the oldest records (default: no limit).
+    #[must_use]
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = Some(bytes);
+        self
     }
 }

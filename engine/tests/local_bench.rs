@@ -1,7 +1,7 @@
 //! A first throughput number for durable (`Sync`) appends of 1 KiB records. Ignored by default:
 //!
 //! ```text
-//! cargo test --release -p streamstore --test local_bench -- --ignored --nocapture
+//! cargo test --release -p streamkeep --test local_bench -- --ignored --nocapture
 //! ```
 //!
 //! `STREAMSTORE_BENCH_DIR` chooses where the store goes (default: a temporary directory under
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamstore::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 fn dir() -> tempfile::TempDir {
     let base = std::env::var("STREAMSTORE_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into());

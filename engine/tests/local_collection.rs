@@ -3,13 +3,10 @@
 //! an unreadable `CHECKPOINT` loses nothing (scenario 5).
 
 use bytes::Bytes;
-use streamstore::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 fn small() -> LocalOptions {
-    LocalOptions {
-        segment_bytes: 64 << 10,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default().segment_bytes(64 << 10)
 }
 
 fn id(s: &str) -> StreamId {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, IdempotencyKey, ListOptions, LocalOptions, LocalStore, ReadOptions,
     Record, StreamId, StreamStore,
 };
@@ -21,11 +21,9 @@ struct Seen {
 }
 
 fn options() -> LocalOptions {
-    LocalOptions {
-        durability: Durability::Sync,
-        segment_bytes: 64 << 10,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default()
+        .durability(Durability::Sync)
+        .segment_bytes(64 << 10)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -79,15 +77,10 @@ fn build(dir: &Path) -> History {
 }
 
 /// Everything the store shows, or the first error.
-fn observe(store: &LocalStore) -> Result<BTreeMap<String, Seen>, streamstore::Error> {
+fn observe(store: &LocalStore) -> Result<BTreeMap<String, Seen>, streamkeep::Error> {
     rt().block_on(async {
         let mut out = BTreeMap::new();
-        let page = store
-            .list(ListOptions {
-                limit: 100,
-                ..ListOptions::default()
-            })
-            .await?;
+        let page = store.list(ListOptions::default().limit(100)).await?;
         for id in page.streams {
             let info = store.info(&id).await?;
             let mut records = Vec::new();
@@ -326,7 +319,7 @@ fn a_read_serves_the_records_before_a_damaged_frame() {
             .read(&id, 3, ReadOptions::limit(100))
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), streamstore::ErrorKind::Corruption);
+        assert_eq!(e.kind(), streamkeep::ErrorKind::Corruption);
         let after = store.read(&id, 4, ReadOptions::limit(100)).await.unwrap();
         let got: Vec<_> = after.records.iter().map(|r| r.payload.clone()).collect();
         assert_eq!(got, (4..6).map(payload).collect::<Vec<_>>());
@@ -377,7 +370,7 @@ fn a_mapped_read_serves_the_records_before_a_damaged_frame() {
             .read(&id, 5, ReadOptions::limit(100))
             .await
             .unwrap_err();
-        assert_eq!(e.kind(), streamstore::ErrorKind::Corruption);
+        assert_eq!(e.kind(), streamkeep::ErrorKind::Corruption);
         let after = store.read(&id, 6, ReadOptions::limit(100)).await.unwrap();
         assert_eq!(after.records[0].payload, payload(6));
     });

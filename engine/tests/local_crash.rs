@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, ErrorKind, Expect, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
 };
@@ -21,14 +21,12 @@ const STREAMS: usize = 24;
 const WRITERS: usize = 6;
 
 fn options() -> LocalOptions {
-    LocalOptions {
-        durability: Durability::Sync,
-        // Small segments and frequent checkpoints: crashes land during rolls, checkpoints and
-        // segment collection too.
-        segment_bytes: 256 << 10,
-        checkpoint_interval: Duration::from_millis(40),
-        ..LocalOptions::default()
-    }
+    // Small segments and frequent checkpoints: crashes land during rolls, checkpoints and
+    // segment collection too.
+    LocalOptions::default()
+        .durability(Durability::Sync)
+        .segment_bytes(256 << 10)
+        .checkpoint_interval(Duration::from_millis(40))
 }
 
 fn stream(i: usize) -> StreamId {

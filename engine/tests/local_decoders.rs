@@ -8,16 +8,16 @@ fn decoders_never_panic() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     // A valid segment header followed by a valid frame, to mutate from.
     let tmp = tempfile::tempdir().unwrap();
-    let store = streamstore::LocalStore::open_blocking(tmp.path(), Default::default()).unwrap();
+    let store = streamkeep::LocalStore::open_blocking(tmp.path(), Default::default()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        use streamstore::StreamStore;
-        let id = streamstore::StreamId::new("x").unwrap();
-        let key = streamstore::IdempotencyKey::new(&b"k"[..]).unwrap();
-        let opts = streamstore::AppendOptions::default().with_key(key);
+        use streamkeep::StreamStore;
+        let id = streamkeep::StreamId::new("x").unwrap();
+        let key = streamkeep::IdempotencyKey::new(&b"k"[..]).unwrap();
+        let opts = streamkeep::AppendOptions::default().with_key(key);
         store
             .append(
                 &id,
@@ -37,7 +37,7 @@ fn decoders_never_panic() {
     for _ in 0..20_000 {
         let len = rng.gen_range(0..300);
         let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-        accepted += streamstore::local::fuzz_decoders(&junk);
+        accepted += streamkeep::local::fuzz_decoders(&junk);
     }
     for seed in &seeds {
         for _ in 0..20_000 {
@@ -49,9 +49,9 @@ fn decoders_never_panic() {
             if rng.gen_ratio(1, 4) {
                 m.truncate(rng.gen_range(0..m.len()));
             }
-            accepted += streamstore::local::fuzz_decoders(&m);
+            accepted += streamkeep::local::fuzz_decoders(&m);
         }
-        assert!(streamstore::local::fuzz_decoders(seed) > 0);
+        assert!(streamkeep::local::fuzz_decoders(seed) > 0);
     }
     assert!(accepted > 0);
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use streamstore::local::{FileHandle, FileSystem, StdFs};
-use streamstore::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
+use streamkeep::implementor::fs::{FileHandle, FileSystem, StdFs};
+use streamkeep::{AppendOptions, LocalOptions, LocalStore, StreamId, StreamStore};
 
 /// The real file system, recording the directories it syncs.
 #[derive(Default)]
@@ -49,10 +49,7 @@ async fn new_directories_are_synced_in_their_parents() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a").join("data");
     let fs = Arc::new(Recording::default());
-    let options = LocalOptions {
-        fs: fs.clone(),
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().fs(fs.clone());
     let store = LocalStore::open(&dir, options).await.unwrap();
     store.close().await.unwrap();
     let synced = fs.synced();
@@ -101,10 +98,7 @@ async fn quarantine_is_private_and_durable() {
     bytes[at + 10] ^= 0xFF;
     std::fs::write(&name, &bytes).unwrap();
     let fs = Arc::new(Recording::default());
-    let options = LocalOptions {
-        fs: fs.clone(),
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().fs(fs.clone());
     let store = LocalStore::open(&dir, options).await.unwrap();
     let report = store.recovery_report();
     assert_eq!(report.quarantined.len(), 1, "{report:#?}");
@@ -129,7 +123,7 @@ async fn refused(dir: &Path, what: &str) {
         .await
         .err()
         .unwrap_or_else(|| panic!("{} was opened ({what})", dir.display()));
-    assert_eq!(e.kind(), streamstore::ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(e.kind(), streamkeep::ErrorKind::InvalidArgument, "{e}");
     assert!(e.message().contains(what), "{e}");
 }
 

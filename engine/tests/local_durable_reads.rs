@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
 
@@ -19,10 +19,7 @@ fn recs(n: u8) -> Vec<Bytes> {
 #[tokio::test]
 async fn buffered_durable_reads_wait_for_a_sync() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        durability: Durability::Buffered,
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().durability(Durability::Buffered);
     let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
     store
         .append(&id(), recs(3), AppendOptions::default())
@@ -86,10 +83,8 @@ async fn buffered_durable_reads_wait_for_a_sync() {
 #[tokio::test]
 async fn interval_durable_waiters_are_woken_by_the_timer_sync() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        durability: Durability::Interval(Duration::from_millis(100)),
-        ..LocalOptions::default()
-    };
+    let options =
+        LocalOptions::default().durability(Durability::Interval(Duration::from_millis(100)));
     let store = std::sync::Arc::new(LocalStore::open(tmp.path(), options).await.unwrap());
     let s = store.clone();
     let h = tokio::spawn(async move {

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem, LocalStats};
-use streamstore::{
+use streamkeep::implementor::fs::{FileHandle, FileSystem};
+use streamkeep::local::LocalStats;
+use streamkeep::{
     AppendOptions, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
 
@@ -117,10 +118,7 @@ async fn scenario(at: Where, nospace: bool, once: bool) {
     faults.off();
     faults.nospace.store(nospace, Ordering::SeqCst);
     faults.once.store(once, Ordering::SeqCst);
-    let options = LocalOptions {
-        fs: faulty_fs(&faults),
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().fs(faulty_fs(&faults));
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     let mut acked = [0u64; 3];
     for n in 0..10u64 {
@@ -240,11 +238,9 @@ async fn failed_background_writeback_sync_poisons() {
     let faults = Arc::new(Faults::default());
     faults.off();
     faults.once.store(true, Ordering::SeqCst);
-    let options = LocalOptions {
-        durability: streamstore::Durability::Buffered,
-        fs: faulty_fs(&faults),
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default()
+        .durability(streamkeep::Durability::Buffered)
+        .fs(faulty_fs(&faults));
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     let big = Bytes::from(vec![5u8; 1 << 20]);
     for _ in 0..7 {
@@ -279,10 +275,7 @@ async fn eio_on_a_pipelined_sync_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let faults = Arc::new(Faults::default());
     faults.off();
-    let options = || LocalOptions {
-        fs: faulty_fs(&faults),
-        ..LocalOptions::default()
-    };
+    let options = || LocalOptions::default().fs(faulty_fs(&faults));
     let store = Arc::new(LocalStore::open(tmp.path(), options()).await.unwrap());
     // Fail the 40th sync from now, once (the following syncs would succeed: the poison, not the
     // device, must stop them).
@@ -369,10 +362,7 @@ async fn stats_count_the_poison_and_a_failed_erase() {
     let tmp = tempfile::tempdir().unwrap();
     let faults = Arc::new(Faults::default());
     faults.off();
-    let options = LocalOptions {
-        fs: faulty_fs(&faults),
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().fs(faulty_fs(&faults));
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     store
         .append(&id(0), vec![rec(0, 0)], AppendOptions::default())

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use powerloss_fs::{PowerLossFs, Rng, Tear};
 use proptest::prelude::*;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, Error, Expect, IdempotencyKey, Incarnation, ListOptions,
     LocalOptions, LocalStore, MemoryStore, ReadOptions, Retention, StreamId, StreamStore,
 };
@@ -69,12 +69,10 @@ fn id(s: u8) -> StreamId {
 }
 
 fn options(durability: Durability, power: Option<&Power>) -> LocalOptions {
-    let mut o = LocalOptions {
-        durability,
-        // Small segments: rolls and segment collection happen within a case.
-        segment_bytes: 64 << 10,
-        ..LocalOptions::default()
-    };
+    // Small segments: rolls and segment collection happen within a case.
+    let mut o = LocalOptions::default()
+        .durability(durability)
+        .segment_bytes(64 << 10);
     if let Some(p) = power {
         o.fs = p.fs.clone();
     }
@@ -211,7 +209,7 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability, mut power: Option
                     }
                 }
                 if let (Ok(a), Ok(b)) = (a, b) {
-                    let strip = |r: &streamstore::Record| (r.offset, r.payload.clone());
+                    let strip = |r: &streamkeep::Record| (r.offset, r.payload.clone());
                     assert_eq!(
                         a.records.iter().map(strip).collect::<Vec<_>>(),
                         b.records.iter().map(strip).collect::<Vec<_>>(),
@@ -286,9 +284,10 @@ async fn run(ops: Vec<Op>, dir: &Path, durability: Durability, mut power: Option
                 assert_eq!(a, b, "{what}");
             }
             Op::MaxBytes(s, m) => {
-                let r = Retention {
-                    max_bytes: m.map(u64::from),
-                    ..Retention::default()
+                let r = {
+                    let mut o = Retention::default();
+                    o.max_bytes = m.map(u64::from);
+                    o
                 };
                 let a = mem.set_retention(&id(s), r).await;
                 let b = local.set_retention(&id(s), r).await;

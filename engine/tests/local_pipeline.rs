@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, AppendResult, ErrorKind, Expect, IdempotencyKey, LocalOptions, LocalStore,
     ReadOptions, Retention, StreamId, StreamStore,
 };
@@ -94,12 +95,96 @@ fn check(s: usize, acks: &Acks, seen: &BTreeMap<u64, Bytes>, end: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_groups_agree_with_their_acknowledgements() {
+    agree(LocalOptions::default).await;
+}
+
+/// The same with the sync thread holding syncs back for the groups written behind them
+/// (`group_fill_wait`): several groups per sync, each still acknowledged only after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_groups_agree_with_their_acknowledgements_when_syncs_wait_to_fill() {
+    agree(|| LocalOptions::default().group_fill_wait(Duration::from_millis(2))).await;
+}
+
+/// A lone appender's group is synced by the writer itself, with nothing announced behind it: the
+/// fill wait never applies to it (each append here would take at least 300 ms if it did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_appender_never_waits_for_a_sync_to_fill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LocalStore::open(
+        dir.path(),
+        LocalOptions::default().group_fill_wait(Duration::from_millis(300)),
+    )
+    .await
+    .expect("open");
+    let started = Instant::now();
+    for k in 0..20 {
+        store
+            .append(&id(0), vec![payload(0, 0, k)], AppendOptions::default())
+            .await
+            .expect("append");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "20 lone appends took {took:?}: they waited for syncs to fill"
+    );
+    store.close().await.expect("close");
+}
+
+/// A sync held back for more groups starts as soon as the writer drains the sync thread (here:
+/// for checkpoints, between many concurrent appends): with a 5 s fill wait, neither a checkpoint
+/// nor an append may take anywhere near that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_ends_a_sync_held_back_to_fill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(
-        LocalStore::open(dir.path(), LocalOptions::default())
-            .await
-            .expect("open"),
+        LocalStore::open(
+            dir.path(),
+            LocalOptions::default().group_fill_wait(Duration::from_secs(5)),
+        )
+        .await
+        .expect("open"),
     );
+    let limit = Duration::from_millis(2500);
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut slowest = Duration::ZERO;
+            for k in 0..60 {
+                let started = Instant::now();
+                store
+                    .append(&id(t), vec![payload(t, 0, k)], AppendOptions::default())
+                    .await
+                    .expect("append");
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        }));
+    }
+    let mut slowest_checkpoint = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        store.checkpoint().await.expect("checkpoint");
+        slowest_checkpoint = slowest_checkpoint.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        slowest_checkpoint < limit,
+        "a checkpoint took {slowest_checkpoint:?}: its drain did not end the fill wait"
+    );
+    for t in tasks {
+        let slowest = t.await.expect("task");
+        assert!(slowest < limit, "an append took {slowest:?}");
+    }
+    for t in 0..32 {
+        assert_eq!(store.info(&id(t)).await.expect("info").next_offset, 60);
+    }
+}
+
+async fn agree(opts: fn() -> LocalOptions) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(LocalStore::open(dir.path(), opts()).await.expect("open"));
     // Stream 3 keeps at most ~2 KiB: byte retention trims inside the writer's groups.
     store
         .append(&id(3), vec![payload(99, 0, 0)], AppendOptions::default())
@@ -120,13 +205,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
         vec![payload(99, 0, 0)],
     )];
     store
-        .set_retention(
-            &id(3),
-            Retention {
-                max_bytes: Some(2048),
-                ..Retention::default()
-            },
-        )
+        .set_retention(&id(3), Retention::default().max_bytes(2048))
         .await
         .expect("retention");
 
@@ -164,10 +243,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
                     // The same keyed append sent twice at once: one write, one result.
                     1 => {
                         let key = IdempotencyKey::new(format!("k-{t}-{round}")).expect("key");
-                        let opts = AppendOptions {
-                            idempotency_key: Some(key),
-                            ..AppendOptions::default()
-                        };
+                        let opts = AppendOptions::default().key(key);
                         let sid = id(s);
                         let (a, b) = tokio::join!(
                             store.append(&sid, records.clone(), opts.clone()),
@@ -251,9 +327,7 @@ async fn concurrent_groups_agree_with_their_acknowledgements() {
         .map_err(|_| "still shared")
         .expect("unwrap");
     store.close().await.expect("close");
-    let store = LocalStore::open(dir.path(), LocalOptions::default())
-        .await
-        .expect("reopen");
+    let store = LocalStore::open(dir.path(), opts()).await.expect("reopen");
     for (s, (end, seen)) in ends.iter().enumerate() {
         assert_eq!(store.info(&id(s)).await.expect("info").next_offset, *end);
         assert_eq!(&read_all(&store, s).await, seen, "stream {s} after reopen");

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem};
-use streamstore::{
+use streamkeep::implementor::fs::{FileHandle, FileSystem};
+use streamkeep::{
     AppendOptions, ErrorKind, Expect, LocalOptions, LocalStore, StreamId, StreamStore,
 };
 
@@ -84,12 +84,10 @@ async fn a_poisoned_store_writes_no_checkpoint() {
         let tmp = tempfile::tempdir().unwrap();
         let probe = Arc::new(Probe::default());
         probe.syncs_left.store(-1, Ordering::SeqCst);
-        let options = LocalOptions {
-            fs: probed_fs(&probe),
-            // Small groups: the queue holds the next group while one is synced (pipelined).
-            max_group_bytes: 16,
-            ..LocalOptions::default()
-        };
+        // Small groups: the queue holds the next group while one is synced (pipelined).
+        let options = LocalOptions::default()
+            .fs(probed_fs(&probe))
+            .max_group_bytes(16);
         let store = Arc::new(LocalStore::open(tmp.path(), options).await.unwrap());
         probe.syncs_left.store(12 + round, Ordering::SeqCst);
         let mut tasks = Vec::new();
@@ -139,10 +137,7 @@ async fn a_rejection_decided_against_a_failed_group_is_not_answered_as_committed
     let tmp = tempfile::tempdir().unwrap();
     let probe = Arc::new(Probe::default());
     probe.syncs_left.store(-1, Ordering::SeqCst);
-    let options = LocalOptions {
-        fs: probed_fs(&probe),
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().fs(probed_fs(&probe));
     let store = Arc::new(LocalStore::open(tmp.path(), options).await.unwrap());
     let s = StreamId::new("s").unwrap();
     let other = StreamId::new("other").unwrap();
@@ -277,10 +272,7 @@ async fn recovery_reads_segments_past_the_page_cache() {
             }) as Arc<dyn FileHandle>
         }))
     };
-    let options = LocalOptions {
-        fs,
-        ..LocalOptions::default()
-    };
+    let options = LocalOptions::default().fs(fs);
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     let events = probe.events.lock().unwrap().clone();
     let mut first = std::collections::HashMap::new();
@@ -297,7 +289,7 @@ async fn recovery_reads_segments_past_the_page_cache() {
         );
     }
     let b = store
-        .read(&s, 0, streamstore::ReadOptions::default())
+        .read(&s, 0, streamkeep::ReadOptions::default())
         .await
         .unwrap();
     assert_eq!(b.records.len(), 5);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use powerloss_fs::{PowerLossFs, Rng, Tear};
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, Incarnation, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
 };
@@ -68,13 +68,11 @@ impl Known {
 }
 
 fn options(fs: &Arc<PowerLossFs>, durability: Durability) -> LocalOptions {
-    LocalOptions {
-        durability,
-        segment_bytes: 64 << 10,
-        checkpoint_bytes: 128 << 10,
-        fs: fs.clone(),
-        ..LocalOptions::default()
-    }
+    LocalOptions::default()
+        .durability(durability)
+        .segment_bytes(64 << 10)
+        .checkpoint_bytes(128 << 10)
+        .fs(fs.clone())
 }
 
 fn durability(rng: &mut Rng) -> Durability {
@@ -174,10 +172,7 @@ async fn work(store: Arc<LocalStore>, sync: bool, seed: u64, known: Arc<Mutex<Kn
                         }
                     }
                     1 | 2 => {
-                        let opts = ReadOptions {
-                            durable: true,
-                            ..ReadOptions::default()
-                        };
+                        let opts = ReadOptions::default().set_durable(true);
                         let Ok(batch) = store.read(&id(s), 0, opts).await else {
                             return acked;
                         };
@@ -350,7 +345,7 @@ async fn open(dir: &Path, fs: &Arc<PowerLossFs>, mode: Durability) -> LocalStore
 }
 
 /// Appends one record to stream 0 and returns where it went.
-async fn append_one(store: &LocalStore, n: u64) -> streamstore::AppendResult {
+async fn append_one(store: &LocalStore, n: u64) -> streamkeep::AppendResult {
     let payload = Bytes::from(format!("record {n}"));
     store
         .append(&id(0), vec![payload], AppendOptions::default())

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::WrapFs;
-use streamstore::local::{FileHandle, FileSystem};
-use streamstore::{
+use streamkeep::implementor::fs::{FileHandle, FileSystem};
+use streamkeep::{
     AppendOptions, Durability, ErrorKind, LocalOptions, LocalStore, ReadOptions, StreamId,
     StreamStore,
 };
@@ -96,14 +96,12 @@ fn test_fs(ctl: &Arc<Control>) -> Arc<dyn FileSystem> {
 }
 
 fn options(durability: Durability) -> LocalOptions {
-    LocalOptions {
-        durability,
-        segment_bytes: SEG,
-        // No checkpoint during the test: the scan covers every segment.
-        checkpoint_interval: Duration::from_secs(3600),
-        checkpoint_bytes: 1 << 40,
-        ..LocalOptions::default()
-    }
+    // No checkpoint during the test: the scan covers every segment.
+    LocalOptions::default()
+        .durability(durability)
+        .segment_bytes(SEG)
+        .checkpoint_interval(Duration::from_secs(3600))
+        .checkpoint_bytes(1 << 40)
 }
 
 fn id(i: usize) -> StreamId {
@@ -481,10 +479,7 @@ async fn append_until(store: &LocalStore, segs: usize) -> Vec<Bytes> {
 async fn a_failing_background_roll_sync_poisons_the_store() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
-    let opts = LocalOptions {
-        fs: test_fs(&ctl),
-        ..options(Durability::Buffered)
-    };
+    let opts = options(Durability::Buffered).fs(test_fs(&ctl));
     let store = LocalStore::open(tmp.path(), opts).await.unwrap();
     ctl.fail.store(1, Ordering::SeqCst);
     append_until(&store, 2).await;
@@ -502,10 +497,7 @@ async fn a_failing_background_roll_sync_poisons_the_store() {
 async fn a_failed_roll_sync_fails_the_next_roll() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
-    let opts = LocalOptions {
-        fs: test_fs(&ctl),
-        ..options(Durability::Buffered)
-    };
+    let opts = options(Durability::Buffered).fs(test_fs(&ctl));
     let store = LocalStore::open(tmp.path(), opts).await.unwrap();
     ctl.fail.store(1, Ordering::SeqCst);
     // Appends go on until a roll finds the earlier roll sync failed.
@@ -535,10 +527,7 @@ async fn a_failed_roll_sync_fails_the_next_roll() {
 async fn durable_reads_wait_for_the_roll_sync() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
-    let opts = LocalOptions {
-        fs: test_fs(&ctl),
-        ..options(Durability::Buffered)
-    };
+    let opts = options(Durability::Buffered).fs(test_fs(&ctl));
     let store = Arc::new(LocalStore::open(tmp.path(), opts).await.unwrap());
     ctl.block.store(1, Ordering::SeqCst);
     let all = append_until(&store, 3).await;
@@ -585,10 +574,7 @@ async fn durable_reads_wait_for_the_roll_sync() {
 async fn a_completed_roll_sync_makes_the_finished_segment_durable_for_readers() {
     let tmp = tempfile::tempdir().unwrap();
     let ctl = Arc::new(Control::default());
-    let opts = LocalOptions {
-        fs: test_fs(&ctl),
-        ..options(Durability::Buffered)
-    };
+    let opts = options(Durability::Buffered).fs(test_fs(&ctl));
     let store = LocalStore::open(tmp.path(), opts).await.unwrap();
     ctl.block.store(1, Ordering::SeqCst);
     let all = append_until(&store, 3).await;

@@ -5,17 +5,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, LocalOptions, LocalStore, ReadOptions, Retention, StreamId,
     StreamStore,
 };
 
 fn small() -> LocalOptions {
-    LocalOptions {
-        segment_bytes: 64 << 10,
-        max_open_files: 2,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default()
+        .segment_bytes(64 << 10)
+        .max_open_files(2)
 }
 
 fn id(s: &str) -> StreamId {
@@ -158,10 +156,7 @@ async fn mapped_and_pread_reads_agree_across_segments() {
     store.close().await.unwrap();
     let mut seen = Vec::new();
     for mmap_reads in [true, false] {
-        let options = LocalOptions {
-            mmap_reads,
-            ..small()
-        };
+        let options = small().mmap_reads(mmap_reads);
         let store = LocalStore::open(tmp.path(), options).await.unwrap();
         let mut all = Vec::new();
         for s in ["a", "b"] {
@@ -186,22 +181,13 @@ async fn mapped_and_pread_reads_agree_across_segments() {
 #[tokio::test]
 async fn retention_deletes_durably() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        sweep_interval: Duration::from_millis(20),
-        ..small()
-    };
+    let options = small().sweep_interval(Duration::from_millis(20));
     let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
     fill(&store, &id("gone"), 3, 10).await;
     fill(&store, &id("kept"), 30, 100).await;
-    let r = Retention {
-        delete_after_idle: Some(Duration::from_millis(50)),
-        ..Retention::default()
-    };
+    let r = Retention::default().delete_after_idle(Duration::from_millis(50));
     store.set_retention(&id("gone"), r).await.unwrap();
-    let r = Retention {
-        max_bytes: Some(1000),
-        ..Retention::default()
-    };
+    let r = Retention::default().max_bytes(1000);
     store.set_retention(&id("kept"), r).await.unwrap();
     // Wait for the sweep to act (polling, not a fixed sleep: a loaded machine may be slow).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -225,10 +211,7 @@ async fn retention_deletes_durably() {
 #[tokio::test]
 async fn crash_of_a_buffered_session_changes_incarnations() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        durability: Durability::Buffered,
-        ..small()
-    };
+    let options = small().durability(Durability::Buffered);
     let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
     let a = store
         .append(&id("s"), vec![Bytes::from("x")], AppendOptions::default())
@@ -283,10 +266,7 @@ async fn a_compaction_move_is_replayed_after_a_crash() {
 #[tokio::test]
 async fn tail_caches_stay_under_their_global_bound() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        tail_cache_total_bytes: 20_000,
-        ..small()
-    };
+    let options = small().tail_cache_total_bytes(20_000);
     let store = LocalStore::open(tmp.path(), options.clone()).await.unwrap();
     for i in 0..50 {
         fill(&store, &id(&format!("t{i}")), 4, 1000).await;
@@ -311,10 +291,7 @@ async fn tail_caches_stay_under_their_global_bound() {
 async fn empty_records_count_against_the_tail_cache_bound() {
     // Payload bytes alone would count nothing here: each cached record's own size must.
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        tail_cache_total_bytes: 4_800,
-        ..small()
-    };
+    let options = small().tail_cache_total_bytes(4_800);
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     for i in 0..300 {
         fill(&store, &id(&format!("e{i}")), 1, 0).await;
@@ -332,11 +309,8 @@ async fn empty_records_count_against_the_tail_cache_bound() {
 #[tokio::test]
 async fn a_group_spanning_several_segments_reads_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let options = LocalOptions {
-        // Reads must come from the segments, not the cache.
-        tail_cache_records: 0,
-        ..small()
-    };
+    // Reads must come from the segments, not the cache.
+    let options = small().tail_cache_records(0);
     let store = LocalStore::open(tmp.path(), options).await.unwrap();
     // Queued together, these become one group of ~400 KiB: several rolls in one group.
     let appends = (0..100).map(|i| {

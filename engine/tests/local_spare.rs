@@ -7,18 +7,16 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use streamstore::{
+use streamkeep::{
     AppendOptions, Durability, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore,
 };
 
 const SEG: u64 = 64 << 10;
 
 fn opts(durability: Durability) -> LocalOptions {
-    LocalOptions {
-        segment_bytes: SEG,
-        durability,
-        ..LocalOptions::default()
-    }
+    LocalOptions::default()
+        .segment_bytes(SEG)
+        .durability(durability)
 }
 
 fn id(s: &str) -> StreamId {
@@ -178,7 +176,7 @@ async fn a_crash_right_after_a_spare_became_a_segment_recovers_cleanly() {
         .filter_map(|(n, _)| n.strip_suffix(".seg").map(|d| d.parse::<u64>().unwrap()))
         .max()
         .unwrap();
-    let header = streamstore::local::format::SegmentHeader {
+    let header = streamkeep::implementor::local_format::SegmentHeader {
         seq: last + 1,
         generation: 0x1234_5678_9abc_def0,
         created_ms: 1,

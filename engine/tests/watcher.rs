@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use streamstore::wait::{HeadSource, Wakeup, WatchOptions, Watcher};
-use streamstore::{Error, ErrorKind, Result, StreamId};
+use streamkeep::implementor::wait::{HeadSource, Wakeup, WatchOptions, Watcher};
+use streamkeep::{Error, ErrorKind, Result, StreamId};
 use tokio::time::Instant;
 
 /// Heads kept in memory, as another process would change them (no `notify`).

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use streamstore::implementor::ErrorShorthand;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,6 +1,7 @@
 //! Command-line options of `streamstore-node`.
 
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use clap::Parser;
 use streamstore::{Error, Result};

@@ -149,10 +149,12 @@ impl Follower {
 
     /// Reads the next batch (waiting for it) and turns it into events, or ends the stream.
     async fn fill(&mut self) {
-        let mut options = ReadOptions::limit(self.node.config.sse_batch.max(1))
+        let options = ReadOptions::limit(self.node.config.sse_batch.max(1))
             .bytes(self.node.config.sse_batch_bytes)
-            .wait(POLL);
-        options.durable = self.node.durable;
+            .wait(POLL)
+            .set_durable(self.node.durable)
+            // A delete or a re-creation ends the wait at once (a `reset` event follows).
+            .incarnation(self.expected);
         let mut tries = 0;
         let batch = loop {
             let read = self.node.store.read(&self.stream, self.next, options);

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};

@@ -7,6 +7,7 @@
 //! again is told so (a `reset` event) instead of silently receiving another life's records.
 
 use std::fmt;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::{Error, Incarnation, Result};
 

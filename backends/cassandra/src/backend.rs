@@ -1,17 +1,17 @@
 //! `CassandraStore`: the `StreamStore` over Apache Cassandra, and its retention sweeper.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, Tasks};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::validate::{check_append, check_read};
-use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::validate::check_read;
+use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
     ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
 use crate::config::CassandraConfig;
 use crate::core::{Ambiguity, Core, RollCrash, Written};
@@ -51,7 +51,8 @@ pub struct CassandraStore {
     core: Arc<Core>,
     /// Every waiting read of this store object, polled by one task (issue 19).
     watcher: Watcher,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Aborted when the store closes or is dropped.
+    tasks: Tasks,
 }
 
 impl std::fmt::Debug for CassandraStore {
@@ -94,7 +95,7 @@ impl CassandraStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_cassandra::CassandraStore::connect("127.0.0.1:9042", "app", "jobs_").await?;
+    ///     streamkeep_cassandra::CassandraStore::connect("127.0.0.1:9042", "app", "jobs_").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect(nodes: &str, keyspace: &str, prefix: &str) -> Result<Self> {
@@ -124,9 +125,11 @@ impl CassandraStore {
         let store = CassandraStore {
             core: Arc::clone(&core),
             watcher,
-            tasks: Mutex::new(Vec::new()),
+            tasks: Tasks::default(),
         };
-        store.add_task(tokio::spawn(sweep_loop(core, sweep_every)));
+        store
+            .tasks
+            .push(tokio::spawn(sweep_loop(core, sweep_every)));
         Ok(store)
     }
 
@@ -185,35 +188,11 @@ impl CassandraStore {
     pub fn ambiguity_for_tests(&self, lost: Ambiguity) {
         self.core.set_ambiguity(Some(lost));
     }
-
-    fn add_task(&self, task: JoinHandle<()>) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(task);
-    }
-
-    fn abort_tasks(&self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for CassandraStore {
-    fn drop(&mut self) {
-        self.abort_tasks();
-    }
 }
 
 async fn sweep_loop(core: Arc<Core>, every: Duration) {
     let open = || core.check_open().is_ok();
-    streamstore::wait::sweep_periodically(every, open, || core.sweep_once()).await;
+    streamstore::implementor::wait::sweep_periodically(every, open, || core.sweep_once()).await;
 }
 
 #[async_trait]
@@ -229,14 +208,7 @@ impl StreamStore for CassandraStore {
         options: AppendOptions,
     ) -> Result<AppendResult> {
         let core = &self.core;
-        core.check_open()?;
-        let (bytes, digest) = check_append(
-            stream,
-            &records,
-            options.idempotency_key.as_ref(),
-            &core.caps,
-        )?;
-        let key = options.idempotency_key.as_ref().zip(digest);
+        let (bytes, key) = prepare_append(&core.open, stream, &records, &options, &core.caps)?;
         let (result, written) = core
             .append(stream, &records, bytes, options.expect, key)
             .await?;
@@ -260,6 +232,7 @@ impl StreamStore for CassandraStore {
         };
         wait_for_records(
             wait,
+            options.incarnation,
             || self.watcher.arm(stream),
             || core.read_now(stream, from, &options),
         )
@@ -304,7 +277,7 @@ impl StreamStore for CassandraStore {
 
     async fn close(&self) -> Result<()> {
         if self.core.close() {
-            self.abort_tasks();
+            self.tasks.abort_all();
             self.watcher.close();
         }
         Ok(())

@@ -1,10 +1,11 @@
 //! The rows as Rust values, and their conversion to the engine's `StreamHead`.
 
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use scylla::value::CqlValue;
 
-use streamstore::head::StreamHead;
+use streamstore::implementor::head::StreamHead;
 use streamstore::{
     AppendResult, Error, ErrorKind, IdempotencyKey, Incarnation, Result, Retention, StreamId,
 };
@@ -124,10 +125,12 @@ impl Head {
             moved_to: c.8,
             prev: c.9,
             bytes: need(c.10)?,
-            retention: Retention {
-                delete_after_seal: dur(c.11)?,
-                delete_after_idle: dur(c.12)?,
-                max_bytes: c.13.map(un).transpose()?,
+            retention: {
+                let mut o = Retention::default();
+                o.delete_after_seal = dur(c.11)?;
+                o.delete_after_idle = dur(c.12)?;
+                o.max_bytes = c.13.map(un).transpose()?;
+                o
             },
             closed_at: c.14,
         })

@@ -6,8 +6,8 @@
 //! passes without it.
 
 use bytes::Bytes;
+use streamkeep_cassandra::{Ambiguity, CassandraConfig, CassandraStore, RollCrash, NODES_ENV};
 use streamstore::{AppendOptions, ErrorKind, IdempotencyKey, ReadOptions, StreamId, StreamStore};
-use streamstore_cassandra::{Ambiguity, CassandraConfig, CassandraStore, RollCrash, NODES_ENV};
 
 fn config(tag: &str, bucket_size: u64) -> Option<CassandraConfig> {
     let Ok(nodes) = std::env::var(NODES_ENV) else {

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
+use streamkeep_cassandra::{CassandraConfig, CassandraStore, NODES_ENV};
 use streamstore::StreamStore;
 use streamstore_adapter_testing::faults;
-use streamstore_cassandra::{CassandraConfig, CassandraStore, NODES_ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_during_idempotent_appends_loses_and_duplicates_nothing() {

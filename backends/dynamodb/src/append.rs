@@ -4,13 +4,24 @@
 //! the incarnation and version read before; or absence, for a new stream), a `Put` of the
 //! idempotency key's item (condition: absent), and `Put`s of the record chunks. Either all of
 //! them are applied or none.
+//!
+//! The common case is one request: the head this process wrote last is cached ([`HeadCache`])
+//! and the first attempt decides from it *without* reading the head. The head's condition
+//! (incarnation and version; every head write increments the version, and incarnations are
+//! random 64-bit numbers) validates it: the transaction applies only if the stored head is
+//! exactly the cached one, so the decision is the one a fresh read gives. Anything else is
+//! decided from a fresh read: a cancelled transaction, a refusal (`Conflict`, `Sealed`, …), an
+//! expired head, and the idempotency key (a reused key fails the key item's condition, and the
+//! fresh attempt reads the key's item).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use bytes::Bytes;
-use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::now_ms;
+use streamstore::implementor::head::{Decision, StreamHead};
+use streamstore::implementor::validate::now_ms;
 use streamstore::{AppendResult, Error, ErrorKind, Expect, IdempotencyKey, Result, StreamId};
 
 use crate::backend::Core;
@@ -39,11 +50,50 @@ struct Plan {
     last_offset: u64,
     batch_id: u128,
     new_head: Head,
+    /// Decided from the cached head (a refusal means only that the cache was stale).
+    from_cache: bool,
 }
 
 enum Step {
     Done(AppendResult, Option<Head>),
+    /// Lost a race or throttled: read again after a jittered pause.
     Retry,
+    /// The cached head did not hold (or cannot decide a refusal): read it at once.
+    Stale,
+}
+
+/// Streams whose head is cached; the cache is emptied when it reaches this size.
+const CACHE_CAP: usize = 1 << 16;
+
+/// The head this process last wrote for each stream, by an append (the version it wrote).
+/// A stale entry costs one refused transaction, never a wrong answer (see the module docs);
+/// other writes of this process drop the entry so that it is rarely stale.
+#[derive(Default)]
+pub(crate) struct HeadCache {
+    map: Mutex<HashMap<StreamId, Head>>,
+}
+
+impl HeadCache {
+    fn get(&self, stream: &StreamId) -> Option<Head> {
+        self.lock().get(stream).cloned()
+    }
+
+    fn put(&self, stream: &StreamId, head: Head) {
+        let mut map = self.lock();
+        if map.len() >= CACHE_CAP && !map.contains_key(stream) {
+            map.clear();
+        }
+        map.insert(stream.clone(), head);
+    }
+
+    /// Forgets the head of `stream` (it was changed or may have been).
+    pub(crate) fn forget(&self, stream: &StreamId) {
+        self.lock().remove(stream);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Head>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 fn put(
@@ -76,11 +126,12 @@ impl Core {
         key: Option<(&IdempotencyKey, u64)>,
     ) -> Result<(AppendResult, bool)> {
         let mut tries = 0u32;
+        let mut cached = self.heads.get(stream);
         loop {
             self.check_open()?;
             tries += 1;
             match self
-                .append_once(stream, records, bytes, expect, key)
+                .append_once(stream, records, bytes, expect, key, cached.take())
                 .await?
             {
                 Step::Done(result, written) => {
@@ -92,7 +143,11 @@ impl Core {
                     }
                     return Ok((result, false));
                 }
-                Step::Retry if tries < MAX_ATTEMPTS => {}
+                Step::Stale => {
+                    self.heads.forget(stream);
+                    continue;
+                }
+                Step::Retry if tries < MAX_ATTEMPTS => self.heads.forget(stream),
                 Step::Retry => {
                     return Err(Error::new(
                         ErrorKind::Unavailable,
@@ -106,6 +161,8 @@ impl Core {
         }
     }
 
+    /// One attempt: decides from `cached` (unvalidated; `None`: from a fresh read of the head)
+    /// and sends the transaction.
     async fn append_once(
         &self,
         stream: &StreamId,
@@ -113,14 +170,23 @@ impl Core {
         bytes: u64,
         expect: Expect,
         key: Option<(&IdempotencyKey, u64)>,
+        cached: Option<Head>,
     ) -> Result<Step> {
         let now = now_ms();
-        let stored = self.db.head(stream).await?;
+        let from_cache = cached.is_some();
+        let stored = match cached {
+            Some(h) => Some(h),
+            None => self.db.head(stream).await?,
+        };
         // An expired head is gone as far as callers can see: this append (if allowed) replaces
         // it with a new incarnation, under a condition on the expired head's version.
         let live = stored.as_ref().filter(|h| !h.head.is_expired(now));
+        if from_cache && live.is_none() {
+            return Ok(Step::Stale);
+        }
         let mut engine = live.map(|h| h.head.clone());
-        if let (Some(h), Some((k, _))) = (engine.as_mut(), key) {
+        // From the cache the key is not read: the key item's condition refuses a reused key.
+        if let (Some(h), Some((k, _)), false) = (engine.as_mut(), key, from_cache) {
             let found = self
                 .db
                 .get(item_key(&keys_pk(h.incarnation, stream), key_sk(k)))
@@ -131,13 +197,16 @@ impl Core {
             }
         }
         let (first_offset, timestamp_ms, create) =
-            match StreamHead::decide(stream, engine.as_ref(), expect, key, now)? {
-                Decision::Duplicate(result) => return Ok(Step::Done(result, None)),
-                Decision::Write {
+            match StreamHead::decide(stream, engine.as_ref(), expect, key, now) {
+                Ok(Decision::Duplicate(result)) => return Ok(Step::Done(result, None)),
+                Ok(Decision::Write {
                     first_offset,
                     timestamp_ms,
                     create,
-                } => (first_offset, timestamp_ms, create),
+                }) => (first_offset, timestamp_ms, create),
+                // A refusal is decided from the stored head only.
+                Err(_) if from_cache => return Ok(Step::Stale),
+                Err(refusal) => return Err(refusal),
             };
         let mut new_head = match live {
             Some(h) if !create => h.clone(),
@@ -199,14 +268,21 @@ impl Core {
             last_offset,
             batch_id,
             new_head,
+            from_cache,
         };
         self.execute(stream, plan).await
     }
 
     async fn execute(&self, stream: &StreamId, plan: Plan) -> Result<Step> {
         match self.db.transact(plan.items.clone()).await {
-            Ok(()) => Ok(Step::Done(plan.result, Some(plan.new_head))),
-            Err(TxError::Cancelled(codes)) => retry_or_fail(&codes),
+            Ok(()) => {
+                self.heads.put(stream, plan.new_head.clone());
+                Ok(Step::Done(plan.result, Some(plan.new_head)))
+            }
+            Err(TxError::Cancelled(codes)) => match retry_or_fail(&codes)? {
+                Step::Retry if plan.from_cache => Ok(Step::Stale),
+                step => Ok(step),
+            },
             Err(TxError::Failed(e, Outcome::NotApplied)) if e.kind() == ErrorKind::Unavailable => {
                 Ok(Step::Retry)
             }

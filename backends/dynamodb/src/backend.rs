@@ -1,21 +1,22 @@
 //! `DynamoDbStore`: the `StreamStore` over one DynamoDB table.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::{prepare_append, OpenFlag, Tasks};
+use streamstore::implementor::{ErrorShorthand, ListPageParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::validate::{check_read, now_ms};
+use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, IdempotencyWindow, ListOptions,
-    ListPage, ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo, StreamStore,
+    ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore,
     WaitMechanism,
 };
-use tokio::task::JoinHandle;
 
+use crate::append::HeadCache;
 use crate::config::DynamoDbConfig;
 use crate::core::{Db, BATCH_GET_KEYS};
 use crate::error::Outcome;
@@ -27,10 +28,6 @@ use crate::model::{
 /// Idempotency keys are items that live as long as their incarnation (never pruned): at least
 /// this many per stream are remembered, in fact all of them.
 pub const KEYS_PER_STREAM: usize = 1024;
-
-/// How often a read is repeated when a trim or delete changed the stream between its head and
-/// its records.
-const MAX_READ_ATTEMPTS: u32 = 8;
 
 /// Attempts of a head update (seal, trim, retention, delete) that lost a race for the head.
 const MAX_HEAD_ATTEMPTS: u32 = 100;
@@ -74,13 +71,16 @@ pub(crate) fn must_trim(h: &Head) -> bool {
 /// interval, and appends made through the same store object wake their readers at once.
 pub struct DynamoDbStore {
     core: Arc<Core>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Aborted when the store closes or is dropped.
+    tasks: Tasks,
 }
 
 pub(crate) struct Core {
     pub(crate) db: Arc<Db>,
+    /// The head each stream had after this process's last append to it (see `append.rs`).
+    pub(crate) heads: HeadCache,
     watcher: Watcher,
-    closed: AtomicBool,
+    open: OpenFlag,
     caps: Capabilities,
 }
 
@@ -102,7 +102,7 @@ impl DynamoDbStore {
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
     /// let store =
-    ///     streamstore_dynamodb::DynamoDbStore::connect_url("dynamodb://127.0.0.1:58000/app").await?;
+    ///     streamkeep_dynamodb::DynamoDbStore::connect_url("dynamodb://127.0.0.1:58000/app").await?;
     /// # Ok(()) }
     /// ```
     pub async fn connect_url(url: &str) -> Result<Self> {
@@ -124,8 +124,9 @@ impl DynamoDbStore {
         );
         let core = Arc::new(Core {
             db,
+            heads: HeadCache::default(),
             watcher,
-            closed: AtomicBool::new(false),
+            open: OpenFlag::default(),
             caps: capabilities(config.poll_interval),
         });
         let sweeper = {
@@ -135,7 +136,7 @@ impl DynamoDbStore {
         };
         Ok(DynamoDbStore {
             core,
-            tasks: Mutex::new(vec![sweeper]),
+            tasks: Tasks::new([sweeper]),
         })
     }
 
@@ -159,23 +160,6 @@ impl DynamoDbStore {
         self.core.check_open()?;
         self.core.db.marks(streams).await
     }
-
-    fn abort_tasks(&self) {
-        for t in self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for DynamoDbStore {
-    fn drop(&mut self) {
-        self.abort_tasks();
-    }
 }
 
 impl std::fmt::Debug for DynamoDbStore {
@@ -188,13 +172,10 @@ impl std::fmt::Debug for DynamoDbStore {
 
 impl Core {
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed());
-        }
-        Ok(())
+        self.open.check()
     }
 
-    async fn live_head(&self, stream: &StreamId) -> Result<Option<Head>> {
+    pub(crate) async fn live_head(&self, stream: &StreamId) -> Result<Option<Head>> {
         let h = self.db.head(stream).await?;
         Ok(h.filter(|h| !h.head.is_expired(now_ms())))
     }
@@ -203,6 +184,8 @@ impl Core {
     /// it changed (or the outcome is unknown: the caller reads the head again and decides).
     async fn replace_head(&self, stream: &StreamId, old: &Head, mut new: Head) -> Result<bool> {
         new.version = old.version + 1;
+        // The cached head is about to be (or may have been) replaced: appends read it again.
+        self.heads.forget(stream);
         let values = HashMap::from([
             (":i".to_owned(), model::n(old.head.incarnation.0)),
             (":v".to_owned(), model::n(old.version)),
@@ -240,83 +223,6 @@ impl Core {
         Err(Error::new(
             ErrorKind::Unavailable,
             format!("stream {stream:?} kept changing"),
-        ))
-    }
-
-    /// Records `from..end` of `h`'s incarnation, in order, as stored (a trim or delete running
-    /// meanwhile may leave a hole; the caller checks).
-    async fn records(
-        &self,
-        stream: &StreamId,
-        h: &Head,
-        from: u64,
-        end: u64,
-        max_bytes: u64,
-    ) -> Result<Vec<Record>> {
-        let pk = records_pk(h.head.incarnation, stream);
-        // Each chunk holds at least one record: never more chunks than records are needed.
-        let limit = i32::try_from((end - from).clamp(1, 100)).unwrap_or(100);
-        let mut out: Vec<Record> = Vec::new();
-        let mut bytes = 0u64;
-        let mut start = None;
-        loop {
-            let (items, next) = self.db.page_from(&pk, &be(from), limit, start).await?;
-            for item in &items {
-                let chunk = parse_chunk(item)?;
-                for (offset, payload) in chunk.records {
-                    if offset < from {
-                        continue;
-                    }
-                    let len = u64::try_from(payload.len()).unwrap_or(u64::MAX);
-                    if offset >= end || (!out.is_empty() && bytes + len > max_bytes) {
-                        return Ok(out);
-                    }
-                    bytes += len;
-                    out.push(Record {
-                        offset,
-                        timestamp_ms: chunk.timestamp_ms,
-                        payload,
-                    });
-                }
-            }
-            match next {
-                Some(k) => start = Some(k),
-                None => return Ok(out),
-            }
-        }
-    }
-
-    async fn read_now(
-        &self,
-        stream: &StreamId,
-        from: u64,
-        options: &ReadOptions,
-    ) -> Result<ReadBatch> {
-        let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
-        let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
-        for _ in 0..MAX_READ_ATTEMPTS {
-            self.check_open()?;
-            let Some(h) = self.live_head(stream).await? else {
-                return Ok(ReadBatch::missing(from));
-            };
-            let mut batch = h.head.empty_read(from)?;
-            if from >= h.head.next_offset {
-                return Ok(batch);
-            }
-            // Clipped to the head: records appended after it was read wait for the next read.
-            let end = h.head.next_offset.min(from.saturating_add(max_records));
-            let records = self.records(stream, &h, from, end, max_bytes).await?;
-            let contiguous =
-                !records.is_empty() && records.iter().zip(from..).all(|(r, o)| r.offset == o);
-            if contiguous {
-                batch.next_offset = from + u64::try_from(records.len()).unwrap_or(u64::MAX);
-                batch.records = records;
-                return Ok(batch);
-            }
-        }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("stream {stream:?} kept changing while it was read"),
         ))
     }
 
@@ -424,7 +330,7 @@ impl Core {
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
         let open = || self.check_open().is_ok();
-        streamstore::wait::sweep_periodically(every, open, || self.sweep_once()).await;
+        streamstore::implementor::wait::sweep_periodically(every, open, || self.sweep_once()).await;
     }
 
     async fn sweep_once(&self) -> Result<usize> {
@@ -436,6 +342,7 @@ impl Core {
             for item in &items {
                 let (id, h) = (head_id(item)?, parse_head(item)?);
                 // Conditional on the version: an append that revived the stream wins.
+                self.heads.forget(&id);
                 if h.head.is_expired(now_ms())
                     && matches!(self.db.delete_head_if(&id, &h).await, Ok(true))
                 {
@@ -465,14 +372,7 @@ impl StreamStore for DynamoDbStore {
         options: AppendOptions,
     ) -> Result<AppendResult> {
         let core = &self.core;
-        core.check_open()?;
-        let (bytes, digest) = check_append(
-            stream,
-            &records,
-            options.idempotency_key.as_ref(),
-            &core.caps,
-        )?;
-        let key = options.idempotency_key.as_ref().zip(digest);
+        let (bytes, key) = prepare_append(&core.open, stream, &records, &options, &core.caps)?;
         let (result, wrote) = core
             .append(stream, &records, bytes, options.expect, key)
             .await?;
@@ -492,6 +392,7 @@ impl StreamStore for DynamoDbStore {
         // Armed before the read it guards, so a change in between still wakes this wait.
         wait_for_records(
             wait,
+            options.incarnation,
             || core.watcher.arm(stream),
             || core.read_now(stream, from, &options),
         )
@@ -541,6 +442,7 @@ impl StreamStore for DynamoDbStore {
                 // After an unknown outcome, the head being gone is most likely this delete.
                 return Ok(unknown);
             };
+            core.heads.forget(stream);
             match core.db.delete_head_if(stream, &h).await {
                 Ok(true) => {
                     core.watcher.notify(stream);
@@ -623,10 +525,10 @@ impl StreamStore for DynamoDbStore {
 
     async fn close(&self) -> Result<()> {
         let core = &self.core;
-        if core.closed.swap(true, Ordering::AcqRel) {
+        if !core.open.close() {
             return Ok(());
         }
-        self.abort_tasks();
+        self.tasks.abort_all();
         core.watcher.close();
         Ok(())
     }

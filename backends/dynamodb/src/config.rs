@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::{Error, Result};
 use url::Url;

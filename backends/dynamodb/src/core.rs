@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
@@ -295,13 +296,44 @@ impl Db {
         limit: i32,
         start: Option<Item>,
     ) -> Result<(Vec<Item>, Option<Item>)> {
-        let out = self
+        self.page(pk, from, None, limit, start).await
+    }
+
+    /// One strongly consistent page of partition `pk` with sort keys in `from..=to`, at most
+    /// `limit` items, continuing after `start`.
+    pub(crate) async fn page_between(
+        &self,
+        pk: &str,
+        (from, to): (&[u8], &[u8]),
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        self.page(pk, from, Some(to), limit, start).await
+    }
+
+    /// The one query behind [`page_from`](Self::page_from) and
+    /// [`page_between`](Self::page_between): sort keys from `from`, up to `to` when given.
+    async fn page(
+        &self,
+        pk: &str,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :p AND sk >= :s")
             .expression_attribute_values(":p", s(pk))
-            .expression_attribute_values(":s", b(from))
+            .expression_attribute_values(":a", b(from));
+        let query = match to {
+            Some(to) => query
+                .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":b", b(to)),
+            None => query.key_condition_expression("pk = :p AND sk >= :a"),
+        };
+        let out = query
             .consistent_read(true)
             .limit(limit)
             .set_exclusive_start_key(start)
@@ -438,7 +470,7 @@ impl Db {
     /// head write (append, seal, trim, retention, delete, re-creation): one `BatchGetItem` per
     /// 100 streams.
     pub(crate) async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        let now = streamstore::validate::now_ms();
+        let now = streamstore::implementor::validate::now_ms();
         let mut marks = Vec::with_capacity(streams.len());
         for group in streams.chunks(BATCH_GET_KEYS) {
             for item in self.heads(group).await? {

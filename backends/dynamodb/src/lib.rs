@@ -10,6 +10,7 @@ mod error;
 #[cfg(feature = "conformance")]
 mod factory;
 mod model;
+mod read;
 
 pub use backend::{capabilities, DynamoDbStore, KEYS_PER_STREAM};
 pub use config::{validate_table_name, AwsCredentials, DynamoDbConfig, AWS_HOST};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
-use streamstore::head::{KeyWindow, StreamHead};
+use streamstore::implementor::head::{KeyWindow, StreamHead};
 use streamstore::{AppendResult, Error, ErrorKind, Incarnation, Result, Retention, StreamId};
 
 /// An item as the SDK carries it.
@@ -179,10 +179,12 @@ pub(crate) fn parse_head(item: &Item) -> Result<Head> {
             last_append_ms: get_u64(item, "l")?,
             sealed_ms: opt_u64(item, "s")?,
             bytes: get_u64(item, "b")?,
-            retention: Retention {
-                delete_after_seal: dur("rs")?,
-                delete_after_idle: dur("ri")?,
-                max_bytes: opt_u64(item, "rb")?,
+            retention: {
+                let mut o = Retention::default();
+                o.delete_after_seal = dur("rs")?;
+                o.delete_after_idle = dur("ri")?;
+                o.max_bytes = opt_u64(item, "rb")?;
+                o
             },
             keys: KeyWindow::default(),
         },

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use streamkeep_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
 use streamstore::{
     AppendOptions, AppendResult, IdempotencyKey, ReadOptions, StreamId, StreamStore,
 };
-use streamstore_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

@@ -8,11 +8,12 @@
 //! cleared; neither changes what the chain says.
 
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use bytes::Bytes;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, Document};
-use streamstore::head::{KeyWindow, StreamHead};
+use streamstore::implementor::head::{KeyWindow, StreamHead};
 use streamstore::{AppendResult, Error, ErrorKind, Incarnation, Result, Retention, StreamId};
 
 use crate::slot::Slot;
@@ -266,10 +267,12 @@ impl Entry {
             last_append_ms: get_u64(d, "la")?,
             sealed_ms: get_opt_u64(d, "sl")?,
             bytes: 0,
-            retention: Retention {
-                delete_after_seal: ms("rs")?,
-                delete_after_idle: ms("ri")?,
-                max_bytes: get_opt_u64(d, "rm")?,
+            retention: {
+                let mut o = Retention::default();
+                o.delete_after_seal = ms("rs")?;
+                o.delete_after_idle = ms("ri")?;
+                o.max_bytes = get_opt_u64(d, "rm")?;
+                o
             },
             keys: KeyWindow::default(),
         };

@@ -1,6 +1,7 @@
 //! MongoDB driver errors as `streamstore::Error`s, by server error code and driver error kind.
 
 use mongodb::error::{ErrorKind as MongoKind, WriteFailure};
+use streamstore::implementor::ErrorShorthand;
 use streamstore::{Error, ErrorKind};
 
 /// The server's duplicate-key error: a unique index (`_id` or the claim) refused an insert.

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admin;
+mod append;
 mod backend;
 mod chain;
 mod config;
@@ -10,6 +12,7 @@ mod entry;
 mod error;
 #[cfg(feature = "conformance")]
 mod factory;
+mod read;
 mod slot;
 
 pub use backend::{MongoStore, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_RECORD_BYTES};

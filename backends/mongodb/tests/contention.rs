@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 use streamstore::{AppendOptions, ErrorKind, Expect, ReadOptions, StreamId, StreamStore};
-use streamstore_mongodb::{MongoStore, URL_ENV};
 use tokio::sync::Barrier;
 
 /// Concurrent writers (the task asks for at least 16).
@@ -174,5 +174,62 @@ async fn sixteen_retrying_conditional_writers_stay_contiguous() {
         records.len()
     );
     store.close().await.unwrap();
+    MongoStore::destroy(&url, &prefix).await.unwrap();
+}
+
+/// Two store objects on the same collections, each with its own cache of last entries: every
+/// append of one leaves the other's cache stale. The stale entry must only cost a walk, never a
+/// wrong answer: exact `Conflict`, `Sealed` after the other's seal, a new incarnation after the
+/// other's delete, and dense offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cached_entry_never_decides() {
+    let Some((a, url, prefix)) = store().await else {
+        return;
+    };
+    let b = MongoStore::connect(&url, &prefix).await.unwrap();
+    let s = StreamId::new("contention/stale-cache").unwrap();
+    let one = |t: &str| vec![Bytes::from(t.to_owned())];
+    let first = a.append(&s, one("a0"), AppendOptions::default()).await;
+    assert_eq!(first.unwrap().first_offset, 0);
+    // b writes 1..=3; a's cache still says next = 1.
+    for i in 1..=3u64 {
+        let r = b.append(&s, one("b"), AppendOptions::expect(Expect::Next(i)));
+        assert_eq!(r.await.unwrap().first_offset, i);
+    }
+    let stale = a
+        .append(&s, one("a-stale"), AppendOptions::expect(Expect::Next(1)))
+        .await;
+    assert_eq!(
+        stale.unwrap_err().kind(),
+        ErrorKind::Conflict { actual_next: 4 },
+        "the real next offset, not the cached one"
+    );
+    b.append(&s, one("b4"), AppendOptions::default())
+        .await
+        .unwrap();
+    let any = a.append(&s, one("a5"), AppendOptions::default()).await;
+    assert_eq!(any.unwrap().first_offset, 5, "Any lands after b's append");
+    // b seals: a's cached entry is unsealed.
+    b.seal(&s).await.unwrap();
+    let sealed = a
+        .append(&s, one("a-sealed"), AppendOptions::default())
+        .await;
+    assert_eq!(sealed.unwrap_err().kind(), ErrorKind::Sealed);
+    // b deletes: a's cached entry is of the old generation.
+    let old = a.info(&s).await.unwrap().incarnation;
+    assert!(b.delete(&s).await.unwrap());
+    let reborn = a
+        .append(&s, one("new"), AppendOptions::expect(Expect::NoStream))
+        .await
+        .unwrap();
+    assert_eq!(reborn.first_offset, 0);
+    assert_ne!(reborn.incarnation, old, "a new incarnation");
+    let records = read_all(&b, &s).await;
+    assert_eq!(records, one("new"));
+    // And the other way round: b's cache is stale now.
+    let r = b.append(&s, one("b1"), AppendOptions::expect(Expect::Next(1)));
+    assert_eq!(r.await.unwrap().first_offset, 1);
+    b.close().await.unwrap();
+    a.close().await.unwrap();
     MongoStore::destroy(&url, &prefix).await.unwrap();
 }

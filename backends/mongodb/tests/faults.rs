@@ -5,7 +5,7 @@
 //! Needs `STREAMSTORE_MONGODB_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down mongodb` / `up mongodb`); prints SKIPPED and passes without the URL.
 
-use streamstore_mongodb::{MongoStore, URL_ENV};
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 
 streamstore_adapter_testing::restart_test! {
     store: MongoStore,

@@ -3,15 +3,15 @@
 //! idempotency key), as the collection grows. Prints `mongodb scan cost: ...` lines; the numbers
 //! in `docs/backends.md` come from this test.
 //!
-//! `cargo test -p streamstore-mongodb --release --test scan_cost -- --ignored --nocapture`
+//! `cargo test -p streamkeep-mongodb --release --test scan_cost -- --ignored --nocapture`
 //! (needs `STREAMSTORE_MONGODB_URL`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use streamkeep_mongodb::{MongoStore, URL_ENV};
 use streamstore::{AppendOptions, IdempotencyKey, ReadOptions, StreamId, StreamStore};
-use streamstore_mongodb::{MongoStore, URL_ENV};
 
 /// Mean microseconds of `n` runs of `f`.
 async fn mean_us<F, Fut>(n: u32, mut f: F) -> u128

@@ -1,6 +1,7 @@
 //! `MysqlStore`: the `StreamStore` over MySQL 8 or MariaDB.
 
 use std::str::FromStr;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 use sqlx::{Executor, MySql};
@@ -38,7 +39,7 @@ impl MysqlStore {
     ///
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
-    /// let store = streamstore_mysql::MysqlStore::connect(
+    /// let store = streamkeep_mysql::MysqlStore::connect(
     ///     "mysql://streamstore:streamstore@127.0.0.1:53306/streamstore",
     ///     "app_",
     /// )
@@ -121,7 +122,7 @@ impl MysqlStore {
     }
 
     /// The watcher of this store's waiting reads (for diagnostics: its `stats`).
-    pub fn watcher(&self) -> std::sync::Arc<streamstore::wait::Watcher> {
+    pub fn watcher(&self) -> std::sync::Arc<streamstore::implementor::wait::Watcher> {
         self.inner.watcher()
     }
 }

@@ -2,6 +2,7 @@
 //! `23000`, which is a whole class, and never by message text).
 
 use sqlx::mysql::MySqlDatabaseError;
+use streamstore::implementor::ErrorShorthand;
 use streamstore::{Error, ErrorKind};
 use streamstore_sql::{driver_error, RolledBack};
 

@@ -1,6 +1,7 @@
 //! The conformance suite's factory: one table prefix per namespace.
 
 use std::sync::Arc;
+use streamstore::implementor::ErrorShorthand;
 
 use async_trait::async_trait;
 use streamstore::{Error, Result, StreamStore};
@@ -25,5 +26,10 @@ impl Factory for MysqlFactory {
 
     async fn destroy(&self, ns: &str) -> Result<()> {
         MysqlStore::destroy(&url()?, ns).await
+    }
+
+    /// Store objects on the same namespace share their data, like separate processes.
+    fn concurrent_opens_share_data(&self) -> bool {
+        true
     }
 }

@@ -4,7 +4,7 @@
 //! Needs `STREAMSTORE_MYSQL_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down mysql` / `up mysql`); prints SKIPPED and passes without the URL.
 
-use streamstore_mysql::{MysqlStore, URL_ENV};
+use streamkeep_mysql::{MysqlStore, URL_ENV};
 
 streamstore_adapter_testing::restart_test! {
     store: MysqlStore,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use streamstore_mysql::{MysqlStore, URL_ENV};
+use streamkeep_mysql::{MysqlStore, URL_ENV};
 
 streamstore_adapter_testing::sql_adapter_tests! {
     store: MysqlStore,

@@ -3,9 +3,10 @@
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use streamstore::wait::Watcher;
+use streamstore::implementor::wait::Watcher;
 use streamstore::{Error, Result, StreamId, WaitMechanism};
 use streamstore_sql::{capabilities, pool_options, SqlStore, StoreOptions, WaitSettings};
 
@@ -13,6 +14,7 @@ use crate::config::PostgresConfig;
 use crate::core::PgCore;
 use crate::error::parse_postgres_error;
 use crate::notify::{self, Outbox};
+use crate::shards::Subscriptions;
 
 /// Largest payload of one record. PostgreSQL allows 1 GB per `bytea`, but a batch travels in
 /// one statement and is held in memory on both sides; 1 MiB keeps that bounded.
@@ -42,7 +44,7 @@ impl PostgresStore {
     ///
     /// ```no_run
     /// # async fn f() -> streamstore::Result<()> {
-    /// let store = streamstore_postgres::PostgresStore::connect(
+    /// let store = streamkeep_postgres::PostgresStore::connect(
     ///     "postgres://streamstore:streamstore@127.0.0.1:55432/streamstore",
     ///     "app_",
     /// )
@@ -69,8 +71,17 @@ impl PostgresStore {
             .map_err(parse_postgres_error)?;
         let wait_pool = pool_options(config.wait.connections, config.acquire_timeout)
             .connect_lazy_with(connect.clone());
-        let core = PgCore::open(pool.clone(), wait_pool, config.prefix()).await?;
-        let channel = core.channel().to_owned();
+        // A shard no head read asked for in this long is unlistened: far longer than a pass.
+        let unlisten_after = (config.wait.push_tick * 5).max(Duration::from_secs(10));
+        let core = PgCore::open(
+            pool.clone(),
+            wait_pool,
+            config.prefix(),
+            config.notify_shards,
+            unlisten_after,
+        )
+        .await?;
+        let subs = core.subscriptions();
         let outbox = core.outbox();
         let inner = SqlStore::new(
             core,
@@ -90,12 +101,12 @@ impl PostgresStore {
         let watcher = inner.watcher();
         inner.add_task(tokio::spawn(notify::send_loop(
             connect,
-            channel.clone(),
+            Arc::clone(&subs),
             Arc::clone(&outbox),
         )));
         inner.add_task(tokio::spawn(listen(
             pool,
-            channel,
+            subs,
             watcher,
             outbox,
             config.wait,
@@ -133,54 +144,112 @@ impl PostgresStore {
     pub fn watcher(&self) -> Arc<Watcher> {
         self.inner.watcher()
     }
+
+    /// Notifications this store object's listener received so far (its own included), and the
+    /// notification channels (stream shards) it listens on now. For diagnostics and the
+    /// waiters benchmark: a store object should receive about the notifications of the streams
+    /// it has waiting readers for, not of every stream.
+    pub fn notification_stats(&self) -> (u64, usize) {
+        let subs = self.inner.dialect().subscriptions();
+        (subs.received(), subs.listening())
+    }
 }
 
-/// Fans `NOTIFY`s on `channel` out to the waiting readers of each stream.
+/// Fans `NOTIFY`s out to the waiting readers of each stream, listening on the channels (stream
+/// shards) the watcher's head reads ask for (see `shards`).
 ///
 /// The payload (a stream id) only says which waiters to wake; they re-read the database. While
-/// the channel is listened to, the watcher polls only every `wait.push_tick` (for notifications
-/// lost with the sender's connection); while it is not, every `wait.tick`. Notifications in a
-/// gap are lost, so every waiter is woken once the channel is listened to again. Notifications
+/// the connection is up, the watcher polls only every `wait.push_tick` (for notifications lost
+/// with the sender's connection); while it is not, every `wait.tick`. Notifications in a gap are
+/// lost, so every waiter is woken once the wanted channels are listened to again. Notifications
 /// this store sent itself are skipped: its readers were woken directly.
 async fn listen(
     pool: PgPool,
-    channel: String,
+    subs: Arc<Subscriptions>,
     watcher: Arc<Watcher>,
     outbox: Arc<Outbox>,
     wait: WaitSettings,
 ) {
     loop {
         watcher.set_tick(wait.tick);
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        subs.disconnected();
+        let Ok(mut listener) = PgListener::connect_with(&pool).await else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
         };
-        if listener.listen(&channel).await.is_err() {
+        // A lost connection ends this listener (we connect a new one, then wake everyone), so
+        // `try_recv` never reconnects by itself: cancelling it in `select!` below is then safe
+        // (it only reads whole messages).
+        listener.eager_reconnect(false);
+        if !come_up(&mut listener, &subs).await {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
         watcher.set_tick(wait.push_tick);
         watcher.wake_all();
+        let mut sweep = tokio::time::interval_at(
+            tokio::time::Instant::now() + subs.stale_after(),
+            subs.stale_after(),
+        );
         loop {
-            match listener.try_recv().await {
-                Ok(Some(n)) if outbox.sent_by_us(n.process_id()) => {}
-                Ok(Some(n)) => {
-                    if let Ok(id) = StreamId::new(n.payload()) {
-                        watcher.notify(&id);
+            tokio::select! {
+                () = subs.kick.notified() => {
+                    let (names, shards, generation) = subs.to_listen();
+                    if !names.is_empty()
+                        && listener.listen_all(names.iter().map(String::as_str)).await.is_err()
+                    {
+                        break;
+                    }
+                    subs.listened(&shards, generation, false);
+                }
+                _ = sweep.tick() => {
+                    let mut failed = false;
+                    for name in subs.take_stale() {
+                        failed |= listener.unlisten(&name).await.is_err();
+                    }
+                    if failed {
+                        break;
                     }
                 }
-                // The connection was lost: connect and listen again (and wake everyone then),
-                // polling fast until then.
-                Ok(None) => break,
-                Err(_) => {
-                    watcher.wake_all();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    break;
-                }
+                received = listener.try_recv() => match received {
+                    Ok(Some(n)) => {
+                        subs.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if outbox.sent_by_us(n.process_id()) {
+                            continue;
+                        }
+                        if let Ok(id) = StreamId::new(n.payload()) {
+                            watcher.notify(&id);
+                        }
+                    }
+                    // The connection was lost: connect and listen again (and wake everyone
+                    // then), polling fast until then.
+                    Ok(None) => break,
+                    Err(_) => {
+                        watcher.wake_all();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                },
             }
+        }
+    }
+}
+
+/// Listens on every wanted channel of a new connection, then marks it up; `false` if the
+/// connection failed.
+async fn come_up(listener: &mut PgListener, subs: &Subscriptions) -> bool {
+    loop {
+        let (names, shards, generation) = subs.to_listen();
+        if !names.is_empty()
+            && listener
+                .listen_all(names.iter().map(String::as_str))
+                .await
+                .is_err()
+        {
+            return false;
+        }
+        if subs.listened(&shards, generation, true) {
+            return true;
         }
     }
 }

@@ -2,9 +2,12 @@
 
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::Result;
 use streamstore_sql::{DbTarget, WaitSettings, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_SWEEP_INTERVAL};
+
+use crate::shards::{DEFAULT_SHARDS, MAX_SHARDS};
 
 /// The watcher's tick while `LISTEN` is down, unless the URL says `wait_tick_ms=`.
 pub const DEFAULT_WAIT_TICK: Duration = Duration::from_millis(100);
@@ -18,7 +21,8 @@ pub const DEFAULT_PUSH_TICK: Duration = Duration::from_secs(2);
 /// Built from a URL (`postgres://user:password@host:port/database?table_prefix=app_`); the
 /// options `table_prefix` (default `streamstore_`), `max_connections` (default 8) and the
 /// waiting-read settings `push_tick_ms` (default 2000), `wait_tick_ms` (default 100),
-/// `wait_batch` (default 5000) and `wait_connections` (default 2) are this crate's, every other
+/// `wait_batch` (default 5000) and `wait_connections` (default 2), and `notify_shards` (default
+/// 4096: notification channels, fixed by whoever creates the tables) are this crate's, every other
 /// query option goes to the driver (e.g. `sslmode`). `Debug` never shows
 /// the password.
 #[derive(Clone)]
@@ -34,6 +38,9 @@ pub struct PostgresConfig {
     /// streams every `wait.push_tick` while `LISTEN` is healthy and every `wait.tick` while it
     /// is down, on a pool of `wait.connections` of its own.
     pub wait: WaitSettings,
+    /// Notification channels (stream shards) of the tables if this store creates them
+    /// (1..=65,536); a store opening existing tables uses the count stored with them.
+    pub notify_shards: u32,
 }
 
 impl PostgresConfig {
@@ -41,9 +48,15 @@ impl PostgresConfig {
     /// message never quotes the URL.
     pub fn from_url(url: &str) -> Result<Self> {
         let target = DbTarget::parse(url, &["postgres", "postgresql"])?;
+        if target.notify_shards().is_some_and(|n| n > MAX_SHARDS) {
+            return Err(streamstore::Error::invalid(format!(
+                "notify_shards must be at most {MAX_SHARDS}"
+            )));
+        }
         Ok(PostgresConfig {
             max_connections: target.max_connections(),
             wait: target.wait_settings(DEFAULT_WAIT_TICK, DEFAULT_PUSH_TICK),
+            notify_shards: target.notify_shards().unwrap_or(DEFAULT_SHARDS),
             target,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
@@ -61,6 +74,7 @@ impl fmt::Debug for PostgresConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sweep_interval", &self.sweep_interval)
             .field("wait", &self.wait)
+            .field("notify_shards", &self.notify_shards)
             .finish_non_exhaustive()
     }
 }

@@ -3,11 +3,12 @@
 //! payload is a bound parameter.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Transaction};
-use streamstore::{Incarnation, Record, Result, StreamId};
+use streamstore::{Error, ErrorKind, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
     bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
     to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
@@ -15,6 +16,7 @@ use streamstore_sql::{
 
 use crate::error::parse_postgres_error;
 use crate::notify::Outbox;
+use crate::shards::{Subscriptions, MAX_SHARDS};
 
 /// The columns of a head row, in [`HeadColumns`] order.
 const HEAD_COLUMNS: &str = "incarnation, first_offset, next_offset, created_ms, last_append_ms, \
@@ -148,14 +150,15 @@ impl Sql {
     }
 }
 
-/// The PostgreSQL dialect: a pool, the table names, the NOTIFY channel and the outbox of
-/// notifications to send after commits.
+/// The PostgreSQL dialect: a pool, the table names, the NOTIFY channels (sharded by stream) and
+/// the outbox of notifications to send after commits.
 pub(crate) struct PgCore {
     pool: PgPool,
     /// The watcher's head reads and waiting reads' re-reads.
     wait_pool: PgPool,
     tables: Tables,
-    channel: String,
+    /// The notification channels listened to; the watcher's head reads wait for theirs.
+    subs: Arc<Subscriptions>,
     sql: Sql,
     outbox: Arc<Outbox>,
 }
@@ -174,6 +177,8 @@ impl PgCore {
         pool: PgPool,
         wait_pool: PgPool,
         prefix: &TablePrefix,
+        notify_shards: u32,
+        unlisten_after: Duration,
     ) -> Result<Self> {
         let t = prefix.tables();
         let mut tx = db(pool.begin().await)?;
@@ -226,12 +231,34 @@ impl PgCore {
                  ON CONFLICT (name) DO NOTHING",
                 t.meta
             ),
+            // The first process to create the tables fixes the notification shards for all.
+            format!(
+                "INSERT INTO {} (name, value) VALUES ('notify_shards', {}) \
+                 ON CONFLICT (name) DO NOTHING",
+                t.meta,
+                notify_shards.clamp(1, MAX_SHARDS)
+            ),
         ];
         create_schema::<Postgres>(&mut tx, prefix, &ddl, parse_postgres_error).await?;
+        let shards: i64 = db(sqlx::query_scalar(&format!(
+            "SELECT value FROM {} WHERE name = 'notify_shards'",
+            t.meta
+        ))
+        .fetch_one(&mut *tx)
+        .await)?;
+        let shards = u32::try_from(shards)
+            .ok()
+            .filter(|s| (1..=MAX_SHARDS).contains(s))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("tables {prefix:?} have notify_shards {shards}, not 1..={MAX_SHARDS}"),
+                )
+            })?;
         db(tx.commit().await)?;
         Ok(PgCore {
             sql: Sql::new(&t),
-            channel: format!("{prefix}changes"),
+            subs: Arc::new(Subscriptions::new(prefix.as_str(), shards, unlisten_after)),
             tables: t,
             pool,
             wait_pool,
@@ -254,9 +281,10 @@ impl PgCore {
         &self.pool
     }
 
-    /// The `LISTEN` channel of this prefix; payloads are stream ids (hints only).
-    pub(crate) fn channel(&self) -> &str {
-        &self.channel
+    /// The `LISTEN` channels of this prefix (payloads are stream ids, hints only) and which of
+    /// them this store object needs.
+    pub(crate) fn subscriptions(&self) -> Arc<Subscriptions> {
+        Arc::clone(&self.subs)
     }
 
     /// The notifications to send (by `notify::send_loop`).
@@ -355,6 +383,10 @@ streamstore_sql::sqlx_dialect! {
         }
 
         async fn head_marks(&self, streams: &[StreamId], now_ms: u64) -> Result<Vec<(StreamId, u64)>> {
+            // Listen first: a change committed after this read is then notified to us (see
+            // `shards`). `now_ms` may be a little old by then, which only keeps a stream that
+            // just expired one pass longer.
+            self.subs.ensure(streams).await;
             let ids: Vec<&[u8]> = streams.iter().map(sid).collect();
             let rows = db(sqlx::query(&self.sql.head_marks)
                 .bind(ids)

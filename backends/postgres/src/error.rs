@@ -1,6 +1,7 @@
 //! PostgreSQL errors as `streamstore::Error`s, by SQLSTATE code, never by message text.
 
 use sqlx::error::ErrorKind as SqlxKind;
+use streamstore::implementor::ErrorShorthand;
 use streamstore::{Error, ErrorKind};
 use streamstore_sql::{driver_error, RolledBack};
 

@@ -9,6 +9,7 @@ mod error;
 #[cfg(feature = "conformance")]
 mod factory;
 mod notify;
+mod shards;
 
 pub use backend::{PostgresStore, KEYS_PER_STREAM, MAX_RECORD_BYTES};
 pub use config::PostgresConfig;

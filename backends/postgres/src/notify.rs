@@ -5,8 +5,8 @@
 //! notifying transaction on the cluster commits one at a time: with 16 concurrent appenders,
 //! 5–6× fewer commits per second (see `docs/benchmarks.md`). So writes only queue the stream in
 //! an [`Outbox`] once they committed, and one task per store sends what is queued on a
-//! connection of its own: one `pg_notify` per stream, all streams queued since its last send in
-//! one statement, at most one such transaction per [`COALESCE`], each with
+//! connection of its own: one `pg_notify` per stream, on the channel of the stream's shard (see
+//! `shards`), all streams queued since its last send in one statement, at most one such transaction per [`COALESCE`], each with
 //! `synchronous_commit = off` (a notification is a wake-up hint: it need not survive a crash).
 //!
 //! Because a stream is queued only after its write committed, a reader woken by the
@@ -23,6 +23,8 @@ use sqlx::Connection;
 use streamstore::StreamId;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::shards::Subscriptions;
 
 /// Shortest time between two notify transactions of one store: the streams changed meanwhile
 /// go out together.
@@ -52,10 +54,11 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    fn take(&self) -> Vec<String> {
+    /// The queued streams, emptying the queue.
+    fn take(&self) -> Vec<StreamId> {
         let streams =
             std::mem::take(&mut *self.streams.lock().unwrap_or_else(PoisonError::into_inner));
-        streams.into_iter().map(|s| s.as_str().to_owned()).collect()
+        streams.into_iter().collect()
     }
 
     /// Whether a notification with this sender was sent by this store.
@@ -64,8 +67,12 @@ impl Outbox {
     }
 }
 
-/// Sends the outbox's streams as `NOTIFY`s on `channel` until aborted.
-pub(crate) async fn send_loop(connect: PgConnectOptions, channel: String, outbox: Arc<Outbox>) {
+/// Sends the outbox's streams as `NOTIFY`s, each on its shard's channel, until aborted.
+pub(crate) async fn send_loop(
+    connect: PgConnectOptions,
+    subs: Arc<Subscriptions>,
+    outbox: Arc<Outbox>,
+) {
     let mut conn: Option<PgConnection> = None;
     let mut last = Instant::now();
     loop {
@@ -90,11 +97,14 @@ pub(crate) async fn send_loop(connect: PgConnectOptions, channel: String, outbox
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let sent = sqlx::query("SELECT pg_notify($1, s) FROM UNNEST($2::TEXT[]) AS s")
-            .bind(&channel)
-            .bind(&streams)
-            .execute(&mut *c)
-            .await;
+        let channels: Vec<String> = streams.iter().map(|s| subs.channel_of(s)).collect();
+        let payloads: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        let sent =
+            sqlx::query("SELECT pg_notify(c, s) FROM UNNEST($1::TEXT[], $2::TEXT[]) AS t(c, s)")
+                .bind(&channels)
+                .bind(&payloads)
+                .execute(&mut *c)
+                .await;
         if sent.is_err() {
             outbox.sender_pid.store(0, Ordering::Relaxed);
             conn = None;

@@ -4,7 +4,7 @@
 //! Needs `STREAMSTORE_POSTGRES_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down postgres` / `up postgres`); prints SKIPPED and passes without the URL.
 
-use streamstore_postgres::{PostgresStore, URL_ENV};
+use streamkeep_postgres::{PostgresStore, URL_ENV};
 
 streamstore_adapter_testing::restart_test! {
     store: PostgresStore,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use streamstore_postgres::{PostgresStore, URL_ENV};
+use streamkeep_postgres::{PostgresStore, URL_ENV};
 
 streamstore_adapter_testing::sql_adapter_tests! {
     store: PostgresStore,

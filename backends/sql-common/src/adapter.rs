@@ -4,10 +4,11 @@
 
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::{Connection, Database};
-use streamstore::wait::WatchOptions;
+use streamstore::implementor::wait::WatchOptions;
 use streamstore::{Capabilities, Error, ErrorKind, IdempotencyWindow, Result, WaitMechanism};
 
 use crate::prefix::TablePrefix;
@@ -61,6 +62,11 @@ impl DbTarget {
     /// The table prefix.
     pub fn prefix(&self) -> &TablePrefix {
         &self.prefix
+    }
+
+    /// `notify_shards=` of the URL, if given (PostgreSQL: notification channels of new tables).
+    pub fn notify_shards(&self) -> Option<u32> {
+        self.url.notify_shards
     }
 
     /// The URL's `max_connections=`, or [`DEFAULT_MAX_CONNECTIONS`].

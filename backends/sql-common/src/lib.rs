@@ -1,4 +1,4 @@
-//! Shared logic of the streamstore SQL adapters (`streamstore-postgres`, `streamstore-mysql`).
+//! Shared logic of the streamkeep SQL adapters (`streamkeep-postgres`, `streamkeep-mysql`).
 //! Not for direct use.
 //!
 //! The adapters keep the same schema shape and run the same algorithms; only the SQL text and

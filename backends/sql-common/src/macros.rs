@@ -13,7 +13,7 @@
 /// `sqlx::Transaction<'static, database>`, `Conn` is `sqlx::pool::PoolConnection<database>`.
 ///
 /// ```text
-/// streamstore_sql::sqlx_dialect! {
+/// streamkeep_sql::sqlx_dialect! {
 ///     impl SqlDialect for PgCore {
 ///         database: Postgres,
 ///         map_error: parse_postgres_error;
@@ -193,7 +193,7 @@ macro_rules! sqlx_dialect {
 /// [`SqlStore`](crate::SqlStore) field.
 ///
 /// ```text
-/// streamstore_sql::forward_stream_store!(PostgresStore, inner);
+/// streamkeep_sql::forward_stream_store!(PostgresStore, inner);
 /// ```
 #[macro_export]
 macro_rules! forward_stream_store {
@@ -281,7 +281,7 @@ macro_rules! forward_stream_store {
 /// `driver_url`.
 ///
 /// ```text
-/// streamstore_sql::config_target_methods!(PostgresConfig);
+/// streamkeep_sql::config_target_methods!(PostgresConfig);
 /// ```
 #[macro_export]
 macro_rules! config_target_methods {

@@ -2,8 +2,9 @@
 //! `u64` values and SQL `BIGINT` (signed 64-bit in both databases).
 
 use std::time::Duration;
+use streamstore::implementor::ErrorShorthand;
 
-use streamstore::head::{KeyWindow, StreamHead};
+use streamstore::implementor::head::{KeyWindow, StreamHead};
 use streamstore::{AppendResult, Error, Incarnation, Result, Retention};
 
 /// The schema version this crate creates and understands. Stored in `<prefix>meta`; a database
@@ -76,7 +77,7 @@ pub struct HeadRow {
 /// `incarnation, first_offset, next_offset, created_ms, last_append_ms, sealed_ms, bytes,
 /// seal_ttl_ms, idle_ttl_ms, max_bytes, key_count, expires_ms`.
 ///
-/// `expires_ms` is derived ([`HeadRow::expires_ms`]) and written with every head update, so
+/// `expires_ms` is derived ([`HeadColumns::expires_ms`]) and written with every head update, so
 /// that the sweeper and `list` find expired streams through an index on that one column (MySQL
 /// has no partial indexes, and an `OR` of two rules uses no index); it is ignored when read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,10 +139,12 @@ impl HeadRow {
                 last_append_ms: from_db(c.last_append_ms)?,
                 sealed_ms: c.sealed_ms.map(from_db).transpose()?,
                 bytes: from_db(c.bytes)?,
-                retention: Retention {
-                    delete_after_seal: c.seal_ttl_ms.map(duration_from_db),
-                    delete_after_idle: c.idle_ttl_ms.map(duration_from_db),
-                    max_bytes: c.max_bytes.map(from_db).transpose()?,
+                retention: {
+                    let mut o = Retention::default();
+                    o.delete_after_seal = c.seal_ttl_ms.map(duration_from_db);
+                    o.delete_after_idle = c.idle_ttl_ms.map(duration_from_db);
+                    o.max_bytes = c.max_bytes.map(from_db).transpose()?;
+                    o
                 },
                 keys: KeyWindow::default(),
             },
@@ -169,7 +172,7 @@ impl HeadRow {
 pub struct KeyRow {
     /// The original append's result (its incarnation included).
     pub result: AppendResult,
-    /// `streamstore::validate::batch_digest` of the original batch.
+    /// `streamstore::implementor::validate::batch_digest` of the original batch.
     pub digest: u64,
 }
 
@@ -200,7 +203,7 @@ impl KeyRow {
 }
 
 /// Whether a time-based retention rule has fired for `head` at `now_ms` (the reference store's
-/// rule, [`StreamHead::is_expired`]; [`HeadRow::expires_ms`] is the same deadline as a column).
+/// rule, [`StreamHead::is_expired`]; [`HeadColumns::expires_ms`] is the same deadline as a column).
 pub fn is_expired(head: &HeadRow, now_ms: u64) -> bool {
     head.head.is_expired(now_ms)
 }

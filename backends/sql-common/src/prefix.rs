@@ -1,6 +1,7 @@
 //! The table-name prefix: the only caller-chosen text that ever becomes part of SQL text.
 
 use std::fmt;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::{Error, Result};
 

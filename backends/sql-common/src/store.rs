@@ -10,12 +10,13 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use streamstore::implementor::{ErrorShorthand, ReadBatchParts};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::{check_append, check_read, now_ms};
-use streamstore::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::head::{Decision, StreamHead};
+use streamstore::implementor::validate::{check_append, check_read, now_ms};
+use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
@@ -551,7 +552,7 @@ impl<D: SqlDialect> Core<D> {
 
     async fn sweep_loop(self: Arc<Self>, every: Duration) {
         let open = || self.check_open().is_ok();
-        streamstore::wait::sweep_periodically(every, open, || self.sweep_once()).await;
+        streamstore::implementor::wait::sweep_periodically(every, open, || self.sweep_once()).await;
     }
 
     async fn sweep_once(&self) -> Result<usize> {
@@ -625,6 +626,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         let mut woken = false;
         wait_for_records(
             wait,
+            options.incarnation,
             || core.watcher.arm(stream),
             || {
                 let reread = std::mem::replace(&mut woken, true);

@@ -1,6 +1,7 @@
 //! Connection URLs: the options the adapters read from them, and a description without secrets.
 
 use std::fmt;
+use streamstore::implementor::ErrorShorthand;
 
 use streamstore::{Error, Result};
 
@@ -11,7 +12,8 @@ pub const DEFAULT_PREFIX: &str = "streamstore_";
 
 /// A database URL split into the part the driver gets and the options this project reads from
 /// its query string (`table_prefix`, `max_connections`, and the waiting-read settings
-/// `wait_tick_ms`, `push_tick_ms`, `wait_batch`, `wait_connections`), which are removed before
+/// `wait_tick_ms`, `push_tick_ms`, `wait_batch`, `wait_connections`, and PostgreSQL's
+/// `notify_shards`), which are removed before
 /// the driver sees the URL.
 ///
 /// `Debug` shows where it connects (scheme, host, port, database, user) and never the password
@@ -36,6 +38,8 @@ pub struct DbUrl {
     pub wait_batch: Option<u32>,
     /// `wait_connections=`: connections of the wait pool, if given.
     pub wait_connections: Option<u32>,
+    /// `notify_shards=`: notification channels of new tables (PostgreSQL), if given.
+    pub notify_shards: Option<u32>,
 }
 
 /// A positive integer option.
@@ -60,6 +64,7 @@ impl DbUrl {
         }
         let mut prefix = None;
         let mut max_connections = None;
+        let mut notify_shards = None;
         let (mut wait_tick_ms, mut push_tick_ms, mut wait_batch, mut wait_connections) =
             (None, None, None, None);
         let mut rest = Vec::new();
@@ -71,6 +76,7 @@ impl DbUrl {
                 "push_tick_ms" => push_tick_ms = Some(positive(&k, &v)?),
                 "wait_batch" => wait_batch = Some(positive(&k, &v)?),
                 "wait_connections" => wait_connections = Some(positive(&k, &v)?),
+                "notify_shards" => notify_shards = Some(positive(&k, &v)?),
                 _ => rest.push((k.into_owned(), v.into_owned())),
             }
         }
@@ -92,6 +98,7 @@ impl DbUrl {
             push_tick_ms,
             wait_batch,
             wait_connections,
+            notify_shards,
         })
     }
 
@@ -114,6 +121,7 @@ impl fmt::Debug for DbUrl {
             .field("wait_tick_ms", &self.wait_tick_ms)
             .field("push_tick_ms", &self.push_tick_ms)
             .field("wait_batch", &self.wait_batch)
+            .field("notify_shards", &self.notify_shards)
             .field("wait_connections", &self.wait_connections)
             .finish_non_exhaustive()
     }

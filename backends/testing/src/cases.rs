@@ -394,10 +394,7 @@ pub async fn reads_keep_the_contract_on_every_query(store: &dyn StreamStore) {
     let b = store.read(&s, 1, unbounded).await.unwrap();
     assert!(b.records.is_empty() && b.end_offset == 1);
     // Expired (idle retention fired; the sweeper may not have run): missing.
-    let idle = streamstore::Retention {
-        delete_after_idle: Some(Duration::from_millis(50)),
-        ..streamstore::Retention::default()
-    };
+    let idle = streamstore::Retention::default().delete_after_idle(Duration::from_millis(50));
     store.set_retention(&s, idle).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let b = store.read(&s, 0, unbounded).await.unwrap();
@@ -481,9 +478,11 @@ macro_rules! sql_adapter_tests {
             println!(
                 "1,000 waiters: slowest wake-up {worst:?}; all saw the seals within {storm:?}"
             );
-            // A missed wake-up sleeps out the 30 s wait.
-            assert!(worst < Duration::from_secs(5), "slowest wake-up {worst:?}");
-            assert!(storm < Duration::from_secs(10), "seal storm took {storm:?}");
+            // A missed wake-up sleeps out the 30 s wait; the bounds stay well below it but far
+            // above what a loaded CI machine needs (6.6 s was seen at load average 15), so the
+            // test fails on a missed wake-up, not on a slow machine. Latency is the benchmark's job.
+            assert!(worst < Duration::from_secs(20), "slowest wake-up {worst:?}");
+            assert!(storm < Duration::from_secs(25), "seal storm took {storm:?}");
             a.close().await.unwrap();
             b.close().await.unwrap();
             $store::destroy(&url, &p).await.unwrap();
@@ -553,10 +552,8 @@ macro_rules! sql_adapter_tests {
                 )
                 .await
                 .unwrap();
-            let idle = streamstore::Retention {
-                delete_after_idle: Some(std::time::Duration::from_millis(50)),
-                ..streamstore::Retention::default()
-            };
+            let idle = streamstore::Retention::default()
+                .delete_after_idle(std::time::Duration::from_millis(50));
             store.set_retention(&s, idle).await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             // Expired streams are never served, swept or not.

@@ -39,9 +39,9 @@ async fn missing_stream_reads_empty(ctx: &Ctx) -> Outcome {
 
 async fn append_then_read_roundtrip(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
-    let before = streamstore::validate::now_ms();
+    let before = streamstore::implementor::validate::now_ms();
     let r = put(&ctx.store, &id, &["hello"]).await?;
-    let after = streamstore::validate::now_ms();
+    let after = streamstore::implementor::validate::now_ms();
     ensure_eq!(r.first_offset, 0);
     ensure_eq!(r.count, 1);
     ensure!(

@@ -20,11 +20,12 @@ async fn list_all(ctx: &Ctx, prefix: &str, limit: usize) -> Result<Vec<StreamId>
     loop {
         let page = ctx
             .store
-            .list(ListOptions {
-                prefix: prefix.to_owned(),
-                after,
-                limit,
-            })
+            .list(
+                ListOptions::default()
+                    .prefix(prefix.to_owned())
+                    .after(after)
+                    .limit(limit),
+            )
             .await?;
         ensure!(
             limit == 0 || page.streams.len() <= limit,
@@ -73,11 +74,12 @@ async fn paginates_without_gaps_or_duplicates(ctx: &Ctx) -> Outcome {
     }
     let first = ctx
         .store
-        .list(ListOptions {
-            prefix: ctx.prefix().to_owned(),
-            after: None,
-            limit: 10,
-        })
+        .list(
+            ListOptions::default()
+                .prefix(ctx.prefix().to_owned())
+                .after(None)
+                .limit(10),
+        )
         .await?;
     ensure_eq!(first.streams.len(), 10);
     ensure!(

@@ -46,13 +46,7 @@ async fn max_bytes_trims_the_oldest_records(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
     put(&ctx.store, &id, &["0123456789"]).await?;
     ctx.store
-        .set_retention(
-            &id,
-            Retention {
-                max_bytes: Some(25),
-                ..Retention::default()
-            },
-        )
+        .set_retention(&id, Retention::default().max_bytes(25))
         .await?;
     for i in 1..6 {
         put(
@@ -86,13 +80,7 @@ async fn max_bytes_never_trims_the_newest_record(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
     put(&ctx.store, &id, &["small"]).await?;
     ctx.store
-        .set_retention(
-            &id,
-            Retention {
-                max_bytes: Some(10),
-                ..Retention::default()
-            },
-        )
+        .set_retention(&id, Retention::default().max_bytes(10))
         .await?;
     ctx.store
         .append(
@@ -111,10 +99,7 @@ async fn max_bytes_never_trims_the_newest_record(ctx: &Ctx) -> Outcome {
 
 async fn delete_after_seal(ctx: &Ctx) -> Outcome {
     let (id, keep) = (ctx.id("s"), ctx.id("unsealed"));
-    let policy = Retention {
-        delete_after_seal: Some(Duration::from_millis(300)),
-        ..Retention::default()
-    };
+    let policy = Retention::default().delete_after_seal(Duration::from_millis(300));
     for s in [&id, &keep] {
         put(&ctx.store, s, &["a"]).await?;
         ctx.store.set_retention(s, policy).await?;
@@ -133,10 +118,7 @@ async fn delete_after_seal(ctx: &Ctx) -> Outcome {
 async fn delete_after_idle(ctx: &Ctx) -> Outcome {
     let id = ctx.id("s");
     put(&ctx.store, &id, &["a"]).await?;
-    let policy = Retention {
-        delete_after_idle: Some(Duration::from_millis(800)),
-        ..Retention::default()
-    };
+    let policy = Retention::default().delete_after_idle(Duration::from_millis(800));
     ctx.store.set_retention(&id, policy).await?;
     ensure!(ctx.store.info(&id).await.is_ok(), "expired at once");
     gone_within(ctx, &id, Duration::from_secs(15)).await
@@ -145,13 +127,7 @@ async fn delete_after_idle(ctx: &Ctx) -> Outcome {
 async fn retention_of_a_missing_stream_is_not_found(ctx: &Ctx) -> Outcome {
     expect_kind(
         ctx.store
-            .set_retention(
-                &ctx.id("missing"),
-                Retention {
-                    max_bytes: Some(1),
-                    ..Retention::default()
-                },
-            )
+            .set_retention(&ctx.id("missing"), Retention::default().max_bytes(1))
             .await,
         ErrorKind::NotFound,
     )

@@ -20,11 +20,9 @@ pub(crate) fn cases() -> Vec<Case> {
 }
 
 fn opts() -> SubscribeOptions {
-    SubscribeOptions {
-        batch: 3,
-        poll: Duration::from_secs(2),
-        ..SubscribeOptions::default()
-    }
+    SubscribeOptions::default()
+        .batch(3)
+        .poll(Duration::from_secs(2))
 }
 
 async fn collect(

@@ -1,8 +1,3 @@
-// NOT YET WIRED (issue 16): on main this module is not compiled. Wiring it takes `mod containers;`
-// in tests/conformance.rs (with the STREAMSTORE_CONTAINERS path), the dev-dependency
-// `testcontainers = { version = "=0.27.3", default-features = false }` and the containers step
-// in scripts/test.sh; it passed the whole suite for all five servers that way before it was
-// parked, and was kept out of this session's CI only for want of time to verify the merge.
 //! The testcontainers path: each selected backend's server is started in a container, the suite
 //! runs against it, and the container is removed.
 //!
@@ -21,7 +16,7 @@ mod servers;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamstore_conformance::{run_suite, Factory, Summary};
+use streamkeep_conformance::{run_suite, Factory, Summary};
 use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};

@@ -1,6 +1,7 @@
 //! The file-system seam: every file operation of the local engine goes through [`FileSystem`], so
 //! tests can inject `ENOSPC`, `EIO` and failed syncs (see `engine/tests/local_faults.rs`).
 
+use crate::implementor::ErrorShorthand;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
@@ -55,6 +56,15 @@ pub trait FileSystem: Send + Sync + 'static {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
         self.open(path, true)
+    }
+    /// Opens `path` for writing with direct I/O (`O_DIRECT`: no page cache; each write returns
+    /// when the device has the data, though not yet durably), creating it (mode 0600). `Ok(None)`
+    /// where direct I/O is not available; the default (test file systems). The preallocator
+    /// writes a spare segment's zeros through it, one chunk at a time, so that at most one chunk
+    /// of zeros is ever queued ahead of a commit's `fdatasync` (see `segment::prepare_paced`).
+    /// Writes through it must be aligned (position, length and buffer) to 4 KiB.
+    fn open_direct(&self, _path: &Path) -> io::Result<Option<Arc<dyn FileHandle>>> {
+        Ok(None)
     }
 }
 
@@ -112,6 +122,20 @@ impl FileSystem for StdFs {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
         Ok(Arc::new(StdFile(file)))
+    }
+    fn open_direct(&self, path: &Path) -> io::Result<Option<Arc<dyn FileHandle>>> {
+        let opened = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECT)
+            .open(path);
+        match opened {
+            Ok(file) => Ok(Some(Arc::new(StdFile(file)))),
+            // A file system without direct I/O (tmpfs, some FUSE ones).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();

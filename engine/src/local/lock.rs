@@ -43,6 +43,15 @@ pub(crate) fn lock(dir: &Path) -> Result<DirLock> {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             let holder = holder.trim();
+            if holder == std::process::id().to_string() {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the data directory {} is already open in this process (pid {holder}): close that LocalStore (or share it through an Arc) before opening the directory again",
+                        dir.display()
+                    ),
+                ));
+            }
             let who = if holder.is_empty() {
                 "another process".to_owned()
             } else {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use streamstore::{AppendOptions, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore};
+//! use streamkeep::{AppendOptions, LocalOptions, LocalStore, ReadOptions, StreamId, StreamStore};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = std::env::temp_dir().join(format!("streamstore-doc-{}", std::process::id()));
@@ -24,15 +24,16 @@
 //! assert_eq!(batch.records[0].payload, "step 1");
 //! store.close().await?;
 //! # std::fs::remove_dir_all(&dir).unwrap();
-//! # Ok::<(), streamstore::Error>(())
+//! # Ok::<(), streamkeep::Error>(())
 //! # }).unwrap();
 //! ```
 
+mod backpressure;
 mod checkpoint;
 mod codec;
 mod flusher;
-pub mod format;
-pub mod fs;
+pub(crate) mod format;
+pub(crate) mod fs;
 mod index;
 mod lock;
 pub mod metrics;
@@ -54,6 +55,7 @@ mod streams;
 mod verify;
 mod writer;
 
+use crate::implementor::{ErrorShorthand, ListParts};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +65,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use crate::capabilities::{Capabilities, IdempotencyWindow};
 use crate::error::{Error, ErrorKind, Result};
@@ -76,12 +78,13 @@ use crate::types::{
 use crate::validate::{check_append, check_read, now_ms};
 use crate::wait::wait_for_records;
 
-pub use fs::{FileHandle, FileSystem, StdFs};
-pub use options::{Durability, LocalOptions};
+pub use backpressure::{QueueStats, StreamQueue};
+pub use options::{Durability, LocalOptions, Overload};
 pub use report::{LostRange, Quarantine, RecoveryReport, TornTail};
 pub use stats::LocalStats;
 pub use verify::{verify_dir, VerifyProblem, VerifyReport};
 
+use backpressure::{append_cost, op_cost, Admission};
 use lock::DirLock;
 use shared::Shared;
 use writer::{fail_op, AppendOp, Op, Queued};
@@ -99,7 +102,7 @@ pub struct PinnedSegment {
 pub struct LocalStore {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Queued>,
-    permits: Arc<Semaphore>,
+    admission: Arc<Admission>,
     thread: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<DirLock>>,
     closing: AtomicBool,
@@ -147,7 +150,7 @@ impl LocalStore {
         Ok(LocalStore {
             shared,
             tx,
-            permits: Arc::new(Semaphore::new(options.queue_capacity.max(1))),
+            admission: Admission::new(&options),
             thread: Mutex::new(Some(thread)),
             lock: Mutex::new(Some(dir_lock)),
             closing: AtomicBool::new(false),
@@ -162,10 +165,14 @@ impl LocalStore {
     }
 
     /// This session's failures and skipped work: the poison message, failed log writes and
-    /// syncs, failed erasures of failed groups, skipped byte retention and compaction.
+    /// syncs, failed erasures of failed groups, skipped byte retention and compaction; and the
+    /// writer's queue: what is queued now (in total and for the streams with the most), and the
+    /// operations refused by `Overload::Reject`.
     pub fn stats(&self) -> LocalStats {
         let poisoned = self.shared.state().poisoned.clone();
-        self.shared.counters.snapshot(poisoned)
+        let mut stats = self.shared.counters.snapshot(poisoned);
+        stats.queue = self.admission.stats();
+        stats
     }
 
     /// The data directory.
@@ -226,7 +233,8 @@ impl LocalStore {
 
     /// Writes a checkpoint now and deletes the segments no live record needs.
     pub async fn checkpoint(&self) -> Result<()> {
-        self.submit(|tx| Op::Checkpoint { tx }).await
+        self.submit(None, op_cost(), |tx| Op::Checkpoint { tx })
+            .await
     }
 
     fn check_open(&self) -> Result<()> {
@@ -240,16 +248,18 @@ impl LocalStore {
         Ok(())
     }
 
-    /// Queues an operation for the writer and waits for its answer.
-    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
+    /// Queues an operation of `stream` counting `cost` bytes (`backpressure`) for the writer
+    /// and waits for its answer.
+    async fn submit<T>(
+        &self,
+        stream: Option<&StreamId>,
+        cost: u64,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op,
+    ) -> Result<T> {
         self.check_open()?;
-        // Backpressure: at most `queue_capacity` operations wait for the writer.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::closed())?;
+        // Backpressure: the queue is bounded in operations and bytes, per stream and in total;
+        // beyond a bound the caller waits or is refused (`LocalOptions::overload`).
+        let permit = self.admission.admit(stream, cost).await?;
         self.check_open()?;
         let (tx, rx) = oneshot::channel();
         let queued = Queued {
@@ -353,10 +363,11 @@ impl StreamStore for LocalStore {
         let key = options.idempotency_key.as_ref();
         let (bytes, digest) = check_append(stream, &records, key, &self.caps)?;
         let key = options.idempotency_key.zip(digest);
-        let stream = stream.clone();
-        self.submit(|tx| {
+        let cost = append_cost(records.len(), bytes);
+        let id = stream.clone();
+        self.submit(Some(stream), cost, |tx| {
             Op::Append(AppendOp {
-                stream,
+                stream: id,
                 records,
                 bytes,
                 expect: options.expect,
@@ -379,6 +390,7 @@ impl StreamStore for LocalStore {
                     .then(|| read::DurableWaiter::new(&self.shared));
                 wait_for_records(
                     wait,
+                    options.incarnation,
                     || self.shared.notifiers.arm(stream),
                     || read::read_now(&self.shared, stream, from, &options),
                 )
@@ -388,18 +400,25 @@ impl StreamStore for LocalStore {
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {
-        let stream = stream.clone();
-        self.submit(|tx| Op::Seal { stream, tx }).await
+        let id = stream.clone();
+        self.submit(Some(stream), op_cost(), |tx| Op::Seal { stream: id, tx })
+            .await
     }
 
     async fn trim(&self, stream: &StreamId, before: u64) -> Result<u64> {
-        let stream = stream.clone();
-        self.submit(|tx| Op::Trim { stream, before, tx }).await
+        let id = stream.clone();
+        self.submit(Some(stream), op_cost(), |tx| Op::Trim {
+            stream: id,
+            before,
+            tx,
+        })
+        .await
     }
 
     async fn delete(&self, stream: &StreamId) -> Result<bool> {
-        let stream = stream.clone();
-        self.submit(|tx| Op::Delete { stream, tx }).await
+        let id = stream.clone();
+        self.submit(Some(stream), op_cost(), |tx| Op::Delete { stream: id, tx })
+            .await
     }
 
     async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {
@@ -434,9 +453,9 @@ impl StreamStore for LocalStore {
     }
 
     async fn set_retention(&self, stream: &StreamId, retention: Retention) -> Result<()> {
-        let stream = stream.clone();
-        self.submit(|tx| Op::SetRetention {
-            stream,
+        let id = stream.clone();
+        self.submit(Some(stream), op_cost(), |tx| Op::SetRetention {
+            stream: id,
             retention,
             tx,
         })
@@ -459,6 +478,8 @@ impl StreamStore for LocalStore {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        // Callers still waiting for a place in the queue learn `Closed`.
+        self.admission.close();
         {
             let mut st = self.shared.state();
             st.closed = true;

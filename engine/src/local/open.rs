@@ -2,6 +2,7 @@
 //! state, the directory tidied for a new session, the active segment, and the writer with its
 //! session's first frames. `LocalStore::open_blocking` then starts the writer thread.
 
+use crate::implementor::ErrorShorthand;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::fs::{FileHandle, FileSystem};
-use super::segment::{self, prepare, Active};
+use super::segment::{self, prepare_paced, Active};
 
 /// The preallocator's spare.
 pub(crate) const SPARE: &str = "spare.seg.tmp";
@@ -56,7 +56,7 @@ impl Preallocator {
             .name("streamstore-prealloc".into())
             .spawn(move || {
                 for seq in req_rx {
-                    let r = prepare(fs2.as_ref(), &path2, len).and_then(|f| {
+                    let r = prepare_paced(fs2.as_ref(), &path2, len).and_then(|f| {
                         if activate {
                             segment::activate(fs2.as_ref(), &dir2, seq, f.as_ref(), &path2)
                                 .map(Spare::Segment)

@@ -1,6 +1,7 @@
 //! The read path: a read served from the tail cache, or planned under the state lock and run on
 //! a blocking thread (`reader::scan`).
 
+use crate::implementor::{ErrorShorthand, ReadBatchParts};
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -5,7 +5,9 @@
 //! that already exist (no extent allocation, no size change to commit). The zero-fill of the next
 //! segment normally runs on a background thread (the preallocator, `prealloc.rs`), which keeps at
 //! most one spare ready; the writer takes it at a roll without waiting. If none is ready, the
-//! writer prepares one itself with [`create_segment`] (correct, only slower).
+//! writer prepares one itself with [`create_segment`] (correct, only slower). The preallocator
+//! writes its zeros by direct I/O in small chunks ([`prepare_paced`]), so that they never queue
+//! up ahead of the commits' syncs.
 //!
 //! Files being prepared end in [`TMP_SUFFIX`]; recovery never reads them (they are not segment
 //! names) and `LocalStore::open` deletes them ([`remove_leftovers`]). A prepared file becomes a
@@ -72,6 +74,75 @@ pub(crate) fn prepare(
     let file = fs.open(path, true)?;
     zero_fill(file.as_ref(), 0, len.max(SEGMENT_HEADER_LEN))?;
     Ok(file)
+}
+
+/// The preallocator's zeros are written by direct I/O in chunks of this size, one at a time.
+///
+/// Why: written through the page cache, a spare's 64 MiB of zeros stay dirty until its
+/// `fdatasync`, which then submits them all at once; every commit `fdatasync` issued meanwhile
+/// waits behind that writeback (its device cache flush covers everything queued), which measured
+/// 56–87 ms stalls at 10,000 streams. Syncing every few MiB instead only made the stalls smaller
+/// and more frequent. Written directly, at most one chunk of zeros is in flight at any time, so a
+/// commit waits for at most one chunk (~0.5 ms at this disk's ~500 MiB/s).
+pub(crate) const PACED_CHUNK: usize = 256 << 10;
+
+/// The alignment direct I/O needs (buffer, position and length): the page size, which covers
+/// every logical block size in use.
+const DIRECT_ALIGN: usize = 4096;
+
+/// [`prepare`] for the preallocator: the same result (`path` created afresh, `len` bytes of
+/// zeros, synced), with the zeros written by direct I/O one [`PACED_CHUNK`] at a time where the
+/// file system offers it ([`FileSystem::open_direct`]); the rest (all of it without direct I/O,
+/// or after a direct write fails) through the page cache as in [`prepare`]. The file is a
+/// `*.seg.tmp` until `activate`, so how its zeros got there changes nothing for recovery: the
+/// final `fdatasync` makes them (and the file's size and blocks) durable before the header is
+/// written.
+pub(crate) fn prepare_paced(
+    fs: &dyn FileSystem,
+    path: &Path,
+    len: u64,
+) -> io::Result<Arc<dyn FileHandle>> {
+    if let Err(e) = fs.remove(path) {
+        if e.kind() != io::ErrorKind::NotFound {
+            return Err(e);
+        }
+    }
+    let len = len.max(SEGMENT_HEADER_LEN);
+    // A `Buffered` spare (a header's length) has no whole chunk: no direct file.
+    let direct = if len >= PACED_CHUNK as u64 {
+        fs.open_direct(path)?
+            .map_or(0, |d| write_zeros_direct(d.as_ref(), len))
+    } else {
+        0
+    };
+    let file = fs.open(path, true)?;
+    zero_fill(file.as_ref(), direct, len)?;
+    Ok(file)
+}
+
+/// Writes whole [`PACED_CHUNK`]s of zeros from the start of `file` (opened for direct I/O), each
+/// waited for before the next, up to `len`. Returns how far it got: a failed write (an alignment
+/// the device refuses, or a real error, which the page-cache write of the rest then meets
+/// again) stops it, and its chunk counts as not written.
+fn write_zeros_direct(file: &dyn FileHandle, len: u64) -> u64 {
+    let mut raw = vec![0u8; PACED_CHUNK + DIRECT_ALIGN];
+    let skip = raw.as_mut_ptr().align_offset(DIRECT_ALIGN);
+    let Some(zeros) = skip
+        .checked_add(PACED_CHUNK)
+        .and_then(|end| raw.get(skip..end))
+    else {
+        return 0;
+    };
+    let chunk = PACED_CHUNK as u64;
+    let mut pos = 0u64;
+    while pos + chunk <= len {
+        if let Err(e) = file.write_all_at(zeros, pos) {
+            tracing::debug!(error = %e, pos, "direct write of zeros failed; the rest goes through the page cache");
+            break;
+        }
+        pos += chunk;
+    }
+    pos
 }
 
 /// Turns the prepared file `spare` (at `spare_path`, zeros, synced) into segment `seq`: header written and synced, renamed to the segment's name, directory
@@ -147,4 +218,91 @@ pub(crate) fn remove_leftovers(fs: &dyn FileSystem, seg_dir: &Path) -> io::Resul
         fs.sync_dir(seg_dir)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::fs::StdFs;
+
+    /// Every byte of `path` is zero and the file is `len` long.
+    fn all_zeros(path: &Path, len: u64) {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(bytes.len() as u64, len);
+        assert!(bytes.iter().all(|b| *b == 0), "a byte is not zero");
+    }
+
+    #[test]
+    fn a_paced_spare_is_zeros_of_the_full_length_over_an_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spare.seg.tmp");
+        // An old, longer spare full of non-zero bytes: removed, not reused.
+        std::fs::write(&path, vec![0xa5u8; 5 * PACED_CHUNK]).unwrap();
+        // Whole chunks by direct I/O, then an unaligned rest through the page cache.
+        let len = 3 * PACED_CHUNK as u64 + 4096 + 7;
+        let file = prepare_paced(&StdFs, &path, len).unwrap();
+        assert_eq!(file.size().unwrap(), len);
+        all_zeros(&path, len);
+    }
+
+    /// A file system whose direct writes fail after the first chunk: the rest goes through the
+    /// page cache, and the result is the same.
+    struct FailingDirect;
+
+    struct FailAfterOne(Arc<dyn FileHandle>);
+
+    impl FileHandle for FailAfterOne {
+        fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+            self.0.read_at(buf, pos)
+        }
+        fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+            if pos > 0 {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            self.0.write_all_at(buf, pos)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.0.sync_data()
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.0.size()
+        }
+    }
+
+    impl FileSystem for FailingDirect {
+        fn open(&self, path: &Path, write: bool) -> io::Result<Arc<dyn FileHandle>> {
+            StdFs.open(path, write)
+        }
+        fn open_direct(&self, path: &Path) -> io::Result<Option<Arc<dyn FileHandle>>> {
+            let inner = StdFs
+                .open_direct(path)?
+                .expect("direct I/O in the test directory");
+            Ok(Some(Arc::new(FailAfterOne(inner))))
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            StdFs.list(dir)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            StdFs.remove(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            StdFs.rename(from, to)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            StdFs.sync_dir(dir)
+        }
+        fn exists(&self, path: &Path) -> bool {
+            StdFs.exists(path)
+        }
+    }
+
+    #[test]
+    fn a_failed_direct_write_falls_back_to_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spare.seg.tmp");
+        std::fs::write(&path, vec![0x5au8; 4 * PACED_CHUNK]).unwrap();
+        let len = 4 * PACED_CHUNK as u64;
+        prepare_paced(&FailingDirect, &path, len).unwrap();
+        all_zeros(&path, len);
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::backpressure::QueueStats;
+
 /// The counters, shared by the writer, its threads and `LocalStore`.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -32,6 +34,9 @@ pub struct LocalStats {
     pub retention_skipped: u64,
     /// Streams compaction skipped because their records could not be read back.
     pub compactions_skipped: u64,
+    /// The writer's queue now (depth in total and of the streams with the most queued) and the
+    /// operations refused by `Overload::Reject` so far.
+    pub queue: QueueStats,
 }
 
 impl Counters {
@@ -44,6 +49,7 @@ impl Counters {
             erase_failures: get(&self.erase_failures),
             retention_skipped: get(&self.retention_skipped),
             compactions_skipped: get(&self.compactions_skipped),
+            queue: QueueStats::default(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use streamstore::local::{FileHandle, FileSystem, StdFs};
+use streamkeep::implementor::fs::{FileHandle, FileSystem, StdFs};
 
 /// Opens files with [`StdFs`] and hands each one, with its path, to the closure, which returns the
 /// handle the store gets; listing, removing, renaming and directory syncs are [`StdFs`]'s.

@@ -24,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use streamstore::local::{FileHandle, FileSystem};
+use streamkeep::implementor::fs::{FileHandle, FileSystem};
 
 /// The sector size: the unit a disk writes atomically under the power-safe-overwrite assumption.
 pub const SECTOR: usize = 512;

@@ -1,6 +1,7 @@
 //! Seal, trim, retention and delete: conditional changes of the head, then cleanup.
 
 use super::*;
+use streamstore::implementor::ErrorShorthand;
 
 impl Core {
     pub(crate) async fn seal(&self, stream: &StreamId) -> Result<(StreamInfo, bool)> {

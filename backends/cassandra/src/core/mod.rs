@@ -16,9 +16,10 @@
 //!   closed head finishes the remaining steps, which are idempotent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+use streamstore::implementor::OpenFlag;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -30,8 +31,8 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::SerialConsistency;
 use scylla::value::{CqlValue, Row};
-use streamstore::head::{Decision, StreamHead};
-use streamstore::validate::now_ms;
+use streamstore::implementor::head::{Decision, StreamHead};
+use streamstore::implementor::validate::now_ms;
 use streamstore::{
     AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey, ListOptions, ListPage,
     ReadBatch, ReadOptions, Record, Result, Retention, StreamId, StreamInfo,
@@ -126,7 +127,7 @@ pub(crate) struct Core {
     st: Statements,
     pub config: CassandraConfig,
     pub caps: Capabilities,
-    closed: AtomicBool,
+    pub(crate) open: OpenFlag,
     roll_crash: AtomicU8,
     /// The [`Ambiguity`] the next append suffers (0: none; a test seam).
     ambiguity: AtomicU8,
@@ -217,7 +218,7 @@ impl Core {
             st,
             config,
             caps,
-            closed: AtomicBool::new(false),
+            open: OpenFlag::default(),
             roll_crash: AtomicU8::new(0),
             ambiguity: AtomicU8::new(0),
             locs: Mutex::new(HashMap::new()),
@@ -225,15 +226,12 @@ impl Core {
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::closed());
-        }
-        Ok(())
+        self.open.check()
     }
 
     /// Marks the store closed; returns whether it was open.
     pub(crate) fn close(&self) -> bool {
-        !self.closed.swap(true, Ordering::AcqRel)
+        self.open.close()
     }
 
     pub(crate) fn set_ambiguity(&self, a: Option<Ambiguity>) {

@@ -1,6 +1,7 @@
 //! Reads across buckets, paged by count and bytes.
 
 use super::*;
+use streamstore::implementor::ReadBatchParts;
 
 impl Core {
     pub(crate) async fn read_now(

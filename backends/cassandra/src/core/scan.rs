@@ -1,6 +1,7 @@
 //! Info, list, the retention sweeper's scan and the watcher's marks.
 
 use super::*;
+use streamstore::implementor::{ErrorShorthand, ListPageParts};
 
 impl Core {
     pub(crate) async fn info(&self, stream: &StreamId) -> Result<StreamInfo> {

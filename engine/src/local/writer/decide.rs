@@ -1,6 +1,7 @@
 //! The decision step: each operation of a group, in order, against the committed state plus the
 //! group's earlier operations (expire, create, append, seal, delete, retention).
 
+use crate::implementor::ErrorShorthand;
 use std::io;
 
 use bytes::Bytes;

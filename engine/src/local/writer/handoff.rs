@@ -44,10 +44,14 @@ impl Writer {
             return Handed::Back(g);
         }
         let in_flight = self.syncer.as_ref().is_some_and(Syncer::busy);
-        if !in_flight && self.lookahead.is_none() {
+        // Operations already in the writer's lanes (`fair.rs`) are a next group too.
+        let queued = !self.sched.is_empty();
+        if !queued && self.lookahead.is_none() {
+            // Also when a group is in flight: whether another group follows this one is what
+            // the sync thread's fill wait (`syncer::fill`) goes by.
             self.lookahead = rx.and_then(|rx| rx.try_recv().ok());
         }
-        if !in_flight && self.lookahead.is_none() {
+        if !in_flight && !queued && self.lookahead.is_none() {
             return Handed::Back(g);
         }
         if self.syncer.is_none() {
@@ -85,6 +89,7 @@ impl Writer {
             file: self.active.file.clone(),
             seq: self.active.seq,
             end: self.active.pos,
+            more: queued || self.lookahead.is_some(),
         };
         match syncer.send(h) {
             Ok(()) => Handed::Off { close, checkpoints },

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `mod.rs` | [`Writer`], its thread loop, running one group ([`Writer::process`]), close |
 //! | `ops.rs` | the operations queued to the thread and the replies sent when a group finishes |
+//! | `fair.rs` | which queued operations a group takes (per-stream deficit round robin), pacing |
 //! | `group.rs` | what one group changes ([`Group`], the per-stream `Work`) |
 //! | `decide.rs` | the decision step: expire, create, append, seal, delete, retention |
 //! | `trim.rs` | trims and byte retention (reading records back for their byte counts) |
@@ -24,6 +25,7 @@
 
 mod commit;
 mod decide;
+mod fair;
 mod finish;
 mod group;
 mod handoff;
@@ -32,13 +34,13 @@ mod ops;
 mod syncer;
 mod trim;
 
+use crate::implementor::ErrorShorthand;
 use std::io;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -53,6 +55,7 @@ use super::segment::Active;
 use super::shared::Shared;
 use super::state::State;
 
+use fair::Scheduler;
 use group::{FastMap, Group, Inflight};
 use handoff::Handed;
 pub(crate) use ops::{fail_op, AppendOp, Op, Queued};
@@ -102,6 +105,8 @@ pub(crate) struct Writer {
     /// An operation taken from the queue to see whether another group follows; it starts the
     /// next group.
     lookahead: Option<Queued>,
+    /// The queue by stream: which operations the next group takes (`fair.rs`).
+    sched: Scheduler,
 }
 
 /// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
@@ -126,6 +131,7 @@ impl Writer {
         next_number: u64,
     ) -> Self {
         let durability = shared.opts.durability;
+        let sched = Scheduler::new(shared.opts.stream_group_bytes);
         Writer {
             segment_bytes: shared.segment_bytes,
             // `Sync` and `Interval` write only into segments zero-filled and synced in advance, so
@@ -153,6 +159,7 @@ impl Writer {
             syncer_off: false,
             overlay: FastMap::default(),
             lookahead: None,
+            sched,
         }
     }
 
@@ -174,31 +181,18 @@ impl Writer {
         let tick = tick.max(Duration::from_millis(1));
         let mut closing: Option<oneshot::Sender<Result<()>>> = None;
         loop {
-            let next = match self.lookahead.take() {
-                Some(q) => Ok(q),
-                None => rx.recv_timeout(tick),
-            };
-            let first = match next {
-                Ok(q) => q,
+            self.pace();
+            if let Some(q) = self.lookahead.take() {
+                self.sched.push(q);
+            }
+            let batch = match self.sched.next_batch(&rx, tick, opts.max_group_bytes) {
+                Ok(batch) => batch,
                 Err(RecvTimeoutError::Timeout) => {
                     self.periodic(&rx);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut batch = vec![first];
-            let mut bytes = 0usize;
-            while bytes < opts.max_group_bytes && batch.len() < 4096 {
-                match rx.try_recv() {
-                    Ok(q) => {
-                        if let Op::Append(AppendOp { records, .. }) = &q.op {
-                            bytes += records.iter().map(Bytes::len).sum::<usize>();
-                        }
-                        batch.push(q);
-                    }
-                    Err(_) => break,
-                }
-            }
             if let Some(tx) = self.process(batch, Some(&rx)) {
                 closing = Some(tx);
                 break;
@@ -221,6 +215,9 @@ impl Writer {
         }
         // Anything still queued after close fails.
         if let Some(q) = self.lookahead.take() {
+            fail_op(q.op, &Error::closed());
+        }
+        for q in self.sched.drain() {
             fail_op(q.op, &Error::closed());
         }
         while let Ok(q) = rx.try_recv() {

@@ -1,10 +1,12 @@
 //! The operations queued to the writer thread, and the replies it sends when a group finishes.
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, OwnedSemaphorePermit};
+use tokio::sync::oneshot;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::{AppendResult, Expect, IdempotencyKey, Retention, StreamId, StreamInfo};
+
+use super::super::backpressure::Admitted;
 
 /// A mutation waiting for the writer.
 pub(crate) enum Op {
@@ -54,7 +56,7 @@ pub(crate) struct AppendOp {
 /// An operation with the queue slot it holds (released when the writer is done with it).
 pub(crate) struct Queued {
     pub op: Op,
-    pub _permit: Option<OwnedSemaphorePermit>,
+    pub _permit: Option<Admitted>,
 }
 
 /// An answer sent once the group is durable (or failed).

@@ -1,6 +1,7 @@
 //! Trims and byte retention: moving a stream's first offset, which needs the cumulative byte count
 //! there (from this group's records, the tail cache, or read back from the log).
 
+use crate::implementor::ErrorShorthand;
 use std::io;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;

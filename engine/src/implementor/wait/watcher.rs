@@ -342,8 +342,13 @@ impl Shared {
                 biased;
                 () = tokio::time::sleep_until(next_pass) => {
                     let all = self.sweep();
+                    let started = Instant::now();
                     self.read(all).await;
-                    next_pass = Instant::now() + self.interval();
+                    // The pause is at least as long as the pass took: a server slow to answer
+                    // (many waited-on streams, a loaded machine) spends at most about half its
+                    // time on this watcher's head reads, and the writes that would wake the
+                    // waiters are not starved by polling for them.
+                    next_pass = Instant::now() + self.interval().max(started.elapsed());
                 }
                 () = self.retick.notified() => {
                     next_pass = next_pass.min(Instant::now() + self.interval());

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::Result;
-use crate::types::{ReadBatch, StreamId};
+use crate::types::{Incarnation, ReadBatch, StreamId};
 
 mod watcher;
 
@@ -24,10 +24,14 @@ pub type Wakeup<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 ///
 /// `arm` is called before every `read_now` and returns the wake-up for changes after that point,
 /// so an append between the read and the wait is never missed. The loop returns the first batch
-/// that has records, is sealed, shows a different incarnation than the first read that found the
-/// stream (it was deleted or re-created), or is read at or after the deadline.
+/// that has records, is sealed, shows a different incarnation than `expected` (the incarnation
+/// the caller follows, [`ReadOptions::incarnation`](crate::ReadOptions::incarnation)) or, without
+/// one, than the first read that found the stream (it was deleted or re-created), finds no stream
+/// above offset 0 (such offsets only existed in a deleted life), or is read at or after the
+/// deadline.
 pub async fn wait_for_records<'a, R, F>(
     wait: Duration,
+    expected: Option<Incarnation>,
     mut arm: impl FnMut() -> Wakeup<'a>,
     mut read_now: R,
 ) -> Result<ReadBatch>
@@ -36,7 +40,7 @@ where
     F: Future<Output = Result<ReadBatch>>,
 {
     let deadline = Instant::now() + wait;
-    let mut first_incarnation = None;
+    let mut first_incarnation = expected.map(Some);
     loop {
         let wakeup = arm();
         let batch = read_now().await?;
@@ -50,6 +54,7 @@ where
         if !batch.records.is_empty()
             || batch.sealed
             || batch.incarnation != incarnation
+            || batch.is_gone()
             || Instant::now() >= deadline
         {
             return Ok(batch);

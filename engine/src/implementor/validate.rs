@@ -1,5 +1,6 @@
 //! Checks every implementation applies before it writes, written once.
 
+use crate::implementor::ErrorShorthand;
 use bytes::Bytes;
 
 use crate::capabilities::Capabilities;

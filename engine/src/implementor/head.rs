@@ -2,6 +2,7 @@
 //! seal, trim and timestamps. Backends that keep this state in a database implement the same rules
 //! in their queries; the conformance suite holds them all to it.
 
+use crate::implementor::{ErrorShorthand, ReadBatchParts};
 use std::collections::{HashMap, VecDeque};
 
 use crate::error::{Error, Result};
