@@ -24,9 +24,19 @@ const MAX_APPENDS: usize = 2000;
 /// How long a writer keeps retrying one append before the test fails.
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
-/// `scripts/services.sh` of this repository.
+/// Names another services script for the restart: a copy of `scripts/services.sh` whose
+/// server listens on another port, so that a fault test restarts a server nobody else is using
+/// (the servers of `scripts/services.sh` are shared by everything running on the machine).
+pub const SERVICES_SCRIPT_ENV: &str = "STREAMSTORE_SERVICES_SCRIPT";
+
+/// `$STREAMSTORE_SERVICES_SCRIPT` if set, else `scripts/services.sh` of this repository.
 pub fn services_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh")
+    std::env::var_os(SERVICES_SCRIPT_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh"),
+            PathBuf::from,
+        )
 }
 
 /// Runs `services.sh <args>` and panics unless it succeeds.

@@ -9,9 +9,10 @@
 
 use streamstore::Durability;
 
+use super::{Plan, RatioDef, Work, KIB};
 use crate::peers::redis::Fsync;
-use crate::plan::RatioDef;
 use crate::systems::System;
+use crate::workload::Spread;
 
 /// The server peers, in plan order.
 pub const SYSTEMS: [System; 3] = [
@@ -23,7 +24,17 @@ pub const SYSTEMS: [System; 3] = [
 /// The stream counts every server peer runs at (the engine's `Sync` runs at the same ones).
 pub const STREAM_COUNTS: [usize; 3] = [1, 1000, 10_000];
 
-/// The key suffix of the measured workload at `streams` streams (see `plan::build`'s keys).
+/// The `servers` group: every server peer at every stream count, 64 appenders of 1 KiB.
+pub(super) fn push(p: &mut Plan) {
+    for system in SYSTEMS {
+        for n in STREAM_COUNTS {
+            let a = p.spec(n, 64, KIB, 1, Spread::RoundRobin);
+            p.push("servers", Work::Append(system, a));
+        }
+    }
+}
+
+/// The key suffix of the measured workload at `streams` streams (see [`super::key`]).
 fn workload(streams: usize) -> String {
     format!("1KiBx1/a64/s{streams}")
 }
