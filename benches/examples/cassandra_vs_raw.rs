@@ -184,7 +184,14 @@ async fn main() -> streamstore::Result<()> {
         },
     )
     .await?;
-    vs_raw::line("single", "appends/s", adapter_single, "raw LWT", raw_single, 1);
+    vs_raw::line(
+        "single",
+        "appends/s",
+        adapter_single,
+        "raw LWT",
+        raw_single,
+        1,
+    );
 
     let per = args.per_task();
     let adapter_conc = vs_raw::adapter_concurrent(&store, per, &one[0]).await;
@@ -197,11 +204,24 @@ async fn main() -> streamstore::Result<()> {
         }
     })
     .await;
-    vs_raw::line("concurrent16", "appends/s", adapter_conc, "raw LWT", raw_conc, 1);
+    vs_raw::line(
+        "concurrent16",
+        "appends/s",
+        adapter_conc,
+        "raw LWT",
+        raw_conc,
+        1,
+    );
 
     // Replay: both read the same records (the raw stream written with the same batches).
     let id = StreamId::new("replay")?;
-    vs_raw::fill(&*store, &id, args.replay_records, &vec![one[0].clone(); 100]).await?;
+    vs_raw::fill(
+        &*store,
+        &id,
+        args.replay_records,
+        &vec![one[0].clone(); 100],
+    )
+    .await?;
     raw.plain_appends(
         "raw-replay",
         i64::try_from(args.replay_records).unwrap_or(0),

@@ -290,7 +290,14 @@ async fn main() -> streamstore::Result<()> {
         },
     )
     .await?;
-    vs_raw::line("single", "appends/s", adapter_single, "raw transact", raw_single, 1);
+    vs_raw::line(
+        "single",
+        "appends/s",
+        adapter_single,
+        "raw transact",
+        raw_single,
+        1,
+    );
 
     let per = args.per_task();
     let adapter_conc = vs_raw::adapter_concurrent(&store, per, &payload).await;
@@ -301,7 +308,14 @@ async fn main() -> streamstore::Result<()> {
         }
     })
     .await;
-    vs_raw::line("concurrent16", "appends/s", adapter_conc, "raw transact", raw_conc, 1);
+    vs_raw::line(
+        "concurrent16",
+        "appends/s",
+        adapter_conc,
+        "raw transact",
+        raw_conc,
+        1,
+    );
 
     // Replay: both sides hold the same items (one chunk per 100-record batch).
     let id = StreamId::new("replay")?;
@@ -329,7 +343,14 @@ async fn main() -> streamstore::Result<()> {
             "both sides read the same number of records"
         );
     }
-    vs_raw::line("replay", "records/s", adapter_replay, "raw query", raw_replay, 0);
+    vs_raw::line(
+        "replay",
+        "records/s",
+        adapter_replay,
+        "raw query",
+        raw_replay,
+        0,
+    );
     vs_raw::line(
         "replay_paged",
         "records/s",

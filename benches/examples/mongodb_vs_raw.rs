@@ -222,7 +222,14 @@ async fn main() -> streamstore::Result<()> {
         },
     )
     .await?;
-    vs_raw::line("single", "appends/s", adapter_single, "raw insert", raw_single, 1);
+    vs_raw::line(
+        "single",
+        "appends/s",
+        adapter_single,
+        "raw insert",
+        raw_single,
+        1,
+    );
 
     let per = args.per_task();
     let adapter_conc = vs_raw::adapter_concurrent(&store, per, &payload).await;
@@ -231,13 +238,26 @@ async fn main() -> streamstore::Result<()> {
         async move { raw_appends(&log, &format!("raw-conc-{w}"), per, &one).await }
     })
     .await;
-    vs_raw::line("concurrent16", "appends/s", adapter_conc, "raw insert", raw_conc, 1);
+    vs_raw::line(
+        "concurrent16",
+        "appends/s",
+        adapter_conc,
+        "raw insert",
+        raw_conc,
+        1,
+    );
 
     // Replay: both sides hold the same documents (100-record batches).
     let id = StreamId::new("replay")?;
     let batch = vec![payload.clone(); 100];
     vs_raw::fill(&*store, &id, args.replay_records, &batch).await?;
-    raw_appends(&log, "raw-replay", args.replay_records.div_ceil(100), &batch).await;
+    raw_appends(
+        &log,
+        "raw-replay",
+        args.replay_records.div_ceil(100),
+        &batch,
+    )
+    .await;
     let (mut adapter_replay, mut raw_replay_rate, mut raw_paged_rate) = (0.0, 0.0, 0.0);
     for _ in 0..3 {
         let (from, r) = vs_raw::replay(&*store, &id, ReadOptions::default()).await?;
@@ -257,7 +277,14 @@ async fn main() -> streamstore::Result<()> {
             "both sides read the same number of records"
         );
     }
-    vs_raw::line("replay", "records/s", adapter_replay, "raw find", raw_replay_rate, 0);
+    vs_raw::line(
+        "replay",
+        "records/s",
+        adapter_replay,
+        "raw find",
+        raw_replay_rate,
+        0,
+    );
     vs_raw::line(
         "replay_paged",
         "records/s",

@@ -135,7 +135,12 @@ pub async fn adapter_concurrent<S: StreamStore + 'static>(
 }
 
 /// Appends `batch` to `id` until it holds at least `records` records.
-pub async fn fill(store: &dyn StreamStore, id: &StreamId, records: u64, batch: &[Bytes]) -> Result<()> {
+pub async fn fill(
+    store: &dyn StreamStore,
+    id: &StreamId,
+    records: u64,
+    batch: &[Bytes],
+) -> Result<()> {
     let mut written = 0;
     while written < records {
         store
@@ -147,7 +152,11 @@ pub async fn fill(store: &dyn StreamStore, id: &StreamId, records: u64, batch: &
 }
 
 /// Reads `id` from offset 0 to its end in pages of `page`; (records read, records per second).
-pub async fn replay(store: &dyn StreamStore, id: &StreamId, page: ReadOptions) -> Result<(u64, f64)> {
+pub async fn replay(
+    store: &dyn StreamStore,
+    id: &StreamId,
+    page: ReadOptions,
+) -> Result<(u64, f64)> {
     let t = Instant::now();
     let mut from = 0;
     loop {

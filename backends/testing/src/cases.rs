@@ -481,8 +481,14 @@ macro_rules! sql_adapter_tests {
             // A missed wake-up sleeps out the 30 s wait; the bounds stay well below it but far
             // above what a loaded CI machine needs (6.6 s was seen at load average 15), so the
             // test fails on a missed wake-up, not on a slow machine. Latency is the benchmark's job.
-            assert!(worst < std::time::Duration::from_secs(20), "slowest wake-up {worst:?}");
-            assert!(storm < std::time::Duration::from_secs(25), "seal storm took {storm:?}");
+            assert!(
+                worst < std::time::Duration::from_secs(20),
+                "slowest wake-up {worst:?}"
+            );
+            assert!(
+                storm < std::time::Duration::from_secs(25),
+                "seal storm took {storm:?}"
+            );
             a.close().await.unwrap();
             b.close().await.unwrap();
             $store::destroy(&url, &p).await.unwrap();

@@ -174,3 +174,77 @@ pub fn build(s: &Settings) -> (Vec<Case>, Vec<RatioDef>) {
     }
     (cases, ratios::all(s))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn settings(full: bool) -> Settings {
+        Settings {
+            full,
+            reps: 1,
+            warmup: Duration::from_millis(1),
+            duration: Duration::from_millis(1),
+            recovery_sizes: Vec::new(),
+            idle_streams: 0,
+            work_dir: PathBuf::from("unused"),
+            filter: None,
+        }
+    }
+
+    /// Keys name cases in ratios, filters and the docs: each names one case.
+    #[test]
+    fn case_keys_and_ratio_names_are_unique() {
+        for full in [false, true] {
+            let (cases, ratios) = build(&settings(full));
+            let mut keys = HashSet::new();
+            for c in &cases {
+                assert!(keys.insert(&c.key), "{} twice (full: {full})", c.key);
+            }
+            let mut names = HashSet::new();
+            for r in &ratios {
+                assert!(names.insert(r.name), "{} twice (full: {full})", r.name);
+            }
+        }
+    }
+
+    /// Every ratio of the engine and of the peers built into this binary compares two cases of
+    /// the plan (the database adapters' only when their server URL is set).
+    #[test]
+    fn ratios_name_cases_of_the_plan() {
+        for full in [false, true] {
+            let (cases, ratios) = build(&settings(full));
+            let keys: HashSet<&str> = cases.iter().map(|c| c.key.as_str()).collect();
+            for r in &ratios {
+                let adapters = r.name.starts_with("postgres_") || r.name.starts_with("mysql_");
+                let embedded_peer = r.den.starts_with("sqlite-") || r.den.starts_with("fjall-");
+                if adapters || (embedded_peer && cfg!(not(feature = "peers"))) {
+                    continue;
+                }
+                for key in [&r.num, &r.den] {
+                    assert!(keys.contains(key.as_str()), "{}: no case {key}", r.name);
+                }
+            }
+        }
+    }
+
+    /// `--filter` keeps the cases whose key contains one of its comma-separated parts, in plan
+    /// order.
+    #[test]
+    fn filter_keeps_matching_cases_in_order() {
+        let (all, _) = build(&settings(false));
+        let mut s = settings(false);
+        s.filter = Some("raw-fdatasync/1KiBx64,local-sync/1KiBx1/a64".into());
+        let (kept, _) = build(&s);
+        let want: Vec<&str> = all
+            .iter()
+            .map(|c| c.key.as_str())
+            .filter(|k| k.contains("raw-fdatasync/1KiBx64") || k.contains("local-sync/1KiBx1/a64"))
+            .collect();
+        let got: Vec<&str> = kept.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(got, want);
+        assert!(got.contains(&"local-sync/1KiBx1/a64/s10000"), "{got:?}");
+    }
+}

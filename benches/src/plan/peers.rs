@@ -15,7 +15,10 @@ pub(super) fn embedded(p: &mut Plan) {
 
         use crate::systems::INTERVAL;
 
-        p.push("peers", Work::Append(System::Sqlite { full: true }, a.clone()));
+        p.push(
+            "peers",
+            Work::Append(System::Sqlite { full: true }, a.clone()),
+        );
         if p.settings.full {
             for system in [
                 System::Sqlite { full: false },

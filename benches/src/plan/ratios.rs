@@ -148,5 +148,6 @@ pub(super) fn all(s: &Settings) -> Vec<RatioDef> {
                 what: "non-durable appends at 1,000 streams: Interval(10 ms) ÷ SQLite synchronous=NORMAL",
             },
         ]);
-    }    ratios
+    }
+    ratios
 }
