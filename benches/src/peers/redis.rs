@@ -86,9 +86,17 @@ impl RedisBackend {
         .collect();
         let server = Server::start(Program::Redis, &args, port, &dir.join("redis.log")).await?;
         let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+        // The crate's default response timeout (500 ms) would fail an append whose fsync is
+        // slow on a busy disk; a benchmark measures that latency instead of erroring on it.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(60)));
         let mut conns = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {
-            conns.push(client.get_multiplexed_async_connection().await?);
+            conns.push(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            );
         }
         Ok(RedisBackend {
             server: Mutex::new(Some(server)),
