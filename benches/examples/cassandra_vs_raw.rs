@@ -11,7 +11,8 @@
 //! - `lwt_vs_plain`: the price of Paxos alone: raw conditional batch vs a raw plain `INSERT` of
 //!   the record.
 //!
-//! Prints operations per second and the ratios (adapter / raw; plain / LWT).
+//! Prints operations per second and the ratios (adapter / raw; plain / LWT). The adapter's side
+//! and the timing are `streamstore_bench::vs_raw`'s, shared with the other `*_vs_raw` examples.
 //!
 //! `cargo run --release -p streamstore-bench --example cassandra_vs_raw -- [appends] [records]`
 
@@ -24,7 +25,8 @@ use scylla::client::session::Session;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
-use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
+use streamstore::{ReadOptions, StreamId, StreamStore};
+use streamstore_bench::vs_raw::{self, Args};
 use streamstore_cassandra::{CassandraConfig, CassandraStore, NODES_ENV};
 
 /// One stream's raw statements over the adapter's own tables (same schema, other stream ids).
@@ -140,19 +142,14 @@ impl Raw {
     }
 }
 
-fn rate(ops: f64, started: Instant) -> f64 {
-    ops / started.elapsed().as_secs_f64()
-}
-
 #[tokio::main]
 async fn main() -> streamstore::Result<()> {
     let Ok(nodes) = std::env::var(NODES_ENV) else {
         eprintln!("{NODES_ENV} is not set: scripts/services.sh up cassandra");
         return Ok(());
     };
-    let mut args = std::env::args().skip(1);
-    let appends: i64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
-    let replay_records: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let args = Args::from_env();
+    let appends = i64::try_from(args.appends).unwrap_or(i64::MAX);
     let prefix = format!("bench_{:08x}_", rand::random::<u32>());
     let config = CassandraConfig::new(&nodes, "streamstore_bench")?.with_prefix(&prefix)?;
     let store = Arc::new(CassandraStore::open(config.clone()).await?);
@@ -165,136 +162,88 @@ async fn main() -> streamstore::Result<()> {
     );
     let raw = Arc::new(Raw::new(session, &format!("streamstore_bench.{prefix}log")).await);
     let payload = vec![7u8; 100];
-    let n = u64::try_from(appends).unwrap_or(0);
+    let one = vec![Bytes::from(payload.clone())];
+    let n = args.appends;
 
     // Warm-up: connections, prepared statements, the JIT.
     raw.lwt_appends("warm-raw", 50, &payload).await;
-    let warm = StreamId::new("warm-adapter")?;
-    for _ in 0..50 {
-        store
-            .append(
-                &warm,
-                vec![Bytes::from(payload.clone())],
-                AppendOptions::default(),
-            )
-            .await?;
-    }
+    vs_raw::sequential(&*store, &StreamId::new("warm-adapter")?, 50, &one).await?;
 
-    println!("cassandra_vs_raw: {appends} sequential appends, 16 x {} concurrent, replay of {replay_records}", appends / 4);
-    // Alternated, so that a slow phase of the shared machine hits both.
-    let (mut adapter_single, mut raw_single) = (0.0, 0.0);
-    for round in 0..2 {
-        let id = StreamId::new(format!("single-{round}"))?;
-        let t = Instant::now();
-        for _ in 0..n {
-            store
-                .append(
-                    &id,
-                    vec![Bytes::from(payload.clone())],
-                    AppendOptions::default(),
-                )
-                .await?;
-        }
-        adapter_single += rate(n as f64, t) / 2.0;
-        let t = Instant::now();
-        raw.lwt_appends(&format!("raw-single-{round}"), appends, &payload)
-            .await;
-        raw_single += rate(n as f64, t) / 2.0;
-    }
-    println!(
-        "  single:        adapter {adapter_single:8.1} appends/s   raw LWT {raw_single:8.1}   ratio {:.2}",
-        adapter_single / raw_single
+    args.headline("cassandra_vs_raw");
+    let (adapter_single, raw_single) = vs_raw::alternated(
+        2,
+        async |round| {
+            let id = StreamId::new(format!("single-{round}"))?;
+            vs_raw::sequential(&*store, &id, n, &one).await
+        },
+        async |round| {
+            let t = Instant::now();
+            raw.lwt_appends(&format!("raw-single-{round}"), appends, &payload)
+                .await;
+            vs_raw::rate(n as f64, t)
+        },
+    )
+    .await?;
+    vs_raw::line(
+        "single",
+        "appends/s",
+        adapter_single,
+        "raw LWT",
+        raw_single,
+        1,
     );
 
-    let per = appends / 4;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let (store, payload) = (Arc::clone(&store), payload.clone());
-            tokio::spawn(async move {
-                let id = StreamId::new(format!("conc-{w}")).expect("id");
-                for _ in 0..per {
-                    store
-                        .append(
-                            &id,
-                            vec![Bytes::from(payload.clone())],
-                            AppendOptions::default(),
-                        )
-                        .await
-                        .expect("append");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let adapter_conc = rate((16 * per) as f64, t);
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let (raw, payload) = (Arc::clone(&raw), payload.clone());
-            tokio::spawn(async move {
-                raw.lwt_appends(&format!("raw-conc-{w}"), per, &payload)
-                    .await
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let raw_conc = rate((16 * per) as f64, t);
-    println!(
-        "  concurrent16:  adapter {adapter_conc:8.1} appends/s   raw LWT {raw_conc:8.1}   ratio {:.2}",
-        adapter_conc / raw_conc
+    let per = args.per_task();
+    let adapter_conc = vs_raw::adapter_concurrent(&store, per, &one[0]).await;
+    let raw_conc = vs_raw::concurrent(per, |w| {
+        let (raw, payload) = (Arc::clone(&raw), payload.clone());
+        let per = i64::try_from(per).unwrap_or(i64::MAX);
+        async move {
+            raw.lwt_appends(&format!("raw-conc-{w}"), per, &payload)
+                .await;
+        }
+    })
+    .await;
+    vs_raw::line(
+        "concurrent16",
+        "appends/s",
+        adapter_conc,
+        "raw LWT",
+        raw_conc,
+        1,
     );
 
     // Replay: both read the same records (the raw stream written with the same batches).
     let id = StreamId::new("replay")?;
-    let mut written = 0;
-    while written < replay_records {
-        store
-            .append(
-                &id,
-                vec![Bytes::from(payload.clone()); 100],
-                AppendOptions::default(),
-            )
-            .await?;
-        written += 100;
-    }
+    vs_raw::fill(
+        &*store,
+        &id,
+        args.replay_records,
+        &vec![one[0].clone(); 100],
+    )
+    .await?;
     raw.plain_appends(
         "raw-replay",
-        i64::try_from(replay_records).unwrap_or(0),
+        i64::try_from(args.replay_records).unwrap_or(0),
         &payload,
     )
     .await;
     let (mut adapter_replay, mut raw_replay) = (0.0, 0.0);
     for _ in 0..3 {
-        let t = Instant::now();
-        let mut from = 0;
-        loop {
-            let page = store.read(&id, from, ReadOptions::limit(1000)).await?;
-            if page.records.is_empty() {
-                break;
-            }
-            from = page.next_offset;
-        }
-        adapter_replay += rate(from as f64, t) / 3.0;
+        let (_, r) = vs_raw::replay(&*store, &id, ReadOptions::limit(1000)).await?;
+        adapter_replay += r / 3.0;
         let t = Instant::now();
         let got = raw.replay("raw-replay").await;
-        raw_replay += rate(got as f64, t) / 3.0;
+        raw_replay += vs_raw::rate(got as f64, t) / 3.0;
     }
-    println!(
-        "  replay:        adapter {adapter_replay:8.0} records/s   raw {raw_replay:8.0}   ratio {:.2}",
-        adapter_replay / raw_replay
-    );
+    vs_raw::line("replay", "records/s", adapter_replay, "raw", raw_replay, 0);
 
     let t = Instant::now();
     raw.lwt_appends("lwt-cost", appends, &payload).await;
-    let lwt = rate(n as f64, t);
+    let lwt = vs_raw::rate(n as f64, t);
     let t = Instant::now();
     raw.plain_appends("plain-cost", appends, &payload).await;
-    let plain = rate(n as f64, t);
+    let plain = vs_raw::rate(n as f64, t);
     println!(
         "  lwt_vs_plain:  raw LWT {lwt:8.1} writes/s   raw plain {plain:8.1}   plain/LWT {:.2}",
         plain / lwt

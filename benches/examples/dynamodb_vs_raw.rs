@@ -14,7 +14,8 @@
 //!   `Query` each), which separates the adapter's own cost from the cost of paging.
 //!
 //! Both sides use the adapter's table (a new one per run, deleted at the end), other stream ids.
-//! Prints operations per second and the ratios adapter / raw.
+//! Prints operations per second and the ratios adapter / raw. The adapter's side and the timing
+//! are `streamstore_bench::vs_raw`'s, shared with the other `*_vs_raw` examples.
 //!
 //! `cargo run --release -p streamstore-bench --example dynamodb_vs_raw -- [appends] [records]`
 
@@ -29,7 +30,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use bytes::Bytes;
-use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
+use streamstore::{ReadOptions, StreamId, StreamStore};
+use streamstore_bench::vs_raw::{self, Args};
 use streamstore_dynamodb::{DynamoDbConfig, DynamoDbStore, ENDPOINT_ENV};
 
 type Item = HashMap<String, AttributeValue>;
@@ -252,19 +254,14 @@ fn unpacked(data: &[u8]) -> usize {
     count
 }
 
-fn rate(ops: f64, started: Instant) -> f64 {
-    ops / started.elapsed().as_secs_f64()
-}
-
 #[tokio::main]
 async fn main() -> streamstore::Result<()> {
     let Ok(endpoint) = std::env::var(ENDPOINT_ENV) else {
         eprintln!("{ENDPOINT_ENV} is not set: scripts/services.sh up dynamodb");
         return Ok(());
     };
-    let mut args = std::env::args().skip(1);
-    let appends: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
-    let replay_records: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let args = Args::from_env();
+    let appends = args.appends;
     let table = format!("streamstore_bench_{:08x}", rand::random::<u32>());
     let config = DynamoDbConfig::new(Some(&endpoint), &table)?;
     let store = Arc::new(DynamoDbStore::open(config.clone()).await?);
@@ -274,119 +271,93 @@ async fn main() -> streamstore::Result<()> {
 
     // Warm-up: connections, the server's code paths.
     raw.appends("warm-raw", 50, &one).await;
-    let warm = StreamId::new("warm-adapter")?;
-    for _ in 0..50 {
-        store
-            .append(&warm, one.clone(), AppendOptions::default())
-            .await?;
-    }
+    vs_raw::sequential(&*store, &StreamId::new("warm-adapter")?, 50, &one).await?;
 
-    println!(
-        "dynamodb_vs_raw: {appends} sequential appends, 16 x {} concurrent, replay of {replay_records}",
-        appends / 4
+    args.headline("dynamodb_vs_raw");
+    // Alternated (`vs_raw::alternated`), so that moto's growing table, whose transactions copy
+    // it, weighs on both sides too.
+    let (adapter_single, raw_single) = vs_raw::alternated(
+        2,
+        async |round| {
+            let id = StreamId::new(format!("single-{round}"))?;
+            vs_raw::sequential(&*store, &id, appends, &one).await
+        },
+        async |round| {
+            let t = Instant::now();
+            raw.appends(&format!("raw-single-{round}"), appends, &one)
+                .await;
+            vs_raw::rate(appends as f64, t)
+        },
+    )
+    .await?;
+    vs_raw::line(
+        "single",
+        "appends/s",
+        adapter_single,
+        "raw transact",
+        raw_single,
+        1,
     );
-    // Alternated, so that a slow phase of the shared machine (and moto's growing table, whose
-    // transactions copy it) hits both.
-    let (mut adapter_single, mut raw_single) = (0.0, 0.0);
-    for round in 0..2 {
-        let id = StreamId::new(format!("single-{round}"))?;
-        let t = Instant::now();
-        for _ in 0..appends {
-            store
-                .append(&id, one.clone(), AppendOptions::default())
-                .await?;
+
+    let per = args.per_task();
+    let adapter_conc = vs_raw::adapter_concurrent(&store, per, &payload).await;
+    let raw_conc = vs_raw::concurrent(per, |w| {
+        let (raw, one) = (Arc::clone(&raw), one.clone());
+        async move {
+            raw.appends(&format!("raw-conc-{w}"), per, &one).await;
         }
-        adapter_single += rate(appends as f64, t) / 2.0;
-        let t = Instant::now();
-        raw.appends(&format!("raw-single-{round}"), appends, &one)
-            .await;
-        raw_single += rate(appends as f64, t) / 2.0;
-    }
-    println!(
-        "  single:        adapter {adapter_single:8.1} appends/s   raw transact {raw_single:8.1}   ratio {:.2}",
-        adapter_single / raw_single
-    );
-
-    let per = appends / 4;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let (store, one) = (Arc::clone(&store), one.clone());
-            tokio::spawn(async move {
-                let id = StreamId::new(format!("conc-{w}")).expect("id");
-                for _ in 0..per {
-                    store
-                        .append(&id, one.clone(), AppendOptions::default())
-                        .await
-                        .expect("append");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let adapter_conc = rate((16 * per) as f64, t);
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let (raw, one) = (Arc::clone(&raw), one.clone());
-            tokio::spawn(async move { raw.appends(&format!("raw-conc-{w}"), per, &one).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let raw_conc = rate((16 * per) as f64, t);
-    println!(
-        "  concurrent16:  adapter {adapter_conc:8.1} appends/s   raw transact {raw_conc:8.1}   ratio {:.2}",
-        adapter_conc / raw_conc
+    })
+    .await;
+    vs_raw::line(
+        "concurrent16",
+        "appends/s",
+        adapter_conc,
+        "raw transact",
+        raw_conc,
+        1,
     );
 
     // Replay: both sides hold the same items (one chunk per 100-record batch).
     let id = StreamId::new("replay")?;
     let batch = vec![payload.clone(); 100];
-    let batches = replay_records.div_ceil(100);
-    for _ in 0..batches {
-        store
-            .append(&id, batch.clone(), AppendOptions::default())
-            .await?;
-    }
-    let raw_stream = raw.appends("raw-replay", batches, &batch).await;
+    vs_raw::fill(&*store, &id, args.replay_records, &batch).await?;
+    let raw_stream = raw
+        .appends("raw-replay", args.replay_records.div_ceil(100), &batch)
+        .await;
     let (mut adapter_replay, mut raw_replay, mut raw_paged) = (0.0, 0.0, 0.0);
     for _ in 0..3 {
-        let t = Instant::now();
-        let mut from = 0;
-        loop {
-            let page = store.read(&id, from, ReadOptions::default()).await?;
-            if page.records.is_empty() {
-                break;
-            }
-            from = page.next_offset;
-        }
-        adapter_replay += rate(from as f64, t) / 3.0;
+        let (from, r) = vs_raw::replay(&*store, &id, ReadOptions::default()).await?;
+        adapter_replay += r / 3.0;
         let t = Instant::now();
         let got = raw.replay(&raw_stream).await;
-        raw_replay += rate(got as f64, t) / 3.0;
+        raw_replay += vs_raw::rate(got as f64, t) / 3.0;
         assert_eq!(
             got as u64, from,
             "both sides read the same number of records"
         );
         let t = Instant::now();
         let got = raw.replay_paged(&raw_stream, 1000).await;
-        raw_paged += rate(got as f64, t) / 3.0;
+        raw_paged += vs_raw::rate(got as f64, t) / 3.0;
         assert_eq!(
             got as u64, from,
             "both sides read the same number of records"
         );
     }
-    println!(
-        "  replay:        adapter {adapter_replay:8.0} records/s   raw query {raw_replay:8.0}   ratio {:.2}",
-        adapter_replay / raw_replay
+    vs_raw::line(
+        "replay",
+        "records/s",
+        adapter_replay,
+        "raw query",
+        raw_replay,
+        0,
     );
-    println!(
-        "  replay_paged:  adapter {adapter_replay:8.0} records/s   raw 1000-record pages {raw_paged:8.0}   ratio {:.2}",
-        adapter_replay / raw_paged
+    vs_raw::line(
+        "replay_paged",
+        "records/s",
+        adapter_replay,
+        "raw 1000-record pages",
+        raw_paged,
+        0,
     );
 
     store.close().await?;

@@ -16,7 +16,8 @@
 //!   adapter's own cost from the cost of paging.
 //!
 //! Both sides write into the adapter's own collections (same indexes), to other stream ids.
-//! Prints operations per second and the ratios adapter / raw.
+//! Prints operations per second and the ratios adapter / raw. The adapter's side and the timing
+//! are `streamstore_bench::vs_raw`'s, shared with the other `*_vs_raw` examples.
 //!
 //! `cargo run --release -p streamstore-bench --example mongodb_vs_raw -- [appends] [records]`
 
@@ -28,7 +29,8 @@ use futures::TryStreamExt;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, Document};
 use mongodb::{Client, Collection};
-use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
+use streamstore::{ReadOptions, StreamId, StreamStore};
+use streamstore_bench::vs_raw::{self, Args};
 use streamstore_mongodb::{MongoConfig, MongoStore, URL_ENV};
 
 /// The `_id` separator of the adapter's slots (U+001F).
@@ -171,10 +173,6 @@ async fn raw_replay(log: &Collection<Document>, id: &str) -> usize {
     n
 }
 
-fn rate(ops: f64, started: Instant) -> f64 {
-    ops / started.elapsed().as_secs_f64()
-}
-
 /// The driver URL the adapter would use: `retryWrites=false` unless the URL sets it.
 fn raw_url(url: &str) -> String {
     if url.contains("retryWrites=") {
@@ -192,9 +190,8 @@ async fn main() -> streamstore::Result<()> {
         eprintln!("{URL_ENV} is not set: scripts/services.sh up mongodb");
         return Ok(());
     };
-    let mut args = std::env::args().skip(1);
-    let appends: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
-    let replay_records: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let args = Args::from_env();
+    let appends = args.appends;
     let prefix = format!("bench{:08x}_", rand::random::<u32>());
     let config = MongoConfig::from_url(&url)?.with_prefix(&prefix)?;
     let store = Arc::new(MongoStore::open(config.clone()).await?);
@@ -209,119 +206,92 @@ async fn main() -> streamstore::Result<()> {
 
     // Warm-up: connections, the server's statement caches.
     raw_appends(&log, "warm-raw", 50, &one).await;
-    let warm = StreamId::new("warm-adapter")?;
-    for _ in 0..50 {
-        store
-            .append(&warm, one.clone(), AppendOptions::default())
-            .await?;
-    }
+    vs_raw::sequential(&*store, &StreamId::new("warm-adapter")?, 50, &one).await?;
 
-    println!(
-        "mongodb_vs_raw: {appends} sequential appends, 16 x {} concurrent, replay of {replay_records}",
-        appends / 4
-    );
-    // Alternated, so that a slow phase of the shared machine hits both.
-    let (mut adapter_single, mut raw_single) = (0.0, 0.0);
-    for round in 0..2 {
-        let id = StreamId::new(format!("single-{round}"))?;
-        let t = Instant::now();
-        for _ in 0..appends {
-            store
-                .append(&id, one.clone(), AppendOptions::default())
-                .await?;
-        }
-        adapter_single += rate(appends as f64, t) / 2.0;
-        let t = Instant::now();
-        raw_appends(&log, &format!("raw-single-{round}"), appends, &one).await;
-        raw_single += rate(appends as f64, t) / 2.0;
-    }
-    println!(
-        "  single:        adapter {adapter_single:8.1} appends/s   raw insert {raw_single:8.1}   ratio {:.2}",
-        adapter_single / raw_single
+    args.headline("mongodb_vs_raw");
+    let (adapter_single, raw_single) = vs_raw::alternated(
+        2,
+        async |round| {
+            let id = StreamId::new(format!("single-{round}"))?;
+            vs_raw::sequential(&*store, &id, appends, &one).await
+        },
+        async |round| {
+            let t = Instant::now();
+            raw_appends(&log, &format!("raw-single-{round}"), appends, &one).await;
+            vs_raw::rate(appends as f64, t)
+        },
+    )
+    .await?;
+    vs_raw::line(
+        "single",
+        "appends/s",
+        adapter_single,
+        "raw insert",
+        raw_single,
+        1,
     );
 
-    let per = appends / 4;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let (store, one) = (Arc::clone(&store), one.clone());
-            tokio::spawn(async move {
-                let id = StreamId::new(format!("conc-{w}")).expect("id");
-                for _ in 0..per {
-                    store
-                        .append(&id, one.clone(), AppendOptions::default())
-                        .await
-                        .expect("append");
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let adapter_conc = rate((16 * per) as f64, t);
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..16)
-        .map(|w| {
-            let (log, one) = (log.clone(), one.clone());
-            tokio::spawn(
-                async move { raw_appends(&log, &format!("raw-conc-{w}"), per, &one).await },
-            )
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    let raw_conc = rate((16 * per) as f64, t);
-    println!(
-        "  concurrent16:  adapter {adapter_conc:8.1} appends/s   raw insert {raw_conc:8.1}   ratio {:.2}",
-        adapter_conc / raw_conc
+    let per = args.per_task();
+    let adapter_conc = vs_raw::adapter_concurrent(&store, per, &payload).await;
+    let raw_conc = vs_raw::concurrent(per, |w| {
+        let (log, one) = (log.clone(), one.clone());
+        async move { raw_appends(&log, &format!("raw-conc-{w}"), per, &one).await }
+    })
+    .await;
+    vs_raw::line(
+        "concurrent16",
+        "appends/s",
+        adapter_conc,
+        "raw insert",
+        raw_conc,
+        1,
     );
 
     // Replay: both sides hold the same documents (100-record batches).
     let id = StreamId::new("replay")?;
     let batch = vec![payload.clone(); 100];
-    let batches = replay_records.div_ceil(100);
-    for _ in 0..batches {
-        store
-            .append(&id, batch.clone(), AppendOptions::default())
-            .await?;
-    }
-    raw_appends(&log, "raw-replay", batches, &batch).await;
+    vs_raw::fill(&*store, &id, args.replay_records, &batch).await?;
+    raw_appends(
+        &log,
+        "raw-replay",
+        args.replay_records.div_ceil(100),
+        &batch,
+    )
+    .await;
     let (mut adapter_replay, mut raw_replay_rate, mut raw_paged_rate) = (0.0, 0.0, 0.0);
     for _ in 0..3 {
-        let t = Instant::now();
-        let mut from = 0;
-        loop {
-            let page = store.read(&id, from, ReadOptions::default()).await?;
-            if page.records.is_empty() {
-                break;
-            }
-            from = page.next_offset;
-        }
-        adapter_replay += rate(from as f64, t) / 3.0;
+        let (from, r) = vs_raw::replay(&*store, &id, ReadOptions::default()).await?;
+        adapter_replay += r / 3.0;
         let t = Instant::now();
         let got = raw_replay(&log, "raw-replay").await;
-        raw_replay_rate += rate(got as f64, t) / 3.0;
+        raw_replay_rate += vs_raw::rate(got as f64, t) / 3.0;
         assert_eq!(
             got as u64, from,
             "both sides read the same number of records"
         );
         let t = Instant::now();
         let got = raw_replay_paged(&log, "raw-replay", from, 1000).await;
-        raw_paged_rate += rate(got as f64, t) / 3.0;
+        raw_paged_rate += vs_raw::rate(got as f64, t) / 3.0;
         assert_eq!(
             got as u64, from,
             "both sides read the same number of records"
         );
     }
-    println!(
-        "  replay:        adapter {adapter_replay:8.0} records/s   raw find {raw_replay_rate:8.0}   ratio {:.2}",
-        adapter_replay / raw_replay_rate
+    vs_raw::line(
+        "replay",
+        "records/s",
+        adapter_replay,
+        "raw find",
+        raw_replay_rate,
+        0,
     );
-    println!(
-        "  replay_paged:  adapter {adapter_replay:8.0} records/s   raw 1000-record pages {raw_paged_rate:8.0}   ratio {:.2}",
-        adapter_replay / raw_paged_rate
+    vs_raw::line(
+        "replay_paged",
+        "records/s",
+        adapter_replay,
+        "raw 1000-record pages",
+        raw_paged_rate,
+        0,
     );
 
     store.close().await?;

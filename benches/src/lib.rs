@@ -5,12 +5,15 @@
 //! - [`backend::BenchBackend`] is the one interface every system is driven through (the engine via
 //!   any `StreamStore`, and each peer).
 //! - [`baseline`] holds the raw-disk baselines, [`peers`] the other systems, [`workload`] the
-//!   workloads, [`plan`] the quick and full plans, [`report`] the table, plot and ratio lines.
+//!   workloads, [`plan`] the quick and full plans, [`report`] the table, plot and ratio lines,
+//!   [`vs_raw`] the adapter side of the `*_vs_raw` examples.
 //!
 //! # Feature flags
 //!
-//! - `peers` (default): the embedded peers, SQLite (`rusqlite`, bundled) and fjall. Without it the
-//!   harness still runs the engine, the baselines and the file-per-stream log.
+//! - `peers` (default): the embedded peers, SQLite (`rusqlite`, bundled) and fjall, and the server
+//!   peers Redis Streams (`redis`) and NATS JetStream (`async-nats`), run as child processes when
+//!   installed ([`plan::servers`]). Without it the harness still runs the engine, the baselines and
+//!   the file-per-stream log.
 
 pub mod backend;
 pub mod baseline;
@@ -21,4 +24,5 @@ pub mod procs;
 pub mod report;
 pub mod stats;
 pub mod systems;
+pub mod vs_raw;
 pub mod workload;

@@ -114,9 +114,14 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
     );
     for (c, _) in &r.cases {
         let Some(x) = sums.get(&c.key) else {
+            let what = if r.skipped.iter().any(|(k, _)| *k == c.key) {
+                "skipped"
+            } else {
+                "failed"
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | failed | | | | | |",
+                "| {} | {} | {} | {what} | | | | | |",
                 c.group, c.system, c.workload
             );
             continue;
@@ -211,6 +216,12 @@ pub fn markdown(r: &Results, s: &Settings, command: &str) -> String {
                 "**not met**"
             }
         );
+    }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(out, "\n### Skipped\n");
+        for (k, why) in &r.skipped {
+            let _ = writeln!(out, "- `{k}`: {why}");
+        }
     }
     if !r.failures.is_empty() {
         let _ = writeln!(out, "\n### Failures\n");

@@ -27,6 +27,14 @@ pub enum System {
         /// Sync every batch.
         durable: bool,
     },
+    /// Redis Streams (`XADD`) with the AOF on and this `appendfsync` policy, in a
+    /// `redis-server` the harness starts.
+    #[cfg(feature = "peers")]
+    Redis(crate::peers::redis::Fsync),
+    /// NATS JetStream, a file-storage stream with `sync_interval: always`, in a `nats-server`
+    /// the harness starts.
+    #[cfg(feature = "peers")]
+    Nats,
     /// A database adapter (`raw: false`) or the raw `sqlx` equivalent (`raw: true`).
     #[cfg(feature = "sql")]
     Sql {
@@ -61,6 +69,10 @@ impl System {
             System::Fjall { durable: true } => "fjall-sync".into(),
             #[cfg(feature = "peers")]
             System::Fjall { durable: false } => "fjall-nosync".into(),
+            #[cfg(feature = "peers")]
+            System::Redis(fsync) => format!("redis-{}", fsync.name()),
+            #[cfg(feature = "peers")]
+            System::Nats => "nats-js-sync-always".into(),
             #[cfg(feature = "sql")]
             System::Sql { db, raw } => {
                 let db = match db {
@@ -75,6 +87,20 @@ impl System {
             }
             System::FileLog { durable: true } => "filelog-sync".into(),
             System::FileLog { durable: false } => "filelog-nosync".into(),
+        }
+    }
+
+    /// Why the system cannot run on this machine (a server program that is not installed), if
+    /// it cannot: its cases are then reported as skipped with this reason.
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            #[cfg(feature = "peers")]
+            System::Redis(_) => {
+                crate::peers::servers::find(crate::peers::servers::Program::Redis).err()
+            }
+            #[cfg(feature = "peers")]
+            System::Nats => crate::peers::servers::find(crate::peers::servers::Program::Nats).err(),
+            _ => None,
         }
     }
 
@@ -98,6 +124,12 @@ impl System {
             System::Fjall { durable } => Arc::new(crate::peers::lsm::FjallBackend::open(
                 dir, durable, streams,
             )?),
+            #[cfg(feature = "peers")]
+            System::Redis(fsync) => {
+                Arc::new(crate::peers::redis::RedisBackend::open(dir, fsync, streams).await?)
+            }
+            #[cfg(feature = "peers")]
+            System::Nats => Arc::new(crate::peers::nats::NatsBackend::open(dir, streams).await?),
             #[cfg(feature = "sql")]
             System::Sql { db, raw: false } => {
                 Arc::new(crate::peers::sql::AdapterBackend::open(db, streams).await?)

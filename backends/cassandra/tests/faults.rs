@@ -5,15 +5,11 @@
 //! `services.sh down cassandra` / `up cassandra`, which waits until the node answers: 20-60 s);
 //! prints SKIPPED and passes without it.
 
-#[macro_use]
-#[allow(unused_macros, dead_code)]
-#[path = "../../sql-common/testing/faults.rs"]
-mod faults;
-
 use std::sync::Arc;
 
 use streamkeep_cassandra::{CassandraConfig, CassandraStore, NODES_ENV};
 use streamstore::StreamStore;
+use streamstore_adapter_testing::faults;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_during_idempotent_appends_loses_and_duplicates_nothing() {

@@ -5,13 +5,9 @@
 //! Needs `STREAMSTORE_MONGODB_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down mongodb` / `up mongodb`); prints SKIPPED and passes without the URL.
 
-#[macro_use]
-#[path = "../../sql-common/testing/faults.rs"]
-mod faults;
-
 use streamkeep_mongodb::{MongoStore, URL_ENV};
 
-restart_test! {
+streamstore_adapter_testing::restart_test! {
     store: MongoStore,
     server: "mongodb",
     url_env: URL_ENV,

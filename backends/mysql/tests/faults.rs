@@ -4,13 +4,9 @@
 //! Needs `STREAMSTORE_MYSQL_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down mysql` / `up mysql`); prints SKIPPED and passes without the URL.
 
-#[macro_use]
-#[path = "../../sql-common/testing/faults.rs"]
-mod faults;
-
 use streamkeep_mysql::{MysqlStore, URL_ENV};
 
-restart_test! {
+streamstore_adapter_testing::restart_test! {
     store: MysqlStore,
     server: "mysql",
     url_env: URL_ENV,

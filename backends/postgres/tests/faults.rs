@@ -4,13 +4,9 @@
 //! Needs `STREAMSTORE_POSTGRES_URL` and the server of `scripts/services.sh` (restarted with
 //! `services.sh down postgres` / `up postgres`); prints SKIPPED and passes without the URL.
 
-#[macro_use]
-#[path = "../../sql-common/testing/faults.rs"]
-mod faults;
-
 use streamkeep_postgres::{PostgresStore, URL_ENV};
 
-restart_test! {
+streamstore_adapter_testing::restart_test! {
     store: PostgresStore,
     server: "postgres",
     url_env: URL_ENV,

@@ -1,15 +1,11 @@
 //! PostgreSQL-specific tests against the server at `STREAMSTORE_POSTGRES_URL` (each prints
 //! SKIPPED and passes without it).
 
-#[macro_use]
-#[path = "../../sql-common/testing/cases.rs"]
-mod cases;
-
 use std::time::Duration;
 
 use streamkeep_postgres::{PostgresStore, URL_ENV};
 
-sql_adapter_tests! {
+streamstore_adapter_testing::sql_adapter_tests! {
     store: PostgresStore,
     server: "postgres",
     url_env: URL_ENV,

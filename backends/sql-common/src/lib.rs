@@ -19,8 +19,9 @@
 //!   configuration, pool, capability and driver-error helpers of the adapters ([`DbTarget`],
 //!   [`pool_options`], [`capabilities`], [`driver_error`]).
 //!
-//! The adapters' shared tests live in `testing/` (included by their test files with `#[path]`):
-//! `cases.rs` with the `sql_adapter_tests!` macro, `faults.rs` with `restart_test!`.
+//! The adapters' shared tests live in the test-only crate `streamstore-adapter-testing`
+//! (`backends/testing`, a dev-dependency): `cases` with the `sql_adapter_tests!` macro, `faults`
+//! with `restart_test!`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -1,4 +1,4 @@
-//! Adapter tests shared by the PostgreSQL and MySQL test files (included with `#[path]`), for
+//! Adapter tests shared by the PostgreSQL and MySQL test files (through [`crate::sql_adapter_tests!`]), for
 //! what the conformance suite does not reach: several stores on the same tables, schema
 //! creation races, id bytes the databases could fold, and key-window pruning.
 
@@ -416,6 +416,7 @@ pub fn url(url_env: &str, server: &str) -> Option<String> {
 /// PostgreSQL and MySQL stores have them): ids, cross-store wake-ups (the test named
 /// `wake_test`, which must wake within `wakes_within`), concurrent schema creation, key-window
 /// pruning, the sweeper and prefix validation.
+#[macro_export]
 macro_rules! sql_adapter_tests {
     (
         store: $store:ident,
@@ -480,8 +481,14 @@ macro_rules! sql_adapter_tests {
             // A missed wake-up sleeps out the 30 s wait; the bounds stay well below it but far
             // above what a loaded CI machine needs (6.6 s was seen at load average 15), so the
             // test fails on a missed wake-up, not on a slow machine. Latency is the benchmark's job.
-            assert!(worst < Duration::from_secs(20), "slowest wake-up {worst:?}");
-            assert!(storm < Duration::from_secs(25), "seal storm took {storm:?}");
+            assert!(
+                worst < std::time::Duration::from_secs(20),
+                "slowest wake-up {worst:?}"
+            );
+            assert!(
+                storm < std::time::Duration::from_secs(25),
+                "seal storm took {storm:?}"
+            );
             a.close().await.unwrap();
             b.close().await.unwrap();
             $store::destroy(&url, &p).await.unwrap();

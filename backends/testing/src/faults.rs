@@ -1,7 +1,8 @@
-//! The fault workload shared by the PostgreSQL and MySQL fault tests (included with
-//! `#[path]`): writers append with idempotency keys and retry every retryable error with the
-//! same key while the database server is restarted; afterwards every acknowledged append must be
-//! in the stream exactly once, at the offsets it was acknowledged with, with no gaps.
+//! The fault workload shared by the adapters' fault tests (through [`crate::restart_test!`],
+//! or [`run`] directly): writers append with idempotency keys and retry every retryable error
+//! with the same key while the database server is restarted; afterwards every acknowledged
+//! append must be in the stream exactly once, at the offsets it was acknowledged with, with no
+//! gaps.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,9 +24,19 @@ const MAX_APPENDS: usize = 2000;
 /// How long a writer keeps retrying one append before the test fails.
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
-/// `scripts/services.sh` of this repository.
+/// Names another services script for the restart: a copy of `scripts/services.sh` whose
+/// server listens on another port, so that a fault test restarts a server nobody else is using
+/// (the servers of `scripts/services.sh` are shared by everything running on the machine).
+pub const SERVICES_SCRIPT_ENV: &str = "STREAMSTORE_SERVICES_SCRIPT";
+
+/// `$STREAMSTORE_SERVICES_SCRIPT` if set, else `scripts/services.sh` of this repository.
 pub fn services_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh")
+    std::env::var_os(SERVICES_SCRIPT_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services.sh"),
+            PathBuf::from,
+        )
 }
 
 /// Runs `services.sh <args>` and panics unless it succeeds.
@@ -196,6 +207,7 @@ pub fn prefix() -> String {
 
 /// The fault test of one store type (`connect` and `destroy` as the PostgreSQL and MySQL stores
 /// have them): [`run`] while `services.sh down <server>` / `up <server>` restarts the server.
+#[macro_export]
 macro_rules! restart_test {
     (store: $store:ident, server: $server:literal, url_env: $url_env:expr $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

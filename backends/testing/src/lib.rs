@@ -1,0 +1,18 @@
+//! Test cases shared by the streamstore database adapters' integration tests. Test-only: each
+//! adapter takes this crate as a dev-dependency; it is never published.
+//!
+//! - [`cases`]: what the conformance suite does not reach for the SQL adapters (several stores on
+//!   the same tables, schema creation races, id bytes a collation could fold, key-window
+//!   pruning), and the [`sql_adapter_tests!`] macro that turns them into `#[tokio::test]`s for
+//!   one store type.
+//! - [`faults`]: the server-restart workload (idempotent appends retried across a restart of the
+//!   server of `scripts/services.sh`; nothing acknowledged may be lost or duplicated) and the
+//!   [`restart_test!`] macro, used by the PostgreSQL, MySQL and MongoDB tests; the Cassandra test
+//!   calls [`faults::run`] itself.
+//!
+//! The macros expand in the calling test crate: it needs `tokio` (with `macros`), `bytes`,
+//! `streamstore` and, for [`sql_adapter_tests!`], `sqlx` and a store type with `connect`,
+//! `destroy`, `sweep` and `pool`.
+
+pub mod cases;
+pub mod faults;
