@@ -118,17 +118,26 @@ async fn one_pass_over_a_thousand_streams() {
     for t in tasks {
         t.await.unwrap();
     }
-    println!("mongodb marks pass: 1,000 appends from 16 tasks took {:?}", t.elapsed());
+    println!(
+        "mongodb marks pass: 1,000 appends from 16 tasks took {:?}",
+        t.elapsed()
+    );
     // The first pass walks every stream (nothing known yet); it fills the start cache.
     let t = Instant::now();
     assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
-    println!("mongodb marks pass: first pass (walks, cold) {:?}", t.elapsed());
+    println!(
+        "mongodb marks pass: first pass (walks, cold) {:?}",
+        t.elapsed()
+    );
     for round in 0..3 {
         let t = Instant::now();
         assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
         let batched = t.elapsed();
         let t = Instant::now();
-        assert_eq!(watcher.heads_marks_by_walks(&ids).await.unwrap().len(), 1000);
+        assert_eq!(
+            watcher.heads_marks_by_walks(&ids).await.unwrap().len(),
+            1000
+        );
         let walks = t.elapsed();
         println!(
             "mongodb marks pass {round}: batched query {batched:?}, point-read walks {walks:?} (ratio {:.1})",
