@@ -30,8 +30,8 @@ async fn mark(store: &MongoStore, s: &StreamId) -> Option<u64> {
     m.first().map(|(_, m)| *m)
 }
 
-async fn put(store: &MongoStore, s: &StreamId, n: usize) {
-    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i as u8])).collect();
+async fn put(store: &MongoStore, s: &StreamId, n: u8) {
+    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i])).collect();
     store
         .append(s, recs, AppendOptions::default())
         .await
