@@ -50,7 +50,7 @@ impl HeadSource for Marks {
 pub struct CassandraStore {
     core: Arc<Core>,
     /// Every waiting read of this store object, polled by one task (issue 19).
-    watcher: Watcher,
+    watcher: Arc<Watcher>,
     /// Aborted when the store closes or is dropped.
     tasks: Tasks,
 }
@@ -114,14 +114,14 @@ impl CassandraStore {
         let caps = capabilities(&config);
         let sweep_every = config.sweep_interval;
         let core = Arc::new(Core::open(config, caps).await?);
-        let watcher = Watcher::new(
+        let watcher = Arc::new(Watcher::new(
             Arc::new(Marks(Arc::clone(&core))),
             WatchOptions {
                 tick: core.config.poll_interval,
                 jitter: JITTER,
                 ..WatchOptions::default()
             },
-        );
+        ));
         let store = CassandraStore {
             core: Arc::clone(&core),
             watcher,
@@ -163,6 +163,11 @@ impl CassandraStore {
     pub async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.core.check_open()?;
         self.core.heads_marks(streams).await
+    }
+
+    /// The store's watcher (for its [`Watcher::stats`]: diagnostics, tests and benchmarks).
+    pub fn watcher(&self) -> Arc<Watcher> {
+        Arc::clone(&self.watcher)
     }
 
     /// The configuration in use.

@@ -79,7 +79,7 @@ pub(crate) struct Core {
     pub(crate) db: Arc<Db>,
     /// The head each stream had after this process's last append to it (see `append.rs`).
     pub(crate) heads: HeadCache,
-    watcher: Watcher,
+    watcher: Arc<Watcher>,
     open: OpenFlag,
     caps: Capabilities,
 }
@@ -114,14 +114,14 @@ impl DynamoDbStore {
     pub async fn open(config: DynamoDbConfig) -> Result<Self> {
         let db = Arc::new(Db::new(&config)?);
         db.ensure_table().await?;
-        let watcher = Watcher::new(
+        let watcher = Arc::new(Watcher::new(
             Arc::new(Heads(Arc::clone(&db))),
             WatchOptions {
                 tick: config.poll_interval,
                 batch: BATCH_GET_KEYS,
                 ..WatchOptions::default()
             },
-        );
+        ));
         let core = Arc::new(Core {
             db,
             heads: HeadCache::default(),
@@ -159,6 +159,11 @@ impl DynamoDbStore {
     pub async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.core.check_open()?;
         self.core.db.marks(streams).await
+    }
+
+    /// The store's watcher (for its [`Watcher::stats`]: diagnostics, tests and benchmarks).
+    pub fn watcher(&self) -> Arc<Watcher> {
+        Arc::clone(&self.core.watcher)
     }
 }
 

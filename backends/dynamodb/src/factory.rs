@@ -37,8 +37,14 @@ impl Factory for DynamoDbFactory {
         true
     }
 
-    /// No: moto (the test server) copies its table per transaction and serializes
-    /// every request: 1,000 waiters with 16 writers time out on a loaded 2-core machine.
+    /// No: moto (the test server) cannot take the case's 1,000 appends within its 120 s. Its
+    /// `TransactWriteItems` deep-copies the whole table once per action before applying (its
+    /// rollback), so every append costs time proportional to the table, and the launcher
+    /// serializes requests. Measured 2026-12-02 (load 2-5, 2-action transactions as an append
+    /// makes): 26 ms each at 200 items, 81 ms at 1,000, 200 ms at 2,000; the case grows its
+    /// table to ~2,000 items, so its appends alone need ~100 s, before any read. A watcher pass
+    /// is one `BatchGetItem` per 100 streams (~110 ms each on moto at 1,000+ items). DynamoDB
+    /// itself has no such per-table cost; see docs/backends.md.
     fn serves_thousand_waiters(&self) -> bool {
         false
     }

@@ -4,6 +4,8 @@
 //! binaries), never as field names, operators or collection names; the collection names come
 //! only from the validated prefix.
 
+use std::collections::HashSet;
+
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::IndexOptions;
@@ -85,6 +87,32 @@ impl MongoCore {
             .await
             .map_err(parse_mongo_error)?;
         d.as_ref().map(Entry::from_document).transpose()
+    }
+
+    /// Which of `ids` are taken, in ONE query (`find({_id: {$in: ids}})`, returning only the
+    /// `_id`s): the watcher's batched check of many streams' next slots. An index lookup per id
+    /// on MongoDB; a full scan of `<prefix>log` on FerretDB, which pushes only `{_id: <value>}`
+    /// down (see `marks.rs` for why one scan per tick still beats a point read per stream there).
+    pub async fn taken(&self, ids: Vec<String>) -> Result<HashSet<String>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let docs: Vec<Document> = self
+            .log
+            .find(doc! { "_id": { "$in": ids } })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(parse_mongo_error)?
+            .try_collect()
+            .await
+            .map_err(parse_mongo_error)?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|mut d| match d.remove("_id") {
+                Some(Bson::String(s)) => Some(s),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The document in `slot` of `stream`, records included (a point read by `_id`).

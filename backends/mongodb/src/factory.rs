@@ -33,8 +33,15 @@ impl Factory for MongoFactory {
         true
     }
 
-    /// No: FerretDB on SQLite (the test server) timed out at 120 s with 1,000 waiters
-    /// and 16 writers on a loaded 2-core machine; a real MongoDB is not that slow.
+    /// No: FerretDB 1.24 on SQLite (the test server) is too slow for the case on the 2-core
+    /// test machine, whatever the watcher does. Measured 2026-12-02 (load 8-10): 1,000
+    /// one-record appends from 16 tasks took 93 s of the case's 120 s by themselves
+    /// (`tests/marks.rs`; a pymongo probe got 140 inserts/s and 170-245 point reads/s from
+    /// FerretDB at load 10), and the case also needs ~2 reads per reader for the first read and
+    /// ~4 per wake-up. With the batched head check a watcher pass over 1,000 streams is one query
+    /// (2.9 s on FerretDB there, against 81 s for the per-stream walks it replaced), but the
+    /// appends and re-reads alone exceed the timeout. A real MongoDB serves point reads and
+    /// inserts by index; see docs/backends.md.
     fn serves_thousand_waiters(&self) -> bool {
         false
     }

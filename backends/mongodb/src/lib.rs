@@ -12,6 +12,7 @@ mod entry;
 mod error;
 #[cfg(feature = "conformance")]
 mod factory;
+mod marks;
 mod read;
 mod slot;
 

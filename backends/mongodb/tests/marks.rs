@@ -1,0 +1,150 @@
+//! The watcher's batched head check (`heads_marks`: one `$in` query on the streams' successor
+//! slots, walks only for the streams that moved) seen from a store object that never writes:
+//! every kind of write by another store object (append, seal, trim, delete, re-creation) must
+//! change the mark, and nothing else may.
+//!
+//! Needs `STREAMSTORE_MONGODB_URL` (`scripts/services.sh up mongodb`); prints SKIPPED and passes
+//! without it. The ignored test measures one pass at 1,000 streams (docs/benchmarks.md).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use streamkeep_mongodb::{MongoStore, URL_ENV};
+use streamstore::{AppendOptions, StreamId, StreamStore};
+
+async fn pair() -> Option<(MongoStore, MongoStore, String, String)> {
+    let Ok(url) = std::env::var(URL_ENV) else {
+        println!("SKIPPED: {URL_ENV} is not set (scripts/services.sh up mongodb)");
+        return None;
+    };
+    let prefix = format!("marks_{:08x}_", rand::random::<u32>());
+    let writer = MongoStore::connect(&url, &prefix).await.unwrap();
+    let watcher = MongoStore::connect(&url, &prefix).await.unwrap();
+    Some((writer, watcher, url, prefix))
+}
+
+/// The mark of `s` as `store` sees it (`None`: missing).
+async fn mark(store: &MongoStore, s: &StreamId) -> Option<u64> {
+    let m = store.heads_marks(std::slice::from_ref(s)).await.unwrap();
+    assert!(m.len() <= 1 && m.iter().all(|(id, _)| id == s));
+    m.first().map(|(_, m)| *m)
+}
+
+async fn put(store: &MongoStore, s: &StreamId, n: u8) {
+    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i])).collect();
+    store
+        .append(s, recs, AppendOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_of_another_store_moves_the_mark_and_nothing_else_does() {
+    let Some((writer, watcher, url, prefix)) = pair().await else {
+        return;
+    };
+    let s = StreamId::new("marks/one").unwrap();
+    let quiet = StreamId::new("marks/quiet").unwrap();
+    assert_eq!(mark(&watcher, &s).await, None, "never written: missing");
+    put(&writer, &quiet, 1).await;
+    put(&writer, &s, 2).await;
+    let m1 = mark(&watcher, &s).await.expect("written: present");
+    // The watcher store now knows the last entry: later checks go through the batched query.
+    assert_eq!(mark(&watcher, &s).await, Some(m1), "no write, same mark");
+    let q = mark(&watcher, &quiet).await.expect("present");
+
+    let mut seen = vec![m1];
+    let mut check = |m: Option<u64>, what: &str| {
+        let m = m.unwrap_or_else(|| panic!("after {what}: missing"));
+        assert!(!seen.contains(&m), "after {what}: the mark did not move");
+        seen.push(m);
+    };
+    put(&writer, &s, 1).await;
+    check(mark(&watcher, &s).await, "an append");
+    // Several writes between two checks: the walk goes past all of them.
+    put(&writer, &s, 1).await;
+    put(&writer, &s, 3).await;
+    check(mark(&watcher, &s).await, "two appends");
+    writer.trim(&s, 2).await.unwrap();
+    check(mark(&watcher, &s).await, "a trim");
+    writer.seal(&s).await.unwrap();
+    check(mark(&watcher, &s).await, "a seal");
+    assert!(writer.delete(&s).await.unwrap());
+    assert_eq!(mark(&watcher, &s).await, None, "deleted: missing");
+    assert_eq!(mark(&watcher, &s).await, None, "still deleted");
+    put(&writer, &s, 1).await;
+    check(mark(&watcher, &s).await, "a re-creation");
+
+    // Both streams in one call: only the one written moved.
+    let both = watcher
+        .heads_marks(&[s.clone(), quiet.clone()])
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    assert!(both.contains(&(quiet.clone(), q)));
+    assert!(both.contains(&(s.clone(), *seen.last().unwrap())));
+
+    writer.close().await.unwrap();
+    watcher.close().await.unwrap();
+    MongoStore::destroy(&url, &prefix).await.unwrap();
+}
+
+/// One watcher pass over 1,000 existing streams: the batched check (one query) against the
+/// walks it replaced (one point read per stream, 32 at a time). Prints
+/// `mongodb marks pass: ...` lines.
+///
+/// `cargo test -p streamkeep-mongodb --test marks -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn one_pass_over_a_thousand_streams() {
+    let Some((writer, watcher, url, prefix)) = pair().await else {
+        return;
+    };
+    let ids: Vec<StreamId> = (0..1000)
+        .map(|i| StreamId::new(format!("pass/{i}")).unwrap())
+        .collect();
+    let writer = std::sync::Arc::new(writer);
+    let tasks: Vec<_> = (0..16)
+        .map(|k| {
+            let (w, ids) = (std::sync::Arc::clone(&writer), ids.clone());
+            tokio::spawn(async move {
+                for s in ids.iter().skip(k).step_by(16) {
+                    put(&w, s, 1).await;
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    println!(
+        "mongodb marks pass: 1,000 appends from 16 tasks took {:?}",
+        t.elapsed()
+    );
+    // The first pass walks every stream (nothing known yet); it fills the start cache.
+    let t = Instant::now();
+    assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
+    println!(
+        "mongodb marks pass: first pass (walks, cold) {:?}",
+        t.elapsed()
+    );
+    for round in 0..3 {
+        let t = Instant::now();
+        assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
+        let batched = t.elapsed();
+        let t = Instant::now();
+        assert_eq!(
+            watcher.heads_marks_by_walks(&ids).await.unwrap().len(),
+            1000
+        );
+        let walks = t.elapsed();
+        println!(
+            "mongodb marks pass {round}: batched query {batched:?}, point-read walks {walks:?} (ratio {:.1})",
+            walks.as_secs_f64() / batched.as_secs_f64()
+        );
+    }
+    writer.close().await.unwrap();
+    watcher.close().await.unwrap();
+    MongoStore::destroy(&url, &prefix).await.unwrap();
+}
