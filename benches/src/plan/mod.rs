@@ -1,9 +1,9 @@
 //! The quick and full plans: which cases run, interleaved repetition by repetition.
 //!
-//! One file per case group, in plan order: [`durable`] (sync vs disk, modes, streams, and the
-//! server peers of [`servers`]), [`buffered`], [`peers`] (embedded peers, database adapters),
-//! [`reads`] (replay, tail). [`key`] names a case from what it does, [`ratios`] lists the
-//! ratios, [`run`] runs a plan and holds its [`Results`].
+//! One file per case group, in plan order: `durable` (sync vs disk, modes, streams, and the
+//! server peers of `servers`), `buffered`, `peers` (embedded peers, database adapters),
+//! `reads` (replay, tail). `key` names a case from what it does, `ratios` lists the
+//! ratios, `run` runs a plan and holds its [`Results`].
 
 mod buffered;
 mod durable;
