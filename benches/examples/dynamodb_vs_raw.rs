@@ -175,16 +175,43 @@ impl Raw {
 
     /// Every record of `s`: one consistent `Query` of its chunk partition, all pages.
     async fn replay(&self, s: &RawStream) -> usize {
-        let mut start = None;
-        let mut count = 0;
+        self.count_chunks(s, "sk >= :a", &[(":a", be(0))]).await
+    }
+}
+
+impl Raw {
+    /// The records of `s` in pages of `page` records (the adapter's page size): one bounded
+    /// `Query` per page over the chunks that end in it.
+    async fn replay_paged(&self, s: &RawStream, page: u64) -> usize {
+        let (mut count, mut from) = (0, 0);
+        while from < s.next {
+            let bounds = [(":a", be(from)), (":b", be(from + page - 1))];
+            count += self.count_chunks(s, "sk BETWEEN :a AND :b", &bounds).await;
+            from += page;
+        }
+        count
+    }
+
+    /// The records in the chunks of `s` whose sort key meets `condition` (over the named
+    /// `bounds`): one consistent `Query`, all its pages.
+    async fn count_chunks(
+        &self,
+        s: &RawStream,
+        condition: &str,
+        bounds: &[(&str, [u8; 8])],
+    ) -> usize {
+        let (mut count, mut start) = (0, None);
         loop {
-            let out = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :p AND sk >= :s")
-                .expression_attribute_values(":p", AttributeValue::S(s.records_pk()))
-                .expression_attribute_values(":s", b(be(0)))
+                .key_condition_expression(format!("pk = :p AND {condition}"))
+                .expression_attribute_values(":p", AttributeValue::S(s.records_pk()));
+            for (name, key) in bounds {
+                query = query.expression_attribute_values(*name, b(*key));
+            }
+            let out = query
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
@@ -201,44 +228,6 @@ impl Raw {
                 return count;
             }
         }
-    }
-}
-
-impl Raw {
-    /// The records of `s` in pages of `page` records (the adapter's page size): one bounded
-    /// `Query` per page over the chunks that end in it.
-    async fn replay_paged(&self, s: &RawStream, page: u64) -> usize {
-        let (mut count, mut from) = (0, 0);
-        while from < s.next {
-            let mut start = None;
-            loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
-                    .expression_attribute_values(":p", AttributeValue::S(s.records_pk()))
-                    .expression_attribute_values(":a", b(be(from)))
-                    .expression_attribute_values(":b", b(be(from + page - 1)))
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .expect("raw query");
-                for item in out.items() {
-                    let Some(AttributeValue::B(d)) = item.get("d") else {
-                        panic!("a chunk without records");
-                    };
-                    count += unpacked(d.as_ref());
-                }
-                start = out.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-            from += page;
-        }
-        count
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reads: the live head, then the chunks of the page it covers.
 
-use streamstore::implementor::ReadBatchParts;
-use streamstore::{Error, ErrorKind, ReadBatch, ReadOptions, Record, Result, StreamId};
+use streamstore::implementor::{ErrorShorthand, ReadBatchParts};
+use streamstore::{Error, ReadBatch, ReadOptions, Record, Result, StreamId};
 
 use crate::backend::Core;
 use crate::model::{be, parse_chunk, records_pk, Head, Item};
@@ -111,17 +111,10 @@ impl Core {
             // Clipped to the head: records appended after it was read wait for the next read.
             let end = h.head.next_offset.min(from.saturating_add(max_records));
             let records = self.records(stream, &h, from, end, max_bytes).await?;
-            let contiguous =
-                !records.is_empty() && records.iter().zip(from..).all(|(r, o)| r.offset == o);
-            if contiguous {
-                batch.next_offset = from + u64::try_from(records.len()).unwrap_or(u64::MAX);
-                batch.records = records;
+            if batch.take_contiguous(records) {
                 return Ok(batch);
             }
         }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("stream {stream:?} kept changing while it was read"),
-        ))
+        Err(Error::kept_changing(stream))
     }
 }

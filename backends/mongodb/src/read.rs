@@ -1,8 +1,8 @@
 //! Reads: a stream's records from its data entries, by `_id` (see `core.rs`: a point read of
 //! the entry holding the first offset, then at most one range query per read).
 
-use streamstore::implementor::ReadBatchParts;
-use streamstore::{Error, ErrorKind, ReadBatch, ReadOptions, Record, Result, StreamId};
+use streamstore::implementor::{ErrorShorthand, ReadBatchParts};
+use streamstore::{Error, ReadBatch, ReadOptions, Record, Result, StreamId};
 
 use crate::backend::{pause_or_fail, Inner, MAX_READ_ATTEMPTS};
 use crate::entry::{records_of, sizes_of, Entry, Kind};
@@ -166,9 +166,6 @@ impl Inner {
                 Err(e) => pause_or_fail(&mut tries, e).await?,
             }
         }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("stream {stream:?} kept changing while it was read"),
-        ))
+        Err(Error::kept_changing(stream))
     }
 }

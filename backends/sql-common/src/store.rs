@@ -537,18 +537,11 @@ impl<D: SqlDialect> Core<D> {
             let records = self.dialect.records(c, stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
-            let contiguous =
-                !records.is_empty() && records.iter().zip(from..).all(|(r, o)| r.offset == o);
-            if contiguous {
-                batch.next_offset = from + u64::try_from(records.len()).unwrap_or(u64::MAX);
-                batch.records = records;
+            if batch.take_contiguous(records) {
                 return Ok(batch);
             }
         }
-        Err(Error::new(
-            ErrorKind::Unavailable,
-            format!("stream {stream:?} kept changing while it was read"),
-        ))
+        Err(Error::kept_changing(stream))
     }
 
     /// A connection for a read: from the wait pool for a woken waiting read.

@@ -5,7 +5,7 @@
 use std::ops::Bound;
 
 use crate::error::{Error, ErrorKind};
-use crate::types::{Incarnation, ListOptions, ListPage, ReadBatch, StreamId};
+use crate::types::{Incarnation, ListOptions, ListPage, ReadBatch, Record, StreamId};
 
 /// The errors the contract names, with messages that do not repeat the kind (the kind is
 /// printed first by `Display`).
@@ -26,6 +26,9 @@ pub trait ErrorShorthand {
     fn unsupported(what: &str) -> Error;
     /// `Closed`: the store's `close` was called.
     fn closed() -> Error;
+    /// `Unavailable`: a read of `stream` found a hole on every attempt (trims or deletes kept
+    /// running between its head read and its record read).
+    fn kept_changing(stream: &StreamId) -> Error;
 }
 
 impl ErrorShorthand for Error {
@@ -66,6 +69,13 @@ impl ErrorShorthand for Error {
     fn closed() -> Error {
         Error::new(ErrorKind::Closed, "close() was called on this store")
     }
+
+    fn kept_changing(stream: &StreamId) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("stream {stream:?} kept changing while it was read"),
+        )
+    }
 }
 
 /// The two batches every read starts from.
@@ -82,6 +92,13 @@ pub trait ReadBatchParts: Sized {
         sealed: bool,
         incarnation: Incarnation,
     ) -> crate::Result<Self>;
+
+    /// Takes `records` if they are the dense run from the batch's `next_offset` (not empty, no
+    /// hole) and moves `next_offset` past them; otherwise returns `false` and leaves the batch as
+    /// it was. A database adapter reads the head, then the records below it: every one of those
+    /// was committed before the head was read, so a hole means a trim or a delete ran in between,
+    /// and the read starts again (the new head then says `Trimmed` or shows the new incarnation).
+    fn take_contiguous(&mut self, records: Vec<Record>) -> bool;
 }
 
 impl ReadBatchParts for ReadBatch {
@@ -114,6 +131,16 @@ impl ReadBatchParts for ReadBatch {
             sealed,
             incarnation: Some(incarnation),
         })
+    }
+
+    fn take_contiguous(&mut self, records: Vec<Record>) -> bool {
+        let from = self.next_offset;
+        if records.is_empty() || !records.iter().zip(from..).all(|(r, o)| r.offset == o) {
+            return false;
+        }
+        self.next_offset = from + u64::try_from(records.len()).unwrap_or(u64::MAX);
+        self.records = records;
+        true
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reads across buckets, paged by count and bytes.
 
 use super::*;
-use streamstore::implementor::ReadBatchParts;
+use streamstore::implementor::{ErrorShorthand, ReadBatchParts};
 
 impl Core {
     pub(crate) async fn read_now(
@@ -66,16 +66,12 @@ impl Core {
             }
             // Every record below the head's `next` was written before the head was read, so
             // only a trim or delete in between can leave a hole: read again.
-            let contiguous = u64::try_from(records.len()).ok() == Some(end - from)
-                && records.iter().zip(from..).all(|(r, o)| r.offset == o);
-            if contiguous {
-                batch.next_offset = end;
-                batch.records = records;
+            if u64::try_from(records.len()).ok() == Some(end - from)
+                && batch.take_contiguous(records)
+            {
                 return Ok(batch);
             }
         }
-        Err(unavailable(format!(
-            "stream {stream:?} kept changing while it was read"
-        )))
+        Err(Error::kept_changing(stream))
     }
 }
