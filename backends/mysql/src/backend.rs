@@ -122,6 +122,12 @@ impl MysqlStore {
         self.inner.dialect().pool()
     }
 
+    /// How many woken waiting reads the re-read batcher served, with how many statements (for
+    /// diagnostics and tests).
+    pub fn reread_stats(&self) -> streamstore_sql::RereadStats {
+        self.inner.reread_stats()
+    }
+
     /// The watcher of this store's waiting reads (for diagnostics: its `stats`).
     pub fn watcher(&self) -> std::sync::Arc<streamstore::implementor::wait::Watcher> {
         self.inner.watcher()

@@ -11,7 +11,8 @@ use streamstore::implementor::wait::Changes;
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
     bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
-    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, SCHEMA_VERSION,
+    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, RECORDS_STREAMS_PER_STATEMENT,
+    SCHEMA_VERSION,
 };
 
 use crate::changes::{self, SERVER_US};
@@ -51,6 +52,8 @@ struct Sql {
     bytes_cut: String,
     records: String,
     records_within: String,
+    /// `records_batch[k]` reads `2^(k + 2)` ranges (see [`records_batch_sql`]).
+    records_batch: Vec<String>,
     expired: String,
     /// The change index's read ([`changes::changes_sql`]).
     changes: String,
@@ -133,6 +136,9 @@ impl Sql {
                    WHERE w.run <= ?)) \
                  ORDER BY off"
             ),
+            records_batch: (2..=RECORDS_STREAMS_PER_STATEMENT.ilog2())
+                .map(|level| records_batch_sql(r, 1 << level))
+                .collect(),
             expired: format!(
                 "SELECT stream_id FROM {s} \
                  WHERE {EXPIRED} ORDER BY expires_ms LIMIT ?"
@@ -140,6 +146,18 @@ impl Sql {
             changes: changes::changes_sql(t),
         }
     }
+}
+
+/// Woken waiting reads' batched records for `n` ranges: a `UNION ALL` of one range scan of the
+/// primary key per `(position, stream, incarnation, from, end)`, each row tagged with its
+/// range's position. MariaDB has no array parameter, so batches are padded to a power of two
+/// (at least 4) with empty ranges, and a few prepared statements serve every batch size.
+fn records_batch_sql(records: &str, n: usize) -> String {
+    let part = format!(
+        "(SELECT off, ts_ms, payload, CAST(? AS SIGNED) AS i FROM {records} \
+         WHERE stream_id = ? AND incarnation = ? AND off >= ? AND off < ?)"
+    );
+    vec![part; n].join(" UNION ALL ")
 }
 
 /// `SELECT columns FROM table WHERE stream_id IN (?, …) rest` for `count` ids, with the
@@ -477,6 +495,50 @@ streamstore_sql::sqlx_dialect! {
             let q = bind_padded(sqlx::query(&sql), streams, n);
             let rows = db(q.fetch_all(&self.wait_pool).await)?;
             rows.iter().map(|r| id_head_of(r, parse_mysql_error)).collect()
+        }
+
+        async fn records_batch(
+            &self,
+            reads: &[(&StreamId, RecordRange)],
+        ) -> Result<Vec<(usize, Record)>> {
+            if reads.is_empty() {
+                return Ok(Vec::new());
+            }
+            let n = reads.len().next_power_of_two().max(4);
+            let level = usize::try_from(n.ilog2()).unwrap_or(usize::MAX) - 2;
+            let Some(sql) = self.sql.records_batch.get(level) else {
+                return Err(Error::new(
+                    streamstore::ErrorKind::Internal,
+                    "too many ranges for one batched read",
+                ));
+            };
+            let mut q = sqlx::query(sql);
+            for (i, (stream, range)) in reads.iter().enumerate() {
+                q = q
+                    .bind(i64::try_from(i).unwrap_or(i64::MAX))
+                    .bind(sid(stream))
+                    .bind(to_db_incarnation(range.incarnation))
+                    .bind(to_db(range.from)?)
+                    .bind(to_db(range.end)?);
+            }
+            // Padding: empty ranges (`off >= 0 AND off < 0`) of the empty id, which is never a
+            // stream's.
+            for _ in reads.len()..n {
+                q = q.bind(-1i64).bind(&b""[..]).bind(0i64).bind(0i64).bind(0i64);
+            }
+            let rows = db(q.fetch_all(&self.wait_pool).await)?;
+            rows.iter()
+                .map(|row| {
+                    let i: i64 = db(row.try_get(3))?;
+                    let i = usize::try_from(i).map_err(|_| {
+                        Error::new(
+                            streamstore::ErrorKind::Internal,
+                            "a batched read's position is out of range",
+                        )
+                    })?;
+                    Ok((i, record_of(row, parse_mysql_error)?))
+                })
+                .collect()
         }
 
         async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {

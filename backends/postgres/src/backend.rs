@@ -140,6 +140,12 @@ impl PostgresStore {
         self.inner.dialect().pool()
     }
 
+    /// How many woken waiting reads the re-read batcher served, with how many statements (for
+    /// diagnostics and tests).
+    pub fn reread_stats(&self) -> streamstore_sql::RereadStats {
+        self.inner.reread_stats()
+    }
+
     /// The watcher of this store's waiting reads (for diagnostics: [`Watcher::stats`]).
     pub fn watcher(&self) -> Arc<Watcher> {
         self.inner.watcher()

@@ -49,6 +49,7 @@ struct Sql {
     expired: String,
     head_marks: String,
     heads: String,
+    records_batch: String,
 }
 
 impl Sql {
@@ -140,6 +141,15 @@ impl Sql {
             ),
             // Waiting reads' batched re-read of heads: the head columns, then the id.
             heads: format!("SELECT {HEAD_COLUMNS}, stream_id FROM {s} WHERE stream_id = ANY($1)"),
+            // Woken waiting reads' batched records: one range scan of the primary key per
+            // (stream, incarnation, from, end) of the four arrays, tagged with its position.
+            records_batch: format!(
+                "SELECT r.off, r.ts_ms, r.payload, q.i FROM \
+                 UNNEST($1::BYTEA[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) \
+                 WITH ORDINALITY AS q(sid, inc, lo, hi, i) \
+                 CROSS JOIN LATERAL (SELECT off, ts_ms, payload FROM {r} \
+                 WHERE stream_id = q.sid AND incarnation = q.inc AND off >= q.lo AND off < q.hi) r"
+            ),
             // The watcher's batched head read: one index probe per id, ids as one bytea[].
             head_marks: format!(
                 "SELECT stream_id, incarnation, next_offset, sealed_ms FROM {s} \
@@ -400,6 +410,33 @@ streamstore_sql::sqlx_dialect! {
             let ids: Vec<&[u8]> = streams.iter().map(sid).collect();
             let rows = db(sqlx::query(&self.sql.heads).bind(ids).fetch_all(&self.wait_pool).await)?;
             rows.iter().map(|r| id_head_of(r, parse_postgres_error)).collect()
+        }
+
+        async fn records_batch(
+            &self,
+            reads: &[(&StreamId, RecordRange)],
+        ) -> Result<Vec<(usize, Record)>> {
+            let ids: Vec<&[u8]> = reads.iter().map(|(s, _)| sid(s)).collect();
+            let inc: Vec<i64> = reads.iter().map(|(_, r)| to_db_incarnation(r.incarnation)).collect();
+            let lo = reads.iter().map(|(_, r)| to_db(r.from)).collect::<Result<Vec<i64>>>()?;
+            let hi = reads.iter().map(|(_, r)| to_db(r.end)).collect::<Result<Vec<i64>>>()?;
+            let rows = db(sqlx::query(&self.sql.records_batch)
+                .bind(ids)
+                .bind(inc)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&self.wait_pool)
+                .await)?;
+            rows.iter()
+                .map(|row| {
+                    // Ordinality counts from 1.
+                    let i: i64 = db(sqlx::Row::try_get(row, 3))?;
+                    let i = usize::try_from(i - 1).map_err(|_| {
+                        Error::new(ErrorKind::Internal, "a batched read's position is out of range")
+                    })?;
+                    Ok((i, record_of(row, parse_postgres_error)?))
+                })
+                .collect()
         }
 
         fn changed(&self, stream: &StreamId) {

@@ -172,6 +172,23 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// append storm) share it.
     async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>>;
 
+    /// The records of several woken waiting reads in ONE statement on the wait pool (a wake
+    /// storm's re-reads share it): for each `reads[i] = (stream, range)`, the records of
+    /// `range.incarnation` at offsets `range.from..range.end`, each paired with `i`, in any
+    /// order, with NO byte budget applied (the caller applies it, and only asks for ranges the
+    /// budget probably does not cut). At most
+    /// [`RECORDS_STREAMS_PER_STATEMENT`](crate::RECORDS_STREAMS_PER_STATEMENT) ranges; a stream
+    /// may appear in several. The default refuses (`Unsupported`): each woken reader then reads
+    /// its own records.
+    async fn records_batch(
+        &self,
+        reads: &[(&StreamId, RecordRange)],
+    ) -> Result<Vec<(usize, Record)>> {
+        use streamstore::implementor::ErrorShorthand;
+        let _ = reads;
+        Err(streamstore::Error::unsupported("records_batch"))
+    }
+
     /// Reads the head of `stream` without locking (one statement, latest committed state).
     async fn head(&self, conn: &mut Self::Conn, stream: &StreamId) -> Result<Option<HeadRow>>;
 

@@ -31,6 +31,7 @@ mod dialect;
 mod macros;
 mod model;
 mod prefix;
+mod rereads;
 mod rows;
 mod store;
 mod url;
@@ -50,6 +51,7 @@ pub use rows::{
     bind_head, create_schema, drop_tables, head_of, id_head_of, id_of, key_of, mark_of, record_of,
     sid, MapError,
 };
+pub use rereads::{RereadStats, RECORDS_STREAMS_PER_STATEMENT};
 pub use store::{SqlStore, StoreOptions};
 pub use url::{DbUrl, DEFAULT_PREFIX};
 

@@ -24,11 +24,11 @@ use streamstore::{
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
     StreamStore,
 };
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::dialect::{ListQuery, RecordRange, RolledBack, SqlDialect};
+use crate::dialect::{ListQuery, RolledBack, SqlDialect};
 use crate::model::{is_expired, HeadRow, KeyRow};
+use crate::rereads::{record_range, Prefetched, RereadStats, Rereads, Wanted};
 
 /// How often a transaction the database rolled back (deadlock, serialization failure, lock
 /// wait timeout) or that lost a stream-creation race is run again before the error is returned.
@@ -37,9 +37,6 @@ const MAX_ATTEMPTS: u32 = 10;
 /// How often a read is repeated when a trim or delete changed the stream between its head and
 /// its records; each repetition sees a newer head, so this only runs out under constant churn.
 const MAX_READ_ATTEMPTS: u32 = 8;
-
-/// Heads per batched re-read statement of woken waiting reads.
-const REREAD_BATCH: usize = 1000;
 
 /// Streams deleted per sweeper query.
 const SWEEP_BATCH: u64 = 256;
@@ -85,20 +82,12 @@ pub struct SqlStore<D: SqlDialect> {
 
 struct Core<D> {
     dialect: Arc<D>,
-    /// Heads wanted by woken waiting reads, read together by one flusher task.
-    rereads: Mutex<Rereads>,
+    /// The re-reads of woken waiting reads, read together (heads, then records) by one task.
+    rereads: Arc<Rereads<D>>,
     /// Every waiting read of the store waits here: one task polls all their heads per tick.
     watcher: Arc<Watcher>,
     closed: AtomicBool,
     options: StoreOptions,
-}
-
-/// Re-reads of waiting reads waiting for their head.
-#[derive(Default)]
-struct Rereads {
-    queue: Vec<(StreamId, oneshot::Sender<Result<Option<HeadRow>>>)>,
-    /// Whether a flusher task is running (it drains the queue until it finds it empty).
-    flushing: bool,
 }
 
 /// The store's [`HeadSource`]: the dialect's batched head read, as of now.
@@ -135,8 +124,8 @@ impl<D: SqlDialect> SqlStore<D> {
         let dialect = Arc::new(dialect);
         let heads = Arc::new(DialectHeads(Arc::clone(&dialect)));
         let core = Arc::new(Core {
+            rereads: Arc::new(Rereads::new(Arc::clone(&dialect))),
             dialect,
-            rereads: Mutex::new(Rereads::default()),
             watcher: Arc::new(Watcher::new(heads, options.watch)),
             closed: AtomicBool::new(false),
             options,
@@ -162,6 +151,12 @@ impl<D: SqlDialect> SqlStore<D> {
     /// tick by the channel's health.
     pub fn watcher(&self) -> Arc<Watcher> {
         Arc::clone(&self.core.watcher)
+    }
+
+    /// How many woken waiting reads the re-read batcher served, with how many statements (for
+    /// diagnostics and tests).
+    pub fn reread_stats(&self) -> RereadStats {
+        self.core.rereads.stats()
     }
 
     /// Hands a background task to the store, to be aborted on `close` or drop.
@@ -422,61 +417,10 @@ impl<D: SqlDialect> Core<D> {
         }
     }
 
-    /// The head of `stream` for a woken waiting read, read in one statement with the heads of
-    /// every other re-read queued meanwhile (a wake storm costs a few statements, not one per
-    /// reader). The statements run in a task of their own, so a cancelled read strands nobody.
-    async fn batched_head(self: &Arc<Self>, stream: &StreamId) -> Result<Option<HeadRow>> {
-        let (tx, rx) = oneshot::channel();
-        let lead = {
-            let mut r = self.rereads.lock().unwrap_or_else(PoisonError::into_inner);
-            r.queue.push((stream.clone(), tx));
-            !std::mem::replace(&mut r.flushing, true)
-        };
-        if lead {
-            tokio::spawn(Arc::clone(self).flush_rereads());
-        }
-        let head = rx
-            .await
-            .map_err(|_| Error::new(ErrorKind::Unavailable, "the store is closing"))??;
-        Ok(head.filter(|h| !is_expired(h, now_ms())))
-    }
-
-    /// Answers queued re-reads, [`REREAD_BATCH`] heads per statement, until none is left.
-    async fn flush_rereads(self: Arc<Self>) {
-        loop {
-            // Let the other readers woken by the same event queue up first.
-            tokio::task::yield_now().await;
-            let batch: Vec<_> = {
-                let mut r = self.rereads.lock().unwrap_or_else(PoisonError::into_inner);
-                if r.queue.is_empty() {
-                    r.flushing = false;
-                    return;
-                }
-                let take = r.queue.len().min(REREAD_BATCH);
-                r.queue.drain(..take).collect()
-            };
-            let mut ids: Vec<StreamId> = batch.iter().map(|(s, _)| s.clone()).collect();
-            ids.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-            ids.dedup();
-            match self.dialect.heads(&ids).await {
-                Ok(rows) => {
-                    let heads: std::collections::HashMap<StreamId, HeadRow> =
-                        rows.into_iter().collect();
-                    for (s, tx) in batch {
-                        let _ = tx.send(Ok(heads.get(&s).cloned()));
-                    }
-                }
-                Err(e) => {
-                    for (_, tx) in batch {
-                        let _ = tx.send(Err(Error::new(e.kind(), e.message())));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads now. A woken waiting read (`reread`) gets its head from [`Self::batched_head`] and
-    /// its records on the wait pool.
+    /// Reads now. A woken waiting read (`reread`) gets its head, and usually its records, from
+    /// the re-read batcher (a wake storm's re-reads share its statements), and checks them as
+    /// any read checks its own; it reads on its own, on the wait pool, whatever the batcher
+    /// left out (a cut page, a trim or delete in between).
     async fn read_now(
         self: &Arc<Self>,
         stream: &StreamId,
@@ -488,53 +432,47 @@ impl<D: SqlDialect> Core<D> {
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
         // Checked first: a closed store's pool refuses the connection with another error.
         self.check_open()?;
-        let mut batched = if reread {
-            Some(self.batched_head(stream).await?)
+        let mut prefetched = if reread {
+            let wanted = Wanted {
+                stream: stream.clone(),
+                from,
+                max_records,
+                max_bytes,
+            };
+            Some(self.rereads.reread(wanted).await?)
         } else {
             None
         };
-        // Every statement of a read after the batched head on one connection, taken when first
-        // needed: one pool acquisition per read (a sealed or unchanged stream needs none).
+        // Every statement of a read after the batch on one connection, taken when first needed:
+        // one pool acquisition per read (a sealed or unchanged stream needs none).
         let mut conn = None;
         for _ in 0..MAX_READ_ATTEMPTS {
             self.check_open()?;
-            if conn.is_none() && batched.is_none() {
-                conn = Some(self.acquire(reread).await?);
-            }
-            let head = match (batched.take(), conn.as_mut()) {
-                (Some(head), _) => head,
-                (None, Some(c)) => self.live_head_on(c, stream).await?,
-                (None, None) => return Err(Error::new(ErrorKind::Internal, "no connection")),
+            let Prefetched { head, mut records } = match prefetched.take() {
+                Some(p) => p,
+                None => {
+                    let c = self.conn(&mut conn, reread).await?;
+                    Prefetched {
+                        head: self.dialect.head(c, stream).await?,
+                        records: None,
+                    }
+                }
             };
-            let Some(h) = head else {
+            let Some(h) = head.filter(|h| !is_expired(h, now_ms())) else {
                 return Ok(ReadBatch::missing(from));
             };
             let mut batch = h.head.empty_read(from)?;
             if from >= h.head.next_offset {
                 return Ok(batch);
             }
-            let end = h.head.next_offset.min(from.saturating_add(max_records));
-            let held = h.head.next_offset - h.head.first_offset;
-            let range = RecordRange {
-                incarnation: h.head.incarnation,
-                from,
-                end,
-                // The head's byte count covers every record the read can return: if it fits the
-                // budget, the budget cannot cut the page.
-                max_bytes: if h.head.bytes <= max_bytes {
-                    u64::MAX
-                } else {
-                    max_bytes
-                },
-                mean_len: h.head.bytes.div_ceil(held.max(1)),
+            let records = match records.take() {
+                Some(r) => r,
+                None => {
+                    let range = record_range(&h, from, max_records, max_bytes);
+                    let c = self.conn(&mut conn, reread).await?;
+                    self.dialect.records(c, stream, &range).await?
+                }
             };
-            if conn.is_none() {
-                conn = Some(self.acquire(reread).await?);
-            }
-            let Some(c) = conn.as_mut() else {
-                return Err(Error::new(ErrorKind::Internal, "no connection"));
-            };
-            let records = self.dialect.records(c, stream, &range).await?;
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             if batch.take_contiguous(records) {
@@ -542,6 +480,16 @@ impl<D: SqlDialect> Core<D> {
             }
         }
         Err(Error::kept_changing(stream))
+    }
+
+    /// The read's connection in `slot`, taken from the pool (the wait pool for a woken waiting
+    /// read) when first needed.
+    async fn conn<'c>(&self, slot: &'c mut Option<D::Conn>, reread: bool) -> Result<&'c mut D::Conn> {
+        if slot.is_none() {
+            *slot = Some(self.acquire(reread).await?);
+        }
+        slot.as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "no connection"))
     }
 
     /// A connection for a read: from the wait pool for a woken waiting read.

@@ -412,7 +412,7 @@ pub fn url(url_env: &str, server: &str) -> Option<String> {
     url
 }
 
-/// The adapter tests of one store type (`connect`, `destroy`, `sweep` and `pool` as the
+/// The adapter tests of one store type (`connect`, `destroy`, `sweep`, `pool` and `reread_stats` as the
 /// PostgreSQL and MySQL stores have them): ids, cross-store wake-ups (the test named
 /// `wake_test`, which must wake within `wakes_within`), concurrent schema creation, key-window
 /// pruning, the sweeper and prefix validation.
@@ -491,6 +491,27 @@ macro_rules! sql_adapter_tests {
             );
             a.close().await.unwrap();
             b.close().await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn wake_storm_rereads_are_batched_and_exact() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("storm");
+            let writer = open(&url, &p).await;
+            let reader = std::sync::Arc::new($store::connect(&url, &p).await.unwrap());
+            let stats = {
+                let reader = reader.clone();
+                move || {
+                    let s = reader.reread_stats();
+                    (s.records_prefetched, s.records_statements)
+                }
+            };
+            $crate::storm::wake_storm_rereads_are_exact(writer.clone(), reader.clone(), stats).await;
+            writer.close().await.unwrap();
+            streamstore::StreamStore::close(&*reader).await.unwrap();
             $store::destroy(&url, &p).await.unwrap();
         }
 

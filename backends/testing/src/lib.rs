@@ -5,6 +5,7 @@
 //!   the same tables, schema creation races, id bytes a collation could fold, key-window
 //!   pruning), and the [`sql_adapter_tests!`] macro that turns them into `#[tokio::test]`s for
 //!   one store type.
+//! - [`storm`]: a wake storm through the SQL adapters' re-read batcher (exact answers per reader).
 //! - [`faults`]: the server-restart workload (idempotent appends retried across a restart of the
 //!   server of `scripts/services.sh`; nothing acknowledged may be lost or duplicated) and the
 //!   [`restart_test!`] macro, used by the PostgreSQL, MySQL and MongoDB tests; the Cassandra test
@@ -12,7 +13,8 @@
 //!
 //! The macros expand in the calling test crate: it needs `tokio` (with `macros`), `bytes`,
 //! `streamstore` and, for [`sql_adapter_tests!`], `sqlx` and a store type with `connect`,
-//! `destroy`, `sweep` and `pool`.
+//! `destroy`, `sweep`, `pool` and `reread_stats`.
 
 pub mod cases;
 pub mod faults;
+pub mod storm;
