@@ -11,8 +11,8 @@ use streamstore::implementor::wait::Changes;
 use streamstore::{Error, Incarnation, Record, Result, StreamId};
 use streamstore_sql::{
     bind_head, create_schema, drop_tables, from_db, id_head_of, id_of, mark_of, record_of, sid,
-    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables, RECORDS_STREAMS_PER_STATEMENT,
-    SCHEMA_VERSION,
+    to_db, to_db_incarnation, HeadRow, ListQuery, RecordRange, TablePrefix, Tables,
+    RECORDS_STREAMS_PER_STATEMENT, SCHEMA_VERSION,
 };
 
 use crate::changes::{self, SERVER_US};

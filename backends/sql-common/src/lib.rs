@@ -47,11 +47,11 @@ pub use model::{
     HeadRow, KeyRow, SCHEMA_VERSION,
 };
 pub use prefix::{TablePrefix, Tables};
+pub use rereads::{RereadStats, RECORDS_STREAMS_PER_STATEMENT};
 pub use rows::{
     bind_head, create_schema, drop_tables, head_of, id_head_of, id_of, key_of, mark_of, record_of,
     sid, MapError,
 };
-pub use rereads::{RereadStats, RECORDS_STREAMS_PER_STATEMENT};
 pub use store::{SqlStore, StoreOptions};
 pub use url::{DbUrl, DEFAULT_PREFIX};
 

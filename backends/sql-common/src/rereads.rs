@@ -54,7 +54,12 @@ pub(crate) struct Prefetched {
 /// The records a read from `from` of at most `max_records` / `max_bytes` asks for, given the
 /// stream's head (`from` must be below its `next_offset`). The same for ordinary reads and the
 /// batcher, so what the batcher read is what the reader would have read.
-pub(crate) fn record_range(h: &HeadRow, from: u64, max_records: u64, max_bytes: u64) -> RecordRange {
+pub(crate) fn record_range(
+    h: &HeadRow,
+    from: u64,
+    max_records: u64,
+    max_bytes: u64,
+) -> RecordRange {
     let held = h.head.next_offset - h.head.first_offset;
     RecordRange {
         incarnation: h.head.incarnation,
@@ -321,7 +326,12 @@ mod tests {
 
     #[test]
     fn rows_are_split_by_range_in_offset_order() {
-        let rows = vec![(1, rec(7, 1)), (0, rec(3, 1)), (1, rec(6, 1)), (9, rec(0, 1))];
+        let rows = vec![
+            (1, rec(7, 1)),
+            (0, rec(3, 1)),
+            (1, rec(6, 1)),
+            (9, rec(0, 1)),
+        ];
         let per = split(rows, 3);
         let offsets: Vec<Vec<u64>> = per
             .iter()

@@ -484,7 +484,11 @@ impl<D: SqlDialect> Core<D> {
 
     /// The read's connection in `slot`, taken from the pool (the wait pool for a woken waiting
     /// read) when first needed.
-    async fn conn<'c>(&self, slot: &'c mut Option<D::Conn>, reread: bool) -> Result<&'c mut D::Conn> {
+    async fn conn<'c>(
+        &self,
+        slot: &'c mut Option<D::Conn>,
+        reread: bool,
+    ) -> Result<&'c mut D::Conn> {
         if slot.is_none() {
             *slot = Some(self.acquire(reread).await?);
         }

@@ -509,7 +509,8 @@ macro_rules! sql_adapter_tests {
                     (s.records_prefetched, s.records_statements)
                 }
             };
-            $crate::storm::wake_storm_rereads_are_exact(writer.clone(), reader.clone(), stats).await;
+            $crate::storm::wake_storm_rereads_are_exact(writer.clone(), reader.clone(), stats)
+                .await;
             writer.close().await.unwrap();
             streamstore::StreamStore::close(&*reader).await.unwrap();
             $store::destroy(&url, &p).await.unwrap();

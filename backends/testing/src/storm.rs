@@ -65,9 +65,15 @@ fn options(f: Fate) -> ReadOptions {
 fn check(i: usize, old: streamstore::Incarnation, got: Result<ReadBatch>) {
     let f = fate(i);
     let expect_records = |n: u64| {
-        let b = got.as_ref().unwrap_or_else(|e| panic!("stream {i} ({f:?}): {e}"));
+        let b = got
+            .as_ref()
+            .unwrap_or_else(|e| panic!("stream {i} ({f:?}): {e}"));
         let offsets: Vec<u64> = b.records.iter().map(|r| r.offset).collect();
-        assert_eq!(offsets, (3..3 + n).collect::<Vec<_>>(), "stream {i} ({f:?})");
+        assert_eq!(
+            offsets,
+            (3..3 + n).collect::<Vec<_>>(),
+            "stream {i} ({f:?})"
+        );
         for r in &b.records {
             assert_eq!(r.payload, payload(i, r.offset), "stream {i} ({f:?})");
         }
@@ -104,7 +110,10 @@ async fn change(writer: &dyn StreamStore, i: usize, s: &StreamId) {
         Fate::Recreated => {
             writer.delete(s).await.unwrap();
             let records = vec![Bytes::from("new life")];
-            writer.append(s, records, AppendOptions::default()).await.unwrap();
+            writer
+                .append(s, records, AppendOptions::default())
+                .await
+                .unwrap();
         }
         Fate::Deleted => {
             writer.delete(s).await.unwrap();
@@ -138,7 +147,10 @@ pub async fn wake_storm_rereads_are_exact(
     let mut incarnations = Vec::new();
     for (i, s) in ids.iter().enumerate() {
         let tiny = vec![Bytes::from("a"); 3];
-        let r = writer.append(s, tiny, AppendOptions::default()).await.unwrap();
+        let r = writer
+            .append(s, tiny, AppendOptions::default())
+            .await
+            .unwrap();
         if fate(i) == Fate::Trimmed {
             // 3 bytes held: nothing trimmed yet; the storm's 20 bytes trim to the newest record.
             let keep = Retention::default().max_bytes(15);
@@ -182,5 +194,8 @@ pub async fn wake_storm_rereads_are_exact(
         reads >= (STORM_STREAMS / 2) as u64,
         "only {reads} reads prefetched"
     );
-    assert!(statements < reads, "{statements} statements for {reads} reads");
+    assert!(
+        statements < reads,
+        "{statements} statements for {reads} reads"
+    );
 }
