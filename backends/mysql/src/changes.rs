@@ -19,9 +19,16 @@
 //! Hence the only changes a call can miss are those of a transaction that took longer than the
 //! margin from its head write to its commit (lock waits, a stalled server), of a server whose
 //! clock stepped back by more than the margin, and of rows written by an older release of this
-//! adapter (which does not stamp: its rows keep their old `changed_us`), and deletes (the row is
-//! gone) and expiries (nothing is written). The watcher's pass over every waited-on stream every
-//! [`WatchOptions::full_pass`] finds those.
+//! adapter (which does not stamp: its rows keep their old `changed_us`). The watcher's pass over
+//! every waited-on stream every [`WatchOptions::full_pass`] finds those.
+//!
+//! Deletes leave no head row to stamp: each records its stream in `<prefix>deletions` with the
+//! same stamp (`deleted_us`, in the delete's transaction), and a call reads those since the same
+//! cursor, so a delete made through another store object is seen at the next tick, by the same
+//! argument. An expiry writes nothing until the retention sweeper (of any store object, every
+//! second) deletes the stream, which records it; an older release's deletes record nothing and
+//! are found by the full pass. A stream listed both as deleted and with a head row was created
+//! again after its delete (the creation stamps later than the delete): its head wins.
 //!
 //! Re-reading the margin each tick costs the rows changed in the last `tick + MARGIN_US`, at
 //! most [`MAX_CHANGES`] of them (more: the watcher reads every waited-on stream instead).
@@ -48,6 +55,39 @@ pub(crate) const MARGIN_US: u64 = 1_000_000;
 
 /// Changed rows listed per call at most; beyond, the watcher reads every waited-on stream.
 pub(crate) const MAX_CHANGES: usize = 4096;
+
+/// One delete in this many also forgets old deletions (see [`KEEP_DELETIONS_US`]).
+pub(crate) const PRUNE_EVERY: u32 = 64;
+
+/// How long a deletion is remembered: far beyond any tick plus [`MARGIN_US`] (a watcher that
+/// fell further behind reads every stream in its next full pass anyway).
+pub(crate) const KEEP_DELETIONS_US: i64 = 600_000_000;
+
+/// `<prefix>deletions`: the stream ids deleted recently, with the server's clock at the delete.
+pub(crate) fn deletions_ddl(t: &Tables) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {0} (stream_id VARBINARY(512) NOT NULL PRIMARY KEY, \
+         deleted_us BIGINT NOT NULL, KEY {0}_at (deleted_us)) ENGINE=InnoDB",
+        t.deletions
+    )
+}
+
+/// Records a delete of `?` (in the delete's transaction).
+pub(crate) fn note_deletion_sql(t: &Tables) -> String {
+    format!(
+        "INSERT INTO {} (stream_id, deleted_us) VALUES (?, {SERVER_US}) \
+         ON DUPLICATE KEY UPDATE deleted_us = VALUES(deleted_us)",
+        t.deletions
+    )
+}
+
+/// Forgets the deletions older than `?` microseconds.
+pub(crate) fn prune_deletions_sql(t: &Tables) -> String {
+    format!(
+        "DELETE FROM {} WHERE deleted_us < {SERVER_US} - ?",
+        t.deletions
+    )
+}
 
 /// The column and its index, in `CREATE TABLE <prefix>streams`.
 pub(crate) fn column_ddl(streams: &str) -> String {
@@ -80,15 +120,19 @@ pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<()
     Ok(())
 }
 
-/// The statement of a call: the server's clock (always one row, even with no change) and the
-/// rows changed since `?` (at most `?`).
+/// The statement of a call: the server's clock (always one row, even with no change), the
+/// rows changed since `?` (at most `?`) and the streams deleted since `?` (at most `?`;
+/// `gone = 1`).
 pub(crate) fn changes_sql(t: &Tables) -> String {
     format!(
-        "SELECT n.now_us, c.stream_id, c.incarnation, c.next_offset, c.sealed_ms, c.expires_ms \
-         FROM (SELECT {SERVER_US} AS now_us) n LEFT JOIN \
-         (SELECT stream_id, incarnation, next_offset, sealed_ms, expires_ms FROM {} \
-          WHERE changed_us >= ? LIMIT ?) c ON 1 = 1",
-        t.streams
+        "SELECT n.now_us, c.stream_id, c.incarnation, c.next_offset, c.sealed_ms, c.expires_ms, \
+         c.gone FROM (SELECT {SERVER_US} AS now_us) n LEFT JOIN (\
+         (SELECT stream_id, incarnation, next_offset, sealed_ms, expires_ms, \
+          CAST(0 AS SIGNED) AS gone FROM {} WHERE changed_us >= ? LIMIT ?) \
+         UNION ALL \
+         (SELECT stream_id, CAST(0 AS SIGNED), CAST(0 AS SIGNED), NULL, NULL, CAST(1 AS SIGNED) \
+          FROM {} WHERE deleted_us >= ? LIMIT ?)) c ON 1 = 1",
+        t.streams, t.deletions
     )
 }
 
@@ -108,9 +152,12 @@ pub(crate) async fn read_changes(
     let from = since.map_or(i64::MAX, |c| {
         i64::try_from(c.saturating_sub(MARGIN_US)).unwrap_or(i64::MAX)
     });
+    let limit = i64::try_from(MAX_CHANGES + 1).unwrap_or(i64::MAX);
     let rows = db(sqlx::query(sql)
         .bind(from)
-        .bind(i64::try_from(MAX_CHANGES + 1).unwrap_or(i64::MAX))
+        .bind(limit)
+        .bind(from)
+        .bind(limit)
         .fetch_all(pool)
         .await)?;
     let cursor = match rows.first() {
@@ -123,10 +170,15 @@ pub(crate) async fn read_changes(
         }
     };
     let mut marks: Vec<(StreamId, Option<u64>)> = Vec::with_capacity(rows.len());
+    let mut deleted = Vec::new();
     for r in &rows {
         let Some(id) = db(r.try_get::<Option<Vec<u8>>, _>(1))? else {
             continue;
         };
+        if db(r.try_get::<Option<i64>, _>(6))? == Some(1) {
+            deleted.push(id_of(&id)?);
+            continue;
+        }
         let incarnation: i64 = db(r.try_get(2))?;
         let next_offset: i64 = db(r.try_get(3))?;
         let sealed_ms: Option<i64> = db(r.try_get(4))?;
@@ -135,6 +187,14 @@ pub(crate) async fn read_changes(
         let mark = (!expired).then(|| head_mark(incarnation, next_offset, sealed_ms.is_some()));
         marks.push((id_of(&id)?, mark));
     }
+    // A stream deleted and created again since the cursor has a head row: it wins.
+    let live: std::collections::HashSet<StreamId> = marks.iter().map(|(s, _)| s.clone()).collect();
+    marks.extend(
+        deleted
+            .into_iter()
+            .filter(|s| !live.contains(s))
+            .map(|s| (s, None)),
+    );
     Ok(Changes {
         cursor,
         marks: (marks.len() <= MAX_CHANGES).then_some(marks),

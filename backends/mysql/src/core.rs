@@ -57,6 +57,8 @@ struct Sql {
     expired: String,
     /// The change index's read ([`changes::changes_sql`]).
     changes: String,
+    note_deletion: String,
+    prune_deletions: String,
 }
 
 impl Sql {
@@ -144,6 +146,8 @@ impl Sql {
                  WHERE {EXPIRED} ORDER BY expires_ms LIMIT ?"
             ),
             changes: changes::changes_sql(t),
+            note_deletion: changes::note_deletion_sql(t),
+            prune_deletions: changes::prune_deletions_sql(t),
         }
     }
 }
@@ -281,6 +285,7 @@ impl MysqlCore {
                      ENGINE=InnoDB",
                     t.idempotency
                 ),
+                changes::deletions_ddl(&t),
                 format!(
                     "INSERT INTO {} (name, value) VALUES ('schema_version', {SCHEMA_VERSION}) \
                      ON DUPLICATE KEY UPDATE name = name",
@@ -314,6 +319,26 @@ impl MysqlCore {
 }
 
 type Tx = Transaction<'static, MySql>;
+
+impl MysqlCore {
+    /// Records the deletion of `stream` in `<prefix>deletions` (stamped like a head write), so
+    /// that other store objects' watchers see it at their next tick through the change index
+    /// instead of at their next full pass; and, on one delete in [`changes::PRUNE_EVERY`],
+    /// forgets the deletions older than [`changes::KEEP_DELETIONS_US`].
+    async fn after_delete(&self, tx: &mut Tx, stream: &StreamId) -> Result<()> {
+        db(sqlx::query(&self.sql.note_deletion)
+            .bind(sid(stream))
+            .execute(&mut **tx)
+            .await)?;
+        if rand::random::<u32>() % changes::PRUNE_EVERY == 0 {
+            db(sqlx::query(&self.sql.prune_deletions)
+                .bind(changes::KEEP_DELETIONS_US)
+                .execute(&mut **tx)
+                .await)?;
+        }
+        Ok(())
+    }
+}
 
 // The statements that differ from PostgreSQL's; the others are written once in
 // `sqlx_dialect!`.

@@ -2,7 +2,9 @@
 //! `STREAMSTORE_MYSQL_URL` (each test prints SKIPPED and passes without it): a write by another
 //! store object is seen through the index, without a pass over every waited-on stream; a write
 //! stamped earlier than the last tick is seen through the margin when within it, and by the full
-//! pass when beyond it; and tables created without the index still open (migration).
+//! pass when beyond it; a delete (or a swept expiry) by another store object is seen at the next
+//! tick through `<prefix>deletions`; and tables created without the index still open
+//! (migration).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +110,59 @@ async fn a_write_by_another_store_is_seen_through_the_change_index() {
         "seen without a pass over every waited-on stream"
     );
     assert!(after.full_passes <= 1);
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+    MysqlStore::destroy(&url, &p).await.unwrap();
+}
+
+/// A delete, and an expiry swept, through another store object wake the waiting reader at the
+/// next tick through `<prefix>deletions`, not at the next full pass (none runs in the test);
+/// a stream deleted and written again in between is reported by its head.
+#[tokio::test]
+async fn a_delete_by_another_store_is_seen_at_the_next_tick() {
+    let Some(url) = url() else { return };
+    let p = prefix("chg_del");
+    let reader = Arc::new(
+        MysqlStore::connect(&with_full_pass(&url, 600_000), &p)
+            .await
+            .unwrap(),
+    );
+    let writer = MysqlStore::connect(&url, &p).await.unwrap();
+    let (gone, expiring, reborn) = (id("chg/gone"), id("chg/expiring"), id("chg/reborn"));
+    for s in [&gone, &expiring, &reborn] {
+        append(&writer, s, "0").await;
+    }
+    let waits: Vec<_> = [&gone, &expiring, &reborn]
+        .iter()
+        .map(|s| wait_from_1(&reader, s))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = reader.watcher().stats();
+    let changed = Instant::now();
+    writer.delete(&gone).await.unwrap();
+    let idle = streamstore::Retention::default().delete_after_idle(Duration::from_millis(1));
+    writer.set_retention(&expiring, idle).await.unwrap();
+    writer.sweep().await.unwrap();
+    writer.delete(&reborn).await.unwrap();
+    append(&writer, &reborn, "new life").await;
+    let mut waits = waits.into_iter();
+    for (name, wait) in ["gone", "expiring"].into_iter().zip(&mut waits) {
+        let (woke, batch) = wait.await.unwrap();
+        assert!(batch.is_gone(), "{name}: {batch:?}");
+        let took = woke.saturating_duration_since(changed);
+        assert!(took < Duration::from_secs(2), "{name}: woke after {took:?}");
+    }
+    // Woken between the delete and the new life's append (gone), or after it (the new
+    // incarnation, with nothing at offset 1 yet): either way at once, not after 20 s.
+    let (woke, batch) = waits.next().unwrap().await.unwrap();
+    assert!(batch.records.is_empty(), "reborn: {batch:?}");
+    let took = woke.saturating_duration_since(changed);
+    assert!(took < Duration::from_secs(2), "reborn: woke after {took:?}");
+    assert_eq!(
+        reader.watcher().stats().full_passes,
+        before.full_passes,
+        "seen without a pass over every waited-on stream"
+    );
     reader.close().await.unwrap();
     writer.close().await.unwrap();
     MysqlStore::destroy(&url, &p).await.unwrap();

@@ -305,6 +305,14 @@ impl PgCore {
 
 type Tx = Transaction<'static, Postgres>;
 
+impl PgCore {
+    /// Nothing to record after a delete: `NOTIFY` (sent after the commit) tells the other store
+    /// objects' watchers.
+    async fn after_delete(&self, _tx: &mut Tx, _stream: &StreamId) -> Result<()> {
+        Ok(())
+    }
+}
+
 // The statements that differ from MySQL's; the others are written once in `sqlx_dialect!`.
 streamstore_sql::sqlx_dialect! {
     impl SqlDialect for PgCore {

@@ -9,7 +9,10 @@
 /// second, small, serves the watcher and waiting reads' re-reads) and `sql` (the formatted
 /// statements), with at least the statements `lock_head`, `head`, `delete_head`,
 /// `delete_records`, `delete_keys`, `find_key`, `insert_key`, `bytes_cut` and `expired`, taking
-/// the parameters in the order the shared methods bind them (see below). `Tx` is
+/// the parameters in the order the shared methods bind them (see below), and an inherent
+/// `async fn after_delete(&self, tx: &mut Tx, stream: &StreamId) -> Result<()>` that
+/// `delete_stream` runs last in its transaction (MySQL records the deletion for other store
+/// objects' watchers; PostgreSQL does nothing: `NOTIFY` tells them). `Tx` is
 /// `sqlx::Transaction<'static, database>`, `Conn` is `sqlx::pool::PoolConnection<database>`.
 ///
 /// ```text
@@ -83,7 +86,7 @@ macro_rules! sqlx_dialect {
                         .await
                         .map_err($map)?;
                 }
-                Ok(())
+                self.after_delete(tx, stream).await
             }
 
             // `find_key`: `stream_id, idem_key`.

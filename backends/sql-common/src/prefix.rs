@@ -53,6 +53,7 @@ impl TablePrefix {
             records: format!("{}records", self.0),
             idempotency: format!("{}idempotency", self.0),
             meta: format!("{}meta", self.0),
+            deletions: format!("{}deletions", self.0),
         }
     }
 }
@@ -80,12 +81,21 @@ pub struct Tables {
     pub idempotency: String,
     /// Schema metadata (`schema_version`).
     pub meta: String,
+    /// Recent deletions, for the watchers of other store objects (MySQL's change index; see
+    /// `backends/mysql/src/changes.rs`). Other adapters do not create it.
+    pub deletions: String,
 }
 
 impl Tables {
     /// All tables, in the order they are dropped.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.records, &self.idempotency, &self.streams, &self.meta]
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.deletions,
+            &self.records,
+            &self.idempotency,
+            &self.streams,
+            &self.meta,
+        ]
     }
 }
 
