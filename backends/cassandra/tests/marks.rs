@@ -20,14 +20,21 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use streamkeep_cassandra::{CassandraConfig, CassandraStore, MarksMethod, NODES_ENV};
 use streamstore::{AppendOptions, StreamId, StreamStore};
 
+const fn by_in(chunk: usize, in_flight: usize) -> MarksMethod {
+    MarksMethod::In { chunk, in_flight }
+}
+
+/// The methods measured; `In { chunk: 10, in_flight: 64 }` is what the watcher uses, and
+/// `Concurrent(32)` what it used before. Larger chunks than 100 are not tried: a chunk of `n`
+/// asks for about `n²` partition keys (500 streams: 250,000).
 const METHODS: [MarksMethod; 7] = [
     MarksMethod::Concurrent(32),
-    MarksMethod::Concurrent(128),
     MarksMethod::Concurrent(256),
-    MarksMethod::Concurrent(1024),
-    MarksMethod::In(10),
-    MarksMethod::In(50),
-    MarksMethod::In(100),
+    by_in(10, 16),
+    by_in(50, 16),
+    by_in(100, 16),
+    by_in(10, 64),
+    by_in(8, 128),
 ];
 
 fn config(tag: &str) -> Option<CassandraConfig> {
@@ -85,14 +92,21 @@ async fn every_method_agrees_and_every_write_of_another_store_moves_the_mark() {
         .map(|i| StreamId::new(format!("marks/{i}")).unwrap())
         .collect();
     let s = ids[0].clone();
-    assert!(agreed(&watcher, &ids).await.is_empty(), "nothing written yet");
+    assert!(
+        agreed(&watcher, &ids).await.is_empty(),
+        "nothing written yet"
+    );
     for id in &ids[..20] {
         put(&writer, id, 1).await;
     }
     // The first read finds the heads through the `streams` rows, later ones at the cached
     // locations (the multi-partition read applies only to those).
     let before = agreed(&watcher, &ids).await;
-    assert_eq!(before.len(), 20, "the 20 written streams exist, the 10 others do not");
+    assert_eq!(
+        before.len(),
+        20,
+        "the 20 written streams exist, the 10 others do not"
+    );
     assert_eq!(agreed(&watcher, &ids).await, before, "no write, same marks");
 
     let mut seen = vec![before[&s]];
@@ -168,6 +182,9 @@ async fn seed(store: &CassandraStore, n: usize) -> Vec<StreamId> {
     ids
 }
 
+/// Passes per method at each size.
+const ROUNDS: usize = 7;
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort_unstable();
     v[v.len() / 2]
@@ -175,7 +192,7 @@ fn median(v: &mut [Duration]) -> Duration {
 
 /// One watcher pass over `STREAMSTORE_MARKS_STREAMS` (default 1,000; comma-separated for
 /// several) existing streams by every method, interleaved round by round so they share the
-/// machine's load. Prints `cassandra marks pass:` lines: median, min and max of 5 rounds, and
+/// machine's load. Prints `cassandra marks pass:` lines: median, min and max of `ROUNDS` rounds, and
 /// the ratio of each median to today's 32 concurrent reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
@@ -199,7 +216,7 @@ async fn one_pass_over_many_streams_by_each_method() {
         );
         assert_eq!(all.len(), n);
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); METHODS.len()];
-        for _round in 0..5 {
+        for _round in 0..ROUNDS {
             for (i, method) in METHODS.iter().enumerate() {
                 let t = Instant::now();
                 let got = marks(&watcher, &ids, *method).await;

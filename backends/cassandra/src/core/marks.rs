@@ -3,29 +3,47 @@
 //!
 //! A stream's head row lives in the partition `(sid, inc, bucket)` of its current bucket, so a
 //! pass reads one partition per stream. How those reads are issued was measured side by side
-//! (`tests/marks.rs`, docs/benchmarks.md): single-partition prepared reads kept
-//! [`MARKS_CONCURRENCY`] in flight beat both 32 in flight and multi-partition `IN` reads, which
-//! Cassandra can only express as the cartesian product `sid IN … AND inc IN … AND bucket IN …`
-//! (incarnations are random, so a chunk of `n` streams asks for `n²` partitions).
+//! (`tests/marks.rs`, docs/benchmarks.md): multi-partition reads of [`MARKS_CHUNK`] streams
+//! each, [`MARKS_IN_FLIGHT`] at a time, took a third of the time of single-partition reads
+//! 32 at a time. Cassandra allows `IN` on each partition-key column but not on their tuple, so
+//! a statement asks for the cartesian product `sid IN … AND inc IN … AND bucket IN …`
+//! (incarnations are random: `n` streams make about `n²` partition keys, all but `n` absent and
+//! rejected by the bloom filters). The server's cost per statement dominates its cost per
+//! absent partition key up to about 10 streams a statement; at 50 the product loses.
+//!
+//! Only streams whose head location the store remembers go through the multi-partition read
+//! (the head found open there is the stream's current state, as in [`Core::state`]); the others,
+//! and every stream of a statement that failed (for instance a server whose
+//! `partition_keys_in_select` guardrail refuses the product), take the single-partition path,
+//! which reports the error if it persists.
 
 use super::*;
 use crate::model::HeadColumns;
 
-/// Head reads a pass keeps in flight. One driver connection multiplexes them; the server
-/// queues what it cannot serve at once, so this bounds the client's memory, not the server's
-/// work (measured in `tests/marks.rs`: 256 against 32 and 1,024).
-pub(crate) const MARKS_CONCURRENCY: usize = 256;
+/// Streams per multi-partition head read (measured in `tests/marks.rs`: 4 to 16 alike, 50 three
+/// times slower).
+pub(crate) const MARKS_CHUNK: usize = 10;
+
+/// Head reads a pass keeps in flight (statements of [`MARKS_CHUNK`] streams, or single-partition
+/// reads). One driver connection multiplexes them.
+pub(crate) const MARKS_IN_FLIGHT: usize = 64;
 
 /// How a pass reads the heads (a test seam: `tests/marks.rs` measures each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MarksMethod {
     /// Single-partition prepared reads of the head rows, this many in flight (what the
-    /// watcher uses, with [`MARKS_CONCURRENCY`]).
+    /// watcher used before, with 32).
     Concurrent(usize),
-    /// One multi-partition read per this many streams whose head location the store knows
-    /// (`IN` on each partition-key column: the cartesian product of their ids, incarnations and
-    /// buckets); the other streams as `Concurrent(MARKS_CONCURRENCY)`.
-    In(usize),
+    /// One multi-partition read per `chunk` streams whose head location the store knows (`IN`
+    /// on each partition-key column: the cartesian product of their ids, incarnations and
+    /// buckets), `in_flight` such reads at a time; the other streams as
+    /// `Concurrent(in_flight)`. The watcher uses `In { chunk: 10, in_flight: 64 }`.
+    In {
+        /// Streams per statement.
+        chunk: usize,
+        /// Statements in flight.
+        in_flight: usize,
+    },
 }
 
 /// The mark of the open head `h` at `loc`: its incarnation, bucket and version mixed.
@@ -44,7 +62,7 @@ fn bigint(v: Option<&CqlValue>) -> Result<Option<i64>> {
     }
 }
 
-/// A row of [`crate::schema::heads_in_cql`]: its stream id, location and head.
+/// A row of the multi-partition head read (`heads_in`): its stream id, location and head.
 fn decode_in_row(row: Row) -> Result<(String, Loc, Head)> {
     let c: Vec<Option<CqlValue>> = row.columns;
     let at = |i: usize| c.get(i).and_then(Option::as_ref);
@@ -87,7 +105,7 @@ fn decode_in_row(row: Row) -> Result<(String, Loc, Head)> {
 impl Core {
     /// For each of `streams` that exists, its mark (see the module docs).
     pub(crate) async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        self.marks_concurrent(streams, MARKS_CONCURRENCY).await
+        self.marks_in(streams, MARKS_CHUNK, MARKS_IN_FLIGHT).await
     }
 
     /// [`Core::heads_marks`] read by `method` (the measurement's seam).
@@ -98,7 +116,7 @@ impl Core {
     ) -> Result<Vec<(StreamId, u64)>> {
         match method {
             MarksMethod::Concurrent(n) => self.marks_concurrent(streams, n).await,
-            MarksMethod::In(chunk) => self.marks_in(streams, chunk).await,
+            MarksMethod::In { chunk, in_flight } => self.marks_in(streams, chunk, in_flight).await,
         }
     }
 
@@ -120,54 +138,78 @@ impl Core {
     }
 
     /// Marks by multi-partition reads of the heads at the cached locations, `chunk` streams a
-    /// statement. A head found open there is the stream's current state (as in
-    /// [`Core::state`]); any other stream goes through [`Core::marks_concurrent`].
-    async fn marks_in(&self, streams: &[StreamId], chunk: usize) -> Result<Vec<(StreamId, u64)>> {
-        let mut ps = self
-            .session
-            .prepare(crate::schema::heads_in_cql(&self.config))
-            .await
-            .map_err(|e| parse_cassandra_error(e.into()))?;
-        ps.set_consistency(self.config.consistency);
-        let mut out = Vec::with_capacity(streams.len());
+    /// statement, `in_flight` statements at a time. A head found open there is the stream's
+    /// current state (as in [`Core::state`]); any other stream goes through
+    /// [`Core::marks_concurrent`].
+    async fn marks_in(
+        &self,
+        streams: &[StreamId],
+        chunk: usize,
+        in_flight: usize,
+    ) -> Result<Vec<(StreamId, u64)>> {
         let mut rest = Vec::new();
         let mut known = Vec::new();
         for s in streams {
             match self.cached_loc(s) {
-                Some(loc) => known.push((s, loc)),
+                Some(loc) => known.push((s.clone(), loc)),
                 None => rest.push(s.clone()),
             }
         }
-        for part in known.chunks(chunk.max(1)) {
-            let sids: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
-            let mut incs: Vec<i64> = part.iter().map(|(_, l)| l.inc).collect();
-            let mut buckets: Vec<i64> = part.iter().map(|(_, l)| l.bucket).collect();
-            for v in [&mut incs, &mut buckets] {
-                v.sort_unstable();
-                v.dedup();
-            }
-            let found: Vec<Row> = rows(self.exec(&ps, (sids, incs, buckets)).await?)?;
-            let mut heads = HashMap::with_capacity(found.len());
-            for row in found {
-                let (sid, loc, head) = decode_in_row(row)?;
-                heads.insert((sid, loc.inc, loc.bucket), head);
-            }
-            for (s, loc) in part {
-                match heads.get(&(s.as_str().to_owned(), loc.inc, loc.bucket)) {
-                    Some(h) if h.closed == OPEN => {
-                        let (m, expired) = mark(*loc, h);
-                        if !expired {
-                            out.push(((*s).clone(), m));
-                        }
+        let parts: Vec<(Vec<(StreamId, u64)>, Vec<StreamId>)> =
+            stream::iter(known.chunks(chunk.max(1)).map(<[_]>::to_vec))
+                .map(|part| async move {
+                    // A failed statement leaves its streams to the single-partition reads.
+                    match self.marks_in_chunk(&part).await {
+                        Ok(done) => done,
+                        Err(_) => (Vec::new(), part.into_iter().map(|(s, _)| s).collect()),
                     }
-                    _ => {
-                        self.forget_loc(s);
-                        rest.push((*s).clone());
+                })
+                .buffer_unordered(in_flight.max(1))
+                .collect()
+                .await;
+        let mut out = Vec::with_capacity(streams.len());
+        for (marks, others) in parts {
+            out.extend(marks);
+            rest.extend(others);
+        }
+        out.extend(self.marks_concurrent(&rest, in_flight).await?);
+        Ok(out)
+    }
+
+    /// One statement of [`Core::marks_in`]: the marks found, and the streams whose cached
+    /// location no longer holds an open head.
+    async fn marks_in_chunk(
+        &self,
+        part: &[(StreamId, Loc)],
+    ) -> Result<(Vec<(StreamId, u64)>, Vec<StreamId>)> {
+        let sids: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
+        let mut incs: Vec<i64> = part.iter().map(|(_, l)| l.inc).collect();
+        let mut buckets: Vec<i64> = part.iter().map(|(_, l)| l.bucket).collect();
+        for v in [&mut incs, &mut buckets] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        let found: Vec<Row> = rows(self.exec(&self.st.heads_in, (sids, incs, buckets)).await?)?;
+        let mut heads = HashMap::with_capacity(found.len());
+        for row in found {
+            let (sid, loc, head) = decode_in_row(row)?;
+            heads.insert((sid, loc.inc, loc.bucket), head);
+        }
+        let (mut out, mut rest) = (Vec::with_capacity(part.len()), Vec::new());
+        for (s, loc) in part {
+            match heads.get(&(s.as_str().to_owned(), loc.inc, loc.bucket)) {
+                Some(h) if h.closed == OPEN => {
+                    let (m, expired) = mark(*loc, h);
+                    if !expired {
+                        out.push((s.clone(), m));
                     }
+                }
+                _ => {
+                    self.forget_loc(s);
+                    rest.push(s.clone());
                 }
             }
         }
-        out.extend(self.marks_concurrent(&rest, MARKS_CONCURRENCY).await?);
-        Ok(out)
+        Ok((out, rest))
     }
 }
