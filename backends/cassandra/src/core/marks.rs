@@ -46,6 +46,10 @@ pub enum MarksMethod {
     },
 }
 
+/// What one multi-partition statement found: the marks, and the streams left to the
+/// single-partition reads.
+type ChunkMarks = (Vec<(StreamId, u64)>, Vec<StreamId>);
+
 /// The mark of the open head `h` at `loc`: its incarnation, bucket and version mixed.
 fn mark(loc: Loc, h: &Head) -> (u64, bool) {
     let mut m = foldhash_like(loc.inc);
@@ -155,18 +159,17 @@ impl Core {
                 None => rest.push(s.clone()),
             }
         }
-        let parts: Vec<(Vec<(StreamId, u64)>, Vec<StreamId>)> =
-            stream::iter(known.chunks(chunk.max(1)).map(<[_]>::to_vec))
-                .map(|part| async move {
-                    // A failed statement leaves its streams to the single-partition reads.
-                    match self.marks_in_chunk(&part).await {
-                        Ok(done) => done,
-                        Err(_) => (Vec::new(), part.into_iter().map(|(s, _)| s).collect()),
-                    }
-                })
-                .buffer_unordered(in_flight.max(1))
-                .collect()
-                .await;
+        let parts: Vec<ChunkMarks> = stream::iter(known.chunks(chunk.max(1)).map(<[_]>::to_vec))
+            .map(|part| async move {
+                // A failed statement leaves its streams to the single-partition reads.
+                match self.marks_in_chunk(&part).await {
+                    Ok(done) => done,
+                    Err(_) => (Vec::new(), part.into_iter().map(|(s, _)| s).collect()),
+                }
+            })
+            .buffer_unordered(in_flight.max(1))
+            .collect()
+            .await;
         let mut out = Vec::with_capacity(streams.len());
         for (marks, others) in parts {
             out.extend(marks);
@@ -178,10 +181,7 @@ impl Core {
 
     /// One statement of [`Core::marks_in`]: the marks found, and the streams whose cached
     /// location no longer holds an open head.
-    async fn marks_in_chunk(
-        &self,
-        part: &[(StreamId, Loc)],
-    ) -> Result<(Vec<(StreamId, u64)>, Vec<StreamId>)> {
+    async fn marks_in_chunk(&self, part: &[(StreamId, Loc)]) -> Result<ChunkMarks> {
         let sids: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
         let mut incs: Vec<i64> = part.iter().map(|(_, l)| l.inc).collect();
         let mut buckets: Vec<i64> = part.iter().map(|(_, l)| l.bucket).collect();
