@@ -165,6 +165,18 @@ impl CassandraStore {
         self.core.heads_marks(streams).await
     }
 
+    /// [`CassandraStore::heads_marks`] read by `method` (for `tests/marks.rs`, which measures
+    /// the methods side by side; the watcher uses the concurrent reads).
+    #[doc(hidden)]
+    pub async fn heads_marks_by(
+        &self,
+        streams: &[StreamId],
+        method: crate::MarksMethod,
+    ) -> Result<Vec<(StreamId, u64)>> {
+        self.core.check_open()?;
+        self.core.heads_marks_by(streams, method).await
+    }
+
     /// The store's watcher (for its [`Watcher::stats`]: diagnostics, tests and benchmarks).
     pub fn watcher(&self) -> Arc<Watcher> {
         Arc::clone(&self.watcher)

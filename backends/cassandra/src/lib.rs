@@ -11,7 +11,7 @@ mod factory;
 mod model;
 mod schema;
 
-pub use crate::core::{Ambiguity, RollCrash};
+pub use crate::core::{Ambiguity, MarksMethod, RollCrash};
 pub use backend::{CassandraStore, KEYS_PER_STREAM, MAX_BATCH_BYTES, MAX_RECORD_BYTES};
 pub use config::{CassandraConfig, DEFAULT_BUCKET_SIZE, DEFAULT_KEYSPACE, DEFAULT_PREFIX};
 pub use error::{is_ambiguous, parse_cassandra_error};

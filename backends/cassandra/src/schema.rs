@@ -113,6 +113,10 @@ pub(crate) async fn drop_tables(session: &Session, config: &CassandraConfig) -> 
 /// Every statement the adapter runs, prepared once per store.
 pub(crate) struct Statements {
     pub head: PreparedStatement,
+    /// The watcher's multi-partition head read: `sid`, `inc`, `bucket` and the head columns of
+    /// every head row in the cartesian product of three bound lists (Cassandra allows `IN` on
+    /// each partition-key column, not on the tuple of them).
+    pub heads_in: PreparedStatement,
     pub head_insert: PreparedStatement,
     pub head_update: PreparedStatement,
     pub key: PreparedStatement,
@@ -171,6 +175,14 @@ impl Statements {
         let head_select = format!("SELECT {HEAD_COLUMNS} FROM {log} WHERE {HEAD_ROW}");
         Ok(Statements {
             head: prep(head_select, Mode::Plain).await?,
+            heads_in: prep(
+                format!(
+                    "SELECT sid, inc, bucket, {HEAD_COLUMNS} FROM {log} WHERE sid IN ? \
+                     AND inc IN ? AND bucket IN ? AND kind = 0 AND off = 0 AND key = 0x00"
+                ),
+                Mode::Plain,
+            )
+            .await?,
             head_insert: prep(
                 format!(
                     "INSERT INTO {log} (sid, inc, bucket, kind, off, key, {HEAD_COLUMNS}) \

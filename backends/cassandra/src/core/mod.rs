@@ -46,8 +46,11 @@ use crate::schema::{Statements, NAME_SHARDS};
 mod append;
 mod bucket;
 mod change;
+mod marks;
 mod read;
 mod scan;
+
+pub use marks::MarksMethod;
 
 /// Attempts of one write before it gives up with `Unavailable` (each lost a race or found a
 /// step to repair; under heavy contention on one stream the jittered pause grows).

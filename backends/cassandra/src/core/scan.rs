@@ -109,23 +109,4 @@ impl Core {
         }
         Ok(deleted)
     }
-
-    /// For each of `streams` that exists, a mark that changes with every change a waiting
-    /// reader could notice (the incarnation, the bucket and the head's version); the batched
-    /// head read of the shared waiter (`HeadSource`).
-    pub(crate) async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        let marks: Vec<Option<(StreamId, u64)>> = stream::iter(streams.iter().cloned())
-            .map(|id| async move {
-                Ok::<_, Error>(self.live(&id).await?.map(|(loc, h)| {
-                    let mut m = foldhash_like(loc.inc);
-                    m = foldhash_like(m ^ loc.bucket);
-                    m = foldhash_like(m ^ h.ver);
-                    (id, u64::from_le_bytes(m.to_le_bytes()))
-                }))
-            })
-            .buffered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(marks.into_iter().flatten().collect())
-    }
 }

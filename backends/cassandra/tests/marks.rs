@@ -1,0 +1,244 @@
+//! The watcher's head read (`heads_marks`) seen from a store object that never writes: every
+//! way of reading the heads (`MarksMethod`) gives the same marks, and every kind of write by
+//! another store object (append, seal, trim, delete, re-creation) moves the mark.
+//!
+//! Needs `STREAMSTORE_CASSANDRA_NODES` (`scripts/services.sh up cassandra`); prints SKIPPED and
+//! passes without it. The ignored test measures one pass over many streams by each method, side
+//! by side (docs/benchmarks.md):
+//!
+//! ```sh
+//! STREAMSTORE_MARKS_STREAMS=1000,10000 cargo test --release -p streamkeep-cassandra \
+//!     --test marks -- --ignored --nocapture
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use streamkeep_cassandra::{CassandraConfig, CassandraStore, MarksMethod, NODES_ENV};
+use streamstore::{AppendOptions, StreamId, StreamStore};
+
+const fn by_in(chunk: usize, in_flight: usize) -> MarksMethod {
+    MarksMethod::In { chunk, in_flight }
+}
+
+/// The methods measured; `In { chunk: 10, in_flight: 64 }` is what the watcher uses, and
+/// `Concurrent(32)` what it used before. Larger chunks than 100 are not tried: a chunk of `n`
+/// asks for about `n²` partition keys (500 streams: 250,000).
+const METHODS: [MarksMethod; 7] = [
+    MarksMethod::Concurrent(32),
+    MarksMethod::Concurrent(256),
+    by_in(10, 16),
+    by_in(50, 16),
+    by_in(100, 16),
+    by_in(10, 64),
+    by_in(8, 128),
+];
+
+fn config(tag: &str) -> Option<CassandraConfig> {
+    let Ok(nodes) = std::env::var(NODES_ENV) else {
+        println!("SKIPPED: {NODES_ENV} is not set (scripts/services.sh up cassandra)");
+        return None;
+    };
+    let prefix = format!("m{tag}_{:08x}_", rand::random::<u32>());
+    Some(
+        CassandraConfig::new(&nodes, "streamstore_test")
+            .unwrap()
+            .with_prefix(&prefix)
+            .unwrap(),
+    )
+}
+
+/// The marks of `streams` by `method`, sorted by stream.
+async fn marks(
+    store: &CassandraStore,
+    streams: &[StreamId],
+    method: MarksMethod,
+) -> BTreeMap<StreamId, u64> {
+    let got = store.heads_marks_by(streams, method).await.unwrap();
+    let n = got.len();
+    let map: BTreeMap<StreamId, u64> = got.into_iter().collect();
+    assert_eq!(map.len(), n, "{method:?}: a stream reported twice");
+    map
+}
+
+/// The marks by every method, checked equal; returns them.
+async fn agreed(store: &CassandraStore, streams: &[StreamId]) -> BTreeMap<StreamId, u64> {
+    let first = marks(store, streams, METHODS[0]).await;
+    for method in &METHODS[1..] {
+        assert_eq!(marks(store, streams, *method).await, first, "{method:?}");
+    }
+    first
+}
+
+async fn put(store: &CassandraStore, s: &StreamId, n: u8) {
+    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i])).collect();
+    store
+        .append(s, recs, AppendOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_agrees_and_every_write_of_another_store_moves_the_mark() {
+    let Some(config) = config("a") else {
+        return;
+    };
+    let writer = CassandraStore::open(config.clone()).await.unwrap();
+    let watcher = CassandraStore::open(config.clone()).await.unwrap();
+    let ids: Vec<StreamId> = (0..30)
+        .map(|i| StreamId::new(format!("marks/{i}")).unwrap())
+        .collect();
+    let s = ids[0].clone();
+    assert!(
+        agreed(&watcher, &ids).await.is_empty(),
+        "nothing written yet"
+    );
+    for id in &ids[..20] {
+        put(&writer, id, 1).await;
+    }
+    // The first read finds the heads through the `streams` rows, later ones at the cached
+    // locations (the multi-partition read applies only to those).
+    let before = agreed(&watcher, &ids).await;
+    assert_eq!(
+        before.len(),
+        20,
+        "the 20 written streams exist, the 10 others do not"
+    );
+    assert_eq!(agreed(&watcher, &ids).await, before, "no write, same marks");
+
+    let mut seen = vec![before[&s]];
+    let mut check = |m: BTreeMap<StreamId, u64>, what: &str| {
+        let now = *m.get(&s).unwrap_or_else(|| panic!("after {what}: missing"));
+        assert!(!seen.contains(&now), "after {what}: the mark did not move");
+        seen.push(now);
+        for id in &ids[1..20] {
+            assert_eq!(m.get(id), before.get(id), "after {what}: {id:?} moved");
+        }
+    };
+    put(&writer, &s, 2).await;
+    check(agreed(&watcher, &ids).await, "an append");
+    writer.trim(&s, 1).await.unwrap();
+    check(agreed(&watcher, &ids).await, "a trim");
+    writer.seal(&s).await.unwrap();
+    check(agreed(&watcher, &ids).await, "a seal");
+    assert!(writer.delete(&s).await.unwrap());
+    assert!(!agreed(&watcher, &ids).await.contains_key(&s), "deleted");
+    put(&writer, &s, 1).await;
+    check(agreed(&watcher, &ids).await, "a re-creation");
+
+    writer.close().await.unwrap();
+    watcher.close().await.unwrap();
+    CassandraStore::destroy(config).await.unwrap();
+}
+
+/// Writes `n` streams of one record each straight into the tables (a `streams` row and an open
+/// bucket-0 head per stream, as the adapter's first append leaves them, without its
+/// lightweight transactions): seeding 10,000 streams through appends takes minutes here.
+async fn seed(store: &CassandraStore, n: usize) -> Vec<StreamId> {
+    let c = store.config();
+    let (ks, p) = (&c.keyspace, c.prefix());
+    let session = store.session();
+    let stream_row = session
+        .prepare(format!(
+            "INSERT INTO {ks}.{p}streams (sid, inc, bucket) VALUES (?, ?, 0)"
+        ))
+        .await
+        .unwrap();
+    let head_row = session
+        .prepare(format!(
+            "INSERT INTO {ks}.{p}log (sid, inc, bucket, kind, off, key, ver, base, first, next, \
+             created, last_ts, closed, bytes) VALUES (?, ?, 0, 0, 0, 0x00, 1, 0, 0, 1, ?, ?, 0, 2)"
+        ))
+        .await
+        .unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let ids: Vec<StreamId> = (0..n)
+        .map(|i| StreamId::new(format!("pass/{i}")).unwrap())
+        .collect();
+    let (stream_row, head_row) = (&stream_row, &head_row);
+    stream::iter(ids.iter())
+        .map(|id| async move {
+            let inc = i64::from(rand::random::<u32>()) + 1;
+            session
+                .execute_unpaged(head_row, (id.as_str(), inc, now, now))
+                .await?;
+            session
+                .execute_unpaged(stream_row, (id.as_str(), inc))
+                .await
+        })
+        .buffer_unordered(256)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    ids
+}
+
+/// Passes per method at each size.
+const ROUNDS: usize = 7;
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+/// One watcher pass over `STREAMSTORE_MARKS_STREAMS` (default 1,000; comma-separated for
+/// several) existing streams by every method, interleaved round by round so they share the
+/// machine's load. Prints `cassandra marks pass:` lines: median, min and max of `ROUNDS` rounds, and
+/// the ratio of each median to today's 32 concurrent reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn one_pass_over_many_streams_by_each_method() {
+    let sizes = std::env::var("STREAMSTORE_MARKS_STREAMS").unwrap_or_else(|_| "1000".into());
+    for n in sizes.split(',').map(|s| s.trim().parse::<usize>().unwrap()) {
+        let Some(config) = config("p") else {
+            return;
+        };
+        let writer = Arc::new(CassandraStore::open(config.clone()).await.unwrap());
+        let t = Instant::now();
+        let ids = seed(&writer, n).await;
+        println!("cassandra marks pass: W={n} seeded in {:?}", t.elapsed());
+        let watcher = CassandraStore::open(config.clone()).await.unwrap();
+        // A cold pass (no cached head locations: the `streams` row, then the head).
+        let t = Instant::now();
+        let all = marks(&watcher, &ids, MarksMethod::Concurrent(256)).await;
+        println!(
+            "cassandra marks pass: W={n} cold (streams row + head, 256 in flight) {:?}",
+            t.elapsed()
+        );
+        assert_eq!(all.len(), n);
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); METHODS.len()];
+        for _round in 0..ROUNDS {
+            for (i, method) in METHODS.iter().enumerate() {
+                let t = Instant::now();
+                let got = marks(&watcher, &ids, *method).await;
+                times[i].push(t.elapsed());
+                assert_eq!(got, all, "{method:?}");
+            }
+        }
+        let base = median(&mut times[0].clone());
+        for (i, method) in METHODS.iter().enumerate() {
+            let (lo, hi) = (
+                *times[i].iter().min().unwrap(),
+                *times[i].iter().max().unwrap(),
+            );
+            let m = median(&mut times[i]);
+            println!(
+                "cassandra marks pass: W={n} {method:?}: median {m:?} (min {lo:?}, max {hi:?}), \
+                 ratio to Concurrent(32) {:.2}",
+                m.as_secs_f64() / base.as_secs_f64()
+            );
+        }
+        watcher.close().await.unwrap();
+        writer.close().await.unwrap();
+        CassandraStore::destroy(config).await.unwrap();
+    }
+}
