@@ -253,7 +253,10 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
             continue;
         }
         let what = if measured { "" } else { " (warm-up)" };
-        note(&bar, format!("rep {}/{} {}{what}", rep + 1, s.reps, case.key));
+        note(
+            &bar,
+            format!("rep {}/{} {}{what}", rep + 1, s.reps, case.key),
+        );
         let sample = run_case(case, &s.work_dir, rep, duration).await;
         match sample {
             Ok(sample) if measured => {

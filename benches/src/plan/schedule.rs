@@ -54,7 +54,7 @@ pub fn schedule(cases: &[Case], reps: usize) -> Vec<Step> {
             for round in 0..rounds + warmup {
                 let measured = round >= warmup;
                 let turn = turns.entry(i).or_insert(0);
-                let forward = *turn % 2 == 0;
+                let forward = (*turn).is_multiple_of(2);
                 *turn += 1;
                 let order: Vec<usize> = if forward {
                     (i..end).collect()
@@ -146,9 +146,13 @@ mod tests {
     fn adjacent_cases_with_different_rounds_are_separate_blocks() {
         let cases = [case(2, 1), case(3, 2)];
         let steps = schedule(&cases, 1);
-        let case0: Vec<usize> = steps.iter().filter(|s| s.case == 0).map(|s| s.rep).collect();
+        let case0: Vec<usize> = steps
+            .iter()
+            .filter(|s| s.case == 0)
+            .map(|s| s.rep)
+            .collect();
         assert_eq!(case0.len(), 3); // warm-up + 2
-        // All of case 0's steps come before any of case 1's.
+                                    // All of case 0's steps come before any of case 1's.
         let last0 = steps.iter().rposition(|s| s.case == 0).unwrap();
         let first1 = steps.iter().position(|s| s.case == 1).unwrap();
         assert!(last0 < first1);
