@@ -10,10 +10,16 @@ use crate::workload::{AppendSpec, Spread};
 
 /// The shortest measured window of the many-streams cases and their one-stream denominator.
 /// At 0.7 s (the quick window) one segment roll, checkpoint or burst of another process's I/O
-/// is a tenth of a repetition, and two quick runs' `streams10k_vs_1` differed by up to 0.3; at
-/// 2 s such an event weighs a third as much (each case holds several rolls), for ~15 s more per
-/// quick run.
-const STREAMS_WINDOW: std::time::Duration = std::time::Duration::from_millis(2000);
+/// is a large part of a repetition; at 1.5 s each window holds one or two rolls and
+/// checkpoints at this disk's rate (~80 MB/s of log), so every sample sees about the same share
+/// of them.
+const STREAMS_WINDOW: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Rounds per repetition of the many-streams block (the one-stream denominator and the 1,000-
+/// and 10,000-stream cases, run interleaved: `schedule.rs`). With three repetitions (quick) that
+/// is nine pairs per ratio, after a warm-up round: three pairs a run let two calm quick runs'
+/// `streams10k_vs_1` differ by 0.09 (0.938 / 0.848 / 0.856).
+const STREAMS_ROUNDS: usize = 3;
 
 /// Sync against the disk at equal batch size, and the raw sync of 64 records that group commit
 /// is measured against.
@@ -66,23 +72,25 @@ pub(super) fn modes_and_streams(p: &mut Plan) {
                 if sys == sync && appenders == 1 {
                     continue; // in `sync_vs_disk`
                 }
-                let a = if sys == sync && rb == KIB && appenders == 64 {
-                    streams_spec(p, 1, rr)
-                } else {
-                    p.spec(1, appenders, rb, 1, rr)
-                };
+                if sys == sync && rb == KIB && appenders == 64 {
+                    continue; // the many-streams block's denominator, below
+                }
+                let a = p.spec(1, appenders, rb, 1, rr);
                 p.push("modes", Work::Append(sys, a));
             }
         }
         if sys == sync {
-            // Many streams, durable: right after their one-stream denominator (`Sync`, 64
-            // appenders, 1 KiB), before the `Buffered` cases write GBs whose writeback would
-            // slow only the numerator.
+            // Many streams, durable: one block with their one-stream denominator (`Sync`, 64
+            // appenders, 1 KiB), run round by round interleaved (`schedule.rs`), before the
+            // `Buffered` cases write GBs whose writeback would slow only the numerator.
+            let one = Work::Append(sync, streams_spec(p, 1, rr));
+            p.push_rounds("modes", one, STREAMS_ROUNDS);
             for n in [1000, 10_000] {
-                p.push("streams", Work::Append(sync, streams_spec(p, n, rr)));
+                let a = streams_spec(p, n, rr);
+                p.push_rounds("streams", Work::Append(sync, a), STREAMS_ROUNDS);
                 if p.settings.full {
                     let a = streams_spec(p, n, Spread::Skewed);
-                    p.push("streams", Work::Append(sync, a));
+                    p.push_rounds("streams", Work::Append(sync, a), STREAMS_ROUNDS);
                 }
             }
             // The server peers at the same stream counts, also before the `Buffered` cases.
@@ -92,8 +100,8 @@ pub(super) fn modes_and_streams(p: &mut Plan) {
     }
 }
 
-/// The three cases of `streams10k_vs_1` / `streams1k_vs_1` (64 appenders of 1 KiB over `n`
-/// streams) measure at least [`STREAMS_WINDOW`], quick mode too.
+/// The cases of `streams10k_vs_1` / `streams1k_vs_1` (64 appenders of 1 KiB over `n` streams)
+/// measure at least [`STREAMS_WINDOW`], quick mode too.
 fn streams_spec(p: &Plan, n: usize, spread: Spread) -> AppendSpec {
     AppendSpec {
         duration: p.settings.duration.max(STREAMS_WINDOW),

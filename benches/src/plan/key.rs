@@ -97,6 +97,7 @@ impl Case {
             system,
             workload,
             work,
+            rounds: 1,
         }
     }
 

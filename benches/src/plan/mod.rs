@@ -12,6 +12,7 @@ mod peers;
 mod ratios;
 mod reads;
 mod run;
+mod schedule;
 #[cfg(feature = "peers")]
 pub mod servers;
 
@@ -21,6 +22,7 @@ use std::time::Duration;
 use streamstore::Durability;
 
 pub use self::run::{run, CaseSummary, Results};
+pub use self::schedule::{schedule, Step};
 use crate::systems::System;
 use crate::workload::{AppendSpec, Spread};
 
@@ -79,6 +81,10 @@ pub struct Case {
     pub workload: String,
     /// What to do.
     pub work: Work,
+    /// Times the case runs per repetition (1 for most). Adjacent cases with more than one round
+    /// form a *block*, run round by round interleaved, after one unmeasured warm-up round: see
+    /// [`schedule`].
+    pub rounds: usize,
 }
 
 /// A ratio the report computes and, where the issue sets one, its target.
@@ -150,6 +156,14 @@ impl Plan<'_> {
 
     fn push(&mut self, group: &'static str, work: Work) {
         self.cases.push(Case::new(group, work));
+    }
+
+    /// [`Plan::push`] of a case that runs `rounds` times per repetition (see [`schedule`]).
+    fn push_rounds(&mut self, group: &'static str, work: Work, rounds: usize) {
+        self.cases.push(Case {
+            rounds,
+            ..Case::new(group, work)
+        });
     }
 }
 

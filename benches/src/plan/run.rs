@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use streamstore::Durability;
 
-use super::{build, Case, RatioDef, Settings, Work};
+use super::{build, schedule, Case, RatioDef, Settings, Step, Work};
 use crate::backend::{Result, StoreBackend};
 use crate::baseline;
 use crate::procs::{self, Recovery, Resources};
@@ -199,7 +199,8 @@ async fn run_case_in(case: &Case, dir: &Path, duration: Duration) -> Result<Samp
     }
 }
 
-/// Runs the plan: every case once per repetition (interleaved), then recovery and idle resources.
+/// Runs the plan: every case once per repetition (interleaved; blocks of cases with several
+/// rounds round by round, see [`schedule`]), then recovery and idle resources.
 pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     let (cases, ratios) = build(s);
     std::fs::create_dir_all(&s.work_dir)?;
@@ -208,7 +209,8 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
     } else {
         s.recovery_sizes.len() + usize::from(s.idle_streams > 0)
     };
-    let total = cases.len() * s.reps + extra;
+    let steps = schedule(&cases, s.reps);
+    let total = steps.len() + extra;
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
@@ -232,31 +234,43 @@ pub async fn run(s: &Settings, exe: &Path) -> Result<Results> {
         ..Results::default()
     };
     let duration = s.duration;
-    for rep in 0..s.reps {
-        for (i, case) in cases.iter().enumerate() {
-            if let Some(why) = case.unavailable() {
-                if rep == 0 {
-                    bar.println(format!("case {} skipped: {why}", case.key));
-                    results.skipped.push((case.key.clone(), why));
-                }
-                bar.inc(1);
-                continue;
-            }
-            note(&bar, format!("rep {}/{} {}", rep + 1, s.reps, case.key));
-            let sample = run_case(case, &s.work_dir, rep, duration).await;
-            match sample {
-                Ok(sample) => {
-                    if let Some((_, v)) = results.cases.get_mut(i) {
-                        v.push(sample);
-                    }
-                }
-                Err(e) => {
-                    bar.println(format!("case {} failed: {e}", case.key));
-                    results.failures.push((case.key.clone(), e.to_string()));
-                }
+    let mut skipped = std::collections::HashSet::new();
+    for Step {
+        rep,
+        case: i,
+        measured,
+    } in steps
+    {
+        let Some(case) = cases.get(i) else {
+            continue;
+        };
+        if let Some(why) = case.unavailable() {
+            if skipped.insert(i) {
+                bar.println(format!("case {} skipped: {why}", case.key));
+                results.skipped.push((case.key.clone(), why));
             }
             bar.inc(1);
+            continue;
         }
+        let what = if measured { "" } else { " (warm-up)" };
+        note(
+            &bar,
+            format!("rep {}/{} {}{what}", rep + 1, s.reps, case.key),
+        );
+        let sample = run_case(case, &s.work_dir, rep, duration).await;
+        match sample {
+            Ok(sample) if measured => {
+                if let Some((_, v)) = results.cases.get_mut(i) {
+                    v.push(sample);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                bar.println(format!("case {} failed: {e}", case.key));
+                results.failures.push((case.key.clone(), e.to_string()));
+            }
+        }
+        bar.inc(1);
     }
     if s.filter.is_none() {
         for &size in &s.recovery_sizes {

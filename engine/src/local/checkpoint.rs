@@ -43,22 +43,40 @@ pub(crate) struct Checkpoint {
     pub streams: Streams,
 }
 
-/// Encodes a checkpoint:
+/// Bytes before the body: magic, version, zero, `body_len`.
+const PREFIX_LEN: usize = 8 + 4 + 4 + 8;
+
+/// Encodes a checkpoint without its final CRC (see [`seal`]), into a buffer of at least
+/// `capacity` bytes:
 /// `magic "STRMCKPT", version u32, zero u32, body_len u64, body, CRC-32 of everything before u32`.
-pub(crate) fn encode(
+///
+/// Why split: at 10,000 streams a checkpoint holds every stream's index points (a sparse stream
+/// gets one per frame: its frames lie more than `POINT_MAX_DISTANCE` apart), several MiB that
+/// the writer thread encodes while every append waits (issue 15: the `Sync` p99.9). The writer
+/// encodes (it reads the committed state, which its next group changes) into one buffer sized
+/// from the last checkpoint (no regrowth, no copy of the body into a second buffer); the CRC of
+/// the whole is computed by whoever writes the file, on the flusher thread for a background
+/// checkpoint.
+pub(crate) fn encode_unsealed(
     seg: u64,
     pos: u64,
     next_number: u64,
     durability: u64,
     streams: &Streams,
+    capacity: usize,
 ) -> Vec<u8> {
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(capacity.max(PREFIX_LEN + 64));
+    body.extend_from_slice(&MAGIC);
+    body.u32(VERSION);
+    body.u32(0);
+    body.u64(0); // body_len, set below
     body.u64(seg);
     body.u64(pos);
     body.u64(next_number);
     body.u64(durability);
     body.u64(streams.len() as u64);
-    for (id, s) in streams {
+    // Any order: decoding rebuilds the map and the id order.
+    for (id, s) in streams.iter_unordered() {
         let h = &s.head;
         body.u64(s.number);
         body.bytes16(id.as_str().as_bytes());
@@ -93,15 +111,17 @@ pub(crate) fn encode(
             body.u64(*b);
         }
     }
-    let mut out = Vec::with_capacity(body.len() + 28);
-    out.extend_from_slice(&MAGIC);
-    out.u32(VERSION);
-    out.u32(0);
-    out.u64(body.len() as u64);
-    out.extend_from_slice(&body);
-    let crc = crc32fast::hash(&out);
+    let body_len = (body.len() - PREFIX_LEN) as u64;
+    if let Some(len) = body.get_mut(PREFIX_LEN - 8..PREFIX_LEN) {
+        len.copy_from_slice(&body_len.to_le_bytes());
+    }
+    body
+}
+
+/// Appends the CRC of everything before it to a checkpoint from [`encode_unsealed`].
+pub(crate) fn seal(out: &mut Vec<u8>) {
+    let crc = crc32fast::hash(out);
     out.u32(crc);
-    out
 }
 
 /// Decodes a checkpoint; any damage, or an unknown version, is an error (never a panic).

@@ -73,6 +73,12 @@ impl Streams {
             .filter_map(|id| self.map.get(id).map(|s| (id, &**s)))
     }
 
+    /// Every stream, in no particular order: a walk of the map alone, without the id-ordered
+    /// set's lookup per stream (a checkpoint at 10,000 streams, on the writer thread).
+    pub fn iter_unordered(&self) -> impl Iterator<Item = (&StreamId, &Stream)> + '_ {
+        self.map.iter().map(|(id, s)| (id, &**s))
+    }
+
     /// The streams whose ids fall in `range`, in id order.
     pub fn range<R: RangeBounds<StreamId>>(
         &self,
