@@ -133,9 +133,10 @@ async fn change(writer: &dyn StreamStore, i: usize, s: &StreamId) {
 /// [`STORM_STREAMS`] readers on `reader` park at offset 3 of their streams (each with 3
 /// one-byte records); `writer` then changes every stream from 8 tasks at once (appends under
 /// several limits, a delete, a delete and re-creation, a trim by retention). Every reader must
-/// get exactly its answer (see [`Fate`]). `prefetched` reports the reader store's re-read
-/// batcher as (reads whose records it prefetched, records statements it ran): the storm must go
-/// through it, several reads per statement.
+/// get exactly its answer (each stream is given one fate: see `Fate` in this file).
+/// `prefetched` reports the reader store's re-read batcher as (reads whose records it
+/// prefetched, records statements it ran): the storm must go through it, several reads per
+/// statement.
 pub async fn wake_storm_rereads_are_exact(
     writer: Arc<dyn StreamStore>,
     reader: Arc<dyn StreamStore>,
