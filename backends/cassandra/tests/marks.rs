@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use streamkeep_cassandra::{CassandraConfig, CassandraStore, MarksMethod, NODES_ENV};
-use streamstore::{AppendOptions, StreamId, StreamStore};
+use streamstore::{StreamId, StreamStore};
+use streamstore_adapter_testing::put;
 
 const fn by_in(chunk: usize, in_flight: usize) -> MarksMethod {
     MarksMethod::In { chunk, in_flight }
@@ -71,14 +71,6 @@ async fn agreed(store: &CassandraStore, streams: &[StreamId]) -> BTreeMap<Stream
         assert_eq!(marks(store, streams, *method).await, first, "{method:?}");
     }
     first
-}
-
-async fn put(store: &CassandraStore, s: &StreamId, n: u8) {
-    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i])).collect();
-    store
-        .append(s, recs, AppendOptions::default())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,9 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use streamkeep_mongodb::{MongoStore, URL_ENV};
-use streamstore::{AppendOptions, StreamId, StreamStore};
+use streamstore::{StreamId, StreamStore};
+use streamstore_adapter_testing::put;
 
 async fn pair() -> Option<(MongoStore, MongoStore, String, String)> {
     let Ok(url) = std::env::var(URL_ENV) else {
@@ -28,14 +28,6 @@ async fn mark(store: &MongoStore, s: &StreamId) -> Option<u64> {
     let m = store.heads_marks(std::slice::from_ref(s)).await.unwrap();
     assert!(m.len() <= 1 && m.iter().all(|(id, _)| id == s));
     m.first().map(|(_, m)| *m)
-}
-
-async fn put(store: &MongoStore, s: &StreamId, n: u8) {
-    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i])).collect();
-    store
-        .append(s, recs, AppendOptions::default())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +101,7 @@ async fn one_pass_over_a_thousand_streams() {
             let (w, ids) = (std::sync::Arc::clone(&writer), ids.clone());
             tokio::spawn(async move {
                 for s in ids.iter().skip(k).step_by(16) {
-                    put(&w, s, 1).await;
+                    put(w.as_ref(), s, 1).await;
                 }
             })
         })

@@ -18,3 +18,16 @@
 pub mod cases;
 pub mod faults;
 pub mod storm;
+
+use bytes::Bytes;
+use streamstore::{AppendOptions, StreamId, StreamStore};
+
+/// Appends `n` two-byte records (`r`, index) to `s`, panicking on failure: the writes the
+/// watcher-mark tests make through "another store object".
+pub async fn put(store: &dyn StreamStore, s: &StreamId, n: u8) {
+    let recs = (0..n).map(|i| Bytes::from(vec![b'r', i])).collect();
+    store
+        .append(s, recs, AppendOptions::default())
+        .await
+        .unwrap();
+}
