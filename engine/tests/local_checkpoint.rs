@@ -40,12 +40,50 @@ struct Probe {
     checkpoints_after_failure: AtomicU64,
     /// The threads segment syncs ran on, by name.
     segment_threads: Mutex<Vec<String>>,
+    /// Hold the segment syncs of `Sync` mode's sync thread (`streamstore-sync`): while the flag
+    /// is set, each waits for a permit (the count), so that the groups handed to it stay in
+    /// flight, unpublished, until `pass_sync_thread` or `release_sync_thread`.
+    hold_sync_thread: Mutex<(bool, u64)>,
+    sync_thread_released: Condvar,
+    /// Syncs of the sync thread that waited for a permit.
+    sync_thread_held: AtomicU64,
 }
 
 impl Probe {
     fn release(&self) {
         *self.hold.lock().unwrap() = false;
         self.released.notify_all();
+    }
+
+    /// Lets one held sync of the sync thread through (the one waiting, or the next).
+    fn pass_sync_thread(&self) {
+        self.hold_sync_thread.lock().unwrap().1 += 1;
+        self.sync_thread_released.notify_all();
+    }
+
+    fn release_sync_thread(&self) {
+        self.hold_sync_thread.lock().unwrap().0 = false;
+        self.sync_thread_released.notify_all();
+    }
+
+    /// Run by a sync of the sync thread: waits (bounded) while held and no permit is left.
+    fn sync_thread_gate(&self) {
+        let mut h = self.hold_sync_thread.lock().unwrap();
+        if !h.0 {
+            return;
+        }
+        self.sync_thread_held.fetch_add(1, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while h.0 && h.1 == 0 && Instant::now() < deadline {
+            h = self
+                .sync_thread_released
+                .wait_timeout(h, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        if h.0 && h.1 > 0 {
+            h.1 -= 1;
+        }
     }
 }
 
@@ -76,7 +114,11 @@ impl FileHandle for ProbedFile {
             return Err(io::Error::other("injected EIO"));
         }
         if self.segment {
-            p.segment_threads.lock().unwrap().push(thread_name());
+            let name = thread_name();
+            if name == "streamstore-sync" {
+                p.sync_thread_gate();
+            }
+            p.segment_threads.lock().unwrap().push(name);
         }
         if self.checkpoint {
             p.checkpoint_threads.lock().unwrap().push(thread_name());
@@ -328,4 +370,141 @@ async fn a_failed_background_checkpoint_sync_poisons_the_store() {
         assert_eq!(got.len() as u64, acked, "{what}");
         store.close().await.unwrap();
     }
+}
+
+/// `Sync` mode: the compaction that follows a background checkpoint runs on the writer after the
+/// group in which it learns the checkpoint was made — a group the writer may just have handed to
+/// the sync thread, written but not yet published. Compaction must not move a stream from a
+/// committed state that lacks such a group: the stream's index would be replaced by the copies,
+/// the records of the group in flight would be unreachable once it is published (a gap at once,
+/// and after a crash when a later checkpoint holds that index: `local_crash`'s "frames skip an
+/// offset"). Here the sync thread is held so that the group of the stream being moved is
+/// certainly in flight when the writer learns of the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_flight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let opts = || {
+        LocalOptions::default()
+            .durability(Durability::Sync)
+            .segment_bytes(64 << 10)
+            // Checkpoints only when 512 KiB were written (then in the background), no timer
+            // work: the writer takes a checkpoint's end after its next group.
+            .checkpoint_interval(Duration::from_secs(3600))
+            .checkpoint_bytes(512 << 10)
+            .sweep_interval(Duration::from_secs(3600))
+            // One operation per group: two queued make a group the sync thread takes.
+            .max_group_bytes(1)
+            .fs(probed_fs(&probe))
+    };
+    let store = Arc::new(LocalStore::open(tmp.path(), opts()).await.unwrap());
+    let small = StreamId::new("small").unwrap();
+    for n in 0..3 {
+        assert_eq!(append(&store, &small, n).await.unwrap(), n);
+    }
+    // A big stream fills the first segments, then goes: `small` alone keeps segment 1 alive, a
+    // compaction candidate (mostly dead, before the active segment).
+    let big = StreamId::new("big").unwrap();
+    let chunk = Bytes::from(vec![b'b'; 8 << 10]);
+    for _ in 0..20 {
+        store
+            .append(&big, vec![chunk.clone()], AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    assert!(store.delete(&big).await.unwrap());
+    // More log until a background checkpoint falls due; its file's sync is held.
+    *probe.hold.lock().unwrap() = true;
+    let filler = StreamId::new("filler").unwrap();
+    let started = Instant::now();
+    while probe.checkpoint_syncs.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no checkpoint began");
+        store
+            .append(&filler, vec![chunk.clone()], AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        probe.checkpoint_threads.lock().unwrap().first().cloned(),
+        Some("streamstore-flush".to_string()),
+        "the checkpoint was not made in the background"
+    );
+    // Two appenders to another stream, the sync thread held: soon two of their groups are in
+    // flight, and the writer waits for the sync thread (its pacing) before the next group.
+    probe.hold_sync_thread.lock().unwrap().0 = true;
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = StreamId::new("other").unwrap();
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let (store, stop, other) = (store.clone(), stop.clone(), other.clone());
+        others.push(tokio::spawn(async move {
+            let mut acked = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                store
+                    .append(&other, vec![payload(0)], AppendOptions::default())
+                    .await
+                    .unwrap();
+                acked += 1;
+            }
+            acked
+        }));
+    }
+    let started = Instant::now();
+    while probe.sync_thread_held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no group was handed to the sync thread"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // An append to `small` queues behind them.
+    let last = {
+        let store = store.clone();
+        let small = small.clone();
+        tokio::spawn(async move { append(&store, &small, 3).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The checkpoint ends (the writer learns it after its next group).
+    probe.release();
+    let started = Instant::now();
+    while !tmp.path().join("CHECKPOINT").exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no CHECKPOINT");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // One sync passes: the writer goes on with the append to `small` (another operation is
+    // queued, so the sync thread takes it), and then compacts `small` while that group waits in
+    // flight behind the held sync thread.
+    probe.pass_sync_thread();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    probe.release_sync_thread();
+    assert_eq!(last.await.unwrap(), 3);
+    stop.store(true, Ordering::SeqCst);
+    let mut acked_other = 0;
+    for t in others {
+        acked_other += t.await.unwrap();
+    }
+    assert_eq!(store.stats().log_failures, 0);
+    // Every acknowledged record of `small` is readable, in order, without a gap.
+    let check = |got: Vec<Bytes>, when: &str| {
+        assert_eq!(got.len(), 4, "{when}: records of `small` lost");
+        for (i, p) in got.iter().enumerate() {
+            assert_eq!(*p, payload(i as u64), "{when}: record {i} of `small`");
+        }
+    };
+    check(read_all(&store, &small).await, "before reopen");
+    // The compaction happened: the next checkpoint deletes segment 1.
+    store.checkpoint().await.unwrap();
+    let seg1 = tmp.path().join("segments").join(format!("{:020}.seg", 1));
+    assert!(!seg1.exists(), "segment 1 was not collected: no compaction?");
+    // A crash now recovers from that checkpoint (its index of `small`): every record still.
+    store.abandon().await;
+    drop(store);
+    let store = LocalStore::open(tmp.path(), opts()).await.unwrap();
+    let report = store.recovery_report();
+    assert!(report.checkpoint.is_some() && report.lost.is_empty(), "{report:?}");
+    check(read_all(&store, &small).await, "after reopen");
+    assert_eq!(read_all(&store, &other).await.len() as u64, acked_other);
+    store.close().await.unwrap();
 }
