@@ -47,6 +47,10 @@ struct Probe {
     sync_thread_released: Condvar,
     /// Syncs of the sync thread that waited for a permit.
     sync_thread_held: AtomicU64,
+    /// Fail the next sync of the sync thread once it is let through.
+    fail_sync_thread: AtomicBool,
+    /// Writes to a segment on the writer thread after a sync was failed.
+    writer_writes_after_failure: AtomicU64,
 }
 
 impl Probe {
@@ -103,6 +107,13 @@ impl FileHandle for ProbedFile {
         self.inner.read_at(buf, pos)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        let p = &self.probe;
+        if self.segment
+            && thread_name() == "streamstore-writer"
+            && !p.failed_on.lock().unwrap().is_empty()
+        {
+            p.writer_writes_after_failure.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.write_all_at(buf, pos)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -117,6 +128,10 @@ impl FileHandle for ProbedFile {
             let name = thread_name();
             if name == "streamstore-sync" {
                 p.sync_thread_gate();
+                if p.fail_sync_thread.swap(false, Ordering::SeqCst) {
+                    p.failed_on.lock().unwrap().push(name);
+                    return Err(io::Error::other("injected EIO"));
+                }
             }
             p.segment_threads.lock().unwrap().push(name);
         }
@@ -380,8 +395,17 @@ async fn a_failed_background_checkpoint_sync_poisons_the_store() {
 /// and after a crash when a later checkpoint holds that index: `local_crash`'s "frames skip an
 /// offset"). Here the sync thread is held so that the group of the stream being moved is
 /// certainly in flight when the writer learns of the checkpoint.
+///
+/// And if that group's sync fails, the compaction writes nothing: the store is poisoned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_flight() {
+    compaction_meets_a_group_in_flight(false).await;
+    compaction_meets_a_group_in_flight(true).await;
+}
+
+/// The scenario of `sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_flight`;
+/// with `fail`, the sync of the group in flight fails while the compaction waits for it.
+async fn compaction_meets_a_group_in_flight(fail: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let probe = Arc::new(Probe::default());
     let opts = || {
@@ -418,7 +442,10 @@ async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_fli
     let filler = StreamId::new("filler").unwrap();
     let started = Instant::now();
     while probe.checkpoint_syncs.load(Ordering::SeqCst) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no checkpoint began");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no checkpoint began"
+        );
         store
             .append(&filler, vec![chunk.clone()], AppendOptions::default())
             .await
@@ -440,11 +467,14 @@ async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_fli
         others.push(tokio::spawn(async move {
             let mut acked = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                store
+                let r = store
                     .append(&other, vec![payload(0)], AppendOptions::default())
-                    .await
-                    .unwrap();
-                acked += 1;
+                    .await;
+                match r {
+                    Ok(_) => acked += 1,
+                    Err(e) if fail && e.kind() == ErrorKind::Poisoned => break,
+                    Err(e) => panic!("{e}"),
+                }
             }
             acked
         }));
@@ -462,7 +492,7 @@ async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_fli
     let last = {
         let store = store.clone();
         let small = small.clone();
-        tokio::spawn(async move { append(&store, &small, 3).await.unwrap() })
+        tokio::spawn(async move { append(&store, &small, 3).await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     // The checkpoint ends (the writer learns it after its next group).
@@ -478,13 +508,49 @@ async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_fli
     // flight behind the held sync thread.
     probe.pass_sync_thread();
     tokio::time::sleep(Duration::from_millis(200)).await;
+    if fail {
+        probe.fail_sync_thread.store(true, Ordering::SeqCst);
+    }
     probe.release_sync_thread();
-    assert_eq!(last.await.unwrap(), 3);
+    let last = last.await.unwrap();
     stop.store(true, Ordering::SeqCst);
     let mut acked_other = 0;
     for t in others {
         acked_other += t.await.unwrap();
     }
+    if fail {
+        assert_eq!(last.unwrap_err().kind(), ErrorKind::Poisoned);
+        assert!(store.stats().poisoned.is_some());
+        assert_eq!(
+            probe.writer_writes_after_failure.load(Ordering::SeqCst),
+            0,
+            "the compaction wrote to a poisoned store"
+        );
+        store.abandon().await;
+        drop(store);
+        let store = LocalStore::open(tmp.path(), opts()).await.unwrap();
+        let got = read_all(&store, &small).await;
+        assert_eq!(
+            got.len(),
+            3,
+            "the failed append reappeared, or records were lost"
+        );
+        for (i, p) in got.iter().enumerate() {
+            assert_eq!(
+                *p,
+                payload(i as u64),
+                "after the failure: record {i} of `small`"
+            );
+        }
+        let got = read_all(&store, &other).await.len() as u64;
+        assert!(
+            got >= acked_other,
+            "{got} of {acked_other} records of `other`"
+        );
+        store.close().await.unwrap();
+        return;
+    }
+    assert_eq!(last.unwrap(), 3);
     assert_eq!(store.stats().log_failures, 0);
     // Every acknowledged record of `small` is readable, in order, without a gap.
     let check = |got: Vec<Bytes>, when: &str| {
@@ -497,13 +563,19 @@ async fn sync_mode_compaction_after_a_background_checkpoint_keeps_appends_in_fli
     // The compaction happened: the next checkpoint deletes segment 1.
     store.checkpoint().await.unwrap();
     let seg1 = tmp.path().join("segments").join(format!("{:020}.seg", 1));
-    assert!(!seg1.exists(), "segment 1 was not collected: no compaction?");
+    assert!(
+        !seg1.exists(),
+        "segment 1 was not collected: no compaction?"
+    );
     // A crash now recovers from that checkpoint (its index of `small`): every record still.
     store.abandon().await;
     drop(store);
     let store = LocalStore::open(tmp.path(), opts()).await.unwrap();
     let report = store.recovery_report();
-    assert!(report.checkpoint.is_some() && report.lost.is_empty(), "{report:?}");
+    assert!(
+        report.checkpoint.is_some() && report.lost.is_empty(),
+        "{report:?}"
+    );
     check(read_all(&store, &small).await, "after reopen");
     assert_eq!(read_all(&store, &other).await.len() as u64, acked_other);
     store.close().await.unwrap();

@@ -137,7 +137,10 @@ impl Writer {
             if self.state().poisoned.is_some() {
                 return;
             }
-            debug_assert!(!self.unsynced(), "Sync mode: the log is synced once drained");
+            debug_assert!(
+                !self.unsynced(),
+                "Sync mode: the log is synced once drained"
+            );
             if self.unsynced() {
                 // Not expected (see above); the checkpoint is made here then, after a sync.
                 if let Err(e) = self.checkpoint() {
