@@ -1,8 +1,10 @@
 //! Background checkpoints (issue 15): a checkpoint that falls due is made on the flusher thread
 //! (in `Buffered`/`Interval` mode the log synced up to its position first; in `Sync` mode it is
-//! synced already; then its file and the collection), while the writer goes on appending. These tests hold or fail the checkpoint's
-//! syncs through the `FileSystem` seam and check that appends go on meanwhile, that the result
-//! recovers, and that a failed sync of a background checkpoint poisons the store.
+//! synced already; then its file and the collection), while the writer goes on appending. These
+//! tests hold or fail the checkpoint's syncs (and in `Sync` mode the sync thread's) through the
+//! `FileSystem` seam and check that appends go on meanwhile, that the result recovers, that a
+//! failed sync of a background checkpoint poisons the store, and that the compaction after a
+//! `Sync` background checkpoint waits for the groups in flight.
 
 mod common;
 

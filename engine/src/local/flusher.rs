@@ -1,5 +1,6 @@
 //! The flusher: `Buffered` and `Interval` mode's background syncs (writeback kicks of the active
-//! segment, the roll syncs of finished segments) and background checkpoints (every mode).
+//! segment, the roll syncs of finished segments) and background checkpoints (every mode; `Sync`
+//! mode starts it for these only).
 
 use crate::sync::{lock, wait};
 use std::collections::VecDeque;

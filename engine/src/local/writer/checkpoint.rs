@@ -1,5 +1,5 @@
-//! Checkpoints, made on the writer thread (`Sync` mode, `LocalStore::checkpoint`, close) or, in
-//! `Buffered`/`Interval` mode when one falls due, in the background on the flusher thread; and the
+//! Checkpoints, made on the writer thread (`LocalStore::checkpoint`, close, or without a flusher
+//! thread) or, when one falls due, in the background on the flusher thread; and the
 //! collection of segments no live record needs, which follows each checkpoint.
 //!
 //! **Invariant (both ways):** a checkpoint only ever describes log that is durable before the
@@ -65,7 +65,7 @@ impl Writer {
     }
 
     /// Checkpoints if one is due (after every group, and on the timer, so that it happens under
-    /// constant load too): in the background in `Buffered`/`Interval` mode, here otherwise. Also
+    /// constant load too): in the background, or here without a flusher thread. Also
     /// takes the outcome of a background checkpoint that ended, and compacts after it.
     pub(super) fn checkpoint_if_due(&mut self) {
         if self.state().poisoned.is_some() {
@@ -76,7 +76,9 @@ impl Writer {
             .as_ref()
             .and_then(Flusher::take_checkpoint_done)
         {
-            // A failed one poisoned the store already (its work did).
+            // A failed one poisoned the store already (its work did). In `Sync` mode groups may be
+            // in flight with the sync thread here (this runs right after a group was handed
+            // over): the compaction waits for them before it moves a stream (`move_stream`).
             if done {
                 if let Err(e) = self.compact() {
                     self.poison(&e, "checkpoint");
