@@ -458,6 +458,9 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
         Some("streamstore-flush".to_string()),
         "the checkpoint was not made in the background"
     );
+    // `filler` goes too (its first record, next to the end of `big`, would make it a compaction
+    // candidate as well, moved first or not): `small` is the only one.
+    assert!(store.delete(&filler).await.unwrap());
     // Two appenders to another stream, the sync thread held: soon two of their groups are in
     // flight, and the writer waits for the sync thread (its pacing) before the next group.
     probe.hold_sync_thread.lock().unwrap().0 = true;
@@ -490,13 +493,15 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    // An append to `small` queues behind them.
-    let last = {
+    // Two appends to `small` queue behind them (the second makes the first's group one the sync
+    // thread takes, whether or not a group is still in flight then).
+    let mut lasts = Vec::new();
+    for n in [3, 4] {
         let store = store.clone();
         let small = small.clone();
-        tokio::spawn(async move { append(&store, &small, 3).await })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+        lasts.push(tokio::spawn(async move { append(&store, &small, n).await }));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
     // The checkpoint ends (the writer learns it after its next group).
     probe.release();
     let started = Instant::now();
@@ -505,7 +510,7 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    // One sync passes: the writer goes on with the append to `small` (another operation is
+    // One sync passes: the writer goes on with the first append to `small` (the second is
     // queued, so the sync thread takes it), and then compacts `small` while that group waits in
     // flight behind the held sync thread.
     probe.pass_sync_thread();
@@ -514,14 +519,19 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
         probe.fail_sync_thread.store(true, Ordering::SeqCst);
     }
     probe.release_sync_thread();
-    let last = last.await.unwrap();
+    let mut last = Vec::new();
+    for t in lasts {
+        last.push(t.await.unwrap());
+    }
     stop.store(true, Ordering::SeqCst);
     let mut acked_other = 0;
     for t in others {
         acked_other += t.await.unwrap();
     }
     if fail {
-        assert_eq!(last.unwrap_err().kind(), ErrorKind::Poisoned);
+        for r in last {
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::Poisoned);
+        }
         assert!(store.stats().poisoned.is_some());
         assert_eq!(
             probe.writer_writes_after_failure.load(Ordering::SeqCst),
@@ -535,7 +545,7 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
         assert_eq!(
             got.len(),
             3,
-            "the failed append reappeared, or records were lost"
+            "the failed appends reappeared, or records were lost"
         );
         for (i, p) in got.iter().enumerate() {
             assert_eq!(
@@ -552,11 +562,12 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
         store.close().await.unwrap();
         return;
     }
-    assert_eq!(last.unwrap(), 3);
+    let last: Vec<u64> = last.into_iter().map(Result::unwrap).collect();
+    assert_eq!(last, [3, 4]);
     assert_eq!(store.stats().log_failures, 0);
     // Every acknowledged record of `small` is readable, in order, without a gap.
     let check = |got: Vec<Bytes>, when: &str| {
-        assert_eq!(got.len(), 4, "{when}: records of `small` lost");
+        assert_eq!(got.len(), 5, "{when}: records of `small` lost");
         for (i, p) in got.iter().enumerate() {
             assert_eq!(*p, payload(i as u64), "{when}: record {i} of `small`");
         }
