@@ -1,5 +1,6 @@
 //! The flusher: `Buffered` and `Interval` mode's background syncs (writeback kicks of the active
-//! segment, the roll syncs of finished segments) and background checkpoints.
+//! segment, the roll syncs of finished segments) and background checkpoints (every mode; `Sync`
+//! mode starts it for these only).
 
 use crate::sync::{lock, wait};
 use std::collections::VecDeque;
@@ -11,7 +12,7 @@ use std::thread::JoinHandle;
 use super::fs::FileHandle;
 
 /// The background thread that syncs log files off the append path in `Buffered` and `Interval`
-/// mode. It does two jobs:
+/// mode, and makes checkpoints off the writer thread in every mode. Its jobs:
 ///
 /// - *Writeback kicks*: an `fdatasync` of the active segment while the writer goes on appending,
 ///   so that the page cache never holds much unwritten log. Best effort: a kick is dropped if one
@@ -20,8 +21,9 @@ use super::fs::FileHandle;
 ///   the writer starts the next segment at once instead of waiting for the disk. Never dropped:
 ///   the writer counts them, and everything that claims durability (`Writer::sync`, and through
 ///   it checkpoints and close) first waits for all of them ([`Flusher::wait_rolls`]).
-/// - *Checkpoints* ([`Flusher::checkpoint`]): the log synced up to the checkpoint's position, then
-///   the checkpoint's own work (its file, collection), while the writer goes on appending. At most
+/// - *Checkpoints* ([`Flusher::checkpoint`]): the log synced up to the checkpoint's position (not
+///   in `Sync` mode, where the writer hands one over only when it is synced already), then the
+///   checkpoint's own work (its file, collection), while the writer goes on appending. At most
 ///   one at a time.
 ///
 /// It never makes anything durable that the writer relies on without the writer waiting for it: a
@@ -65,8 +67,9 @@ struct Queue {
     rolls: VecDeque<(Arc<dyn FileHandle>, RollDone)>,
     /// Roll syncs queued or in progress.
     rolls_pending: usize,
-    /// A checkpoint waiting: the file of the segment its position is in, and its work.
-    checkpoint: Option<(Arc<dyn FileHandle>, CheckpointWork)>,
+    /// A checkpoint waiting: the file of the segment its position is in (`None`: the log is
+    /// durable up to the position already), and its work.
+    checkpoint: Option<(Option<Arc<dyn FileHandle>>, CheckpointWork)>,
     /// A checkpoint is queued or in progress.
     checkpoint_busy: bool,
     /// How the last background checkpoint ended (`true`: made), until the writer takes it.
@@ -113,8 +116,11 @@ impl Flusher {
 
     /// Queues a checkpoint; never waits. The flusher syncs `file` (the segment holding the
     /// checkpoint's position) after every roll sync queued before, then runs `work` with the
-    /// outcome. The caller checks [`Flusher::checkpoint_busy`] first: one at a time.
-    pub fn checkpoint(&self, file: Arc<dyn FileHandle>, work: CheckpointWork) {
+    /// outcome. Without `file` (`Sync` mode: every byte before the position was covered by a
+    /// successful `fdatasync` before the writer encoded the checkpoint) nothing is synced, and
+    /// `work` gets `Ok` unless an earlier background sync failed. The caller checks
+    /// [`Flusher::checkpoint_busy`] first: one at a time.
+    pub fn checkpoint(&self, file: Option<Arc<dyn FileHandle>>, work: CheckpointWork) {
         let mut q = self.inner.queue();
         debug_assert!(!q.checkpoint_busy, "one background checkpoint at a time");
         q.checkpoint = Some((file, work));
@@ -225,8 +231,10 @@ impl Inner {
                     self.cv.notify_all();
                 }
                 Job::Checkpoint(file, work) => {
-                    let synced = self.sync(file.as_ref());
-                    drop(file);
+                    let synced = match file {
+                        Some(file) => self.sync(file.as_ref()),
+                        None => self.earlier_failure(),
+                    };
                     let made = work(synced).is_ok();
                     let mut q = self.queue();
                     q.checkpoint_busy = false;
@@ -234,6 +242,16 @@ impl Inner {
                     self.cv.notify_all();
                 }
             }
+        }
+    }
+
+    /// The failure of an earlier background sync, if any, as an error.
+    fn earlier_failure(&self) -> io::Result<()> {
+        match &*lock(&self.failed) {
+            Some(e) => Err(io::Error::other(format!(
+                "an earlier background sync failed: {e}"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -257,7 +275,7 @@ impl Inner {
 enum Job {
     Kick(Arc<dyn FileHandle>),
     Roll(Arc<dyn FileHandle>, RollDone),
-    Checkpoint(Arc<dyn FileHandle>, CheckpointWork),
+    Checkpoint(Option<Arc<dyn FileHandle>>, CheckpointWork),
 }
 
 impl Drop for Flusher {

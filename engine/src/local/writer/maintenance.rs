@@ -68,7 +68,19 @@ impl Writer {
     }
 
     /// Copies the live records of `id` into the active segment and points its index there.
+    ///
+    /// Reads the stream from the committed state, so it first waits for the groups handed to the
+    /// sync thread (`Sync` mode): one of them may hold records of `id`. Moved without them, the
+    /// `Moved` frame would end before the stream's head and the new index, which replaces the
+    /// old one, would lack their points once they are published — those records unreachable,
+    /// and after a crash too once a checkpoint holds that index (issue 15: compaction after a
+    /// background checkpoint runs right after a group was handed over). If one of them failed,
+    /// the store is poisoned and nothing is moved: a poisoned store writes nothing more.
     pub(super) fn move_stream(&mut self, id: &StreamId) -> io::Result<()> {
+        self.drain();
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let (plan, number, first, next) = {
             let st = self.state();
             let Some(s) = st.streams.get(id) else {

@@ -20,7 +20,7 @@
 //! | `commit.rs` | the commit path: encode frames, write, sync, roll to the next segment |
 //! | `handoff.rs` | handing a written group to the sync thread, and the overlay of groups in flight |
 //! | `finish.rs` | the one way a group ends: publish, or poison + erase + fail |
-//! | `checkpoint.rs` | checkpoints (on this thread, or in the background in `Buffered`/`Interval` mode), collection of dead segments |
+//! | `checkpoint.rs` | checkpoints (in the background when due; on this thread on request, on close), collection of dead segments |
 //! | `maintenance.rs` | compaction |
 //! | `syncer.rs` | `Sync` mode's sync thread (pipelined group commit) |
 
