@@ -504,6 +504,38 @@ async fn change_index_reads_only_changes_and_full_pass_is_the_safety_net() {
     assert_eq!(watcher.stats().full_passes, 3);
 }
 
+/// An entry created during a round joins its end: a change the index misses is found by that
+/// round (within `full_pass` of the entry's first read), not by the next one.
+#[tokio::test(start_paused = true)]
+async fn an_entry_created_during_a_round_is_read_before_it_ends() {
+    let src = Indexed::new();
+    let streams = ids(1000);
+    // After every `s/<digits>` in the round's order.
+    let late = StreamId::new("s/late").unwrap();
+    for s in streams.iter().chain([&late]) {
+        src.bump(s);
+    }
+    let opts = WatchOptions {
+        full_pass: Duration::from_secs(5),
+        ..options(100, 0.0, 100)
+    };
+    let start = Instant::now();
+    let watcher = Watcher::new(src.clone(), opts);
+    warm(&watcher, &streams).await;
+    let _waiting: Vec<_> = streams.iter().map(|s| watcher.arm(s)).collect();
+    // The round starts with the first pass, at 0.1 s, and ends by 5.0 s.
+    tokio::time::sleep_until(start + Duration::from_millis(2000)).await;
+    assert_eq!(watcher.stats().full_passes, 1);
+    warm(&watcher, std::slice::from_ref(&late)).await;
+    let mut w = watcher.arm(&late);
+    src.bump_unlogged(&late);
+    tokio::time::sleep_until(start + Duration::from_millis(4950)).await;
+    assert!(!ready(&mut w), "read with the round's last share");
+    tokio::time::sleep_until(start + Duration::from_millis(5050)).await;
+    assert!(ready(&mut w), "the round found the unlogged change");
+    assert_eq!(watcher.stats().full_passes, 1, "before the next round");
+}
+
 /// Passes start at fixed instants, one tick apart, whatever a pass takes (up to half a tick): the
 /// time of the reads is not added to the pause. A pass longer than that is followed by a pause
 /// as long as itself.

@@ -435,6 +435,7 @@ impl Shared {
                     }
                     tokio::time::sleep(self.options.settle).await;
                     let fresh = self.take_fresh();
+                    delta.join_round(&fresh);
                     self.read(fresh).await;
                 }
             }
@@ -575,7 +576,8 @@ impl Shared {
 /// tick reads the share of it due by the next tick, so the round ends within `full_pass` of its
 /// start and the next one starts then. An entry keeps its place from one round to the next
 /// (the order is the streams' order), so it is read about every `full_pass`; an entry created
-/// during a round had its first read then and is in the next round. A tick's work thus stays
+/// during a round joins its end, so it too is read again within `full_pass` of its first read.
+/// A tick's work thus stays
 /// one change read plus a share of the entries (not a read of every entry every `full_pass`),
 /// and the next tick is not held back by a long pass.
 struct Delta {
@@ -596,6 +598,14 @@ impl Delta {
         self.round = all;
         self.round_read = 0;
         self.round_started = Instant::now();
+    }
+
+    /// Adds new entries (just given their first read) to the end of the round in progress, if
+    /// any (without one, the read of every entry that starts the first round includes them).
+    fn join_round(&mut self, fresh: &[StreamId]) {
+        if !self.round.is_empty() {
+            self.round.extend_from_slice(fresh);
+        }
     }
 
     /// Whether the round ended and `full_pass` has passed since it started: time for the next.
