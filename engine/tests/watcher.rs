@@ -421,10 +421,11 @@ impl HeadSource for Indexed {
     }
 }
 
-/// With a change index, a pass reads the changes only: a logged change wakes its waiters within
-/// a tick whatever W, with no head read of the other streams; a change the index misses is
-/// found by the pass over every entry (every `full_pass`); and "too many to list" falls back to
-/// that pass at once.
+/// With a change index, a pass reads the changes: a logged change wakes its waiters within a
+/// tick whatever W; the safety net, a read of every entry every `full_pass`, is spread over the
+/// ticks (each reads its share, about W × tick / `full_pass`), and finds a change the index
+/// missed within `full_pass`; and "too many to list" falls back to a read of every entry at
+/// once.
 #[tokio::test(start_paused = true)]
 async fn change_index_reads_only_changes_and_full_pass_is_the_safety_net() {
     let src = Indexed::new();
@@ -458,30 +459,39 @@ async fn change_index_reads_only_changes_and_full_pass_is_the_safety_net() {
     let mut w = arm_all();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = watcher.stats();
-    assert_eq!(
-        src.heads.calls().len(),
-        calls,
-        "no head read of unchanged streams"
+    let ticks = after.change_reads - before.change_reads;
+    assert!((10..=12).contains(&ticks), "{ticks} ticks");
+    // Each tick reads its share of the round: 1,000 × 100 ms / 5 s = 20 entries.
+    let shares: Vec<usize> = src.heads.calls()[calls..].iter().map(|c| c.1).collect();
+    assert!(shares.iter().all(|&n| n <= 21), "{shares:?}");
+    let read: usize = shares.iter().sum();
+    assert!(
+        (200..=250).contains(&read),
+        "{read} entries read in {ticks} ticks"
     );
-    assert!((10..=12).contains(&(after.change_reads - before.change_reads)));
-    assert_eq!(after.full_passes, 1);
+    assert_eq!(
+        after.full_passes, 1,
+        "the round that started with the first pass"
+    );
     assert_eq!(
         after.streams_read - before.streams_read,
-        1,
-        "one change reported once"
+        1 + u64::try_from(read).unwrap(),
+        "one change reported once, and the shares"
     );
 
-    // Missed by the index: found by the full pass, 5 s after the previous one, not before.
+    // Missed by the index: found by the round. `s/3` (223rd in the round's order) was read
+    // about 1.1 s into the round that started at 0.1 s, before this change: the next round
+    // (from 5.1 s) finds it, not earlier.
     src.bump_unlogged(&streams[3]);
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert!(!ready(&mut w[3]), "no full pass yet");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(!ready(&mut w[3]), "not read again yet");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let woken: Vec<usize> = w
         .iter_mut()
         .enumerate()
         .filter_map(|(i, w)| ready(w).then_some(i))
         .collect();
-    assert_eq!(woken, vec![3], "the full pass found the unlogged change");
+    assert_eq!(woken, vec![3], "the round found the unlogged change");
     assert_eq!(watcher.stats().full_passes, 2);
 
     // Too many to list: a full pass at the next tick.
@@ -492,4 +502,60 @@ async fn change_index_reads_only_changes_and_full_pass_is_the_safety_net() {
     assert!(ready(&mut w[9]));
     assert!(!ready(&mut w[8]));
     assert_eq!(watcher.stats().full_passes, 3);
+}
+
+/// An entry created during a round joins its end: a change the index misses is found by that
+/// round (within `full_pass` of the entry's first read), not by the next one.
+#[tokio::test(start_paused = true)]
+async fn an_entry_created_during_a_round_is_read_before_it_ends() {
+    let src = Indexed::new();
+    let streams = ids(1000);
+    // After every `s/<digits>` in the round's order.
+    let late = StreamId::new("s/late").unwrap();
+    for s in streams.iter().chain([&late]) {
+        src.bump(s);
+    }
+    let opts = WatchOptions {
+        full_pass: Duration::from_secs(5),
+        ..options(100, 0.0, 100)
+    };
+    let start = Instant::now();
+    let watcher = Watcher::new(src.clone(), opts);
+    warm(&watcher, &streams).await;
+    let _waiting: Vec<_> = streams.iter().map(|s| watcher.arm(s)).collect();
+    // The round starts with the first pass, at 0.1 s, and ends by 5.0 s.
+    tokio::time::sleep_until(start + Duration::from_millis(2000)).await;
+    assert_eq!(watcher.stats().full_passes, 1);
+    warm(&watcher, std::slice::from_ref(&late)).await;
+    let mut w = watcher.arm(&late);
+    src.bump_unlogged(&late);
+    tokio::time::sleep_until(start + Duration::from_millis(4950)).await;
+    assert!(!ready(&mut w), "read with the round's last share");
+    tokio::time::sleep_until(start + Duration::from_millis(5050)).await;
+    assert!(ready(&mut w), "the round found the unlogged change");
+    assert_eq!(watcher.stats().full_passes, 1, "before the next round");
+}
+
+/// Passes start at fixed instants, one tick apart, whatever a pass takes (up to half a tick): the
+/// time of the reads is not added to the pause. A pass longer than that is followed by a pause
+/// as long as itself.
+#[tokio::test(start_paused = true)]
+async fn passes_start_at_fixed_instants() {
+    for (latency_ms, gap_ms) in [(30, 100), (80, 160)] {
+        let heads = Heads::with_latency(Duration::from_millis(latency_ms));
+        let stream = StreamId::new("fixed").unwrap();
+        let watcher = Watcher::new(heads.clone(), options(100, 0.0, 100));
+        let _first = watcher.arm(&stream);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _wait = watcher.arm(&stream);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let calls = heads.calls();
+        let gaps: Vec<Duration> = calls[2..].windows(2).map(|w| w[1].0 - w[0].0).collect();
+        assert!(gaps.len() >= 10, "{} passes in 2 s", gaps.len());
+        let want = Duration::from_millis(gap_ms);
+        assert!(
+            gaps.iter().all(|g| *g == want),
+            "latency {latency_ms} ms: {gaps:?}"
+        );
+    }
 }

@@ -24,9 +24,11 @@
 //! # Change index (a source that [tracks changes](HeadSource::tracks_changes))
 //!
 //! A pass then reads only what changed: [`HeadSource::changes`] since the cursor of the last
-//! successful call, intersected with the entries in memory, whatever their number; a pass over
-//! every entry runs only every [`WatchOptions::full_pass`] as a safety net (a change the index
-//! cannot report, such as a delete or an expiry, or one stamped too late for the source's margin).
+//! successful call, intersected with the entries in memory, whatever their number. As a safety
+//! net (a change the index cannot report, such as a delete or an expiry, or one stamped too late
+//! for the source's margin), every entry is also read once per [`WatchOptions::full_pass`]: a
+//! share of them after each tick's change read (a *round*), not all at once, so that no tick
+//! waits behind a read of every entry.
 //! Baselines stay safe: the source guarantees that every change committed after a call started is
 //! reported by the next call (see [`HeadSource::changes`]), and each call starts after the
 //! previous read completed (one task reads, in sequence), so a change committed after a
@@ -107,8 +109,9 @@ pub struct WatchOptions {
     /// How long new waiters are gathered before their first head read (one read for all of
     /// them).
     pub settle: Duration,
-    /// With a source that [tracks changes](HeadSource::tracks_changes): the time between two
-    /// passes over every waited-on stream (the other passes read only the changes). Bounds how
+    /// With a source that [tracks changes](HeadSource::tracks_changes): the time in which every
+    /// waited-on stream is read once, a share of them at each tick after the change read (a
+    /// round; a new round starts when the last one ended and this time has passed). Bounds how
     /// long a change the index does not report (a delete, an expiry) waits to be noticed.
     pub full_pass: Duration,
 }
@@ -154,7 +157,9 @@ pub struct WatchStats {
     pub errors: u64,
     /// [`HeadSource::changes`] calls (also counted in `reads`).
     pub change_reads: u64,
-    /// Passes over every waited-on stream with a source that tracks changes.
+    /// Passes over every waited-on stream with a source that tracks changes: reads of every
+    /// entry at once (after the first change read, or when the changes could not be listed) and
+    /// rounds spread over the ticks (counted when they start).
     pub full_passes: u64,
 }
 
@@ -395,7 +400,9 @@ impl Shared {
         let mut next_pass = Instant::now() + self.interval();
         let mut delta = Delta {
             cursor: None,
-            last_full: Instant::now(),
+            round: Vec::new(),
+            round_read: 0,
+            round_started: Instant::now(),
         };
         loop {
             // Biased to the pass: a steady stream of new waiters must not postpone it.
@@ -409,11 +416,15 @@ impl Shared {
                     } else {
                         self.read(all).await;
                     }
-                    // The pause is at least as long as the pass took: a server slow to answer
-                    // (many waited-on streams, a loaded machine) spends at most about half its
-                    // time on this watcher's head reads, and the writes that would wake the
-                    // waiters are not starved by polling for them.
-                    next_pass = Instant::now() + self.interval().max(started.elapsed());
+                    // Passes start at fixed instants, one interval apart: the time a pass
+                    // takes is not added to the pause after it, so a change waits at most one
+                    // interval (plus the reads) to be noticed. But the pause is at least as long
+                    // as the pass took: a server slow to answer (many waited-on streams, a loaded
+                    // machine) spends at most about half its time on this watcher's head reads,
+                    // and the writes that would wake the waiters are not starved by polling for
+                    // them.
+                    let took = started.elapsed();
+                    next_pass = (started + self.interval()).max(Instant::now() + took);
                 }
                 () = self.retick.notified() => {
                     next_pass = next_pass.min(Instant::now() + self.interval());
@@ -424,6 +435,7 @@ impl Shared {
                     }
                     tokio::time::sleep(self.options.settle).await;
                     let fresh = self.take_fresh();
+                    delta.join_round(&fresh);
                     self.read(fresh).await;
                 }
             }
@@ -456,13 +468,15 @@ impl Shared {
         state.entries.keys().cloned().collect()
     }
 
-    /// A pass with a change index: the changes since the last call, and every `full_pass` (or
-    /// when the changes cannot be listed) a read of every entry in `all`.
+    /// A pass with a change index: the changes since the last call, then the share of the
+    /// current round over every entry that is due (see [`Delta`]); when the changes cannot be
+    /// listed (first call, error, too many), a read of every entry in `all` at once.
     async fn read_changes(&self, all: Vec<StreamId>, delta: &mut Delta) {
         if all.is_empty() {
             // Nobody waits: no reads. The next entries get first reads of their own, and the
             // next pass starts over with a cursor and a full pass.
             delta.cursor = None;
+            delta.round.clear();
             return;
         }
         let c = &self.counters;
@@ -470,8 +484,7 @@ impl Shared {
         c.change_reads.fetch_add(1, Ordering::Relaxed);
         // The first call only fetches a cursor: what changed before it is found by the full
         // pass that follows (module docs).
-        let mut full =
-            delta.cursor.is_none() || delta.last_full.elapsed() >= self.options.full_pass;
+        let mut full = delta.cursor.is_none();
         match self.source.changes(delta.cursor).await {
             Ok(changes) => {
                 delta.cursor = Some(changes.cursor);
@@ -498,9 +511,21 @@ impl Shared {
             }
         }
         if full {
-            delta.last_full = Instant::now();
             c.full_passes.fetch_add(1, Ordering::Relaxed);
+            // A round starts with it, so every entry is read again within `full_pass`; this
+            // read covers the round's first share.
+            delta.start_round(all.clone());
+            let _ = delta.due(self.tick(), self.options.full_pass);
             self.read(all).await;
+            return;
+        }
+        if delta.round_ended(self.options.full_pass) {
+            c.full_passes.fetch_add(1, Ordering::Relaxed);
+            delta.start_round(all);
+        }
+        let due = delta.due(self.tick(), self.options.full_pass);
+        if !due.is_empty() {
+            self.read(due).await;
         }
     }
 
@@ -543,12 +568,67 @@ impl Shared {
     }
 }
 
-/// Where the change index reads stand.
+/// Where the change index reads stand, and the round over every entry that the ticks read a
+/// share of each.
+///
+/// The safety net (a read of every entry every [`WatchOptions::full_pass`]) is spread over the
+/// ticks instead of run at once: a round lists the entries in order when it starts, and each
+/// tick reads the share of it due by the next tick, so the round ends within `full_pass` of its
+/// start and the next one starts then. An entry keeps its place from one round to the next
+/// (the order is the streams' order), so it is read about every `full_pass`; an entry created
+/// during a round joins its end, so it too is read again within `full_pass` of its first read.
+/// A tick's work thus stays
+/// one change read plus a share of the entries (not a read of every entry every `full_pass`),
+/// and the next tick is not held back by a long pass.
 struct Delta {
     /// The cursor of the last successful [`HeadSource::changes`] call.
     cursor: Option<u64>,
-    /// When the last pass over every entry started.
-    last_full: Instant,
+    /// The entries of the current round, in order (the first `round_read` are read).
+    round: Vec<StreamId>,
+    /// How many of `round` were read.
+    round_read: usize,
+    /// When the current round started.
+    round_started: Instant,
+}
+
+impl Delta {
+    /// Starts a round over `all` (sorted, so an entry's place is the same in every round).
+    fn start_round(&mut self, mut all: Vec<StreamId>) {
+        all.sort_unstable();
+        self.round = all;
+        self.round_read = 0;
+        self.round_started = Instant::now();
+    }
+
+    /// Adds new entries (just given their first read) to the end of the round in progress, if
+    /// any (without one, the read of every entry that starts the first round includes them).
+    fn join_round(&mut self, fresh: &[StreamId]) {
+        if !self.round.is_empty() {
+            self.round.extend_from_slice(fresh);
+        }
+    }
+
+    /// Whether the round ended and `full_pass` has passed since it started: time for the next.
+    fn round_ended(&self, full_pass: Duration) -> bool {
+        self.round_read >= self.round.len() && self.round_started.elapsed() >= full_pass
+    }
+
+    /// The entries of the round to read now: those due by the next tick (`tick` away), so the
+    /// round ends within `full_pass` of its start.
+    fn due(&mut self, tick: Duration, full_pass: Duration) -> Vec<StreamId> {
+        let len = self.round.len();
+        let full = full_pass.as_nanos();
+        let by_now = if full == 0 {
+            len
+        } else {
+            let part = (self.round_started.elapsed() + tick).as_nanos().min(full);
+            // `part <= full`, so the quotient is at most `len`.
+            usize::try_from((len as u128 * part).div_ceil(full)).map_or(len, |n| n.min(len))
+        };
+        let from = self.round_read.min(by_now);
+        self.round_read = by_now.max(self.round_read);
+        self.round[from..by_now].to_vec()
+    }
 }
 
 /// Records a head read's `mark` for `stream` (if watched); wakes its waiters if the mark moved.
