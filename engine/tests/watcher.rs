@@ -264,6 +264,31 @@ async fn ticks_are_jittered() {
     assert!(distinct.len() > gaps.len() / 2, "{gaps:?}");
 }
 
+/// With a jitter, watchers started together make their first passes at different points of
+/// the first tick (their phases), not all one tick after the start.
+#[tokio::test(start_paused = true)]
+async fn watchers_started_together_are_out_of_step() {
+    let stream = StreamId::new("phase").unwrap();
+    let mut firsts = Vec::new();
+    for _ in 0..8 {
+        let heads = Heads::with_latency(Duration::ZERO);
+        let watcher = Watcher::new(heads.clone(), options(1000, 0.05, 100));
+        let started = tokio::time::Instant::now();
+        let _w = watcher.arm(&stream);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The arm's own first read comes at once (settle); the passes after it.
+        let calls = heads.calls();
+        assert!(calls.len() >= 2, "{calls:?}");
+        firsts.push(calls[1].0 - started);
+    }
+    assert!(
+        firsts.iter().all(|f| *f <= Duration::from_millis(1000)),
+        "{firsts:?}"
+    );
+    let distinct: std::collections::BTreeSet<_> = firsts.iter().collect();
+    assert!(distinct.len() >= 6, "first passes not spread: {firsts:?}");
+}
+
 /// `set_tick` shortens the pause at once.
 #[tokio::test(start_paused = true)]
 async fn set_tick_takes_effect_at_once() {
