@@ -7,7 +7,9 @@ use streamstore::implementor::{prepare_append, Tasks};
 use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::validate::check_read;
-use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::wait::{
+    wait_for_records, Changes, HeadSource, WatchOptions, Watcher,
+};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
     ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
@@ -30,7 +32,7 @@ pub const KEYS_PER_STREAM: usize = 1024;
 
 /// How far the watcher's tick may stray from the poll interval (`1 ± JITTER`), so the stores
 /// of many processes do not poll in step.
-const JITTER: f64 = 0.2;
+const JITTER: f64 = 0.05;
 
 /// The watcher's batched head reads: the marks of the streams waited on.
 struct Marks(Arc<Core>);
@@ -40,13 +42,25 @@ impl HeadSource for Marks {
     async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.0.heads_marks(streams).await
     }
+
+    fn tracks_changes(&self) -> bool {
+        true
+    }
+
+    /// The change hints since `since` (`core/hints.rs`): every head write leaves one after it
+    /// succeeded; what a lost or late hint misses, the full pass finds.
+    async fn changes(&self, since: Option<u64>) -> Result<Changes> {
+        self.0.hinted_changes(since).await
+    }
 }
 
 /// A `StreamStore` over Apache Cassandra (4.1 or later; tested on 5.0).
 ///
 /// Each stream is a chain of partitions (buckets) of `<prefix>log`; every append is one
 /// conditional batch in the current bucket (see the crate docs). Several processes may share
-/// the tables. Waiting reads poll with backoff; appends through the same store wake them at once.
+/// the tables. Waiting reads are served by one watcher per store object, which reads the change
+/// hints of every head write each tick and the heads of every waited-on stream each full pass;
+/// writes through the same store wake them at once.
 pub struct CassandraStore {
     core: Arc<Core>,
     /// Every waiting read of this store object, polled by one task (issue 19).
@@ -119,6 +133,7 @@ impl CassandraStore {
             WatchOptions {
                 tick: core.config.poll_interval,
                 jitter: JITTER,
+                full_pass: core.config.full_pass,
                 ..WatchOptions::default()
             },
         ));
@@ -197,6 +212,26 @@ impl CassandraStore {
     #[doc(hidden)]
     pub fn roll_crash_for_tests(&self, step: RollCrash) {
         self.core.set_roll_crash(step);
+    }
+
+    /// Test seam: stops (`false`) or resumes (`true`) writing change hints, as if every head
+    /// write from now on were followed by a crash before its hint.
+    #[doc(hidden)]
+    pub fn hints_for_tests(&self, on: bool) {
+        self.core.set_hints(on);
+    }
+
+    /// The watcher's change read (`HeadSource::changes`) of this store (for `tests/marks.rs`).
+    #[doc(hidden)]
+    pub async fn hinted_changes(&self, since: Option<u64>) -> Result<Changes> {
+        self.core.check_open()?;
+        self.core.hinted_changes(since).await
+    }
+
+    /// Change hints whose insert failed since the store opened (their changes reach waiting
+    /// readers of other store objects at the watcher's next full pass instead of its next tick).
+    pub fn lost_hints(&self) -> u64 {
+        self.core.lost_hints()
     }
 
     /// Test seam: the next append suffers `lost` (a lost reply or request, reported as a

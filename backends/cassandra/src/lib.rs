@@ -13,7 +13,9 @@ mod schema;
 
 pub use crate::core::{Ambiguity, MarksMethod, RollCrash};
 pub use backend::{CassandraStore, KEYS_PER_STREAM, MAX_BATCH_BYTES, MAX_RECORD_BYTES};
-pub use config::{CassandraConfig, DEFAULT_BUCKET_SIZE, DEFAULT_KEYSPACE, DEFAULT_PREFIX};
+pub use config::{
+    CassandraConfig, DEFAULT_BUCKET_SIZE, DEFAULT_FULL_PASS, DEFAULT_KEYSPACE, DEFAULT_PREFIX,
+};
 pub use error::{is_ambiguous, parse_cassandra_error};
 #[cfg(feature = "conformance")]
 pub use factory::CassandraFactory;

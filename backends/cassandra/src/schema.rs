@@ -11,6 +11,10 @@
 //!   with LWT.
 //! - `<p>names((shard), sid)`: the ids, sharded, in byte order within a shard, for `list` and
 //!   the retention sweeper (`timed`: the stream has a time-based retention rule).
+//! - `<p>changes((slot, shard), at, sid)`: change hints for the watcher of waiting reads (see
+//!   `core/hints.rs`): after each head write, the stream's new mark, stamped `at` (client clock,
+//!   µs) in the partition of its second (`slot`) and a shard of its id; rows expire after
+//!   [`HINT_TTL_SECS`].
 
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -22,6 +26,10 @@ use crate::error::parse_cassandra_error;
 
 /// Shards of the names table (a stream's shard is a hash of its id).
 pub(crate) const NAME_SHARDS: i32 = 8;
+
+/// How long a change hint lives (`default_time_to_live` of `<p>changes`): far beyond a tick plus
+/// the margin a watcher reads back (`core/hints.rs`).
+pub(crate) const HINT_TTL_SECS: u32 = 300;
 
 /// The columns of a head row, in the order every head statement uses.
 const HEAD_COLUMNS: &str = "ver, base, first, next, created, last_ts, sealed, closed, moved_to, \
@@ -55,6 +63,11 @@ fn ddl(config: &CassandraConfig) -> Vec<String> {
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.{p}names (shard int, sid text, timed boolean, \
              PRIMARY KEY (shard, sid))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.{p}changes (slot bigint, shard int, at bigint, \
+             sid text, mark bigint, PRIMARY KEY ((slot, shard), at, sid)) \
+             WITH default_time_to_live = {HINT_TTL_SECS}"
         ),
     ]
 }
@@ -98,7 +111,7 @@ pub(crate) async fn drop_tables(session: &Session, config: &CassandraConfig) -> 
     {
         existing.push(row.map_err(|e| crate::core::decode_error(&e))?.0);
     }
-    for table in ["log", "streams", "names"] {
+    for table in ["log", "streams", "names", "changes"] {
         let name = format!("{p}{table}");
         if existing.contains(&name) {
             session
@@ -138,6 +151,11 @@ pub(crate) struct Statements {
     pub names_from: PreparedStatement,
     pub names_after: PreparedStatement,
     pub names_timed: PreparedStatement,
+    /// A change hint: `slot`, `shard`, `at`, `sid`, `mark` (null: the stream is gone).
+    pub hint_insert: PreparedStatement,
+    /// The hints of a list of slots and a list of shards (every partition of the product)
+    /// stamped at or after `?`, at most `?` rows.
+    pub hints_since: PreparedStatement,
 }
 
 /// How a statement is run: a plain read or write at the configured consistency, a
@@ -156,6 +174,7 @@ impl Statements {
         let log = format!("{ks}.{p}log");
         let streams = format!("{ks}.{p}streams");
         let names = format!("{ks}.{p}names");
+        let changes = format!("{ks}.{p}changes");
         let cl = config.consistency;
         let prep = |cql: String, mode: Mode| async move {
             let mut ps = session
@@ -321,6 +340,21 @@ impl Statements {
             .await?,
             names_timed: prep(
                 format!("SELECT sid, timed FROM {names} WHERE shard = ?"),
+                Mode::Plain,
+            )
+            .await?,
+            hint_insert: prep(
+                format!(
+                    "INSERT INTO {changes} (slot, shard, at, sid, mark) VALUES (?, ?, ?, ?, ?)"
+                ),
+                Mode::Plain,
+            )
+            .await?,
+            hints_since: prep(
+                format!(
+                    "SELECT at, sid, mark FROM {changes} WHERE slot IN ? AND shard IN ? \
+                     AND at >= ? LIMIT ?"
+                ),
                 Mode::Plain,
             )
             .await?,

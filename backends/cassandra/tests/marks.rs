@@ -1,6 +1,9 @@
 //! The watcher's head read (`heads_marks`) seen from a store object that never writes: every
 //! way of reading the heads (`MarksMethod`) gives the same marks, and every kind of write by
-//! another store object (append, seal, trim, delete, re-creation) moves the mark.
+//! another store object (append, seal, trim, delete, re-creation) moves the mark. The change
+//! hints report the same marks; a change made through another store object wakes a waiting
+//! reader at the next tick, far before the full pass, and a change whose hint was lost is found
+//! by the full pass.
 //!
 //! Needs `STREAMSTORE_CASSANDRA_NODES` (`scripts/services.sh up cassandra`); prints SKIPPED and
 //! passes without it. The ignored test measures one pass over many streams by each method, side
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use streamkeep_cassandra::{CassandraConfig, CassandraStore, MarksMethod, NODES_ENV};
-use streamstore::{StreamId, StreamStore};
+use streamstore::{ReadOptions, StreamId, StreamStore};
 use streamstore_adapter_testing::put;
 
 const fn by_in(chunk: usize, in_flight: usize) -> MarksMethod {
@@ -233,4 +236,174 @@ async fn one_pass_over_many_streams_by_each_method() {
         writer.close().await.unwrap();
         CassandraStore::destroy(config).await.unwrap();
     }
+}
+
+/// The hinted changes since `cursor` as a map (`None`: deleted).
+async fn hinted(store: &CassandraStore, cursor: u64) -> BTreeMap<StreamId, Option<u64>> {
+    let changes = store.hinted_changes(Some(cursor)).await.unwrap();
+    changes
+        .marks
+        .expect("a few changes are listed")
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_carry_the_mark_the_head_read_returns_after_every_kind_of_write() {
+    let Some(config) = config("h") else {
+        return;
+    };
+    let writer = CassandraStore::open(config.clone()).await.unwrap();
+    let watcher = CassandraStore::open(config.clone()).await.unwrap();
+    let s = StreamId::new("hints/s").unwrap();
+    let other = StreamId::new("hints/other").unwrap();
+    // The first call only returns a cursor.
+    let first = watcher.hinted_changes(None).await.unwrap();
+    assert_eq!(first.marks, Some(Vec::new()));
+    put(&writer, &other, 1).await;
+    let check = |what: &'static str| {
+        let (watcher, s) = (&watcher, &s);
+        async move {
+            let mark = marks(watcher, std::slice::from_ref(s), METHODS[0])
+                .await
+                .get(s)
+                .copied();
+            // Hints are kept for a margin before the cursor: a cursor taken just now still
+            // lists the write just made.
+            let now = watcher.hinted_changes(None).await.unwrap().cursor;
+            let got = hinted(watcher, now).await;
+            assert_eq!(got.get(s), Some(&mark), "after {what}");
+        }
+    };
+    put(&writer, &s, 1).await;
+    check("a creation").await;
+    put(&writer, &s, 2).await;
+    check("an append").await;
+    writer.trim(&s, 1).await.unwrap();
+    check("a trim").await;
+    writer.seal(&s).await.unwrap();
+    check("a seal").await;
+    assert!(writer.delete(&s).await.unwrap());
+    check("a delete").await;
+    put(&writer, &s, 1).await;
+    check("a re-creation").await;
+    let all = hinted(&watcher, first.cursor).await;
+    assert!(
+        all.contains_key(&other),
+        "the other stream's creation is listed"
+    );
+    assert_eq!(writer.lost_hints(), 0);
+
+    writer.close().await.unwrap();
+    watcher.close().await.unwrap();
+    CassandraStore::destroy(config).await.unwrap();
+}
+
+/// Opens a reader store with a 100 ms tick and the given full pass, and a writer store.
+async fn pair(
+    tag: &str,
+    full_pass: Duration,
+) -> Option<(CassandraConfig, CassandraStore, CassandraStore)> {
+    let mut config = config(tag)?;
+    config.poll_interval = Duration::from_millis(100);
+    config.full_pass = full_pass;
+    let writer = CassandraStore::open(config.clone()).await.unwrap();
+    let reader = CassandraStore::open(config.clone()).await.unwrap();
+    Some((config, writer, reader))
+}
+
+/// Starts a waiting read of `s` from offset `from`; the task returns how long after `start`
+/// records arrived (or panics after `wait`).
+fn wait_for(
+    reader: &Arc<CassandraStore>,
+    s: &StreamId,
+    from: u64,
+    wait: Duration,
+) -> tokio::task::JoinHandle<Instant> {
+    let (reader, s) = (Arc::clone(reader), s.clone());
+    tokio::spawn(async move {
+        let batch = reader
+            .read(&s, from, ReadOptions::limit(16).wait(wait))
+            .await
+            .unwrap();
+        assert!(
+            !batch.records.is_empty(),
+            "{s:?}: no record within {wait:?}"
+        );
+        Instant::now()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_another_store_wakes_readers_at_the_next_tick() {
+    let Some((config, writer, reader)) = pair("w", Duration::from_secs(60)).await else {
+        return;
+    };
+    let reader = Arc::new(reader);
+    let ids: Vec<StreamId> = (0..20)
+        .map(|i| StreamId::new(format!("wake/{i}")).unwrap())
+        .collect();
+    for id in &ids {
+        put(&writer, id, 1).await;
+    }
+    let tasks: Vec<_> = ids
+        .iter()
+        .map(|id| wait_for(&reader, id, 1, Duration::from_secs(30)))
+        .collect();
+    // Past the first reads of the new entries and the first full pass.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let passes = reader.watcher().stats().full_passes;
+    let mut done = Vec::with_capacity(ids.len());
+    for id in &ids {
+        put(&writer, id, 1).await;
+        done.push(Instant::now());
+    }
+    let mut slowest = Duration::ZERO;
+    for (t, appended) in tasks.into_iter().zip(done) {
+        slowest = slowest.max(t.await.unwrap().saturating_duration_since(appended));
+    }
+    println!("20 readers each woken within {slowest:?} of their append's acknowledgement");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "woken after {slowest:?}: the hints were not read at the tick"
+    );
+    assert_eq!(
+        reader.watcher().stats().full_passes,
+        passes,
+        "no full pass ran (full_pass is 60 s): the hints woke them"
+    );
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    CassandraStore::destroy(config).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_hint_was_lost_is_found_by_the_full_pass() {
+    let full_pass = Duration::from_secs(3);
+    let Some((config, writer, reader)) = pair("l", full_pass).await else {
+        return;
+    };
+    let reader = Arc::new(reader);
+    let s = StreamId::new("lost/s").unwrap();
+    put(&writer, &s, 1).await;
+    let task = wait_for(&reader, &s, 1, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let passes = reader.watcher().stats().full_passes;
+    writer.hints_for_tests(false);
+    let start = Instant::now();
+    put(&writer, &s, 1).await;
+    let took = task.await.unwrap().saturating_duration_since(start);
+    println!("the unhinted append was noticed after {took:?}");
+    assert!(
+        took < full_pass + Duration::from_secs(2),
+        "noticed after {took:?}, beyond the full pass"
+    );
+    assert!(
+        reader.watcher().stats().full_passes > passes,
+        "only a full pass can have noticed it"
+    );
+    assert_eq!(writer.lost_hints(), 0, "suppressed by the seam, not failed");
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    CassandraStore::destroy(config).await.unwrap();
 }

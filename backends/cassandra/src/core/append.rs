@@ -97,16 +97,22 @@ impl Core {
                 key,
                 &batch_id,
             )?;
+            // The head's version after this batch, for its change hint (`hints.rs`).
+            let ver = head.as_ref().map_or(0, |h| h.ver + 1);
             match self.send_batch(&batch, values).await {
                 Ok(qr) => {
                     if applied(qr)? {
+                        self.hint(stream, Some(marks::mark_at(loc, ver))).await;
                         return Ok((result, written));
                     }
                     // Lost a race (another append, a seal, a roll): decide again on the new head.
                 }
                 Err(e) if is_ambiguous(&e) => {
                     match self.resolve(stream, loc, first_offset, &batch_id).await {
-                        Ok(true) => return Ok((result, written)),
+                        Ok(true) => {
+                            self.hint(stream, Some(marks::mark_at(loc, ver))).await;
+                            return Ok((result, written));
+                        }
                         // Definitely not applied. A Paxos timeout was answered by the server,
                         // so no copy of the request is still on its way: deciding again is
                         // safe. After a client-side timeout or a broken connection a copy

@@ -89,6 +89,9 @@ impl Core {
             .batch(&batch, values)
             .await
             .map_err(parse_cassandra_error)?;
+        // Hinted either way: a second hint of the same mark wakes nobody.
+        self.hint(stream, Some(marks::mark_at(new_loc, head.ver)))
+            .await;
         if self.roll_crash.load(Ordering::Acquire) == RollCrash::AfterHead.code() {
             return Err(unavailable(
                 "injected crash after writing the new bucket's head",

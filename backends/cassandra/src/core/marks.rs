@@ -50,12 +50,18 @@ pub enum MarksMethod {
 /// single-partition reads.
 type ChunkMarks = (Vec<(StreamId, u64)>, Vec<StreamId>);
 
-/// The mark of the open head `h` at `loc`: its incarnation, bucket and version mixed.
+/// The mark of the open head `h` at `loc` (see [`mark_at`]), and whether it expired.
 fn mark(loc: Loc, h: &Head) -> (u64, bool) {
+    (mark_at(loc, h.ver), h.expired(now_ms()))
+}
+
+/// The mark of the head of version `ver` at `loc`: its incarnation, bucket and version mixed.
+/// Change hints (`hints.rs`) carry the same value for the head a write left.
+pub(super) fn mark_at(loc: Loc, ver: i64) -> u64 {
     let mut m = foldhash_like(loc.inc);
     m = foldhash_like(m ^ loc.bucket);
-    m = foldhash_like(m ^ h.ver);
-    (u64::from_le_bytes(m.to_le_bytes()), h.expired(now_ms()))
+    m = foldhash_like(m ^ ver);
+    u64::from_le_bytes(m.to_le_bytes())
 }
 
 fn bigint(v: Option<&CqlValue>) -> Result<Option<i64>> {

@@ -16,7 +16,7 @@
 //!   closed head finishes the remaining steps, which are idempotent.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use streamstore::implementor::OpenFlag;
@@ -46,6 +46,7 @@ use crate::schema::{Statements, NAME_SHARDS};
 mod append;
 mod bucket;
 mod change;
+mod hints;
 mod marks;
 mod read;
 mod scan;
@@ -136,6 +137,8 @@ pub(crate) struct Core {
     ambiguity: AtomicU8,
     /// Where each stream's open head was last found (a hint: checked by reading that head).
     locs: Mutex<HashMap<StreamId, Loc>>,
+    /// Change hints: the test seam and the count of lost ones (`hints.rs`).
+    hints: hints::HintState,
 }
 
 /// A decoding failure: the table does not have the shape this adapter wrote.
@@ -225,6 +228,7 @@ impl Core {
             roll_crash: AtomicU8::new(0),
             ambiguity: AtomicU8::new(0),
             locs: Mutex::new(HashMap::new()),
+            hints: hints::HintState::default(),
         })
     }
 
@@ -426,7 +430,14 @@ impl Core {
         next: &Head,
     ) -> Result<bool> {
         let values = Self::head_update_values(stream, loc, prev.ver, next)?;
-        applied(self.exec(&self.st.head_update, values).await?)
+        let done = applied(self.exec(&self.st.head_update, values).await?)?;
+        if done {
+            // The change hint of the new head (`hints.rs`): a head closed by a delete reads as
+            // no stream; one closed by a roll is served until the next bucket's head exists.
+            let mark = (next.closed != DELETED).then(|| marks::mark_at(loc, next.ver));
+            self.hint(stream, mark).await;
+        }
+        Ok(done)
     }
 
     fn head_insert_values(stream: &StreamId, loc: Loc, h: &Head) -> Result<Vec<Option<CqlValue>>> {

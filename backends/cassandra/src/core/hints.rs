@@ -1,0 +1,187 @@
+//! Change hints: after every head write, the stream's new mark goes into `<prefix>changes`, so
+//! that the watcher of waiting reads asks each tick for the hints written since its last call
+//! (one multi-partition statement) instead of the heads of every waited-on stream.
+//!
+//! # Why only a hint
+//!
+//! A conditional batch stays in one partition, so the hint cannot be written in the head's
+//! Paxos round: it is a second, plain write after the head write succeeded. A crash (or a
+//! failed write) between the two loses it, and its stamp is the writing process's clock, which
+//! may differ from the watcher's. Hence [`HeadSource::changes`] here reports the changes whose
+//! hints it finds, and the watcher's read of every waited-on stream every
+//! [`WatchOptions::full_pass`] (`wait_full_ms=`) finds the others.
+//!
+//! # What the margin covers
+//!
+//! A hint is `(slot, shard, at, sid, mark)`: `at` is the writer's clock in microseconds taken
+//! after the head write was acknowledged, `slot` is `at` in whole seconds, `shard` a hash of the
+//! stream id (8 shards, so that no single partition takes every write of a second), `mark` the
+//! mark the head read of `Core::heads_marks` returns for the new head (null when the write
+//! deleted the stream). A call with cursor `c` (the watcher's clock when the previous call
+//! started) reads every partition of the seconds from `c - MARGIN_US` to now, the rows with
+//! `at >= c - MARGIN_US`. A change committed after the previous call started is therefore in
+//! the answer if its hint (a) was written at all, (b) is stamped by a clock at most
+//! [`MARGIN_US`] behind the watcher's (the stamp is taken after the commit, so with equal
+//! clocks it is later than `c`), and (c) became visible before this call's statement ran. A
+//! hint that missed (c) because it was still on its way is found by the next call if it was
+//! stamped no more than `MARGIN_US` before that call's cursor, i.e. if stamp-to-visibility plus
+//! a tick and the clock skew stay under the margin; reporting it one tick late is safe (the
+//! mark differs from any baseline read before the change). What falls to the full pass: lost
+//! hints (a crash or a failed insert after the head write; counted by
+//! `CassandraStore::lost_hints`), writers whose clocks lag the watcher's by more than the margin, hints
+//! delayed longer than the margin, expiries not yet swept (the sweeper's delete writes a
+//! hint), heads written by an older release of this adapter (no hints), and more than
+//! [`MAX_CHANGES`] hints (or a window of more than [`MAX_SLOTS`] seconds: a stalled watcher) in
+//! the window (the watcher then reads every entry).
+//!
+//! A stream with several hints in the window is reported with the mark of its latest stamp.
+//! With skewed clocks that may be an older mark than the current one: the watcher then wakes
+//! its waiters once more than needed (they read the current state and wait again), never
+//! fewer, since every head write makes a new mark (`ver` grows, incarnations are random).
+//!
+//! [`HeadSource::changes`]: streamstore::implementor::wait::HeadSource::changes
+//! [`WatchOptions::full_pass`]: streamstore::implementor::wait::WatchOptions::full_pass
+
+use std::sync::atomic::AtomicU64;
+
+use streamstore::implementor::wait::Changes;
+
+use super::*;
+
+/// How far before the previous call's start a call reads (see the module docs): clock skew
+/// between writer processes and the watcher, plus a hint's delay from stamp to visibility,
+/// plus a tick.
+pub(crate) const MARGIN_US: u64 = 1_000_000;
+
+/// The length of a slot (one partition per shard).
+const SLOT_US: i64 = 1_000_000;
+
+/// Shards per slot.
+const HINT_SHARDS: i32 = 8;
+
+/// Slots a call reads at most (each is [`HINT_SHARDS`] partitions); a call whose window spans
+/// more reports "too many" and the watcher reads every entry.
+const MAX_SLOTS: i64 = 16;
+
+/// Hints listed per call at most; beyond, the watcher reads every waited-on stream.
+pub(crate) const MAX_CHANGES: usize = 4096;
+
+/// The hint state of a store: a test seam that suppresses hints, and the count of hints lost.
+#[derive(Default)]
+pub(crate) struct HintState {
+    /// Hints are not written (a test seam: a lost hint, as after a crash).
+    pub off: AtomicBool,
+    /// Hint inserts that failed (the full pass covers their changes).
+    pub lost: AtomicU64,
+}
+
+/// The hint shard of `stream` (FNV-1a, stable across processes; unrelated to the names shard
+/// only in its modulus).
+fn hint_shard(stream: &StreamId) -> i32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in stream.as_str().bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    i32::try_from(h % HINT_SHARDS.unsigned_abs()).unwrap_or(0)
+}
+
+impl Core {
+    /// Writes the hint that `stream`'s head now has `mark` (`None`: deleted). Called after the
+    /// head write succeeded; a failure is counted, never returned (module docs).
+    pub(super) async fn hint(&self, stream: &StreamId, mark: Option<u64>) {
+        if self.hints.off.load(Ordering::Acquire) {
+            return;
+        }
+        let at = now_micros();
+        let mark = mark.map(|m| i64::from_le_bytes(m.to_le_bytes()));
+        let r = self
+            .exec(
+                &self.st.hint_insert,
+                (
+                    at.div_euclid(SLOT_US),
+                    hint_shard(stream),
+                    at,
+                    stream.as_str(),
+                    mark,
+                ),
+            )
+            .await;
+        if r.is_err() {
+            self.hints.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Hint inserts that failed so far.
+    pub(crate) fn lost_hints(&self) -> u64 {
+        self.hints.lost.load(Ordering::Relaxed)
+    }
+
+    /// Test seam: stops (`false`) or resumes writing hints.
+    pub(crate) fn set_hints(&self, on: bool) {
+        self.hints.off.store(!on, Ordering::Release);
+    }
+
+    /// [`HeadSource::changes`](streamstore::implementor::wait::HeadSource::changes): the hints
+    /// since `since - MARGIN_US` (module docs); the cursor is this process's clock before the
+    /// statement.
+    pub(crate) async fn hinted_changes(&self, since: Option<u64>) -> Result<Changes> {
+        let cursor = now_micros();
+        // The first call lists nothing (the watcher reads every stream after it): the cursor.
+        let Some(since) = since else {
+            return Ok(Changes {
+                cursor: u64::try_from(cursor).unwrap_or(0),
+                marks: Some(Vec::new()),
+            });
+        };
+        let from = i64::try_from(since.saturating_sub(MARGIN_US)).unwrap_or(i64::MAX);
+        let (first, last) = (from.div_euclid(SLOT_US), cursor.div_euclid(SLOT_US));
+        if last.saturating_sub(first) >= MAX_SLOTS {
+            // The last call is long past (a slow pass, a stalled process): rather than a read
+            // of that many partitions, the watcher reads every entry.
+            return Ok(Changes {
+                cursor: u64::try_from(cursor).unwrap_or(0),
+                marks: None,
+            });
+        }
+        let slots: Vec<i64> = (first..=last).collect();
+        let shards: Vec<i32> = (0..HINT_SHARDS).collect();
+        let limit = i32::try_from(MAX_CHANGES + 1).unwrap_or(i32::MAX);
+        let found: Vec<(Option<i64>, Option<String>, Option<i64>)> = rows(
+            self.exec(&self.st.hints_since, (slots, shards, from, limit))
+                .await?,
+        )?;
+        let cursor = u64::try_from(cursor).unwrap_or(0);
+        if found.len() > MAX_CHANGES {
+            return Ok(Changes {
+                cursor,
+                marks: None,
+            });
+        }
+        // The latest stamp of each stream wins (module docs).
+        let mut latest: HashMap<String, (i64, Option<u64>)> = HashMap::with_capacity(found.len());
+        for (at, sid, mark) in found {
+            let (Some(at), Some(sid)) = (at, sid) else {
+                return Err(decode_error(&"a change hint lacks a key column"));
+            };
+            let mark = mark.map(|m| u64::from_le_bytes(m.to_le_bytes()));
+            match latest.entry(sid) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    if at >= e.get().0 {
+                        e.insert((at, mark));
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((at, mark));
+                }
+            }
+        }
+        let mut marks = Vec::with_capacity(latest.len());
+        for (sid, (_, mark)) in latest {
+            marks.push((StreamId::new(sid)?, mark));
+        }
+        Ok(Changes {
+            cursor,
+            marks: Some(marks),
+        })
+    }
+}
