@@ -7,8 +7,10 @@
 //! this order: appends/s of 32 writers without waiters; then W readers, one per stream, each
 //! looping `read(next, limit(256).wait(30 s))`; the watcher's head reads per second while nothing
 //! is written; wake latency under 500 appends/s (from the start of the append call to the reader
-//! holding the record); appends/s of the 32 writers with the waiters; and a seal of every stream
-//! (how long until every reader saw its stream finished). Prints one `result` line per
+//! holding the record); appends/s of the 32 writers with the waiters; a seal of every stream (how
+//! long until every reader saw its stream finished). Before the paced phase, appends/s on W other
+//! streams nobody waits on, the readers parked (what parked waiters cost, without wake-ups); and
+//! after the seals the same once the readers are gone. Prints one `result` line per
 //! measurement and `ratio <db>_w<W>_appends_with_waiters: <x>` lines.
 //!
 //! ```sh
@@ -235,10 +237,18 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
             .map(|i| StreamId::new(format!("wait/{i}")))
             .collect::<streamstore::Result<_>>()?,
     );
+    // As many streams nobody waits on: appends to them measure what parked waiters cost the
+    // writers, apart from the re-reads that wake-ups cause.
+    let quiet: Arc<Vec<StreamId>> = Arc::new(
+        (0..w)
+            .map(|i| StreamId::new(format!("quiet/{i}")))
+            .collect::<streamstore::Result<_>>()?,
+    );
     // Every stream exists (one record) before the readers come.
+    let both: Arc<Vec<StreamId>> = Arc::new(ids.iter().chain(quiet.iter()).cloned().collect());
     let chunks: Vec<_> = (0..WRITERS)
         .map(|k| {
-            let (store, ids) = (Arc::clone(&writer), Arc::clone(&ids));
+            let (store, ids) = (Arc::clone(&writer), Arc::clone(&both));
             tokio::spawn(async move {
                 for id in ids.iter().skip(k).step_by(WRITERS) {
                     store
@@ -289,6 +299,13 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         (after.reads - before.reads) as f64 / IDLE_FOR.as_secs_f64(),
         (after.streams_read - before.streams_read) as f64 / (after.reads - before.reads).max(1) as f64,
     );
+
+    // The same writers on W streams nobody waits on, the W readers parked: the waiters' own
+    // cost (the watcher's reads), without any wake-up's re-read. Here, before any reader was
+    // woken and well before their first 30 s waits end (a timed-out wait reads again: 10,000
+    // of them at once would be a re-read storm of their own).
+    let parked = write(&writer, &quiet, None, MAX_FOR, None, origin).await;
+    println!("result {db} W={w} appends_per_s_beside_parked_waiters {parked:.0}");
 
     shared.recording.store(true, Ordering::SeqCst);
     let paced = write(
@@ -371,6 +388,14 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         t.abort();
     }
     readers_store.close().await?;
+    // The quiet streams again, with no reader left (the tables have grown by the phases
+    // between: if anything, this phase is the slower one).
+    let after = write(&writer, &quiet, None, MAX_FOR, None, origin).await;
+    println!("result {db} W={w} appends_per_s_after_readers_left {after:.0}");
+    println!(
+        "ratio {db}_w{w}_appends_beside_parked_waiters: {:.3}",
+        parked / after.max(1.0)
+    );
     writer.close().await?;
     destroy(db, url, &prefix).await?;
     Ok(())
