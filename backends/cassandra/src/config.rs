@@ -44,7 +44,7 @@ pub struct CassandraConfig {
     /// Records per bucket before a stream rolls to its next partition.
     pub bucket_size: u64,
     user: Option<(String, String)>,
-    /// The watcher's tick: how often the heads of waited-on streams are read (± 20 %; appends
+    /// The watcher's tick: how often the heads of waited-on streams are read (± 5 %; appends
     /// through the same store wake their readers at once).
     pub poll_interval: Duration,
     /// How often the watcher reads the heads of every waited-on stream (spread over the ticks

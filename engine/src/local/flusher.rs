@@ -247,23 +247,14 @@ impl Inner {
 
     /// The failure of an earlier background sync, if any, as an error.
     fn earlier_failure(&self) -> io::Result<()> {
-        match &*lock(&self.failed) {
-            Some(e) => Err(io::Error::other(format!(
-                "an earlier background sync failed: {e}"
-            ))),
-            None => Ok(()),
-        }
+        failure_as_error(&lock(&self.failed))
     }
 
     /// `fdatasync` of `file` unless an earlier background sync failed; a failure is recorded
     /// (`failed`) and returned.
     fn sync(&self, file: &dyn FileHandle) -> io::Result<()> {
         let mut f = lock(&self.failed);
-        if let Some(e) = &*f {
-            return Err(io::Error::other(format!(
-                "an earlier background sync failed: {e}"
-            )));
-        }
+        failure_as_error(&f)?;
         file.sync_data().inspect_err(|e| {
             *f = Some(e.to_string());
             self.has_failed.store(true, Ordering::Release);
@@ -272,6 +263,16 @@ impl Inner {
 }
 
 /// One piece of the flusher's work.
+/// `failed` (an earlier background sync's error) as the error of a sync that did not run.
+fn failure_as_error(failed: &Option<String>) -> io::Result<()> {
+    match failed {
+        Some(e) => Err(io::Error::other(format!(
+            "an earlier background sync failed: {e}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 enum Job {
     Kick(Arc<dyn FileHandle>),
     Roll(Arc<dyn FileHandle>, RollDone),

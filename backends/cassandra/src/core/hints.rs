@@ -75,16 +75,6 @@ pub(crate) struct HintState {
     pub lost: AtomicU64,
 }
 
-/// The hint shard of `stream` (FNV-1a, stable across processes; unrelated to the names shard
-/// only in its modulus).
-fn hint_shard(stream: &StreamId) -> i32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in stream.as_str().bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-    }
-    i32::try_from(h % HINT_SHARDS.unsigned_abs()).unwrap_or(0)
-}
-
 impl Core {
     /// Writes the hint that `stream`'s head now has `mark` (`None`: deleted). Called after the
     /// head write succeeded; a failure is counted, never returned (module docs).
@@ -99,7 +89,7 @@ impl Core {
                 &self.st.hint_insert,
                 (
                     at.div_euclid(SLOT_US),
-                    hint_shard(stream),
+                    shard_of(stream, HINT_SHARDS),
                     at,
                     stream.as_str(),
                     mark,
@@ -164,15 +154,9 @@ impl Core {
                 return Err(decode_error(&"a change hint lacks a key column"));
             };
             let mark = mark.map(|m| u64::from_le_bytes(m.to_le_bytes()));
-            match latest.entry(sid) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    if at >= e.get().0 {
-                        e.insert((at, mark));
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert((at, mark));
-                }
+            let e = latest.entry(sid).or_insert((at, mark));
+            if at >= e.0 {
+                *e = (at, mark);
             }
         }
         let mut marks = Vec::with_capacity(latest.len());

@@ -177,12 +177,17 @@ fn applied(qr: QueryResult) -> Result<bool> {
 
 /// The shard of the names table that holds `stream`.
 fn shard(stream: &StreamId) -> i32 {
-    // FNV-1a: stable across processes and versions (the shard is stored).
+    shard_of(stream, NAME_SHARDS)
+}
+
+/// `stream`'s shard among `shards` (> 0): FNV-1a over the id's bytes, stable across processes
+/// and versions (shards are stored: the names table's, the change hints').
+fn shard_of(stream: &StreamId, shards: i32) -> i32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in stream.as_str().bytes() {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
     }
-    i32::try_from(h % NAME_SHARDS.unsigned_abs()).unwrap_or(0)
+    i32::try_from(h % shards.unsigned_abs()).unwrap_or(0)
 }
 
 /// Microseconds since the epoch: the write timestamps of the names table.
