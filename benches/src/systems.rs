@@ -35,6 +35,10 @@ pub enum System {
     /// the harness starts.
     #[cfg(feature = "peers")]
     Nats,
+    /// The matching node (`streamstore-node`) over HTTP, the local engine in `Sync` mode behind
+    /// it, in a process the harness starts.
+    #[cfg(feature = "peers")]
+    Node,
     /// A database adapter (`raw: false`) or the raw `sqlx` equivalent (`raw: true`).
     #[cfg(feature = "sql")]
     Sql {
@@ -73,6 +77,8 @@ impl System {
             System::Redis(fsync) => format!("redis-{}", fsync.name()),
             #[cfg(feature = "peers")]
             System::Nats => "nats-js-sync-always".into(),
+            #[cfg(feature = "peers")]
+            System::Node => "node-http-sync".into(),
             #[cfg(feature = "sql")]
             System::Sql { db, raw } => {
                 let db = match db {
@@ -100,6 +106,8 @@ impl System {
             }
             #[cfg(feature = "peers")]
             System::Nats => crate::peers::servers::find(crate::peers::servers::Program::Nats).err(),
+            #[cfg(feature = "peers")]
+            System::Node => crate::peers::servers::find(crate::peers::servers::Program::Node).err(),
             _ => None,
         }
     }
@@ -130,6 +138,8 @@ impl System {
             }
             #[cfg(feature = "peers")]
             System::Nats => Arc::new(crate::peers::nats::NatsBackend::open(dir, streams).await?),
+            #[cfg(feature = "peers")]
+            System::Node => Arc::new(crate::peers::node::NodeBackend::open(dir, streams).await?),
             #[cfg(feature = "sql")]
             System::Sql { db, raw: false } => {
                 Arc::new(crate::peers::sql::AdapterBackend::open(db, streams).await?)

@@ -1,5 +1,5 @@
 //! The server peers of the harness against real servers: each test starts its own `redis-server`
-//! / `nats-server` (prints SKIPPED and passes when the program is not installed:
+//! / `nats-server` / `streamstore-node` (prints SKIPPED and passes when the program is not installed:
 //! `scripts/peers.sh install`), appends through the same `BenchBackend` the benchmark drives,
 //! reads back what it acknowledged, and checks that closing the backend stops the server.
 
@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use bytes::Bytes;
 use streamstore_bench::backend::BenchBackend;
 use streamstore_bench::peers::nats::NatsBackend;
+use streamstore_bench::peers::node::NodeBackend;
 use streamstore_bench::peers::redis::{Fsync, RedisBackend};
 use streamstore_bench::peers::servers::{find, Program};
 
@@ -99,4 +100,37 @@ async fn nats_jetstream_acks_stored_messages_and_refuses_batches() {
             .is_err(),
         "nats-server still listening on {port} after close"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_serves_the_engine_over_http_and_refuses_batches() {
+    if !installed(Program::Node) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let backend = NodeBackend::open(dir.path(), 3).await.unwrap();
+    let port = backend.port();
+    append_and_read_back(&backend, 8).await;
+    let e = backend
+        .append(2, vec![payload(2, 0), payload(2, 1)])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("2 records"), "{e}");
+    assert_eq!(backend.read(2, 0, 10).await.unwrap(), (0, 0));
+    backend.close().await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .is_err(),
+        "streamstore-node still listening on {port} after close"
+    );
+    // The engine behind it kept the records: reopened in process, both streams hold them.
+    let store = streamstore::LocalStore::open(dir.path().join("node"), Default::default())
+        .await
+        .unwrap();
+    for s in 0..2 {
+        let id = streamstore::StreamId::new(streamstore_bench::backend::stream_name(s)).unwrap();
+        let info = streamstore::StreamStore::info(&store, &id).await.unwrap();
+        assert_eq!(info.next_offset, 8, "{info:?}");
+    }
 }

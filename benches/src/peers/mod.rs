@@ -3,14 +3,16 @@
 //! Each peer implements [`BenchBackend`](crate::backend::BenchBackend) with the durability the
 //! comparison needs, and assigns offsets itself (dense from 0 per stream, like the engine). The
 //! blocking peers run on Tokio's blocking pool, as an async service would use them. The server
-//! peers (Redis, NATS JetStream) run as child processes of the harness ([`servers`]), one fresh
-//! server per case, on loopback.
+//! peers (Redis, NATS JetStream, and the matching node `streamstore-node` over HTTP) run as child
+//! processes of the harness ([`servers`]), one fresh server per case, on loopback.
 
 pub mod filelog;
 #[cfg(feature = "peers")]
 pub mod lsm;
 #[cfg(feature = "peers")]
 pub mod nats;
+#[cfg(feature = "peers")]
+pub mod node;
 #[cfg(feature = "peers")]
 pub mod redis;
 #[cfg(feature = "peers")]

@@ -22,6 +22,8 @@ pub enum Program {
     Redis,
     /// `nats-server` (with JetStream).
     Nats,
+    /// `streamstore-node`, this workspace's matching node.
+    Node,
 }
 
 impl Program {
@@ -30,6 +32,8 @@ impl Program {
         match self {
             Program::Redis => "STREAMSTORE_REDIS_SERVER",
             Program::Nats => "STREAMSTORE_NATS_SERVER",
+            // The name `examples/node_sse.rs` reads too.
+            Program::Node => "STREAMSTORE_NODE_BIN",
         }
     }
 
@@ -37,12 +41,15 @@ impl Program {
         match self {
             Program::Redis => "redis-server",
             Program::Nats => "nats-server",
+            Program::Node => "streamstore-node",
         }
     }
 }
 
-/// The binary of `program`: `$STREAMSTORE_*_SERVER`, else `~/.cache/streamstore/bin/<name>`
-/// (where `scripts/peers.sh` puts `nats-server`), else `PATH`. `Err` holds why it is skipped.
+/// The binary of `program`: its environment variable ([`Program::env`]), else (the node) the
+/// directory of the running harness binary (`target/release/` when both were built there), else
+/// `~/.cache/streamstore/bin/<name>` (where `scripts/peers.sh` puts `nats-server`), else `PATH`.
+/// `Err` holds why it is skipped.
 pub fn find(program: Program) -> Result<PathBuf, String> {
     let name = program.file_name();
     if let Some(p) = std::env::var_os(program.env()).filter(|p| !p.is_empty()) {
@@ -53,25 +60,34 @@ pub fn find(program: Program) -> Result<PathBuf, String> {
             Err(format!("{} = {} is not a file", program.env(), p.display()))
         };
     }
+    // The node is built by this workspace, next to the harness (`examples/` sit one level down).
+    let beside_harness = std::env::current_exe()
+        .ok()
+        .filter(|_| program == Program::Node)
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .map(|dir| {
+            let up = dir.parent().map(Path::to_path_buf);
+            std::iter::once(dir).chain(up)
+        })
+        .into_iter()
+        .flatten();
     let cache_bin =
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/streamstore/bin"));
     let path_dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
-    cache_bin
-        .into_iter()
+    beside_harness
+        .chain(cache_bin)
         .chain(path_dirs)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .ok_or_else(|| {
-            format!(
-                "{name} not installed (scripts/peers.sh install {}; or set {})",
-                match program {
-                    Program::Redis => "redis",
-                    Program::Nats => "nats",
-                },
-                program.env()
-            )
+            let install = match program {
+                Program::Redis => "scripts/peers.sh install redis",
+                Program::Nats => "scripts/peers.sh install nats",
+                Program::Node => "cargo build --release -p streamstore-node",
+            };
+            format!("{name} not installed ({install}; or set {})", program.env())
         })
 }
 

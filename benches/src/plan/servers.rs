@@ -1,11 +1,15 @@
-//! The server peers' part of the plan: Redis Streams and NATS JetStream under the same
-//! 64-appender closed loop of 1 KiB durable appends as the engine's `Sync` cases, over 1, 1,000
-//! and 10,000 streams, and the ratios of the engine to each of them.
+//! The server peers' part of the plan: Redis Streams, NATS JetStream and the matching node
+//! (`streamstore-node`, the engine behind HTTP) under the same 64-appender closed loop of 1 KiB
+//! durable appends as the engine's `Sync` cases, over 1, 1,000 and 10,000 streams, and the ratios
+//! of the engine to each of them, and of the node to Redis.
 //!
 //! Fairness, stated once: the engine runs in the harness's process; each server is a separate
-//! process reached over loopback TCP by its usual Rust client (`redis`, `async-nats`), with 64
-//! connections so the 64 appenders look like 64 clients. A server's cases run in every plan; a
-//! server that is not installed makes them skipped (`scripts/peers.sh install` installs both).
+//! process reached over loopback TCP by its usual Rust client (`redis`, `async-nats`, `reqwest`
+//! for the node's HTTP API), with 64 connections so the 64 appenders look like 64 clients. The
+//! node ÷ Redis ratios compare two servers on equal terms: both pay a round trip and a request
+//! parse per append. A server's cases run in every plan; a server that is not installed makes them
+//! skipped (`scripts/peers.sh install` installs Redis and NATS; the node is built with
+//! `cargo build --release -p streamstore-node`).
 
 use streamstore::Durability;
 
@@ -15,10 +19,11 @@ use crate::systems::System;
 use crate::workload::Spread;
 
 /// The server peers, in plan order.
-pub const SYSTEMS: [System; 3] = [
+pub const SYSTEMS: [System; 4] = [
     System::Redis(Fsync::Always),
     System::Redis(Fsync::EverySec),
     System::Nats,
+    System::Node,
 ];
 
 /// The stream counts every server peer runs at (the engine's `Sync` runs at the same ones).
@@ -97,15 +102,65 @@ const NAMES: [(System, usize, &str, &str); 9] = [
     ),
 ];
 
-/// The engine (`Sync`) ÷ each server peer, at each stream count.
+/// Ratios of two systems: (numerator, denominator, streams, name, what).
+const NODE_NAMES: [(System, System, usize, &str, &str); 6] = [
+    (
+        System::Node,
+        System::Redis(Fsync::Always),
+        1,
+        "node_vs_redis_always_s1",
+        "64 HTTP clients × 1 KiB, 1 stream: streamstore-node (Sync) ÷ Redis XADD, appendfsync always",
+    ),
+    (
+        System::Node,
+        System::Redis(Fsync::Always),
+        1000,
+        "node_vs_redis_always_s1000",
+        "64 HTTP clients × 1 KiB, 1,000 streams: streamstore-node (Sync) ÷ Redis XADD, appendfsync always",
+    ),
+    (
+        System::Node,
+        System::Redis(Fsync::Always),
+        10_000,
+        "node_vs_redis_always_s10000",
+        "64 HTTP clients × 1 KiB, 10,000 streams: streamstore-node (Sync) ÷ Redis XADD, appendfsync always",
+    ),
+    (
+        System::Node,
+        System::Local(Durability::Sync),
+        1,
+        "node_vs_local_s1",
+        "64 appenders × 1 KiB, 1 stream: streamstore-node over HTTP ÷ the engine in process (Sync)",
+    ),
+    (
+        System::Node,
+        System::Local(Durability::Sync),
+        1000,
+        "node_vs_local_s1000",
+        "64 appenders × 1 KiB, 1,000 streams: streamstore-node over HTTP ÷ the engine in process (Sync)",
+    ),
+    (
+        System::Node,
+        System::Local(Durability::Sync),
+        10_000,
+        "node_vs_local_s10000",
+        "64 appenders × 1 KiB, 10,000 streams: streamstore-node over HTTP ÷ the engine in process (Sync)",
+    ),
+];
+
+/// The engine (`Sync`) ÷ each server peer, and the node ÷ Redis and ÷ the engine in process, at
+/// each stream count.
 pub fn ratios() -> Vec<RatioDef> {
-    let local = System::Local(Durability::Sync).label();
-    NAMES
+    let local = System::Local(Durability::Sync);
+    let pairs = NAMES
         .iter()
-        .map(|&(system, streams, name, what)| RatioDef {
+        .map(|&(system, streams, name, what)| (local, system, streams, name, what))
+        .chain(NODE_NAMES);
+    pairs
+        .map(|(num, den, streams, name, what)| RatioDef {
             name,
-            num: format!("{local}/{}", workload(streams)),
-            den: format!("{}/{}", system.label(), workload(streams)),
+            num: format!("{}/{}", num.label(), workload(streams)),
+            den: format!("{}/{}", den.label(), workload(streams)),
             bandwidth: false,
             target: None,
             what,
