@@ -47,6 +47,26 @@ async fn append_and_read_back(backend: &dyn BenchBackend, n: usize) {
     assert_eq!(backend.read(2, 0, 10).await.unwrap(), (0, 0));
 }
 
+/// A batch of several records fails naming its size, and writes nothing (stream 2 stays empty).
+async fn refuses_batches(backend: &dyn BenchBackend) {
+    let e = backend
+        .append(2, vec![payload(2, 0), payload(2, 1)])
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("2 records"), "{e}");
+    assert_eq!(backend.read(2, 0, 10).await.unwrap(), (0, 0));
+}
+
+/// Nothing listens on `port` any more: closing the backend stopped the server `name`.
+async fn assert_stopped(port: u16, name: &str) {
+    assert!(
+        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .is_err(),
+        "{name} still listening on {port} after close"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_streams_keep_dense_offsets_and_atomic_batches() {
     if !installed(Program::Redis) {
@@ -70,12 +90,7 @@ async fn redis_streams_keep_dense_offsets_and_atomic_batches() {
         .sum();
     assert!(aof > bytes, "appendonlydir holds {aof} bytes");
     backend.close().await.unwrap();
-    assert!(
-        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .is_err(),
-        "redis-server still listening on {port} after close"
-    );
+    assert_stopped(port, "redis-server").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,19 +102,9 @@ async fn nats_jetstream_acks_stored_messages_and_refuses_batches() {
     let backend = NatsBackend::open(dir.path(), 3).await.unwrap();
     let port = backend.port();
     append_and_read_back(&backend, 8).await;
-    let e = backend
-        .append(2, vec![payload(2, 0), payload(2, 1)])
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("2 records"), "{e}");
-    assert_eq!(backend.read(2, 0, 10).await.unwrap(), (0, 0));
+    refuses_batches(&backend).await;
     backend.close().await.unwrap();
-    assert!(
-        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .is_err(),
-        "nats-server still listening on {port} after close"
-    );
+    assert_stopped(port, "nats-server").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,19 +116,9 @@ async fn the_node_serves_the_engine_over_http_and_refuses_batches() {
     let backend = NodeBackend::open(dir.path(), 3).await.unwrap();
     let port = backend.port();
     append_and_read_back(&backend, 8).await;
-    let e = backend
-        .append(2, vec![payload(2, 0), payload(2, 1)])
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("2 records"), "{e}");
-    assert_eq!(backend.read(2, 0, 10).await.unwrap(), (0, 0));
+    refuses_batches(&backend).await;
     backend.close().await.unwrap();
-    assert!(
-        tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .is_err(),
-        "streamstore-node still listening on {port} after close"
-    );
+    assert_stopped(port, "streamstore-node").await;
     // The engine behind it kept the records: reopened in process, both streams hold them.
     let store = streamstore::LocalStore::open(dir.path().join("node"), Default::default())
         .await
