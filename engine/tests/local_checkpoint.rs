@@ -788,7 +788,11 @@ async fn sync_mode_background_checkpoint_is_taken_at_the_published_position() {
     }
     let acked = acked.load(Ordering::SeqCst);
     assert_eq!(store.stats().log_failures, 0);
-    assert_eq!(probe.checkpoints.lock().unwrap().len(), 1, "another checkpoint");
+    assert_eq!(
+        probe.checkpoints.lock().unwrap().len(),
+        1,
+        "another checkpoint"
+    );
     // A crash: recovery starts from that checkpoint and replays the groups after it.
     store.abandon().await;
     drop(store);
@@ -802,7 +806,11 @@ async fn sync_mode_background_checkpoint_is_taken_at_the_published_position() {
     let got = read_all(&store, &s).await;
     assert_eq!(got, (0..3).map(payload).collect::<Vec<_>>());
     let got = read_all(&store, &big).await;
-    assert_eq!(got, vec![chunk; 5], "the big append, in flight at the checkpoint");
+    assert_eq!(
+        got,
+        vec![chunk; 5],
+        "the big append, in flight at the checkpoint"
+    );
     let got = read_all(&store, &other).await;
     assert_eq!(got.len() as u64, acked, "records of `other`");
     store.close().await.unwrap();

@@ -39,8 +39,8 @@ mod trim;
 use crate::implementor::ErrorShorthand;
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
