@@ -3,8 +3,9 @@
 //! synced already; then its file and the collection), while the writer goes on appending. These
 //! tests hold or fail the checkpoint's syncs (and in `Sync` mode the sync thread's) through the
 //! `FileSystem` seam and check that appends go on meanwhile, that the result recovers, that a
-//! failed sync of a background checkpoint poisons the store, and that the compaction after a
-//! `Sync` background checkpoint waits for the groups in flight.
+//! failed sync of a background checkpoint poisons the store, that the compaction after a `Sync`
+//! background checkpoint waits for the groups in flight, and that a `Sync` checkpoint does not:
+//! it is taken at the published position.
 
 mod common;
 
@@ -53,6 +54,28 @@ struct Probe {
     fail_sync_thread: AtomicBool,
     /// Writes to a segment on the writer thread after a sync was failed.
     writer_writes_after_failure: AtomicU64,
+    /// The end `(segment, byte)` of the furthest write of log to a segment (zero-fills left
+    /// out: buffers of zeros only).
+    written: Mutex<(u64, u64)>,
+    /// How far the log is synced: the furthest `written` seen when a segment sync that then
+    /// succeeded began.
+    synced: Mutex<(u64, u64)>,
+    /// The end of the first write of at least [`BIG_WRITE`] bytes to a segment.
+    big_end: Mutex<Option<(u64, u64)>>,
+    /// Each checkpoint written (`CHECKPOINT.tmp`): its position, and `synced` and `written` then.
+    checkpoints: Mutex<Vec<CheckpointSeen>>,
+}
+
+/// A segment write at least this long is the one big append of
+/// `sync_mode_background_checkpoint_is_taken_at_the_published_position`.
+const BIG_WRITE: usize = 256 << 10;
+
+/// A checkpoint as the probe saw it written.
+#[derive(Clone, Copy, Debug)]
+struct CheckpointSeen {
+    position: (u64, u64),
+    synced: (u64, u64),
+    written: (u64, u64),
 }
 
 impl Probe {
@@ -102,6 +125,8 @@ struct ProbedFile {
     probe: Arc<Probe>,
     checkpoint: bool,
     segment: bool,
+    /// The segment's sequence number (segments only).
+    seq: u64,
 }
 
 impl FileHandle for ProbedFile {
@@ -116,7 +141,27 @@ impl FileHandle for ProbedFile {
         {
             p.writer_writes_after_failure.fetch_add(1, Ordering::SeqCst);
         }
-        self.inner.write_all_at(buf, pos)
+        if self.checkpoint && buf.len() >= 40 {
+            // magic, version, zero, body length; then the position.
+            let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().unwrap());
+            let seen = CheckpointSeen {
+                position: (word(24), word(32)),
+                synced: *p.synced.lock().unwrap(),
+                written: *p.written.lock().unwrap(),
+            };
+            p.checkpoints.lock().unwrap().push(seen);
+        }
+        self.inner.write_all_at(buf, pos)?;
+        if self.segment && buf.iter().any(|b| *b != 0) {
+            let end = (self.seq, pos + buf.len() as u64);
+            let mut w = p.written.lock().unwrap();
+            *w = (*w).max(end);
+            drop(w);
+            if buf.len() >= BIG_WRITE {
+                p.big_end.lock().unwrap().get_or_insert(end);
+            }
+        }
+        Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
         let p = &self.probe;
@@ -150,7 +195,13 @@ impl FileHandle for ProbedFile {
                     .0;
             }
         }
-        self.inner.sync_data()
+        let covered = *p.written.lock().unwrap();
+        self.inner.sync_data()?;
+        if self.segment {
+            let mut synced = p.synced.lock().unwrap();
+            *synced = (*synced).max(covered);
+        }
+        Ok(())
     }
     fn size(&self) -> io::Result<u64> {
         self.inner.size()
@@ -172,6 +223,11 @@ fn probed_fs(probe: &Arc<Probe>) -> Arc<dyn FileSystem> {
             probe: probe.clone(),
             checkpoint,
             segment: path.extension().is_some_and(|e| e == "seg"),
+            seq: path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
         }) as Arc<dyn FileHandle>
     }))
 }
@@ -596,5 +652,166 @@ async fn compaction_meets_a_group_in_flight(fail: bool) {
     );
     check(read_all(&store, &small).await, "after reopen");
     assert_eq!(read_all(&store, &other).await.len() as u64, acked_other);
+    store.close().await.unwrap();
+}
+
+/// `Sync` mode (issue 15): a checkpoint that falls due while groups are in flight with the sync
+/// thread (written, not yet synced or published) is made at once, without waiting for their
+/// sync, at the position of the published state — every byte before it synced, the groups in
+/// flight after it — and a crash recovers from it with every acknowledged record, those groups'
+/// too (replayed from the log after the position). With the checkpoint behind a drain of the sync
+/// thread (before) it is not made until the held sync is let through.
+///
+/// How: the sync thread's syncs are held and let through one at a time while four closed-loop
+/// appenders keep two groups in flight, until one big append (a group of more than the
+/// checkpoint's byte threshold, so the checkpoint falls due right after the writer hands it to
+/// the sync thread) was written; then nothing more is let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_background_checkpoint_is_taken_at_the_published_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let opts = || {
+        LocalOptions::default()
+            .durability(Durability::Sync)
+            .segment_bytes(4 << 20)
+            // Checkpoints only by size, no timer work: the big append makes one due.
+            .checkpoint_interval(Duration::from_secs(3600))
+            .checkpoint_bytes(BIG_WRITE as u64)
+            .sweep_interval(Duration::from_secs(3600))
+            // One operation per group: two queued make a group the sync thread takes.
+            .max_group_bytes(1)
+            .fs(probed_fs(&probe))
+    };
+    let store = Arc::new(LocalStore::open(tmp.path(), opts()).await.unwrap());
+    let s = StreamId::new("s").unwrap();
+    for n in 0..3 {
+        assert_eq!(append(&store, &s, n).await.unwrap(), n);
+    }
+    probe.hold_sync_thread.lock().unwrap().0 = true;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let other = StreamId::new("other").unwrap();
+    let mut appenders = Vec::new();
+    for _ in 0..4 {
+        let (store, stop, acked, other) =
+            (store.clone(), stop.clone(), acked.clone(), other.clone());
+        appenders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                store
+                    .append(&other, vec![payload(0)], AppendOptions::default())
+                    .await
+                    .unwrap();
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let started = Instant::now();
+    while probe.sync_thread_held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no group was handed to the sync thread"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The big append queues behind the appenders' groups.
+    let big = StreamId::new("big").unwrap();
+    let chunk = Bytes::from(vec![b'B'; 64 << 10]);
+    let big_task = {
+        let (store, big, chunk) = (store.clone(), big.clone(), chunk.clone());
+        tokio::spawn(async move {
+            store
+                .append(&big, vec![chunk; 5], AppendOptions::default())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Let the held syncs through one at a time (each once it waits) until the big group was
+    // written; from then on none.
+    let started = Instant::now();
+    while probe.big_end.lock().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the big append was never written"
+        );
+        let held = probe.sync_thread_held.load(Ordering::SeqCst);
+        probe.pass_sync_thread();
+        while probe.sync_thread_held.load(Ordering::SeqCst) == held
+            && probe.big_end.lock().unwrap().is_none()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the sync thread got no next group"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let big_end = probe.big_end.lock().unwrap().unwrap();
+    // The checkpoint falls due right after the big group was handed over, and is made while the
+    // sync thread is still held.
+    let started = Instant::now();
+    while !tmp.path().join("CHECKPOINT").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no checkpoint while a group was in flight: it waited for the held sync"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let seen = probe.checkpoints.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let c = seen[0];
+    assert_eq!(
+        probe.checkpoint_threads.lock().unwrap().clone(),
+        vec!["streamstore-flush".to_string()],
+        "the checkpoint was not made in the background"
+    );
+    assert!(
+        !big_task.is_finished(),
+        "the big append was acknowledged before its sync was let through"
+    );
+    assert!(
+        c.position <= c.synced,
+        "the checkpoint's position is past the synced log: {c:?}"
+    );
+    assert!(
+        c.position < big_end,
+        "the checkpoint's position covers the group in flight (ending at {big_end:?}): {c:?}"
+    );
+    assert!(c.synced < c.written, "no group was in flight: {c:?}");
+    // Everything goes on; the groups held are synced and acknowledged.
+    probe.release_sync_thread();
+    let r = big_task.await.unwrap().unwrap();
+    assert_eq!(r.first_offset, 0);
+    stop.store(true, Ordering::SeqCst);
+    for t in appenders {
+        t.await.unwrap();
+    }
+    let acked = acked.load(Ordering::SeqCst);
+    assert_eq!(store.stats().log_failures, 0);
+    assert_eq!(
+        probe.checkpoints.lock().unwrap().len(),
+        1,
+        "another checkpoint"
+    );
+    // A crash: recovery starts from that checkpoint and replays the groups after it.
+    store.abandon().await;
+    drop(store);
+    let store = LocalStore::open(tmp.path(), opts()).await.unwrap();
+    let report = store.recovery_report();
+    assert_eq!(report.checkpoint, Some(c.position), "{report:?}");
+    assert!(
+        report.checkpoint_error.is_none() && report.lost.is_empty(),
+        "{report:?}"
+    );
+    let got = read_all(&store, &s).await;
+    assert_eq!(got, (0..3).map(payload).collect::<Vec<_>>());
+    let got = read_all(&store, &big).await;
+    assert_eq!(
+        got,
+        vec![chunk; 5],
+        "the big append, in flight at the checkpoint"
+    );
+    let got = read_all(&store, &other).await;
+    assert_eq!(got.len() as u64, acked, "records of `other`");
     store.close().await.unwrap();
 }

@@ -15,7 +15,7 @@ use super::format::FormatError;
 use super::fs::FileSystem;
 use super::index::{Point, Points};
 use super::stream::{Lost, Stream};
-use super::streams::Streams;
+use super::streams::{SharedStreams, Streams};
 
 /// The checkpoint's file name.
 pub(crate) const CHECKPOINT: &str = "CHECKPOINT";
@@ -50,19 +50,18 @@ const PREFIX_LEN: usize = 8 + 4 + 4 + 8;
 /// `capacity` bytes:
 /// `magic "STRMCKPT", version u32, zero u32, body_len u64, body, CRC-32 of everything before u32`.
 ///
-/// Why split: at 10,000 streams a checkpoint holds every stream's index points (a sparse stream
-/// gets one per frame: its frames lie more than `POINT_MAX_DISTANCE` apart), several MiB that
-/// the writer thread encodes while every append waits (issue 15: the `Sync` p99.9). The writer
-/// encodes (it reads the committed state, which its next group changes) into one buffer sized
-/// from the last checkpoint (no regrowth, no copy of the body into a second buffer); the CRC of
-/// the whole is computed by whoever writes the file, on the flusher thread for a background
-/// checkpoint.
+/// At 10,000 streams a checkpoint holds every stream's index points (a sparse stream gets one
+/// per frame: its frames lie more than `POINT_MAX_DISTANCE` apart), several MiB whose encoding
+/// took the writer thread 8–22 ms while every append waited (issue 15: the `Sync` p99.9). So the
+/// writer only takes a shared copy of the streams ([`Streams::share`]) and the flusher thread
+/// encodes it, into one buffer sized from the last checkpoint (no regrowth, no copy of the body
+/// into a second buffer); the CRC of the whole is added by [`seal`] when the file is written.
 pub(crate) fn encode_unsealed(
     seg: u64,
     pos: u64,
     next_number: u64,
     durability: u64,
-    streams: &Streams,
+    streams: &SharedStreams,
     capacity: usize,
 ) -> Vec<u8> {
     let mut body = Vec::with_capacity(capacity.max(PREFIX_LEN + 64));
@@ -216,9 +215,11 @@ pub(crate) fn decode(b: &[u8], key_capacity: usize) -> Result<Checkpoint, Format
             keys,
         };
         let mut s = Stream::new(number, head);
-        s.cum_first = cum_first;
-        s.points = points;
-        s.lost = lost;
+        // Not shared yet: changed in place.
+        let m = std::sync::Arc::make_mut(&mut s);
+        m.cum_first = cum_first;
+        m.points = points;
+        m.lost = lost;
         entries.push((id, s));
     }
     c.streams = entries.into_iter().collect();

@@ -22,9 +22,9 @@ use super::fs::FileHandle;
 ///   the writer counts them, and everything that claims durability (`Writer::sync`, and through
 ///   it checkpoints and close) first waits for all of them ([`Flusher::wait_rolls`]).
 /// - *Checkpoints* ([`Flusher::checkpoint`]): the log synced up to the checkpoint's position (not
-///   in `Sync` mode, where the writer hands one over only when it is synced already), then the
-///   checkpoint's own work (its file, collection), while the writer goes on appending. At most
-///   one at a time.
+///   in `Sync` mode, where the position is that of the published state, synced already), then
+///   the checkpoint's own work (its encoding, its file, collection), while the writer goes on
+///   appending. At most one at a time.
 ///
 /// It never makes anything durable that the writer relies on without the writer waiting for it: a
 /// failure of any job is kept and returned by the writer's next sync, which then poisons the
@@ -117,8 +117,8 @@ impl Flusher {
     /// Queues a checkpoint; never waits. The flusher syncs `file` (the segment holding the
     /// checkpoint's position) after every roll sync queued before, then runs `work` with the
     /// outcome. Without `file` (`Sync` mode: every byte before the position was covered by a
-    /// successful `fdatasync` before the writer encoded the checkpoint) nothing is synced, and
-    /// `work` gets `Ok` unless an earlier background sync failed. The caller checks
+    /// successful `fdatasync` before the state the writer took was published) nothing is synced,
+    /// and `work` gets `Ok` unless an earlier background sync failed. The caller checks
     /// [`Flusher::checkpoint_busy`] first: one at a time.
     pub fn checkpoint(&self, file: Option<Arc<dyn FileHandle>>, work: CheckpointWork) {
         let mut q = self.inner.queue();

@@ -102,6 +102,8 @@ fn share(rec: &mut Recovered, seg_dir: &Path, options: &LocalOptions) -> Arc<Sha
         tail_total: streams.values().map(|s| s.tail_bytes).sum(),
         streams,
         segments: std::mem::take(&mut rec.segments),
+        // Set by the session's first group (`Writer::open_session`), before any checkpoint.
+        published: (0, 0),
         poisoned: None,
         closed: false,
         report: std::mem::take(&mut rec.report),

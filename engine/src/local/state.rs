@@ -29,6 +29,12 @@ pub(crate) struct State {
     pub streams: Streams,
     /// Existing segments by sequence number.
     pub segments: BTreeMap<u64, SegInfo>,
+    /// The log position `(segment, byte)` this state describes: the end of the last group
+    /// published (set with it, `writer/finish.rs`; at open by the session's first group). In
+    /// `Sync` mode every byte before it was covered by a successful `fdatasync` before the group
+    /// was published, so a checkpoint of this state at this position needs no sync (issue 15);
+    /// groups written after it may be in flight with the sync thread.
+    pub published: (u64, u64),
     /// Set by the first failed write or sync; every later write fails with `Poisoned`.
     pub poisoned: Option<String>,
     /// Set by `close`.

@@ -1,6 +1,8 @@
 //! One live stream as readers and the writer share it: head, sparse index, lost ranges and the
 //! tail cache of its newest records.
 
+use std::sync::Arc;
+
 use crate::head::StreamHead;
 use crate::types::Record;
 
@@ -37,9 +39,10 @@ pub(crate) struct Stream {
 pub(crate) const TAIL_RECORD_COST: usize = std::mem::size_of::<Record>();
 
 impl Stream {
-    /// A stream with no records yet, boxed for [`Streams`].
-    pub fn new(number: u64, head: StreamHead) -> Box<Self> {
-        Box::new(Stream {
+    /// A stream with no records yet, in the `Arc` that [`Streams`](super::streams::Streams)
+    /// holds it in.
+    pub fn new(number: u64, head: StreamHead) -> Arc<Self> {
+        Arc::new(Stream {
             number,
             head,
             cum_first: 0,

@@ -8,9 +8,16 @@
 //! id is an `Arc<str>`, so keeping it twice costs a pointer and a length, not the bytes.
 //!
 //! Invariant: `order` holds exactly the keys of `map`.
+//!
+//! Each stream is held in an `Arc` so that a checkpoint can take the whole map in one cheap copy
+//! of pointers ([`Streams::share`]) under the state lock and encode it on another thread while
+//! the writer goes on: the writer changes a stream through [`Streams::get_mut`], which copies it
+//! first only if such a copy still shares it (copy-on-write), so the copy keeps describing the
+//! moment it was taken.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::RangeBounds;
+use std::sync::Arc;
 
 use crate::types::StreamId;
 
@@ -19,10 +26,10 @@ use super::stream::Stream;
 /// See the module documentation.
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
-    /// Each `Stream` is boxed: the map's slots then hold 24 B per entry instead of the whole
-    /// stream (tables are often only half to seven-eighths full); the boxed stream itself is
-    /// allocated at its exact size.
-    map: HashMap<StreamId, Box<Stream>, foldhash::fast::RandomState>,
+    /// Each `Stream` is behind a pointer: the map's slots then hold 24 B per entry instead of the
+    /// whole stream (tables are often only half to seven-eighths full); the stream itself is
+    /// allocated at its exact size, plus the `Arc`'s two counts (16 B).
+    map: HashMap<StreamId, Arc<Stream>, foldhash::fast::RandomState>,
     order: BTreeSet<StreamId>,
 }
 
@@ -37,13 +44,23 @@ impl Streams {
         self.map.get(id).map(|s| &**s)
     }
 
-    /// The stream named `id`, to change it.
+    /// The stream named `id`, to change it: copied first if a [`Streams::share`] copy still
+    /// holds it (that copy keeps the stream as it was).
     pub fn get_mut(&mut self, id: &StreamId) -> Option<&mut Stream> {
-        self.map.get_mut(id).map(|s| &mut **s)
+        self.map.get_mut(id).map(Arc::make_mut)
+    }
+
+    /// Every stream as of now, sharing each with this map until either side changes it: a copy
+    /// of the map's pointers (and an increment of each stream's and id's count), not of the
+    /// streams. A checkpoint takes it under the state lock and encodes it on the flusher thread.
+    pub fn share(&self) -> SharedStreams {
+        SharedStreams {
+            map: self.map.clone(),
+        }
     }
 
     /// Adds or replaces the stream named `id`; returns the one replaced.
-    pub fn insert(&mut self, id: StreamId, stream: Box<Stream>) -> Option<Box<Stream>> {
+    pub fn insert(&mut self, id: StreamId, stream: Arc<Stream>) -> Option<Arc<Stream>> {
         let old = self.map.insert(id.clone(), stream);
         if old.is_none() {
             self.order.insert(id);
@@ -52,7 +69,7 @@ impl Streams {
     }
 
     /// Removes the stream named `id`.
-    pub fn remove(&mut self, id: &StreamId) -> Option<Box<Stream>> {
+    pub fn remove(&mut self, id: &StreamId) -> Option<Arc<Stream>> {
         let old = self.map.remove(id);
         if old.is_some() {
             self.order.remove(id);
@@ -71,12 +88,6 @@ impl Streams {
         self.order
             .iter()
             .filter_map(|id| self.map.get(id).map(|s| (id, &**s)))
-    }
-
-    /// Every stream, in no particular order: a walk of the map alone, without the id-ordered
-    /// set's lookup per stream (a checkpoint at 10,000 streams, on the writer thread).
-    pub fn iter_unordered(&self) -> impl Iterator<Item = (&StreamId, &Stream)> + '_ {
-        self.map.iter().map(|(id, s)| (id, &**s))
     }
 
     /// The streams whose ids fall in `range`, in id order.
@@ -99,18 +110,44 @@ impl Streams {
         self.map.values().map(|s| &**s)
     }
 
-    /// The streams in no particular order, to change them.
+    /// The streams in no particular order, to change them (each copied first if shared, see
+    /// [`Streams::get_mut`]).
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Stream> + '_ {
-        self.map.values_mut().map(|s| &mut **s)
+        self.map.values_mut().map(Arc::make_mut)
     }
 }
 
-impl FromIterator<(StreamId, Box<Stream>)> for Streams {
+/// The streams as of one moment ([`Streams::share`]), without the id order (a checkpoint lists
+/// them in any order).
+#[derive(Debug)]
+pub(crate) struct SharedStreams {
+    map: HashMap<StreamId, Arc<Stream>, foldhash::fast::RandomState>,
+}
+
+impl SharedStreams {
+    /// Number of streams.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Every stream, in no particular order: a walk of the map alone, without an id order
+    /// (a checkpoint at 10,000 streams).
+    pub fn iter_unordered(&self) -> impl Iterator<Item = (&StreamId, &Stream)> + '_ {
+        self.map.iter().map(|(id, s)| (id, &**s))
+    }
+
+    /// The streams in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &Stream> + '_ {
+        self.map.values().map(|s| &**s)
+    }
+}
+
+impl FromIterator<(StreamId, Arc<Stream>)> for Streams {
     /// Builds the map and the set in one pass (the set in bulk when the ids come sorted, as they
     /// do from a checkpoint).
-    fn from_iter<I: IntoIterator<Item = (StreamId, Box<Stream>)>>(iter: I) -> Self {
+    fn from_iter<I: IntoIterator<Item = (StreamId, Arc<Stream>)>>(iter: I) -> Self {
         let iter = iter.into_iter();
-        let mut map: HashMap<StreamId, Box<Stream>, foldhash::fast::RandomState> =
+        let mut map: HashMap<StreamId, Arc<Stream>, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(iter.size_hint().0, Default::default());
         let mut ids = Vec::with_capacity(iter.size_hint().0);
         for (id, s) in iter {
@@ -140,7 +177,7 @@ mod tests {
     use crate::head::StreamHead;
     use crate::types::Retention;
 
-    fn stream(n: u64) -> Box<Stream> {
+    fn stream(n: u64) -> Arc<Stream> {
         Stream::new(n, StreamHead::new(0, Retention::default()))
     }
 
@@ -178,5 +215,34 @@ mod tests {
         assert_eq!(s.values().map(|x| x.number).sum::<u64>(), 50);
         s.clear();
         assert_eq!((s.len(), s.keys().count()), (0, 0));
+    }
+
+    #[test]
+    fn a_shared_copy_keeps_the_streams_as_they_were() {
+        let mut s: Streams = [("a", 1), ("b", 2)]
+            .into_iter()
+            .map(|(k, n)| (id(k), stream(n)))
+            .collect();
+        let copy = s.share();
+        if let Some(x) = s.get_mut(&id("a")) {
+            x.number = 10;
+        }
+        assert!(s.remove(&id("b")).is_some());
+        s.insert(id("c"), stream(3));
+        let mut seen: Vec<(&str, u64)> = copy
+            .iter_unordered()
+            .map(|(k, v)| (k.as_str(), v.number))
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [("a", 1), ("b", 2)], "the copy changed with the map");
+        assert_eq!(copy.len(), 2);
+        assert_eq!(s.get(&id("a")).map(|x| x.number), Some(10));
+        // Once the copy is gone, a change no longer copies the stream.
+        drop(copy);
+        let before = s.get(&id("a")).map(std::ptr::from_ref);
+        if let Some(x) = s.get_mut(&id("a")) {
+            x.number = 11;
+        }
+        assert_eq!(s.get(&id("a")).map(std::ptr::from_ref), before);
     }
 }

@@ -12,7 +12,8 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::checkpoint;
@@ -21,15 +22,65 @@ use super::super::fs::segment_path;
 use super::super::index::Points;
 use super::super::options::Durability;
 use super::super::shared::Shared;
+use super::super::streams::SharedStreams;
 use super::Writer;
 
-/// A checkpoint taken by the writer, to be written: its bytes (without their CRC: the writing
-/// thread adds it, `checkpoint::seal`), its position, and the segments that may be deleted once
-/// it is durable.
+/// A checkpoint as the writer takes it, under the state lock and without encoding it: the
+/// committed state's streams (shared with the live state, copy-on-write: `Streams::share`), the
+/// log position that state describes (`State::published`), and the segments that may go once it
+/// is durable unless a stream of it still names them. Encoded by [`Taken::encode`], on the
+/// flusher thread for a background checkpoint.
+struct Taken {
+    position: (u64, u64),
+    next_number: u64,
+    durability: u64,
+    streams: SharedStreams,
+    /// Existing segments below `floor`, ascending.
+    candidates: Vec<u64>,
+    floor: u64,
+    /// The encoding buffer's size (the last checkpoint's, with room to grow).
+    capacity: usize,
+    /// Where the encoded size goes (the writer sizes the next checkpoint's buffer and interval
+    /// from it).
+    len: Arc<AtomicU64>,
+}
+
+/// A checkpoint to be written: its bytes (without their CRC: the writing thread adds it,
+/// `checkpoint::seal`), its position, and the segments that may be deleted once it is durable.
 struct Snapshot {
     bytes: Vec<u8>,
     position: (u64, u64),
     dead: Vec<u64>,
+}
+
+impl Taken {
+    /// Encodes the checkpoint and chooses the dead segments: the candidates no stream of this
+    /// state names. Chosen against this state, not the one current when they are deleted: a
+    /// trim or delete decided meanwhile is not in this checkpoint, and a segment only it freed
+    /// may still be needed by a recovery from this checkpoint. A segment no stream of this state
+    /// names stays unnamed (new frames go to the active segment; compaction moves points there).
+    fn encode(self) -> Snapshot {
+        let bytes = checkpoint::encode_unsealed(
+            self.position.0,
+            self.position.1,
+            self.next_number,
+            self.durability,
+            &self.streams,
+            self.capacity,
+        );
+        let dead = if self.candidates.is_empty() {
+            Vec::new()
+        } else {
+            let points = self.streams.values().map(|s| &s.points);
+            still_dead(self.candidates, points, self.floor)
+        };
+        self.len.store(bytes.len() as u64 + 4, Ordering::Relaxed); // and its CRC
+        Snapshot {
+            bytes,
+            position: self.position,
+            dead,
+        }
+    }
 }
 
 /// A checkpoint is due after `checkpoint_bytes` of log, or after this many times the size of the
@@ -59,8 +110,15 @@ impl Writer {
         if self.unsynced() {
             self.sync()?;
         }
-        let snap = self.snapshot();
-        write_and_collect(&self.shared, &self.dir, &self.seg_dir, snap)?;
+        let taken = self
+            .take()
+            .ok_or_else(|| io::Error::other("the store is poisoned"))?;
+        debug_assert_eq!(
+            taken.position,
+            (self.active.seq, self.active.pos),
+            "drained: every group written is published"
+        );
+        write_and_collect(&self.shared, &self.dir, &self.seg_dir, taken.encode())?;
         self.compact()
     }
 
@@ -87,8 +145,9 @@ impl Writer {
             }
         }
         let interval = self.shared.opts.checkpoint_interval;
+        let last_len = self.checkpoint_len.load(Ordering::Relaxed);
         let size = (self.shared.opts.checkpoint_bytes)
-            .max(self.checkpoint_len.saturating_mul(CHECKPOINT_SIZE_FACTOR));
+            .max(last_len.saturating_mul(CHECKPOINT_SIZE_FACTOR));
         let age = self.last_checkpoint.elapsed();
         let due = self.bytes_since_checkpoint > 0
             && (age >= interval || self.bytes_since_checkpoint >= size);
@@ -117,52 +176,38 @@ impl Writer {
         }
     }
 
-    /// Hands a checkpoint of the current state to the flusher thread, which syncs the log up to
-    /// its position (after the roll syncs queued before it; in `Sync` mode there is nothing left
-    /// to sync), then writes it and deletes the segments it made unnecessary, while this thread
-    /// goes on appending. The encoding is done here (it reads the committed state, which the next
-    /// group changes). A failure on the flusher poisons the store there; the writer learns it at
-    /// its next group.
+    /// Hands a checkpoint of the committed state to the flusher thread, which encodes it, syncs
+    /// the log up to its position (after the roll syncs queued before it; in `Sync` mode there is
+    /// nothing to sync), then writes it and deletes the segments it made unnecessary, while this
+    /// thread goes on appending. Here only the state is taken, under the state lock: a shared
+    /// copy of the streams and the position it describes. A failure on the flusher poisons the
+    /// store there; the writer learns it at its next group.
     ///
-    /// In `Sync` mode (issue 15): the checkpoint's syncs — its file, the rename, the directory —
-    /// and the collection took 9–22 ms at 10,000 streams on the writer thread, once per 64 MiB
-    /// of log, and every append queued behind them: the 10,000-stream p99.9.
+    /// In `Sync` mode (issue 15) this waits for nothing: the committed state is published only
+    /// after the `fdatasync` covering it, so its position (`State::published`) lies before the
+    /// groups still in flight with the sync thread, and every byte before it is durable. The
+    /// checkpoint describes that state at that position; the groups in flight are replayed from
+    /// the log after it. The writer used to drain the sync thread first (one commit sync of
+    /// waiting) and encode here (8–22 ms at 10,000 streams), every append queued meanwhile.
     fn checkpoint_in_background(&mut self) {
-        // The committed state is the log up to the active position: `Buffered`/`Interval`
-        // publish right after the write; in `Sync` mode the drain waits for the groups the sync
-        // thread holds, and every group is published only after an `fdatasync` covering it.
-        self.drain();
-        let log = if self.durability == Durability::Sync {
-            // Everything before the position is durable already (published only after its
-            // sync, and the drain above published every group written), unless a sync failed:
-            // the store is poisoned then, and nothing more is written.
-            if self.state().poisoned.is_some() {
-                return;
-            }
-            debug_assert!(
-                !self.unsynced(),
-                "Sync mode: the log is synced once drained"
-            );
-            if self.unsynced() {
-                // Not expected (see above); the checkpoint is made here then, after a sync.
-                if let Err(e) = self.checkpoint() {
-                    self.poison(&e, "checkpoint");
-                }
-                return;
-            }
-            None
-        } else {
-            Some(self.active.file.clone())
+        let Some(taken) = self.take() else {
+            return; // poisoned: nothing more is written
         };
-        let snap = self.snapshot();
+        // `Buffered`/`Interval`: the position is the active one (these modes publish right after
+        // the write), the segments before it were handed to the flusher's roll syncs, queued
+        // before this checkpoint.
+        let log = (self.durability != Durability::Sync).then(|| self.active.file.clone());
         let shared = self.shared.clone();
         let (dir, seg_dir) = (self.dir.clone(), self.seg_dir.clone());
         let work: CheckpointWork = Box::new(move |synced: io::Result<()>| {
             let made = synced.and_then(|()| {
+                let snap = taken.encode();
                 // The log is durable up to the position, unless the store was poisoned meanwhile:
                 // a write-back failure reported to another thread's sync (an erasure) after ours
                 // could have hidden pages before the position. Checked after the sync: a poison
-                // set before it is seen here, and a failure after it cannot concern our sync.
+                // set before it is seen here, and a failure after it cannot concern our sync. In
+                // `Sync` mode a failed group after the position poisons the store as well: the
+                // checkpoint is refused then too (a poisoned store writes nothing more).
                 if shared.poisoned.load(Ordering::Acquire) {
                     return Err(io::Error::other("the store is poisoned"));
                 }
@@ -181,47 +226,42 @@ impl Writer {
         }
     }
 
-    /// Encodes the committed state as a checkpoint at the active position and lists the segments
-    /// that may go once it is durable; the checkpoint bookkeeping moves on to it.
+    /// Takes a checkpoint of the committed state, under the state lock (`None` if the store is
+    /// poisoned): its streams, shared (a copy of pointers, see `Streams::share`), the position it
+    /// describes, and the segments that may go; the checkpoint bookkeeping moves on to it.
     ///
-    /// The dead segments are chosen against the state encoded here, not the one current when they
-    /// are deleted (a background checkpoint deletes them later): a trim or delete decided
-    /// meanwhile is not in this checkpoint, and a segment only it freed may still be needed by a
-    /// recovery from this checkpoint. A segment no stream of this state names stays unnamed (new
-    /// frames go to the active segment; compaction moves points there). Only segments before the
-    /// previous checkpoint's segment go: recovery falls back to `CHECKPOINT.prev` when
-    /// `CHECKPOINT` is unreadable, and scans from its position.
-    fn snapshot(&mut self) -> Snapshot {
-        let position = (self.active.seq, self.active.pos);
-        let floor = self.prev_checkpoint_seg.min(self.active.seq);
-        let (bytes, dead) = {
+    /// Only segments before the previous checkpoint's segment are candidates: recovery falls
+    /// back to `CHECKPOINT.prev` when `CHECKPOINT` is unreadable, and scans from its position.
+    fn take(&mut self) -> Option<Taken> {
+        let (position, streams, candidates, floor) = {
             let st = self.state();
-            // Sized from the last checkpoint, with room to grow by an eighth.
-            let last = usize::try_from(self.checkpoint_len).unwrap_or(0);
-            let bytes = checkpoint::encode_unsealed(
-                position.0,
-                position.1,
-                self.next_number,
-                self.durability.code(),
-                &st.streams,
-                last.saturating_add(last / 8).saturating_add(4096),
-            );
-            let old = |seq: &u64| *seq < floor;
-            let mut dead: Vec<u64> = st.segments.keys().copied().filter(old).collect();
-            if !dead.is_empty() {
-                dead = still_dead(dead, st.streams.values().map(|s| &s.points), floor);
+            if st.poisoned.is_some() {
+                return None;
             }
-            (bytes, dead)
+            let position = st.published;
+            let floor = self.prev_checkpoint_seg.min(position.0);
+            let old = |seq: &u64| *seq < floor;
+            let candidates: Vec<u64> = st.segments.keys().copied().filter(old).collect();
+            (position, st.streams.share(), candidates, floor)
         };
-        self.prev_checkpoint_seg = self.active.seq;
-        self.checkpoint_len = bytes.len() as u64 + 4; // and its CRC
+        // Sized from the last checkpoint, with room to grow by an eighth.
+        let last = usize::try_from(self.checkpoint_len.load(Ordering::Relaxed)).unwrap_or(0);
+        self.prev_checkpoint_seg = position.0;
         self.last_checkpoint = Instant::now();
+        // Groups in flight after the position (`Sync` mode) are not counted towards the next
+        // checkpoint: a few groups against `checkpoint_bytes`, and counting them would make the
+        // next one due at once, at the same position, while the sync thread is slow.
         self.bytes_since_checkpoint = 0;
-        Snapshot {
-            bytes,
+        Some(Taken {
             position,
-            dead,
-        }
+            next_number: self.next_number,
+            durability: self.durability.code(),
+            streams,
+            candidates,
+            floor,
+            capacity: last.saturating_add(last / 8).saturating_add(4096),
+            len: self.checkpoint_len.clone(),
+        })
     }
 
     /// The flusher thread, started if needed; `false` if it cannot be started.
@@ -286,7 +326,7 @@ fn write_and_collect(
     remove_segments(shared, seg_dir, &snap.dead)
 }
 
-/// Deletes segments `dead` (chosen by [`Writer::snapshot`] for a checkpoint that is durable now):
+/// Deletes segments `dead` (chosen by [`Taken::encode`] for a checkpoint that is durable now):
 /// out of the shared state and the readers' caches first, then their files, then the directory
 /// synced. A crash in the middle leaves some of them; the next checkpoint deletes them again.
 fn remove_segments(shared: &Shared, seg_dir: &Path, dead: &[u64]) -> io::Result<()> {

@@ -131,6 +131,8 @@ fn publish(shared: &Shared, g: &mut Group, touched: &mut Vec<StreamId>, active: 
     if let Some(s) = st.segments.get_mut(&active.0) {
         s.readable = active.1;
     }
+    // The state describes the log up to here from now on (a checkpoint takes the two together).
+    st.published = active;
     for id in &g.deleted {
         if let Some(s) = st.streams.remove(id) {
             st.tail_total = st.tail_total.saturating_sub(s.tail_bytes);

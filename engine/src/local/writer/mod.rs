@@ -39,6 +39,7 @@ mod trim;
 use crate::implementor::ErrorShorthand;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
@@ -88,11 +89,12 @@ pub(crate) struct Writer {
     flusher: Option<Flusher>,
     /// Position in the active segment up to which writeback was last started.
     kicked: u64,
-    /// Size of the last checkpoint written (0 before the first).
-    checkpoint_len: u64,
+    /// Size of the last checkpoint encoded (0 before the first); set where it is encoded, on the
+    /// flusher thread for a background checkpoint.
+    checkpoint_len: Arc<AtomicU64>,
     /// The segment of the previous checkpoint's position (0: none). Recovery falls back to
     /// `CHECKPOINT.prev` when `CHECKPOINT` is unreadable, and scans from its position, so no
-    /// segment from there on is collected (`Writer::snapshot`).
+    /// segment from there on is collected (`Writer::take`).
     prev_checkpoint_seg: u64,
     /// The last group's allocations, reused by the next (see [`Group::recycle`]).
     spare: Group,
@@ -149,7 +151,7 @@ impl Writer {
             prealloc_off: false,
             flusher: None,
             kicked: 0,
-            checkpoint_len: 0,
+            checkpoint_len: Arc::default(),
             prev_checkpoint_seg: 0,
             spare: Group::default(),
             syncer: None,
