@@ -392,14 +392,24 @@ struct Indexed {
     log: Mutex<Vec<StreamId>>,
     /// Answer "too many to list".
     overflow: AtomicBool,
+    /// How long a `changes` call takes.
+    change_latency: Duration,
+    /// When each `changes` call started.
+    change_calls: Mutex<Vec<Instant>>,
 }
 
 impl Indexed {
     fn new() -> Arc<Self> {
+        Self::with_change_latency(Duration::ZERO)
+    }
+
+    fn with_change_latency(change_latency: Duration) -> Arc<Self> {
         Arc::new(Indexed {
             heads: Heads::with_latency(Duration::ZERO),
             log: Mutex::new(Vec::new()),
             overflow: AtomicBool::new(false),
+            change_latency,
+            change_calls: Mutex::new(Vec::new()),
         })
     }
 
@@ -424,6 +434,10 @@ impl HeadSource for Indexed {
     }
 
     async fn changes(&self, since: Option<u64>) -> Result<Changes> {
+        self.change_calls.lock().unwrap().push(Instant::now());
+        if !self.change_latency.is_zero() {
+            tokio::time::sleep(self.change_latency).await;
+        }
         let log = self.log.lock().unwrap();
         let cursor = u64::try_from(log.len()).unwrap();
         if self.overflow.load(Ordering::SeqCst) {
@@ -561,12 +575,13 @@ async fn an_entry_created_during_a_round_is_read_before_it_ends() {
     assert_eq!(watcher.stats().full_passes, 1, "before the next round");
 }
 
-/// Passes start at fixed instants, one tick apart, whatever a pass takes (up to half a tick): the
-/// time of the reads is not added to the pause. A pass longer than that is followed by a pause
-/// as long as itself.
+/// Passes run at a fixed rate: each starts one tick after the previous one started, whatever a
+/// pass takes up to a tick (the time of the reads is not added to the pause), and a pass that
+/// takes longer (1.5 ticks here) is followed by the next at once, not after a pause: the
+/// spacing is max(tick, pass), neither tick + pass nor a catch-up burst of missed ticks.
 #[tokio::test(start_paused = true)]
 async fn passes_start_at_fixed_instants() {
-    for (latency_ms, gap_ms) in [(30, 100), (80, 160)] {
+    for (latency_ms, gap_ms) in [(30, 100), (80, 100), (150, 150)] {
         let heads = Heads::with_latency(Duration::from_millis(latency_ms));
         let stream = StreamId::new("fixed").unwrap();
         let watcher = Watcher::new(heads.clone(), options(100, 0.0, 100));
@@ -583,4 +598,38 @@ async fn passes_start_at_fixed_instants() {
             "latency {latency_ms} ms: {gaps:?}"
         );
     }
+}
+
+/// With a change index whose read takes 1.5 ticks, passes follow each other at once (one
+/// change read every 150 ms, not every 300 ms), and a waiter that arrives meanwhile still gets
+/// its first read promptly (at the next pass's start) although the watcher never pauses.
+#[tokio::test(start_paused = true)]
+async fn overrunning_passes_run_back_to_back_and_still_read_new_entries() {
+    let src = Indexed::with_change_latency(Duration::from_millis(150));
+    let streams = ids(10);
+    for s in &streams {
+        src.bump(s);
+    }
+    let watcher = Watcher::new(src.clone(), options(100, 0.0, 100));
+    warm(&watcher, &streams[..5]).await;
+    let _waiting: Vec<_> = streams[..5].iter().map(|s| watcher.arm(s)).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let starts = src.change_calls.lock().unwrap().clone();
+    let gaps: Vec<Duration> = starts[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 10, "{} change reads in 2 s", gaps.len());
+    assert!(
+        gaps.iter().all(|g| *g == Duration::from_millis(150)),
+        "{gaps:?}"
+    );
+
+    // A new waiter while the passes run back to back: its entry's first read wakes it (module
+    // docs) within about one pass, not only when a round of every entry reaches it.
+    let mut w = watcher.arm(&streams[7]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(ready(&mut w), "the new entry was read");
+    // The entry now has a baseline: a logged change wakes it within a pass or two.
+    let mut w = watcher.arm(&streams[7]);
+    src.bump(&streams[7]);
+    tokio::time::sleep(Duration::from_millis(320)).await;
+    assert!(ready(&mut w), "the change was reported");
 }

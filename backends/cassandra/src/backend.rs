@@ -234,6 +234,18 @@ impl CassandraStore {
         self.core.lost_hints()
     }
 
+    /// How this store's waiting reads after a wake-up went: `(overlapped, sequential)`, the
+    /// reads served by the head and records read at once, and those that fell back to the
+    /// head, then the records (for tests and diagnostics).
+    #[doc(hidden)]
+    pub fn rereads(&self) -> (u64, u64) {
+        let r = &self.core.rereads;
+        (
+            r.overlapped.load(std::sync::atomic::Ordering::Relaxed),
+            r.sequential.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// Test seam: the next append suffers `lost` (a lost reply or request, reported as a
     /// client-side timeout), so a test can check how the outcome is resolved.
     #[doc(hidden)]
@@ -282,11 +294,17 @@ impl StreamStore for CassandraStore {
         let Some(wait) = options.wait else {
             return core.read_now(stream, from, &options).await;
         };
+        // Every read after the first follows a wake-up (or the deadline): records are likely,
+        // so the head and the records are read at once (`core/read.rs`).
+        let mut woken = false;
         wait_for_records(
             wait,
             options.incarnation,
             || self.watcher.arm(stream),
-            || core.read_now(stream, from, &options),
+            || {
+                let after_wake = std::mem::replace(&mut woken, true);
+                core.read_for_waiter(stream, from, &options, after_wake)
+            },
         )
         .await
     }

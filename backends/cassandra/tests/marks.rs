@@ -407,3 +407,114 @@ async fn a_change_whose_hint_was_lost_is_found_by_the_full_pass() {
     reader.close().await.unwrap();
     CassandraStore::destroy(config).await.unwrap();
 }
+
+/// A waiting read of `s` from `from` (limit 16, 30 s), spawned.
+fn read_waiting(
+    reader: &Arc<CassandraStore>,
+    s: &StreamId,
+    from: u64,
+) -> tokio::task::JoinHandle<streamstore::Result<streamstore::ReadBatch>> {
+    let (reader, s) = (Arc::clone(reader), s.clone());
+    tokio::spawn(async move {
+        reader
+            .read(
+                &s,
+                from,
+                ReadOptions::limit(16).wait(Duration::from_secs(30)),
+            )
+            .await
+    })
+}
+
+/// A woken reader reads the head and the records at once (`core/read.rs`), and the answer stays
+/// what the sequential read gives: the new records, a seal, `Trimmed` when a trim passed the
+/// reader's offset before it was woken, and a missing stream after a delete (which falls back
+/// to the sequential read: the head it finds is closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_reader_reads_head_and_records_at_once_and_stays_exact() {
+    let Some((config, writer, reader)) = pair("o", Duration::from_secs(3)).await else {
+        return;
+    };
+    let reader = Arc::new(reader);
+    let settle = Duration::from_millis(1500);
+
+    // Records: served by the overlapped read.
+    let s = StreamId::new("overlap/records").unwrap();
+    put(&writer, &s, 1).await;
+    let task = read_waiting(&reader, &s, 1);
+    tokio::time::sleep(settle).await;
+    let before = reader.rereads();
+    put(&writer, &s, 2).await;
+    let batch = task.await.unwrap().unwrap();
+    let offsets: Vec<u64> = batch.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, [1, 2]);
+    assert_eq!(batch.records[1].payload.as_ref(), b"r\x01");
+    assert_eq!((batch.next_offset, batch.end_offset), (3, 3));
+    let after = reader.rereads();
+    assert!(
+        after.0 > before.0,
+        "{before:?} -> {after:?}: not overlapped"
+    );
+
+    // A seal: the overlapped read's head says sealed, no record.
+    let task = read_waiting(&reader, &s, 3);
+    tokio::time::sleep(settle).await;
+    writer.seal(&s).await.unwrap();
+    let batch = task.await.unwrap().unwrap();
+    assert!(batch.sealed && batch.records.is_empty(), "{batch:?}");
+
+    // A trim past the reader's offset before the reader is woken (hints off: only the full
+    // pass, 3 s, wakes it): `Trimmed`, from the overlapped read. A round of the full pass may
+    // fall between the append and the trim (then the reader gets the records, also exact): up
+    // to three tries.
+    writer.hints_for_tests(false);
+    let mut trimmed = false;
+    for i in 0..3 {
+        let t = StreamId::new(format!("overlap/trim/{i}")).unwrap();
+        put(&writer, &t, 2).await;
+        let task = read_waiting(&reader, &t, 2);
+        tokio::time::sleep(settle).await;
+        put(&writer, &t, 2).await;
+        writer.trim(&t, 3).await.unwrap();
+        let before = reader.rereads();
+        match task.await.unwrap() {
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), streamstore::ErrorKind::Trimmed { .. }),
+                    "{e:?}"
+                );
+                assert_eq!(reader.rereads().1, before.1, "decided without falling back");
+                trimmed = true;
+                break;
+            }
+            Ok(batch) => {
+                let offsets: Vec<u64> = batch.records.iter().map(|r| r.offset).collect();
+                assert_eq!(offsets, [2, 3], "woken between the append and the trim");
+            }
+        }
+    }
+    assert!(
+        trimmed,
+        "every try was woken between the append and the trim"
+    );
+    writer.hints_for_tests(true);
+
+    // A delete: the head found at the cached location is closed, the sequential read says the
+    // stream is gone.
+    let d = StreamId::new("overlap/delete").unwrap();
+    put(&writer, &d, 1).await;
+    let task = read_waiting(&reader, &d, 1);
+    tokio::time::sleep(settle).await;
+    let before = reader.rereads();
+    assert!(writer.delete(&d).await.unwrap());
+    let batch = task.await.unwrap().unwrap();
+    assert!(batch.is_gone(), "{batch:?}");
+    assert!(
+        reader.rereads().1 > before.1,
+        "fell back to the sequential read"
+    );
+
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    CassandraStore::destroy(config).await.unwrap();
+}

@@ -139,6 +139,8 @@ pub(crate) struct Core {
     locs: Mutex<HashMap<StreamId, Loc>>,
     /// Change hints: the test seam and the count of lost ones (`hints.rs`).
     hints: hints::HintState,
+    /// How waiting readers' reads after a wake-up went (`read.rs`).
+    pub(crate) rereads: read::Rereads,
 }
 
 /// A decoding failure: the table does not have the shape this adapter wrote.
@@ -234,6 +236,7 @@ impl Core {
             ambiguity: AtomicU8::new(0),
             locs: Mutex::new(HashMap::new()),
             hints: hints::HintState::default(),
+            rereads: read::Rereads::default(),
         })
     }
 

@@ -4,7 +4,9 @@
 //! Each waited-on stream has one entry: a `watch` channel its waiters subscribe to, and the mark
 //! the last completed head read returned for it (its *baseline*). The watcher task reads the marks
 //! of every entry in batches of [`WatchOptions::batch`] streams through the adapter's
-//! [`HeadSource`], once per jittered tick, and wakes the entries whose mark moved.
+//! [`HeadSource`], once per jittered tick, and wakes the entries whose mark moved. Passes run at
+//! a fixed rate: each starts a tick after the previous one started, or at once when that one
+//! took longer (one pass at a time; missed ticks are skipped, not made up).
 //!
 //! # Why no wake-up is missed
 //!
@@ -98,15 +100,17 @@ pub struct Changes {
 /// How a [`Watcher`] polls.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WatchOptions {
-    /// The pause between two passes over every waited-on stream: the longest a change made by
-    /// another process waits to be noticed when no push channel reports it.
+    /// The time from the start of one pass over the waited-on streams to the start of the next
+    /// (fixed rate; a pass that takes longer is followed by the next at once, missed ticks are
+    /// skipped): about the longest a change made by another process waits to be noticed when
+    /// no push channel reports it.
     pub tick: Duration,
-    /// Each pause is `tick` scaled by a random factor in `1 ± jitter` (clamped to `0..=1`), so
-    /// the store objects of many processes do not poll in step. With a jitter, the first pass
-    /// comes at a random point of the first tick, so store objects opened together start out of
-    /// step; the jitter keeps them there. Small by default: the longest pause is what a change waits to be
-    /// noticed when no push reports it (with ±20 % the waits' p99 was 104–111 ms at a 100 ms
-    /// tick, docs/benchmarks.md).
+    /// Each interval between the starts of two passes is `tick` scaled by a random factor in
+    /// `1 ± jitter` (clamped to `0..=1`), so the store objects of many processes do not poll in
+    /// step. With a jitter, the first pass comes at a random point of the first tick, so store
+    /// objects opened together start out of step; the jitter keeps them there. Small by
+    /// default: the longest interval is what a change waits to be noticed when no push reports
+    /// it (with ±20 % the waits' p99 was 104–111 ms at a 100 ms tick, docs/benchmarks.md).
     pub jitter: f64,
     /// Streams per [`HeadSource::marks`] call (at least 1).
     pub batch: usize,
@@ -142,7 +146,7 @@ impl WatchOptions {
         }
     }
 
-    /// One pause between passes: `tick` with its jitter applied.
+    /// One interval between the starts of two passes: `tick` with its jitter applied.
     fn interval(&self, tick: Duration) -> Duration {
         let jitter = self.jitter();
         if jitter == 0.0 {
@@ -428,22 +432,32 @@ impl Shared {
             tokio::select! {
                 biased;
                 () = tokio::time::sleep_until(next_pass) => {
-                    let all = self.sweep();
                     let started = Instant::now();
                     if self.source.tracks_changes() {
+                        // New entries the kick branch has not read yet: when passes overrun
+                        // their tick and follow each other at once, the biased select never
+                        // gets to that branch, and a pass with a change index reads only
+                        // changes and its round, so they would wait. (Without a change index
+                        // the pass below reads every entry, new ones included.)
+                        let fresh = self.take_fresh();
+                        if !fresh.is_empty() {
+                            delta.join_round(&fresh);
+                            self.read(fresh).await;
+                        }
+                        let all = self.sweep();
                         self.read_changes(all, &mut delta).await;
                     } else {
+                        let all = self.sweep();
                         self.read(all).await;
                     }
-                    // Passes start at fixed instants, one interval apart: the time a pass
-                    // takes is not added to the pause after it, so a change waits at most one
-                    // interval (plus the reads) to be noticed. But the pause is at least as long
-                    // as the pass took: a server slow to answer (many waited-on streams, a loaded
-                    // machine) spends at most about half its time on this watcher's head reads,
-                    // and the writes that would wake the waiters are not starved by polling for
-                    // them.
-                    let took = started.elapsed();
-                    next_pass = (started + self.interval()).max(Instant::now() + took);
+                    // Fixed rate: the next pass is due one interval after this one *started*,
+                    // so the time a pass takes is not added to the pause after it and a change
+                    // waits at most about one interval (plus the reads) to be noticed. A pass
+                    // that overran its interval is followed by the next at once: missed ticks
+                    // are skipped, not made up in a burst, and one task runs the passes, so at
+                    // most one is in flight. A server slow to answer thus sees this watcher as
+                    // one client reading in sequence, never more.
+                    next_pass = (started + self.interval()).max(Instant::now());
                 }
                 () = self.retick.notified() => {
                     next_pass = next_pass.min(Instant::now() + self.interval());
