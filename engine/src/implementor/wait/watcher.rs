@@ -5,8 +5,10 @@
 //! the last completed head read returned for it (its *baseline*). The watcher task reads the marks
 //! of every entry in batches of [`WatchOptions::batch`] streams through the adapter's
 //! [`HeadSource`], once per jittered tick, and wakes the entries whose mark moved. Passes run at
-//! a fixed rate: each starts a tick after the previous one started, or at once when that one
-//! took longer (one pass at a time; missed ticks are skipped, not made up).
+//! a fixed rate: each starts a tick after the previous one started. One that took longer is
+//! followed by the next at once with a change index (its cost does not grow with the waited-on
+//! streams), and after a pause as long as it took without one (a full pass: the server is not
+//! kept busy by polling); one pass at a time, missed ticks are skipped, not made up.
 //!
 //! # Why no wake-up is missed
 //!
@@ -101,9 +103,10 @@ pub struct Changes {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WatchOptions {
     /// The time from the start of one pass over the waited-on streams to the start of the next
-    /// (fixed rate; a pass that takes longer is followed by the next at once, missed ticks are
-    /// skipped): about the longest a change made by another process waits to be noticed when
-    /// no push channel reports it.
+    /// (fixed rate; a pass that takes longer is followed by the next at once with a change
+    /// index, after a pause as long as it took without one; missed ticks are skipped): about the
+    /// longest a change made by another process waits to be noticed when no push channel
+    /// reports it.
     pub tick: Duration,
     /// Each interval between the starts of two passes is `tick` scaled by a random factor in
     /// `1 ± jitter` (clamped to `0..=1`), so the store objects of many processes do not poll in
@@ -433,7 +436,8 @@ impl Shared {
                 biased;
                 () = tokio::time::sleep_until(next_pass) => {
                     let started = Instant::now();
-                    if self.source.tracks_changes() {
+                    let indexed = self.source.tracks_changes();
+                    if indexed {
                         // New entries the kick branch has not read yet: when passes overrun
                         // their tick and follow each other at once, the biased select never
                         // gets to that branch, and a pass with a change index reads only
@@ -452,12 +456,19 @@ impl Shared {
                     }
                     // Fixed rate: the next pass is due one interval after this one *started*,
                     // so the time a pass takes is not added to the pause after it and a change
-                    // waits at most about one interval (plus the reads) to be noticed. A pass
-                    // that overran its interval is followed by the next at once: missed ticks
-                    // are skipped, not made up in a burst, and one task runs the passes, so at
-                    // most one is in flight. A server slow to answer thus sees this watcher as
-                    // one client reading in sequence, never more.
-                    next_pass = (started + self.interval()).max(Instant::now());
+                    // waits at most about one interval (plus the reads) to be noticed.
+                    //
+                    // A pass that overran its interval: with a change index it read the changes
+                    // (and a bounded round), work that does not grow with the waited-on streams,
+                    // so the next follows at once (missed ticks skipped, not made up in a
+                    // burst; one task, so at most one pass in flight): a server slow to answer
+                    // sees one client reading in sequence. Without one it read every entry's
+                    // head, work that grows with the waited-on streams, so the pause after it
+                    // is at least as long as it took: the server spends at most about half its
+                    // time on this watcher's full passes, and the writes that would wake the
+                    // waiters are not starved by polling for them.
+                    let rest = if indexed { Duration::ZERO } else { started.elapsed() };
+                    next_pass = (started + self.interval()).max(Instant::now() + rest);
                 }
                 () = self.retick.notified() => {
                     next_pass = next_pass.min(Instant::now() + self.interval());
