@@ -40,7 +40,10 @@ async fn a_failed_notify_is_sent_again() {
         if pid != 0 {
             break pid;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no notify connection");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no notify connection"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let wait = tokio::spawn({
@@ -72,7 +75,10 @@ async fn a_failed_notify_is_sent_again() {
         if left == 0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "backend {pid} lives on");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "backend {pid} lives on"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let appended = Instant::now();
@@ -82,12 +88,19 @@ async fn a_failed_notify_is_sent_again() {
         .unwrap();
     let (woke, batch) = wait.await.unwrap();
     let took = woke.saturating_duration_since(appended);
-    assert_eq!(batch.records.len(), 1, "the waiting read returned {batch:?}");
+    assert_eq!(
+        batch.records.len(),
+        1,
+        "the waiting read returned {batch:?}"
+    );
     // A reconnect and a resend take milliseconds; the bound is loose for a loaded CI machine and
     // far below the one-minute net that wakes the reader without the resend.
     assert!(took < Duration::from_secs(10), "woke after {took:?}");
     let new_pid = writer.notify_sender_pid();
-    assert!(new_pid != 0 && new_pid != pid, "sender pid {new_pid} after {pid}");
+    assert!(
+        new_pid != 0 && new_pid != pid,
+        "sender pid {new_pid} after {pid}"
+    );
     println!("woken {took:?} after the append whose first send failed");
     writer.close().await.unwrap();
     reader.close().await.unwrap();

@@ -226,7 +226,9 @@ pub async fn a_burst_of_waiting_reads_shares_statements(
         .iter()
         .map(|s| {
             let (reader, s) = (Arc::clone(&reader), s.clone());
-            tokio::spawn(async move { reader.read(&s, 0, ReadOptions::limit(256).wait(LONG)).await })
+            tokio::spawn(
+                async move { reader.read(&s, 0, ReadOptions::limit(256).wait(LONG)).await },
+            )
         })
         .collect();
     for (i, r) in readers.into_iter().enumerate() {
@@ -244,5 +246,8 @@ pub async fn a_burst_of_waiting_reads_shares_statements(
         reads >= STORM_STREAMS as u64,
         "only {reads} of {STORM_STREAMS} waiting reads went through the batcher"
     );
-    assert!(heads * 2 <= reads, "{heads} head statements for {reads} reads");
+    assert!(
+        heads * 2 <= reads,
+        "{heads} head statements for {reads} reads"
+    );
 }
