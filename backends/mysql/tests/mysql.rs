@@ -10,6 +10,7 @@ streamstore_adapter_testing::sql_adapter_tests! {
     server: "mysql",
     url_env: URL_ENV,
     wake_test: polling_wakes_a_reader_of_another_store,
+    wake_url_options: "",
     // No push channel: the watcher polls every 100 ms (± 20 %).
     wakes_within: Duration::from_millis(600),
 }

@@ -151,6 +151,13 @@ impl PostgresStore {
         self.inner.watcher()
     }
 
+    /// Backend process id of this store's notify connection, 0 while it has none (it connects
+    /// on the first write). For tests that terminate it (`pg_terminate_backend`).
+    #[doc(hidden)]
+    pub fn notify_sender_pid(&self) -> u32 {
+        self.inner.dialect().outbox().sender_pid()
+    }
+
     /// Notifications this store object's listener received so far (its own included), and the
     /// notification channels (stream shards) it listens on now. For diagnostics and the
     /// waiters benchmark: a store object should receive about the notifications of the streams
@@ -165,8 +172,9 @@ impl PostgresStore {
 /// shards) the watcher's head reads ask for (see `shards`).
 ///
 /// The payload (a stream id) only says which waiters to wake; they re-read the database. While
-/// the connection is up, the watcher polls only every `wait.push_tick` (for notifications lost
-/// with the sender's connection); while it is not, every `wait.tick`. Notifications in a gap are
+/// the connection is up, the watcher polls only every `wait.push_tick` (the safety net for
+/// notifications that never come, e.g. from a writer that died before sending); while it is
+/// not, every `wait.tick`. Notifications in a gap are
 /// lost, so every waiter is woken once the wanted channels are listened to again. Notifications
 /// this store sent itself are skipped: its readers were woken directly.
 async fn listen(

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::time::Duration;
+use streamstore::implementor::wait::WatchOptions;
 use streamstore::implementor::ErrorShorthand;
 
 use streamstore::Result;
@@ -12,15 +13,20 @@ use crate::shards::{DEFAULT_SHARDS, MAX_SHARDS};
 /// The watcher's tick while `LISTEN` is down, unless the URL says `wait_tick_ms=`.
 pub const DEFAULT_WAIT_TICK: Duration = Duration::from_millis(100);
 
-/// The watcher's tick while `LISTEN` is healthy, unless the URL says `push_tick_ms=`: it only
-/// covers notifications lost with the sender's connection.
-pub const DEFAULT_PUSH_TICK: Duration = Duration::from_secs(2);
+/// The watcher's tick while `LISTEN` is healthy, unless the URL says `push_tick_ms=`: the safety
+/// net under `NOTIFY`. A failed notification is sent again once the sender has reconnected, and
+/// every waiter is woken when the listener reconnects, so the net only covers what push cannot:
+/// a writer process that died between its commit and its `NOTIFY`, or a shard whose `LISTEN`
+/// took longer than a head read waits for it. It bounds the wake-up delay of those cases. Long,
+/// because every pass re-reads the head of every waited-on stream: at 10,000 waiters a 2 s net
+/// cost the writers up to a fifth of their appends (`docs/benchmarks.md`).
+pub const DEFAULT_PUSH_TICK: Duration = Duration::from_secs(30);
 
 /// Where and how to connect.
 ///
 /// Built from a URL (`postgres://user:password@host:port/database?table_prefix=app_`); the
 /// options `table_prefix` (default `streamstore_`), `max_connections` (default 8) and the
-/// waiting-read settings `push_tick_ms` (default 2000), `wait_tick_ms` (default 100),
+/// waiting-read settings `push_tick_ms` (default 30000, the safety net under `NOTIFY`), `wait_tick_ms` (default 100),
 /// `wait_batch` (default 5000) and `wait_connections` (default 2), and `notify_shards` (default
 /// 4096: notification channels, fixed by whoever creates the tables) are this crate's, every other
 /// query option goes to the driver (e.g. `sslmode`). `Debug` never shows
@@ -55,7 +61,11 @@ impl PostgresConfig {
         }
         Ok(PostgresConfig {
             max_connections: target.max_connections(),
-            wait: target.wait_settings(DEFAULT_WAIT_TICK, DEFAULT_PUSH_TICK),
+            wait: target.wait_settings(
+                DEFAULT_WAIT_TICK,
+                DEFAULT_PUSH_TICK,
+                WatchOptions::default().full_pass,
+            ),
             notify_shards: target.notify_shards().unwrap_or(DEFAULT_SHARDS),
             target,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
@@ -100,5 +110,14 @@ mod tests {
             DEFAULT_PREFIX
         );
         assert!(PostgresConfig::from_url("mysql://h/db").is_err());
+    }
+
+    #[test]
+    fn the_safety_net_is_long_by_default_and_set_from_the_url() {
+        let d = PostgresConfig::from_url("postgres://h/db").unwrap();
+        assert_eq!(d.wait.push_tick, Duration::from_secs(30));
+        assert_eq!(d.wait.tick, Duration::from_millis(100));
+        let c = PostgresConfig::from_url("postgres://h/db?push_tick_ms=2000").unwrap();
+        assert_eq!(c.wait.push_tick, Duration::from_secs(2));
     }
 }

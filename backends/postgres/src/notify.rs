@@ -10,8 +10,14 @@
 //! `synchronous_commit = off` (a notification is a wake-up hint: it need not survive a crash).
 //!
 //! Because a stream is queued only after its write committed, a reader woken by the
-//! notification sees the write. Notifications lost with the connection are not resent: the
-//! waiting readers' polling covers them.
+//! notification sees the write. A send that failed (the connection broke, the server restarted,
+//! its backend was terminated) puts its streams back in the outbox; they go out, with whatever
+//! was queued meanwhile, on the next connection (at once, then every [`RECONNECT_PAUSE`] while
+//! connecting fails). A send whose reply was lost may so be delivered twice: a notification is a
+//! hint, and a reader woken for nothing reads again and waits again. So the only notifications
+//! lost are those of a process that died between its commit and its send, and a send the
+//! server refused (which sending again would not change); the watcher's safety net
+//! (`push_tick_ms`, [`DEFAULT_PUSH_TICK`](crate::config::DEFAULT_PUSH_TICK)) covers those.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,6 +67,21 @@ impl Outbox {
         streams.into_iter().collect()
     }
 
+    /// Queues `streams` again after their send failed, and wakes the sender to retry. The queue
+    /// stays a set: it holds each stream once, however often its sends failed.
+    fn requeue(&self, streams: Vec<StreamId>) {
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(streams);
+        self.wake.notify_one();
+    }
+
+    /// Backend process id of the notify connection (0: none now).
+    pub(crate) fn sender_pid(&self) -> u32 {
+        self.sender_pid.load(Ordering::Relaxed)
+    }
+
     /// Whether a notification with this sender was sent by this store.
     pub(crate) fn sent_by_us(&self, pid: u32) -> bool {
         pid != 0 && self.sender_pid.load(Ordering::Relaxed) == pid
@@ -90,13 +111,17 @@ pub(crate) async fn send_loop(
                     conn = Some(c);
                 }
                 Err(_) => {
-                    // These hints are lost; the readers' polling covers them.
+                    // Kept for the next attempt, after a pause (the server may be restarting).
                     tokio::time::sleep(RECONNECT_PAUSE).await;
+                    outbox.requeue(streams);
                     continue;
                 }
             }
         }
-        let Some(c) = conn.as_mut() else { continue };
+        let Some(c) = conn.as_mut() else {
+            outbox.requeue(streams);
+            continue;
+        };
         let channels: Vec<String> = streams.iter().map(|s| subs.channel_of(s)).collect();
         let payloads: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
         let sent =
@@ -105,10 +130,34 @@ pub(crate) async fn send_loop(
                 .bind(&payloads)
                 .execute(&mut *c)
                 .await;
-        if sent.is_err() {
+        if let Err(e) = sent {
             outbox.sender_pid.store(0, Ordering::Relaxed);
             conn = None;
+            // Sent again, at once, on a new connection, when the connection was the problem. A
+            // statement the server refused for what it says would be refused again: resending
+            // it would block every later notification behind it.
+            if connection_lost(&e) {
+                outbox.requeue(streams);
+            }
         }
+    }
+}
+
+/// Whether `e` says the connection failed (I/O, protocol, pool, or the server's "admin shutdown"
+/// and "connection exception" classes, `57P..` and `08...`) rather than that the server refused
+/// the statement.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
     }
 }
 

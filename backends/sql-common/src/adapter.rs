@@ -74,9 +74,14 @@ impl DbTarget {
         self.url.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)
     }
 
-    /// The waiting-read settings of the URL, with `tick` and `push_tick` as the adapter's defaults
-    /// for `wait_tick_ms=` and `push_tick_ms=`.
-    pub fn wait_settings(&self, tick: Duration, push_tick: Duration) -> WaitSettings {
+    /// The waiting-read settings of the URL, with `tick`, `push_tick` and `full_pass` as the
+    /// adapter's defaults for `wait_tick_ms=`, `push_tick_ms=` and `wait_full_ms=`.
+    pub fn wait_settings(
+        &self,
+        tick: Duration,
+        push_tick: Duration,
+        full_pass: Duration,
+    ) -> WaitSettings {
         let ms = |v: Option<u32>, default| v.map_or(default, |ms| Duration::from_millis(ms.into()));
         WaitSettings {
             tick: ms(self.url.wait_tick_ms, tick),
@@ -86,7 +91,7 @@ impl DbTarget {
                 .url
                 .wait_connections
                 .unwrap_or(DEFAULT_WAIT_CONNECTIONS),
-            full_pass: ms(self.url.wait_full_ms, WatchOptions::default().full_pass),
+            full_pass: ms(self.url.wait_full_ms, full_pass),
         }
     }
 

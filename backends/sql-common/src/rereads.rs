@@ -1,9 +1,12 @@
-//! The batched re-reads of woken waiting reads: after a wake storm (a mass seal, an append to
-//! many streams at once) every woken reader re-reads its stream; queued together, their heads
-//! cost one statement per [`HEADS_PER_STATEMENT`] readers and their records one statement per
-//! [`RECORDS_STREAMS_PER_STATEMENT`] streams, instead of two statements per reader.
+//! The batched reads of waiting reads: after a wake storm (a mass seal, an append to many
+//! streams at once) every woken reader re-reads its stream, and a burst of readers arriving
+//! together (or re-arming after a wake) reads theirs; queued together, their heads cost one
+//! statement per [`HEADS_PER_STATEMENT`] readers and their records one statement per
+//! [`RECORDS_STREAMS_PER_STATEMENT`] streams, instead of two statements per reader. One batch
+//! starts at most every [`MIN_BATCH_GAP`], gathering whatever arrived meanwhile.
 //!
-//! Only the re-reads of waiting reads come here; ordinary reads run their own statements. The
+//! Only the reads of waiting reads (their first read and their re-reads) come here; ordinary
+//! reads run their own statements. The
 //! batcher only *prefetches*: each reader still checks what it got exactly as an ordinary read
 //! checks its own statements' results (`empty_read`, then `take_contiguous`), and reads again on
 //! its own (on the wait pool) when a trim or delete ran between the head and the records, when
@@ -11,15 +14,24 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use streamstore::{Error, ErrorKind, Record, Result, StreamId};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::dialect::{RecordRange, SqlDialect};
 use crate::model::{is_expired, HeadRow};
 
 /// Heads per batched head statement.
 const HEADS_PER_STATEMENT: usize = 1000;
+
+/// Shortest time from the start of one batch to the start of the next: a batch gathers what
+/// arrived meanwhile, so a steady flow of waiting reads (every append waking a reader that
+/// reads, then reads again to wait) shares statements instead of running two per read, at the
+/// cost of at most this much latency for a read that arrives right after a batch started. A
+/// read arriving when no batch ran for this long starts one at once.
+const MIN_BATCH_GAP: Duration = Duration::from_millis(2);
 
 /// Streams per batched records statement.
 pub const RECORDS_STREAMS_PER_STATEMENT: usize = 256;
@@ -96,6 +108,8 @@ struct Queue {
     waiting: Vec<(Wanted, Reply)>,
     /// Whether a flusher task is running (it drains the queue until it finds it empty).
     flushing: bool,
+    /// When the last batch started (see [`MIN_BATCH_GAP`]).
+    last_batch: Option<Instant>,
     stats: RereadStats,
 }
 
@@ -137,17 +151,23 @@ impl<D: SqlDialect> Rereads<D> {
             .map_err(|_| Error::new(ErrorKind::Unavailable, "the store is closing"))?
     }
 
-    /// Answers queued re-reads, [`HEADS_PER_STATEMENT`] per batch, until none is left.
+    /// Answers queued re-reads, [`HEADS_PER_STATEMENT`] per batch and at most one batch per
+    /// [`MIN_BATCH_GAP`], until none is left.
     async fn flush(self: Arc<Self>) {
         loop {
             // Let the other readers woken by the same event queue up first.
             tokio::task::yield_now().await;
+            let last = self.lock().last_batch;
+            if let Some(last) = last {
+                tokio::time::sleep_until(last + MIN_BATCH_GAP).await;
+            }
             let batch: Vec<_> = {
                 let mut q = self.lock();
                 if q.waiting.is_empty() {
                     q.flushing = false;
                     return;
                 }
+                q.last_batch = Some(Instant::now());
                 let take = q.waiting.len().min(HEADS_PER_STATEMENT);
                 q.waiting.drain(..take).collect()
             };

@@ -82,7 +82,7 @@ pub struct SqlStore<D: SqlDialect> {
 
 struct Core<D> {
     dialect: Arc<D>,
-    /// The re-reads of woken waiting reads, read together (heads, then records) by one task.
+    /// The reads of waiting reads, read together (heads, then records) by one task.
     rereads: Arc<Rereads<D>>,
     /// Every waiting read of the store waits here: one task polls all their heads per tick.
     watcher: Arc<Watcher>,
@@ -153,7 +153,7 @@ impl<D: SqlDialect> SqlStore<D> {
         Arc::clone(&self.core.watcher)
     }
 
-    /// How many woken waiting reads the re-read batcher served, with how many statements (for
+    /// How many reads of waiting reads the re-read batcher served, with how many statements (for
     /// diagnostics and tests).
     pub fn reread_stats(&self) -> RereadStats {
         self.core.rereads.stats()
@@ -417,22 +417,22 @@ impl<D: SqlDialect> Core<D> {
         }
     }
 
-    /// Reads now. A woken waiting read (`reread`) gets its head, and usually its records, from
-    /// the re-read batcher (a wake storm's re-reads share its statements), and checks them as
-    /// any read checks its own; it reads on its own, on the wait pool, whatever the batcher
-    /// left out (a cut page, a trim or delete in between).
+    /// Reads now. A read of a waiting read (`waiting`) gets its head, and usually its records,
+    /// from the re-read batcher (the reads of a burst of waiters share its statements), and
+    /// checks them as any read checks its own; it reads on its own, on the wait pool, whatever
+    /// the batcher left out (a cut page, a trim or delete in between).
     async fn read_now(
         self: &Arc<Self>,
         stream: &StreamId,
         from: u64,
         options: &ReadOptions,
-        reread: bool,
+        waiting: bool,
     ) -> Result<ReadBatch> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
         // Checked first: a closed store's pool refuses the connection with another error.
         self.check_open()?;
-        let mut prefetched = if reread {
+        let mut prefetched = if waiting {
             let wanted = Wanted {
                 stream: stream.clone(),
                 from,
@@ -451,7 +451,7 @@ impl<D: SqlDialect> Core<D> {
             let Prefetched { head, mut records } = match prefetched.take() {
                 Some(p) => p,
                 None => {
-                    let c = self.conn(&mut conn, reread).await?;
+                    let c = self.conn(&mut conn, waiting).await?;
                     Prefetched {
                         head: self.dialect.head(c, stream).await?,
                         records: None,
@@ -469,7 +469,7 @@ impl<D: SqlDialect> Core<D> {
                 Some(r) => r,
                 None => {
                     let range = record_range(&h, from, max_records, max_bytes);
-                    let c = self.conn(&mut conn, reread).await?;
+                    let c = self.conn(&mut conn, waiting).await?;
                     self.dialect.records(c, stream, &range).await?
                 }
             };
@@ -482,23 +482,23 @@ impl<D: SqlDialect> Core<D> {
         Err(Error::kept_changing(stream))
     }
 
-    /// The read's connection in `slot`, taken from the pool (the wait pool for a woken waiting
-    /// read) when first needed.
+    /// The read's connection in `slot`, taken from the pool (the wait pool for a waiting read)
+    /// when first needed.
     async fn conn<'c>(
         &self,
         slot: &'c mut Option<D::Conn>,
-        reread: bool,
+        waiting: bool,
     ) -> Result<&'c mut D::Conn> {
         if slot.is_none() {
-            *slot = Some(self.acquire(reread).await?);
+            *slot = Some(self.acquire(waiting).await?);
         }
         slot.as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Internal, "no connection"))
     }
 
-    /// A connection for a read: from the wait pool for a woken waiting read.
-    async fn acquire(&self, reread: bool) -> Result<D::Conn> {
-        if reread {
+    /// A connection for a read: from the wait pool for a waiting read.
+    async fn acquire(&self, waiting: bool) -> Result<D::Conn> {
+        if waiting {
             self.dialect.wait_connection().await
         } else {
             self.dialect.connection().await
@@ -576,17 +576,14 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         // The watcher is armed before the read it guards, so a change committed in between
         // still wakes this wait: through `changed` for writes of this store, a push channel's
         // notification, or the watcher's next head read for writers elsewhere. There is no
-        // per-waiter poll. The first read uses the main pool like any read; re-reads after a
-        // wake-up use the wait pool, so a wake storm queues there and not in front of writes.
-        let mut woken = false;
+        // per-waiter poll. Every read of a waiting read, the first one included, goes through
+        // the re-read batcher and the wait pool: a burst of readers arriving (or re-arming after
+        // a wake storm) costs batched statements, queued there and not in front of writes.
         wait_for_records(
             wait,
             options.incarnation,
             || core.watcher.arm(stream),
-            || {
-                let reread = std::mem::replace(&mut woken, true);
-                core.read_now(stream, from, &options, reread)
-            },
+            || core.read_now(stream, from, &options, true),
         )
         .await
     }

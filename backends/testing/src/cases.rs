@@ -18,6 +18,15 @@ pub fn prefix(test: &str) -> String {
     format!("{test}_{:08x}_", t.subsec_nanos() ^ std::process::id())
 }
 
+/// `url` with the query options `options` (`"a=1&b=2"`; none if empty) appended.
+pub fn with_options(url: &str, options: &str) -> String {
+    if options.is_empty() {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{options}")
+}
+
 fn id(s: &str) -> StreamId {
     StreamId::new(s).unwrap()
 }
@@ -414,7 +423,8 @@ pub fn url(url_env: &str, server: &str) -> Option<String> {
 
 /// The adapter tests of one store type (`connect`, `destroy`, `sweep`, `pool` and `reread_stats` as the
 /// PostgreSQL and MySQL stores have them): ids, cross-store wake-ups (the test named
-/// `wake_test`, which must wake within `wakes_within`), concurrent schema creation, key-window
+/// `wake_test`, on stores opened with the URL options `wake_url_options`, which must wake
+/// within `wakes_within`), concurrent schema creation, key-window
 /// pruning, the sweeper and prefix validation.
 #[macro_export]
 macro_rules! sql_adapter_tests {
@@ -423,6 +433,7 @@ macro_rules! sql_adapter_tests {
         server: $server:literal,
         url_env: $url_env:expr,
         wake_test: $wake_test:ident,
+        wake_url_options: $wake_url_options:expr,
         wakes_within: $wakes_within:expr $(,)?
     ) => {
         async fn open(url: &str, prefix: &str) -> std::sync::Arc<dyn streamstore::StreamStore> {
@@ -455,6 +466,7 @@ macro_rules! sql_adapter_tests {
                 return;
             };
             let p = $crate::cases::prefix("wake");
+            let url = $crate::cases::with_options(&url, $wake_url_options);
             let (a, b) = (open(&url, &p).await, open(&url, &p).await);
             let took =
                 $crate::cases::waiting_reader_wakes_on_another_stores_append(a.clone(), b.clone())
@@ -511,6 +523,32 @@ macro_rules! sql_adapter_tests {
             };
             $crate::storm::wake_storm_rereads_are_exact(writer.clone(), reader.clone(), stats)
                 .await;
+            writer.close().await.unwrap();
+            streamstore::StreamStore::close(&*reader).await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_burst_of_waiting_reads_shares_statements() {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix("burst");
+            let writer = open(&url, &p).await;
+            let reader = std::sync::Arc::new($store::connect(&url, &p).await.unwrap());
+            let stats = {
+                let reader = reader.clone();
+                move || {
+                    let s = reader.reread_stats();
+                    (s.reads, s.head_statements)
+                }
+            };
+            $crate::storm::a_burst_of_waiting_reads_shares_statements(
+                writer.clone(),
+                reader.clone(),
+                stats,
+            )
+            .await;
             writer.close().await.unwrap();
             streamstore::StreamStore::close(&*reader).await.unwrap();
             $store::destroy(&url, &p).await.unwrap();

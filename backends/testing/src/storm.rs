@@ -200,3 +200,54 @@ pub async fn wake_storm_rereads_are_exact(
         "{statements} statements for {reads} reads"
     );
 }
+
+/// [`STORM_STREAMS`] waiting reads start together on `reader`, each on a stream that already
+/// holds the records it asks for (so each returns at its first read, never woken). `stats`
+/// reports the reader store's re-read batcher as (reads it served, head statements it ran): the
+/// first reads of waiting reads must go through it too, several per statement, so that a burst
+/// of readers arriving (or re-arming after a wake storm) costs batched statements.
+pub async fn a_burst_of_waiting_reads_shares_statements(
+    writer: Arc<dyn StreamStore>,
+    reader: Arc<dyn StreamStore>,
+    stats: impl Fn() -> (u64, u64),
+) {
+    let ids: Vec<StreamId> = (0..STORM_STREAMS)
+        .map(|i| StreamId::new(format!("burst/{i}")).unwrap())
+        .collect();
+    for (i, s) in ids.iter().enumerate() {
+        let records = (0..2).map(|off| payload(i, off)).collect();
+        writer
+            .append(s, records, AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let (reads0, heads0) = stats();
+    let readers: Vec<_> = ids
+        .iter()
+        .map(|s| {
+            let (reader, s) = (Arc::clone(&reader), s.clone());
+            tokio::spawn(
+                async move { reader.read(&s, 0, ReadOptions::limit(256).wait(LONG)).await },
+            )
+        })
+        .collect();
+    for (i, r) in readers.into_iter().enumerate() {
+        let b = r.await.unwrap().unwrap();
+        let offsets: Vec<u64> = b.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, vec![0, 1], "stream {i}");
+        for r in &b.records {
+            assert_eq!(r.payload, payload(i, r.offset), "stream {i}");
+        }
+    }
+    let (reads, heads) = stats();
+    let (reads, heads) = (reads - reads0, heads - heads0);
+    println!("burst: {reads} first reads of waiting reads from {heads} head statements");
+    assert!(
+        reads >= STORM_STREAMS as u64,
+        "only {reads} of {STORM_STREAMS} waiting reads went through the batcher"
+    );
+    assert!(
+        heads * 2 <= reads,
+        "{heads} head statements for {reads} reads"
+    );
+}
