@@ -452,6 +452,34 @@ macro_rules! sql_adapter_tests {
             $store::destroy(&url, &p).await.unwrap();
         }
 
+        /// Runs `case` with a writer store and a reader store on the same tables of their own
+        /// (two pools, as two processes would have) and the reader's re-read counters that
+        /// `pick` selects; closes both and drops the tables after.
+        async fn on_writer_and_reader(
+            name: &str,
+            pick: fn(&$store) -> (u64, u64),
+            case: impl AsyncFnOnce(
+                std::sync::Arc<dyn streamstore::StreamStore>,
+                std::sync::Arc<dyn streamstore::StreamStore>,
+                Box<dyn Fn() -> (u64, u64)>,
+            ),
+        ) {
+            let Some(url) = $crate::cases::url($url_env, $server) else {
+                return;
+            };
+            let p = $crate::cases::prefix(name);
+            let writer = open(&url, &p).await;
+            let reader = std::sync::Arc::new($store::connect(&url, &p).await.unwrap());
+            let stats = {
+                let reader = reader.clone();
+                Box::new(move || pick(&reader))
+            };
+            case(writer.clone(), reader.clone(), stats).await;
+            writer.close().await.unwrap();
+            streamstore::StreamStore::close(&*reader).await.unwrap();
+            $store::destroy(&url, &p).await.unwrap();
+        }
+
         #[tokio::test]
         async fn ids_never_alias() {
             on_one_store("ids", async |store| {
@@ -508,50 +536,27 @@ macro_rules! sql_adapter_tests {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn wake_storm_rereads_are_batched_and_exact() {
-            let Some(url) = $crate::cases::url($url_env, $server) else {
-                return;
+            let pick: fn(&$store) -> (u64, u64) = |r| {
+                let s = r.reread_stats();
+                (s.records_prefetched, s.records_statements)
             };
-            let p = $crate::cases::prefix("storm");
-            let writer = open(&url, &p).await;
-            let reader = std::sync::Arc::new($store::connect(&url, &p).await.unwrap());
-            let stats = {
-                let reader = reader.clone();
-                move || {
-                    let s = reader.reread_stats();
-                    (s.records_prefetched, s.records_statements)
-                }
-            };
-            $crate::storm::wake_storm_rereads_are_exact(writer.clone(), reader.clone(), stats)
-                .await;
-            writer.close().await.unwrap();
-            streamstore::StreamStore::close(&*reader).await.unwrap();
-            $store::destroy(&url, &p).await.unwrap();
+            on_writer_and_reader("storm", pick, async |writer, reader, stats| {
+                $crate::storm::wake_storm_rereads_are_exact(writer, reader, stats).await
+            })
+            .await;
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_burst_of_waiting_reads_shares_statements() {
-            let Some(url) = $crate::cases::url($url_env, $server) else {
-                return;
+            let pick: fn(&$store) -> (u64, u64) = |r| {
+                let s = r.reread_stats();
+                (s.reads, s.head_statements)
             };
-            let p = $crate::cases::prefix("burst");
-            let writer = open(&url, &p).await;
-            let reader = std::sync::Arc::new($store::connect(&url, &p).await.unwrap());
-            let stats = {
-                let reader = reader.clone();
-                move || {
-                    let s = reader.reread_stats();
-                    (s.reads, s.head_statements)
-                }
-            };
-            $crate::storm::a_burst_of_waiting_reads_shares_statements(
-                writer.clone(),
-                reader.clone(),
-                stats,
-            )
+            on_writer_and_reader("burst", pick, async |writer, reader, stats| {
+                $crate::storm::a_burst_of_waiting_reads_shares_statements(writer, reader, stats)
+                    .await
+            })
             .await;
-            writer.close().await.unwrap();
-            streamstore::StreamStore::close(&*reader).await.unwrap();
-            $store::destroy(&url, &p).await.unwrap();
         }
 
         #[tokio::test]
