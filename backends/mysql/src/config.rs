@@ -25,9 +25,9 @@ pub const DEFAULT_FULL_PASS: Duration = Duration::from_secs(30);
 /// Built from a URL (`mysql://user:password@host:port/database?table_prefix=app_`); the
 /// options `table_prefix` (default `streamstore_`), `max_connections` (default 8) and the
 /// waiting-read settings `wait_tick_ms` (default 100), `wait_full_ms` (default 30000, the safety
-/// net under the change index), `wait_batch` (default 5000) and `wait_connections` (default 2) are this crate's, every other query option goes to the driver
-/// (e.g. `ssl-mode`). `Debug` never shows
-/// the password.
+/// net under the change index), `wait_batch` (default 5000) and `wait_connections` (default 2)
+/// are this crate's, every other query option goes to the driver (e.g. `ssl-mode`). `Debug`
+/// never shows the password.
 #[derive(Clone)]
 pub struct MysqlConfig {
     target: DbTarget,

@@ -26,11 +26,11 @@ pub const DEFAULT_PUSH_TICK: Duration = Duration::from_secs(30);
 ///
 /// Built from a URL (`postgres://user:password@host:port/database?table_prefix=app_`); the
 /// options `table_prefix` (default `streamstore_`), `max_connections` (default 8) and the
-/// waiting-read settings `push_tick_ms` (default 30000, the safety net under `NOTIFY`), `wait_tick_ms` (default 100),
-/// `wait_batch` (default 5000) and `wait_connections` (default 2), and `notify_shards` (default
-/// 4096: notification channels, fixed by whoever creates the tables) are this crate's, every other
-/// query option goes to the driver (e.g. `sslmode`). `Debug` never shows
-/// the password.
+/// waiting-read settings `push_tick_ms` (default 30000, the safety net under `NOTIFY`),
+/// `wait_tick_ms` (default 100), `wait_batch` (default 5000) and `wait_connections` (default
+/// 2), and `notify_shards` (default 4096: notification channels, fixed by whoever creates the
+/// tables) are this crate's, every other query option goes to the driver (e.g. `sslmode`).
+/// `Debug` never shows the password.
 #[derive(Clone)]
 pub struct PostgresConfig {
     target: DbTarget,

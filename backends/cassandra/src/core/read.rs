@@ -101,17 +101,14 @@ impl Core {
             if off >= end || expected != Ok(off) {
                 break;
             }
-            let payload = payload.unwrap_or_default();
+            let record = record(off, ts, payload)?;
             // The byte budget as in `read_now`: at least one record, then while it fits.
-            bytes = bytes.saturating_add(u64::try_from(payload.len()).unwrap_or(u64::MAX));
+            let len = u64::try_from(record.payload.len()).unwrap_or(u64::MAX);
+            bytes = bytes.saturating_add(len);
             if bytes > max_bytes && !page.is_empty() {
                 break;
             }
-            page.push(Record {
-                offset: off,
-                timestamp_ms: un(ts.unwrap_or(0))?,
-                payload: Bytes::from(payload),
-            });
+            page.push(record);
         }
         Ok(batch.take_contiguous(page).then_some(batch))
     }
@@ -169,11 +166,7 @@ impl Core {
                     )
                     .await?;
                 for (off, ts, payload) in rows::<(i64, Option<i64>, Option<Vec<u8>>)>(qr)? {
-                    records.push(Record {
-                        offset: un(off)?,
-                        timestamp_ms: un(ts.unwrap_or(0))?,
-                        payload: Bytes::from(payload.unwrap_or_default()),
-                    });
+                    records.push(record(un(off)?, ts, payload)?);
                 }
             }
             // Every record below the head's `next` was written before the head was read, so
@@ -186,4 +179,14 @@ impl Core {
         }
         Err(Error::kept_changing(stream))
     }
+}
+
+/// A record from its row in the records table (offset already converted; no timestamp or
+/// payload column reads as 0 and empty).
+fn record(offset: u64, ts: Option<i64>, payload: Option<Vec<u8>>) -> Result<Record> {
+    Ok(Record {
+        offset,
+        timestamp_ms: un(ts.unwrap_or(0))?,
+        payload: Bytes::from(payload.unwrap_or_default()),
+    })
 }
