@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::validate::check_read;
 use streamstore::implementor::wait::{
-    wait_for_records, Changes, HeadSource, WatchOptions, Watcher,
+    wait_for_records, Changes, HeadSource, Timings, WatchOptions, Watcher,
 };
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
@@ -244,6 +244,20 @@ impl CassandraStore {
             r.overlapped.load(std::sync::atomic::Ordering::Relaxed),
             r.sequential.load(std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    /// How long this store's woken re-reads (`woken_reread`) and hint reads
+    /// (`hint_read_narrow`, `hint_read_wide`, `core/hints.rs`) took, recorded while each is
+    /// enabled (a diagnostics hook for benchmarks; the watcher's own are
+    /// `Watcher::timings`).
+    #[doc(hidden)]
+    pub fn timings(&self) -> Vec<(&'static str, Arc<Timings>)> {
+        let t = &self.core.timings;
+        vec![
+            ("woken_reread", Arc::clone(&t.reread)),
+            ("hint_read_narrow", Arc::clone(&t.hint_narrow)),
+            ("hint_read_wide", Arc::clone(&t.hint_wide)),
+        ]
     }
 
     /// Test seam: the next append suffers `lost` (a lost reply or request, reported as a

@@ -46,15 +46,29 @@ impl Core {
         woken: bool,
     ) -> Result<ReadBatch> {
         if woken {
-            self.check_open()?;
-            if let Some(loc) = self.cached_loc(stream) {
-                if let Some(batch) = self.read_overlapped(stream, from, options, loc).await? {
-                    self.rereads.overlapped.fetch_add(1, Ordering::Relaxed);
-                    return Ok(batch);
-                }
-            }
-            self.rereads.sequential.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let read = self.reread(stream, from, options).await;
+            self.timings.reread.record(started.elapsed());
+            return read;
         }
+        self.read_now(stream, from, options).await
+    }
+
+    /// [`Core::read_for_waiter`] after a wake-up.
+    async fn reread(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        options: &ReadOptions,
+    ) -> Result<ReadBatch> {
+        self.check_open()?;
+        if let Some(loc) = self.cached_loc(stream) {
+            if let Some(batch) = self.read_overlapped(stream, from, options, loc).await? {
+                self.rereads.overlapped.fetch_add(1, Ordering::Relaxed);
+                return Ok(batch);
+            }
+        }
+        self.rereads.sequential.fetch_add(1, Ordering::Relaxed);
         self.read_now(stream, from, options).await
     }
 
