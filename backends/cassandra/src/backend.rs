@@ -234,16 +234,16 @@ impl CassandraStore {
         self.core.lost_hints()
     }
 
-    /// How this store's waiting reads after a wake-up went: `(overlapped, sequential)`, the
-    /// reads served by the head and records read at once, and those that fell back to the
-    /// head, then the records (for tests and diagnostics).
+    /// How this store's waiting reads after a wake-up went: `(overlapped, sequential,
+    /// statements)`, the reads served by the statement that reads the head and the records
+    /// together, those that fell back to the head, then the records, and the statements the
+    /// former ran (one each unless a reader was more than 32 records behind) (for tests and
+    /// diagnostics).
     #[doc(hidden)]
-    pub fn rereads(&self) -> (u64, u64) {
+    pub fn rereads(&self) -> (u64, u64, u64) {
         let r = &self.core.rereads;
-        (
-            r.overlapped.load(std::sync::atomic::Ordering::Relaxed),
-            r.sequential.load(std::sync::atomic::Ordering::Relaxed),
-        )
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (load(&r.overlapped), load(&r.sequential), load(&r.statements))
     }
 
     /// How long this store's woken re-reads (`woken_reread`) and hint reads
