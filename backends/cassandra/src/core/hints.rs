@@ -223,14 +223,18 @@ impl Core {
             Some(task) if next.is_some() || task.is_finished() => (Some(task), None),
             other => (None, other),
         };
-        let (fresh, earlier) = tokio::join!(self.hint_rows(fresh_from, None, now, since), async {
+        let earlier = async {
             match earlier {
-                Some(task) => task.await.map_err(|e| {
-                    Error::new(ErrorKind::Internal, "a hint read task failed").with_source(e)
-                })?,
+                Some(task) => match task.await {
+                    Ok(read) => read,
+                    Err(e) => Err(Error::new(ErrorKind::Internal, "a hint read task failed")
+                        .with_source(e)),
+                },
                 None => Ok(Vec::new()),
             }
-        });
+        };
+        let (fresh, earlier) =
+            tokio::join!(self.hint_rows(fresh_from, None, now, since), earlier);
         let mut found = earlier?;
         found.extend(fresh?);
         Ok((changes_of(now, found)?, next.or(kept)))
