@@ -291,7 +291,11 @@ fn print_ms(db: &str, w: usize, name: &str, h: &Histogram<u64>, note: &str) {
 fn histogram(samples: &[Duration]) -> Result<Histogram<u64>, BoxError> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     for d in samples {
-        h.record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000))?;
+        h.record(
+            u64::try_from(d.as_micros())
+                .unwrap_or(u64::MAX)
+                .clamp(1, 60_000_000),
+        )?;
     }
     Ok(h)
 }
@@ -414,7 +418,10 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         w,
         "probe_info",
         &probed,
-        &format!(", every {} ms, errors {probe_errors}", PROBE_EVERY.as_millis()),
+        &format!(
+            ", every {} ms, errors {probe_errors}",
+            PROBE_EVERY.as_millis()
+        ),
     );
     for (name, t) in &timings {
         let samples = t.take();

@@ -265,7 +265,11 @@ impl CassandraStore {
     pub fn rereads(&self) -> (u64, u64, u64) {
         let r = &self.core.rereads;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        (load(&r.overlapped), load(&r.sequential), load(&r.statements))
+        (
+            load(&r.overlapped),
+            load(&r.sequential),
+            load(&r.statements),
+        )
     }
 
     /// How long this store's woken re-reads (`woken_reread`) and hint reads

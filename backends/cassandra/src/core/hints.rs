@@ -210,9 +210,10 @@ impl Core {
         let narrow = since.saturating_sub(NARROW_US);
         let (fresh_from, next) = if from < narrow {
             let core = Arc::clone(self);
-            let task = tokio::spawn(async move {
-                core.hint_rows(from, Some(narrow), narrow, since).await
-            });
+            let task =
+                tokio::spawn(
+                    async move { core.hint_rows(from, Some(narrow), narrow, since).await },
+                );
             (narrow, Some(task))
         } else {
             (from, None)
@@ -223,18 +224,18 @@ impl Core {
             Some(task) if next.is_some() || task.is_finished() => (Some(task), None),
             other => (None, other),
         };
-        let earlier = async {
-            match earlier {
-                Some(task) => match task.await {
-                    Ok(read) => read,
-                    Err(e) => Err(Error::new(ErrorKind::Internal, "a hint read task failed")
-                        .with_source(e)),
-                },
-                None => Ok(Vec::new()),
-            }
-        };
-        let (fresh, earlier) =
-            tokio::join!(self.hint_rows(fresh_from, None, now, since), earlier);
+        let earlier =
+            async {
+                match earlier {
+                    Some(task) => match task.await {
+                        Ok(read) => read,
+                        Err(e) => Err(Error::new(ErrorKind::Internal, "a hint read task failed")
+                            .with_source(e)),
+                    },
+                    None => Ok(Vec::new()),
+                }
+            };
+        let (fresh, earlier) = tokio::join!(self.hint_rows(fresh_from, None, now, since), earlier);
         let mut found = earlier?;
         found.extend(fresh?);
         Ok((changes_of(now, found)?, next.or(kept)))
@@ -252,7 +253,8 @@ impl Core {
     ) -> Result<Vec<HintRow>> {
         let us = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let last = until.map_or(now, |u| u.saturating_sub(1)).max(from);
-        let slots: Vec<i64> = (us(from).div_euclid(SLOT_US)..=us(last).div_euclid(SLOT_US)).collect();
+        let slots: Vec<i64> =
+            (us(from).div_euclid(SLOT_US)..=us(last).div_euclid(SLOT_US)).collect();
         let shards: Vec<i32> = (0..HINT_SHARDS).collect();
         let limit = i32::try_from(MAX_CHANGES + 1).unwrap_or(i32::MAX);
         let asked = std::time::Instant::now();
@@ -393,7 +395,11 @@ mod tests {
             .unwrap()
             .with_prefix(&prefix)
             .unwrap();
-        let core = Arc::new(Core::open(config.clone(), Capabilities::default()).await.unwrap());
+        let core = Arc::new(
+            Core::open(config.clone(), Capabilities::default())
+                .await
+                .unwrap(),
+        );
         let s = StreamId::new("split/s").unwrap();
         let at_second = |t: u64| t / WIDE_EVERY_US;
         // A hint, then a cursor more than `NARROW_US` later, and a call in the next second
@@ -419,7 +425,10 @@ mod tests {
         };
         assert!(!reported(&first), "the narrow part is answered alone");
         let whole = core.hinted_changes(Some(since)).await.unwrap();
-        assert!(reported(&whole), "one statement over the window reports it at once");
+        assert!(
+            reported(&whole),
+            "one statement over the window reports it at once"
+        );
         // The next calls report it, from the task.
         let mut late = Some(late.expect("a wide call leaves the rest of its window to a task"));
         let mut cursor = first.cursor;
@@ -435,7 +444,9 @@ mod tests {
             }
         }
         assert!(found, "a later call reports the rest of the wide window");
-        crate::schema::drop_tables(&core.session, &config).await.unwrap();
+        crate::schema::drop_tables(&core.session, &config)
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl Core {
         // The offsets asked for with the head: the head row is `(kind 0, off 0)`, records
         // `(kind 2, offset)`.
         let ahead = hi.min(from.saturating_add(READ_AHEAD));
-        let mut keys: Vec<(i8, i64)> = Vec::with_capacity(1 + usize::try_from(ahead - from).unwrap_or(0));
+        let mut keys: Vec<(i8, i64)> =
+            Vec::with_capacity(1 + usize::try_from(ahead - from).unwrap_or(0));
         keys.push((0, 0));
         for off in from..ahead {
             keys.push((2, db(off)?));
@@ -210,7 +211,14 @@ impl Core {
             let qr = self
                 .exec(
                     &self.st.records,
-                    (stream.as_str(), loc.inc, loc.bucket, db(ahead)?, db(end)?, n),
+                    (
+                        stream.as_str(),
+                        loc.inc,
+                        loc.bucket,
+                        db(ahead)?,
+                        db(end)?,
+                        n,
+                    ),
                 )
                 .await?;
             for (off, ts, payload) in rows::<(i64, Option<i64>, Option<Vec<u8>>)>(qr)? {
