@@ -35,17 +35,12 @@ pub const KEYS_PER_STREAM: usize = 1024;
 const JITTER: f64 = 0.05;
 
 /// The watcher's batched head reads: the marks of the streams waited on.
-struct Marks {
-    core: Arc<Core>,
-    /// The read of the older part of the last wide hint window, for the next change read
-    /// (`Core::hinted_changes_split`).
-    late: std::sync::Mutex<Option<crate::core::LateHints>>,
-}
+struct Marks(Arc<Core>);
 
 #[async_trait]
 impl HeadSource for Marks {
     async fn marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
-        self.core.heads_marks(streams).await
+        self.0.heads_marks(streams).await
     }
 
     fn tracks_changes(&self) -> bool {
@@ -53,23 +48,9 @@ impl HeadSource for Marks {
     }
 
     /// The change hints since `since` (`core/hints.rs`): every head write leaves one after it
-    /// succeeded; what a lost or late hint misses, the full pass finds. A wide window's older
-    /// part is reported by a later call (`Core::hinted_changes_split`). The watcher calls
-    /// this from one task, one call at a time, so `late` is never contended.
+    /// succeeded; what a lost or late hint misses, the full pass finds.
     async fn changes(&self, since: Option<u64>) -> Result<Changes> {
-        let late = self
-            .late
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        // On an error the task is dropped (it finishes alone): the watcher reads every entry
-        // next, which covers whatever it held.
-        let (changes, late) = self.core.hinted_changes_split(since, late).await?;
-        *self
-            .late
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = late;
-        Ok(changes)
+        self.0.hinted_changes(since).await
     }
 }
 
@@ -148,10 +129,7 @@ impl CassandraStore {
         let sweep_every = config.sweep_interval;
         let core = Arc::new(Core::open(config, caps).await?);
         let watcher = Arc::new(Watcher::new(
-            Arc::new(Marks {
-                core: Arc::clone(&core),
-                late: std::sync::Mutex::new(None),
-            }),
+            Arc::new(Marks(Arc::clone(&core))),
             WatchOptions {
                 tick: core.config.poll_interval,
                 jitter: JITTER,
@@ -273,8 +251,7 @@ impl CassandraStore {
     }
 
     /// How long this store's woken re-reads (`woken_reread`) and hint reads
-    /// (`hint_read_narrow`, `hint_read_wide`: the part a wide call waits for,
-    /// `hint_read_late`: the rest of its window, `core/hints.rs`) took, recorded while each is
+    /// (`hint_read_narrow`, `hint_read_wide`, `core/hints.rs`) took, recorded while each is
     /// enabled (a diagnostics hook for benchmarks; the watcher's own are
     /// `Watcher::timings`).
     #[doc(hidden)]
@@ -284,7 +261,6 @@ impl CassandraStore {
             ("woken_reread", Arc::clone(&t.reread)),
             ("hint_read_narrow", Arc::clone(&t.hint_narrow)),
             ("hint_read_wide", Arc::clone(&t.hint_wide)),
-            ("hint_read_late", Arc::clone(&t.hint_late)),
         ]
     }
 

@@ -160,8 +160,6 @@ pub(crate) struct Statements {
     /// The hints of a list of slots and a list of shards (every partition of the product)
     /// stamped at or after `?`, at most `?` rows.
     pub hints_since: PreparedStatement,
-    /// As `hints_since`, stamped at or after the first `?` and before the second.
-    pub hints_between: PreparedStatement,
 }
 
 /// How a statement is run: a plain read or write at the configured consistency, a
@@ -360,14 +358,6 @@ impl Statements {
             hint_insert: prep(
                 format!(
                     "INSERT INTO {changes} (slot, shard, at, sid, mark) VALUES (?, ?, ?, ?, ?)"
-                ),
-                Mode::Plain,
-            )
-            .await?,
-            hints_between: prep(
-                format!(
-                    "SELECT at, sid, mark FROM {changes} WHERE slot IN ? AND shard IN ? \
-                     AND at >= ? AND at < ? LIMIT ?"
                 ),
                 Mode::Plain,
             )

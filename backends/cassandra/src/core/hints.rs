@@ -31,18 +31,7 @@
 //! call whose window reaches back to its stamp: the next one if stamp-to-visibility stays
 //! under `NARROW_US`, else the next wide call (within a second and a tick) if skew plus
 //! stamp-to-visibility stay under `MARGIN_US`; reporting it late is safe (the
-//! mark differs from any baseline read before the change).
-//!
-//! The watcher's source (`Core::hinted_changes_split`) answers a wide call after reading only
-//! its narrow part (from `c - NARROW_US`, what a narrow call reads) and reads the rest of the
-//! window (from `window_start` to `c - NARROW_US`) at the same time in a task of its own, whose
-//! hints the next call reports, or the next wide call at the latest (which waits for the task
-//! first): the windows read are the same, so is what they find, only the hints that the wide
-//! part alone holds (those that missed (b) or (c) by more than `NARROW_US`) are reported a tick
-//! (at most a second) later, and no wake-up waits for the read of ~5× the rows of a narrow
-//! window. An error of either read fails the call and drops the task: the watcher then reads
-//! every entry, which finds every change committed before that read. What falls to the full
-//! pass: lost
+//! mark differs from any baseline read before the change). What falls to the full pass: lost
 //! hints (a crash or a failed insert after the head write; counted by
 //! `CassandraStore::lost_hints`), writers whose clocks lag the watcher's by more than the margin, hints
 //! delayed longer than the margin, expiries not yet swept (the sweeper's delete writes a
@@ -158,182 +147,69 @@ impl Core {
         self.hints.off.store(!on, Ordering::Release);
     }
 
-    /// The hints since `window_start(since, now)` in one statement (module docs); the cursor
-    /// is this process's clock before the statement. (The watcher's source reads a wide
-    /// window in two parts instead: [`Core::hinted_changes_split`].)
+    /// [`HeadSource::changes`](streamstore::implementor::wait::HeadSource::changes): the hints
+    /// since `window_start(since, now)` (module docs); the cursor is this process's clock before the
+    /// statement.
     pub(crate) async fn hinted_changes(&self, since: Option<u64>) -> Result<Changes> {
         let cursor = now_micros();
-        let now = u64::try_from(cursor).unwrap_or(0);
         // The first call lists nothing (the watcher reads every stream after it): the cursor.
         let Some(since) = since else {
-            return Ok(listed(now, Vec::new()));
+            return Ok(Changes {
+                cursor: u64::try_from(cursor).unwrap_or(0),
+                marks: Some(Vec::new()),
+            });
         };
-        let from = window_start(since, now);
-        if too_long(from, now) {
-            return Ok(unlisted(now));
+        let from = i64::try_from(window_start(since, u64::try_from(cursor).unwrap_or(0)))
+            .unwrap_or(i64::MAX);
+        let (first, last) = (from.div_euclid(SLOT_US), cursor.div_euclid(SLOT_US));
+        if last.saturating_sub(first) >= MAX_SLOTS {
+            // The last call is long past (a slow pass, a stalled process): rather than a read
+            // of that many partitions, the watcher reads every entry.
+            return Ok(Changes {
+                cursor: u64::try_from(cursor).unwrap_or(0),
+                marks: None,
+            });
         }
-        let found = self.hint_rows(from, None, now, since).await?;
-        changes_of(now, found)
-    }
-
-    /// [`HeadSource::changes`](streamstore::implementor::wait::HeadSource::changes) as the
-    /// watcher's source calls it: a wide call reads only the narrow window (from
-    /// `since - NARROW_US`) before it answers, and leaves the rest of its window (from
-    /// `window_start` to there) to a task of its own, whose hints a later call reports:
-    /// the next call if the task is done by then, the next wide call at the latest (which
-    /// waits for it). `late` is the task the previous call returned; the answer comes with
-    /// the task to pass to the next call. So no answer waits for the read of a wide window
-    /// (~5× the rows of a narrow one), and what only the wide window holds (a hint stamped
-    /// more than `NARROW_US` before it became visible) is reported a tick or a second later
-    /// than in one statement (module docs).
-    pub(crate) async fn hinted_changes_split(
-        self: &Arc<Self>,
-        since: Option<u64>,
-        late: Option<LateHints>,
-    ) -> Result<(Changes, Option<LateHints>)> {
-        let cursor = now_micros();
-        let now = u64::try_from(cursor).unwrap_or(0);
-        let Some(since) = since else {
-            // The watcher reads every entry after this call: what `late` holds is older.
-            if let Some(task) = late {
-                task.abort();
-            }
-            return Ok((listed(now, Vec::new()), None));
-        };
-        let from = window_start(since, now);
-        if too_long(from, now) {
-            if let Some(task) = late {
-                task.abort();
-            }
-            return Ok((unlisted(now), None));
-        }
-        let narrow = since.saturating_sub(NARROW_US);
-        let (fresh_from, next) = if from < narrow {
-            let core = Arc::clone(self);
-            let task =
-                tokio::spawn(
-                    async move { core.hint_rows(from, Some(narrow), narrow, since).await },
-                );
-            (narrow, Some(task))
-        } else {
-            (from, None)
-        };
-        // The previous call's task: reported now if done, or if a new one starts (so at most
-        // one is pending and a wide window is reported by the next wide call at the latest).
-        let (earlier, kept) = match late {
-            Some(task) if next.is_some() || task.is_finished() => (Some(task), None),
-            other => (None, other),
-        };
-        let earlier =
-            async {
-                match earlier {
-                    Some(task) => match task.await {
-                        Ok(read) => read,
-                        Err(e) => Err(Error::new(ErrorKind::Internal, "a hint read task failed")
-                            .with_source(e)),
-                    },
-                    None => Ok(Vec::new()),
-                }
-            };
-        let (fresh, earlier) = tokio::join!(self.hint_rows(fresh_from, None, now, since), earlier);
-        let mut found = earlier?;
-        found.extend(fresh?);
-        Ok((changes_of(now, found)?, next.or(kept)))
-    }
-
-    /// The hints stamped from `from` (µs) on, below `until` if given, of every partition of
-    /// the seconds from `from` to `until` (or `now`); timed as wide or narrow by the call
-    /// whose cursor was `since`.
-    async fn hint_rows(
-        &self,
-        from: u64,
-        until: Option<u64>,
-        now: u64,
-        since: u64,
-    ) -> Result<Vec<HintRow>> {
-        let us = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let last = until.map_or(now, |u| u.saturating_sub(1)).max(from);
-        let slots: Vec<i64> =
-            (us(from).div_euclid(SLOT_US)..=us(last).div_euclid(SLOT_US)).collect();
+        let slots: Vec<i64> = (first..=last).collect();
         let shards: Vec<i32> = (0..HINT_SHARDS).collect();
         let limit = i32::try_from(MAX_CHANGES + 1).unwrap_or(i32::MAX);
         let asked = std::time::Instant::now();
-        let answer = match until {
-            None => {
-                self.exec(&self.st.hints_since, (slots, shards, us(from), limit))
-                    .await
-            }
-            Some(until) => {
-                self.exec(
-                    &self.st.hints_between,
-                    (slots, shards, us(from), us(until), limit),
-                )
-                .await
-            }
-        };
+        let answer = self
+            .exec(&self.st.hints_since, (slots, shards, from, limit))
+            .await;
+        let wide = u64::try_from(cursor).unwrap_or(0) / WIDE_EVERY_US > since / WIDE_EVERY_US;
         let t = &self.timings;
-        let timings = if until.is_some() {
-            &t.hint_late
-        } else if now / WIDE_EVERY_US > since / WIDE_EVERY_US {
-            &t.hint_wide
-        } else {
-            &t.hint_narrow
-        };
+        let timings = if wide { &t.hint_wide } else { &t.hint_narrow };
         timings.record(asked.elapsed());
-        rows(answer?)
-    }
-}
-
-/// A hint as read: its stamp, stream id and mark.
-type HintRow = (Option<i64>, Option<String>, Option<i64>);
-
-/// The older part of a wide call's window, read by a task of its own for a later call
-/// ([`Core::hinted_changes_split`]).
-pub(crate) type LateHints = tokio::task::JoinHandle<Result<Vec<HintRow>>>;
-
-/// Whether a window from `from` to `now` spans too many seconds to read (a slow pass, a
-/// stalled process): the watcher then reads every entry instead.
-fn too_long(from: u64, now: u64) -> bool {
-    let slot = |t: u64| t / SLOT_US.unsigned_abs();
-    slot(now).saturating_sub(slot(from)) >= MAX_SLOTS.unsigned_abs()
-}
-
-fn listed(cursor: u64, marks: Vec<(StreamId, Option<u64>)>) -> Changes {
-    Changes {
-        cursor,
-        marks: Some(marks),
-    }
-}
-
-fn unlisted(cursor: u64) -> Changes {
-    Changes {
-        cursor,
-        marks: None,
-    }
-}
-
-/// The answer for the hints `found`: each stream with the mark of its latest stamp (module
-/// docs), or "too many" beyond [`MAX_CHANGES`].
-fn changes_of(cursor: u64, found: Vec<HintRow>) -> Result<Changes> {
-    if found.len() > MAX_CHANGES {
-        return Ok(unlisted(cursor));
-    }
-    let mut latest: HashMap<String, (i64, Option<u64>)> = HashMap::with_capacity(found.len());
-    for (at, sid, mark) in found {
-        let (Some(at), Some(sid)) = (at, sid) else {
-            return Err(decode_error(&"a change hint lacks a key column"));
-        };
-        let mark = mark.map(|m| u64::from_le_bytes(m.to_le_bytes()));
-        let e = latest.entry(sid).or_insert((at, mark));
-        if at >= e.0 {
-            *e = (at, mark);
+        let found: Vec<(Option<i64>, Option<String>, Option<i64>)> = rows(answer?)?;
+        let cursor = u64::try_from(cursor).unwrap_or(0);
+        if found.len() > MAX_CHANGES {
+            return Ok(Changes {
+                cursor,
+                marks: None,
+            });
         }
+        // The latest stamp of each stream wins (module docs).
+        let mut latest: HashMap<String, (i64, Option<u64>)> = HashMap::with_capacity(found.len());
+        for (at, sid, mark) in found {
+            let (Some(at), Some(sid)) = (at, sid) else {
+                return Err(decode_error(&"a change hint lacks a key column"));
+            };
+            let mark = mark.map(|m| u64::from_le_bytes(m.to_le_bytes()));
+            let e = latest.entry(sid).or_insert((at, mark));
+            if at >= e.0 {
+                *e = (at, mark);
+            }
+        }
+        let mut marks = Vec::with_capacity(latest.len());
+        for (sid, (_, mark)) in latest {
+            marks.push((StreamId::new(sid)?, mark));
+        }
+        Ok(Changes {
+            cursor,
+            marks: Some(marks),
+        })
     }
-    let mut marks = Vec::with_capacity(latest.len());
-    for (sid, (_, mark)) in latest {
-        marks.push((StreamId::new(sid)?, mark));
-    }
-    Ok(listed(cursor, marks))
 }
 
 #[cfg(test)]
@@ -378,75 +254,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// A wide call of the watcher's source answers with its narrow part; a hint only the rest
-    /// of its window holds (stamped more than `NARROW_US` before the previous call's start)
-    /// comes with a later call, from the task the wide call started. (Needs the server, as
-    /// `tests/`; passes without it.)
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_wide_call_answers_with_its_narrow_part_and_reports_the_rest_later() {
-        let Ok(nodes) = std::env::var(crate::NODES_ENV) else {
-            println!("SKIPPED: {} is not set", crate::NODES_ENV);
-            return;
-        };
-        let prefix = format!("hs{:08x}_", rand::random::<u32>());
-        let config = CassandraConfig::new(&nodes, "streamstore_test")
-            .unwrap()
-            .with_prefix(&prefix)
-            .unwrap();
-        let core = Arc::new(
-            Core::open(config.clone(), Capabilities::default())
-                .await
-                .unwrap(),
-        );
-        let s = StreamId::new("split/s").unwrap();
-        let at_second = |t: u64| t / WIDE_EVERY_US;
-        // A hint, then a cursor more than `NARROW_US` later, and a call in the next second
-        // (a wide call: its window reaches back a second before the cursor's second).
-        let (since, first, late) = loop {
-            core.hint(&s, Some(7)).await;
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let since = u64::try_from(now_micros()).unwrap();
-            let next = (at_second(since) + 1) * WIDE_EVERY_US;
-            tokio::time::sleep(Duration::from_micros(next - since + 20_000)).await;
-            let (first, late) = core.hinted_changes_split(Some(since), None).await.unwrap();
-            if at_second(first.cursor) == at_second(since) + 1 {
-                break (since, first, late);
-            }
-            // The call came more than a second late (a loaded machine): again.
-        };
-        let reported = |c: &Changes| {
-            c.marks
-                .as_ref()
-                .expect("listed")
-                .iter()
-                .any(|(id, m)| id == &s && *m == Some(7))
-        };
-        assert!(!reported(&first), "the narrow part is answered alone");
-        let whole = core.hinted_changes(Some(since)).await.unwrap();
-        assert!(
-            reported(&whole),
-            "one statement over the window reports it at once"
-        );
-        // The next calls report it, from the task.
-        let mut late = Some(late.expect("a wide call leaves the rest of its window to a task"));
-        let mut cursor = first.cursor;
-        let mut found = false;
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let (next, rest) = core.hinted_changes_split(Some(cursor), late).await.unwrap();
-            cursor = next.cursor;
-            late = rest;
-            if reported(&next) {
-                found = true;
-                break;
-            }
-        }
-        assert!(found, "a later call reports the rest of the wide window");
-        crate::schema::drop_tables(&core.session, &config)
-            .await
-            .unwrap();
     }
 
     #[test]

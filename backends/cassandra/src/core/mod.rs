@@ -52,7 +52,6 @@ mod marks;
 mod read;
 mod scan;
 
-pub(crate) use hints::LateHints;
 pub use marks::MarksMethod;
 
 /// Attempts of one write before it gives up with `Unavailable` (each lost a race or found a
@@ -157,8 +156,6 @@ pub(crate) struct CoreTimings {
     pub hint_narrow: Arc<Timings>,
     /// Hint reads reading back to a second before the previous call's second (`hints::window_start`).
     pub hint_wide: Arc<Timings>,
-    /// The older part of a wide window, read by a task of its own (`Core::hinted_changes_split`).
-    pub hint_late: Arc<Timings>,
 }
 
 /// A decoding failure: the table does not have the shape this adapter wrote.
