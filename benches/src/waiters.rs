@@ -13,6 +13,12 @@
 //! after the seals the same once the readers are gone. Prints one `result` line per
 //! measurement and `ratio <db>_w<W>_appends_with_waiters: <x>` lines.
 //!
+//! During the paced phase, the server's floor: a probe on a third store object times `info()`
+//! of a stream nobody writes to every 15 ms (`probe_info_ms`), and the steps of a wake-up are
+//! timed where the store offers them (`Watcher::timings`: `pass_interval`, `change_read`,
+//! `pass`; Cassandra's `woken_reread`, `hint_read_narrow`, `hint_read_wide`), each printed as
+//! p50 / p90 / p99 / max.
+//!
 //! ```sh
 //! cargo run --release -p streamstore-bench --bin streamstore-waiters -- 1000,10000
 //! cargo run --release -p streamstore-bench --bin streamstore-waiters -- nodes 1000,10000 [SHARDS]
@@ -28,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use streamstore::implementor::wait::Watcher;
+use streamstore::implementor::wait::{Timings, Watcher};
 use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
 
 #[path = "waiters_nodes.rs"]
@@ -42,6 +48,9 @@ const PACED_RATE: u64 = 500;
 const PACED_FOR: Duration = Duration::from_secs(10);
 const MAX_FOR: Duration = Duration::from_secs(5);
 const IDLE_FOR: Duration = Duration::from_secs(5);
+/// How often the probe times a statement during the paced phase (about 67 statements/s
+/// beside the 500 appends/s and their wake-ups).
+const PROBE_EVERY: Duration = Duration::from_millis(15);
 
 /// What the readers share.
 struct Readers {
@@ -67,17 +76,31 @@ fn nanos_since(origin: Instant) -> u64 {
 #[cfg(any(feature = "mongodb", feature = "dynamodb", feature = "cassandra"))]
 const NOSQL_TICK: Duration = Duration::from_millis(100);
 
+/// A store's own step timings beyond its watcher's (`CassandraStore::timings`), by name.
+type StoreTimings = Vec<(&'static str, Arc<Timings>)>;
+
 async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>), BoxError> {
+    let (store, watcher, _) = open_timed(db, url, prefix).await?;
+    Ok((store, watcher))
+}
+
+/// [`open`], with the store's own step timings.
+async fn open_timed(
+    db: &str,
+    url: &str,
+    prefix: &str,
+) -> Result<(Store, Arc<Watcher>, StoreTimings), BoxError> {
+    let none = StoreTimings::new();
     Ok(match db {
         "postgres" => {
             let s = streamstore_postgres::PostgresStore::connect(url, prefix).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, none)
         }
         "mysql" => {
             let s = streamstore_mysql::MysqlStore::connect(url, prefix).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, none)
         }
         #[cfg(feature = "mongodb")]
         "mongodb" => {
@@ -85,7 +108,7 @@ async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>)
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_mongodb::MongoStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, none)
         }
         #[cfg(feature = "dynamodb")]
         "dynamodb" => {
@@ -93,7 +116,7 @@ async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>)
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_dynamodb::DynamoDbStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, none)
         }
         #[cfg(feature = "cassandra")]
         "cassandra" => {
@@ -101,8 +124,8 @@ async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>)
                 .with_prefix(prefix)?;
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_cassandra::CassandraStore::open(c).await?;
-            let w = s.watcher();
-            (Arc::new(s), w)
+            let (w, t) = (s.watcher(), s.timings());
+            (Arc::new(s), w, t)
         }
         other => return Err(format!("unknown adapter {other}").into()),
     })
@@ -227,10 +250,65 @@ async fn reader(store: Store, index: usize, id: StreamId, shared: Arc<Readers>) 
     }
 }
 
+/// The server's floor while the paced phase runs: `info()` of `id` (a stream nobody writes to
+/// then; one statement on Cassandra once the head's location is known) on a store object of
+/// its own, every [`PROBE_EVERY`] until `stop`, timed from the call to the answer (on the
+/// same runtime as the readers, so the time includes waiting for a worker, as their re-reads
+/// do). Returns the latencies (µs) and the number of errors.
+async fn probe(store: Store, id: StreamId, stop: Arc<AtomicBool>) -> (Histogram<u64>, u64) {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+    let mut errors = 0;
+    let mut every = tokio::time::interval(PROBE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Relaxed) {
+        every.tick().await;
+        let started = Instant::now();
+        match store.info(&id).await {
+            Ok(_) => {
+                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let _ = h.record(us.max(1));
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    (h, errors)
+}
+
+/// Prints p50 / p90 / p99 / max of `samples`, as `result <db> W=<w> <name>_ms …`.
+fn print_ms(db: &str, w: usize, name: &str, h: &Histogram<u64>, note: &str) {
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "result {db} W={w} {name}_ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1} (n={}{note})",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+}
+
+/// `samples` as a histogram of microseconds.
+fn histogram(samples: &[Duration]) -> Result<Histogram<u64>, BoxError> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for d in samples {
+        h.record(
+            u64::try_from(d.as_micros())
+                .unwrap_or(u64::MAX)
+                .clamp(1, 60_000_000),
+        )?;
+    }
+    Ok(h)
+}
+
 async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     let prefix = format!("wb{}_{w}_", std::process::id() % 100_000);
     let (writer, _) = open(db, url, &prefix).await?;
-    let (readers_store, watcher) = open(db, url, &prefix).await?;
+    let (readers_store, watcher, store_timings) = open_timed(db, url, &prefix).await?;
+    // A third store object for the probe: its statements queue behind nobody's.
+    let (prober, _) = open(db, url, &prefix).await?;
+    // The watcher's step timings and the readers' store's own, enabled for the paced phase.
+    let timings: Vec<(&'static str, Arc<Timings>)> =
+        watcher.timings().into_iter().chain(store_timings).collect();
     let origin = Instant::now();
     let ids: Arc<Vec<StreamId>> = Arc::new(
         (0..w)
@@ -308,6 +386,16 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     println!("result {db} W={w} appends_per_s_beside_parked_waiters {parked:.0}");
 
     shared.recording.store(true, Ordering::SeqCst);
+    for (_, t) in &timings {
+        let _ = t.take();
+        t.enable(true);
+    }
+    let probe_stop = Arc::new(AtomicBool::new(false));
+    let probing = tokio::spawn(probe(
+        Arc::clone(&prober),
+        quiet[0].clone(),
+        Arc::clone(&probe_stop),
+    ));
     let paced = write(
         &writer,
         &ids,
@@ -319,6 +407,28 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     shared.recording.store(false, Ordering::SeqCst);
+    probe_stop.store(true, Ordering::Relaxed);
+    for (_, t) in &timings {
+        t.enable(false);
+    }
+    let (probed, probe_errors) = probing.await?;
+    // The floor: what one cheap statement of a store object nobody else uses took meanwhile.
+    print_ms(
+        db,
+        w,
+        "probe_info",
+        &probed,
+        &format!(
+            ", every {} ms, errors {probe_errors}",
+            PROBE_EVERY.as_millis()
+        ),
+    );
+    for (name, t) in &timings {
+        let samples = t.take();
+        if !samples.is_empty() {
+            print_ms(db, w, name, &histogram(&samples)?, "");
+        }
+    }
     {
         let h = shared.latencies.lock().unwrap_or_else(|e| e.into_inner());
         println!(
@@ -397,6 +507,7 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         parked / after.max(1.0)
     );
     writer.close().await?;
+    prober.close().await?;
     destroy(db, url, &prefix).await?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::validate::check_read;
 use streamstore::implementor::wait::{
-    wait_for_records, Changes, HeadSource, WatchOptions, Watcher,
+    wait_for_records, Changes, HeadSource, Timings, WatchOptions, Watcher,
 };
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
@@ -234,16 +234,34 @@ impl CassandraStore {
         self.core.lost_hints()
     }
 
-    /// How this store's waiting reads after a wake-up went: `(overlapped, sequential)`, the
-    /// reads served by the head and records read at once, and those that fell back to the
-    /// head, then the records (for tests and diagnostics).
+    /// How this store's waiting reads after a wake-up went: `(overlapped, sequential,
+    /// statements)`, the reads served by the statement that reads the head and the records
+    /// together, those that fell back to the head, then the records, and the statements the
+    /// former ran (one each unless a reader was more than 32 records behind) (for tests and
+    /// diagnostics).
     #[doc(hidden)]
-    pub fn rereads(&self) -> (u64, u64) {
+    pub fn rereads(&self) -> (u64, u64, u64) {
         let r = &self.core.rereads;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         (
-            r.overlapped.load(std::sync::atomic::Ordering::Relaxed),
-            r.sequential.load(std::sync::atomic::Ordering::Relaxed),
+            load(&r.overlapped),
+            load(&r.sequential),
+            load(&r.statements),
         )
+    }
+
+    /// How long this store's woken re-reads (`woken_reread`) and hint reads
+    /// (`hint_read_narrow`, `hint_read_wide`, `core/hints.rs`) took, recorded while each is
+    /// enabled (a diagnostics hook for benchmarks; the watcher's own are
+    /// `Watcher::timings`).
+    #[doc(hidden)]
+    pub fn timings(&self) -> Vec<(&'static str, Arc<Timings>)> {
+        let t = &self.core.timings;
+        vec![
+            ("woken_reread", Arc::clone(&t.reread)),
+            ("hint_read_narrow", Arc::clone(&t.hint_narrow)),
+            ("hint_read_wide", Arc::clone(&t.hint_wide)),
+        ]
     }
 
     /// Test seam: the next append suffers `lost` (a lost reply or request, reported as a

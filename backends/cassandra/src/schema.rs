@@ -138,6 +138,10 @@ pub(crate) struct Statements {
     pub record_insert: PreparedStatement,
     pub record_batch_serial: PreparedStatement,
     pub records: PreparedStatement,
+    /// A woken reader's re-read in one statement (`core/read.rs`): `kind`, `off`, `ts`,
+    /// `payload` and the head columns of the rows of one partition whose `(kind, off)` is in
+    /// a bound list (the head row `(0, 0)` and records `(2, offset)`).
+    pub head_and_records: PreparedStatement,
     pub lens: PreparedStatement,
     pub records_delete_below: PreparedStatement,
     pub body_delete: PreparedStatement,
@@ -264,6 +268,14 @@ impl Statements {
                 format!(
                     "SELECT off, ts, payload FROM {log} WHERE sid = ? AND inc = ? AND bucket = ? \
                      AND kind = 2 AND off >= ? AND off < ? LIMIT ?"
+                ),
+                Mode::Plain,
+            )
+            .await?,
+            head_and_records: prep(
+                format!(
+                    "SELECT kind, off, ts, payload, {HEAD_COLUMNS} FROM {log} WHERE sid = ? \
+                     AND inc = ? AND bucket = ? AND (kind, off) IN ?"
                 ),
                 Mode::Plain,
             )

@@ -426,8 +426,9 @@ fn read_waiting(
     })
 }
 
-/// A woken reader reads the head and the records at once (`core/read.rs`), and the answer stays
-/// what the sequential read gives: the new records, a seal, `Trimmed` when a trim passed the
+/// A woken reader reads the head and the records in one statement (`core/read.rs`), and the
+/// answer stays what the sequential read gives: the new records, a page of more than the
+/// records read with the head (a second statement), a seal, `Trimmed` when a trim passed the
 /// reader's offset before it was woken, and a missing stream after a delete (which falls back
 /// to the sequential read: the head it finds is closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,6 +455,40 @@ async fn a_woken_reader_reads_head_and_records_at_once_and_stays_exact() {
     assert!(
         after.0 > before.0,
         "{before:?} -> {after:?}: not overlapped"
+    );
+    assert_eq!(
+        after.2 - before.2,
+        after.0 - before.0,
+        "{before:?} -> {after:?}: one statement per re-read"
+    );
+
+    // A reader more than 32 records behind (one append of 40): the statement with the head
+    // reads 32, a second one the rest of the page, in one answer.
+    let b = StreamId::new("overlap/behind").unwrap();
+    put(&writer, &b, 1).await;
+    let task = {
+        let (reader, b) = (Arc::clone(&reader), b.clone());
+        tokio::spawn(async move {
+            reader
+                .read(&b, 1, ReadOptions::limit(100).wait(Duration::from_secs(30)))
+                .await
+        })
+    };
+    tokio::time::sleep(settle).await;
+    let before = reader.rereads();
+    put(&writer, &b, 40).await;
+    let batch = task.await.unwrap().unwrap();
+    let offsets: Vec<u64> = batch.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (1..=40).collect::<Vec<u64>>());
+    assert_eq!(batch.records[39].payload.as_ref(), b"r\x27");
+    let after = reader.rereads();
+    // One statement per re-read (a wake-up before the append committed finds nothing), and
+    // one more for the rest of the page.
+    assert_eq!(after.1, before.1, "{before:?} -> {after:?}: no fallback");
+    assert_eq!(
+        after.2 - before.2,
+        after.0 - before.0 + 1,
+        "{before:?} -> {after:?}: a second statement for the rest of the page"
     );
 
     // A seal: the overlapped read's head says sealed, no record.

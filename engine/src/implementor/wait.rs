@@ -13,8 +13,11 @@ use tokio::time::Instant;
 use crate::error::Result;
 use crate::types::{Incarnation, ReadBatch, StreamId};
 
+mod timings;
 mod watcher;
 
+#[doc(hidden)]
+pub use timings::Timings;
 pub use watcher::{Changes, HeadSource, WatchOptions, WatchStats, Watcher};
 
 /// A future that completes when the stream may have changed (a notification or a poll tick).

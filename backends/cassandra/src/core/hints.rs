@@ -173,10 +173,15 @@ impl Core {
         let slots: Vec<i64> = (first..=last).collect();
         let shards: Vec<i32> = (0..HINT_SHARDS).collect();
         let limit = i32::try_from(MAX_CHANGES + 1).unwrap_or(i32::MAX);
-        let found: Vec<(Option<i64>, Option<String>, Option<i64>)> = rows(
-            self.exec(&self.st.hints_since, (slots, shards, from, limit))
-                .await?,
-        )?;
+        let asked = std::time::Instant::now();
+        let answer = self
+            .exec(&self.st.hints_since, (slots, shards, from, limit))
+            .await;
+        let wide = u64::try_from(cursor).unwrap_or(0) / WIDE_EVERY_US > since / WIDE_EVERY_US;
+        let t = &self.timings;
+        let timings = if wide { &t.hint_wide } else { &t.hint_narrow };
+        timings.record(asked.elapsed());
+        let found: Vec<(Option<i64>, Option<String>, Option<i64>)> = rows(answer?)?;
         let cursor = u64::try_from(cursor).unwrap_or(0);
         if found.len() > MAX_CHANGES {
             return Ok(Changes {

@@ -64,7 +64,7 @@ pub(super) fn mark_at(loc: Loc, ver: i64) -> u64 {
     u64::from_le_bytes(m.to_le_bytes())
 }
 
-fn bigint(v: Option<&CqlValue>) -> Result<Option<i64>> {
+pub(super) fn bigint(v: Option<&CqlValue>) -> Result<Option<i64>> {
     match v {
         None => Ok(None),
         Some(CqlValue::BigInt(x)) => Ok(Some(*x)),
@@ -86,8 +86,14 @@ fn decode_in_row(row: Row) -> Result<(String, Loc, Head)> {
         inc: need(1)?,
         bucket: need(2)?,
     };
-    let b = |i: usize| bigint(at(3 + i));
-    let closed = match at(3 + 7) {
+    Ok((sid.clone(), loc, head_at(&c, 3)?))
+}
+
+/// The head whose `HEAD_COLUMNS` start at column `start` of a row read as cells.
+pub(super) fn head_at(c: &[Option<CqlValue>], start: usize) -> Result<Head> {
+    let at = |i: usize| c.get(start + i).and_then(Option::as_ref);
+    let b = |i: usize| bigint(at(i));
+    let closed = match at(7) {
         None => None,
         Some(CqlValue::TinyInt(x)) => Some(*x),
         Some(other) => return Err(decode_error(&format!("closed holds {other:?}"))),
@@ -109,7 +115,7 @@ fn decode_in_row(row: Row) -> Result<(String, Loc, Head)> {
         b(13)?,
         b(14)?,
     );
-    Ok((sid.clone(), loc, Head::from_columns(cols)?))
+    Head::from_columns(cols)
 }
 
 impl Core {

@@ -17,8 +17,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use streamstore::implementor::wait::Timings;
 use streamstore::implementor::OpenFlag;
 
 use bytes::Bytes;
@@ -141,6 +142,20 @@ pub(crate) struct Core {
     hints: hints::HintState,
     /// How waiting readers' reads after a wake-up went (`read.rs`).
     pub(crate) rereads: read::Rereads,
+    /// Durations of the woken re-reads and the hint reads, off unless a benchmark enables
+    /// them (`CassandraStore::timings`).
+    pub(crate) timings: CoreTimings,
+}
+
+/// What `CassandraStore::timings` lists.
+#[derive(Default)]
+pub(crate) struct CoreTimings {
+    /// Reads of a waiting reader after a wake-up ([`Core::read_for_waiter`]), whole.
+    pub reread: Arc<Timings>,
+    /// Hint reads reading back `hints::NARROW_US`.
+    pub hint_narrow: Arc<Timings>,
+    /// Hint reads reading back to a second before the previous call's second (`hints::window_start`).
+    pub hint_wide: Arc<Timings>,
 }
 
 /// A decoding failure: the table does not have the shape this adapter wrote.
@@ -237,6 +252,7 @@ impl Core {
             locs: Mutex::new(HashMap::new()),
             hints: hints::HintState::default(),
             rereads: read::Rereads::default(),
+            timings: CoreTimings::default(),
         })
     }
 

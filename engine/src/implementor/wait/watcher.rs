@@ -49,7 +49,7 @@ use rand::Rng;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::Wakeup;
+use super::{Timings, Wakeup};
 use crate::error::Result;
 use crate::types::StreamId;
 
@@ -241,6 +241,19 @@ struct Shared {
     retick: Notify,
     closed: AtomicBool,
     counters: Counters,
+    /// Off unless a benchmark enables them ([`Watcher::timings`]).
+    timings: PassTimings,
+}
+
+/// What [`Watcher::timings`] lists.
+#[derive(Default)]
+struct PassTimings {
+    /// From the start of one pass to the start of the next.
+    interval: Arc<Timings>,
+    /// [`HeadSource::changes`] calls (the part of a pass that wakes with a change index).
+    change_read: Arc<Timings>,
+    /// Whole passes (with a change index: the change read, then the round's share).
+    pass: Arc<Timings>,
 }
 
 /// The waiters of one store object, checked together (see the module docs).
@@ -269,6 +282,7 @@ impl Watcher {
             retick: Notify::new(),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
+            timings: PassTimings::default(),
         });
         tokio::spawn(Arc::clone(&shared).run());
         Watcher { shared }
@@ -357,6 +371,19 @@ impl Watcher {
         self.shared.lock().entries.len()
     }
 
+    /// How long the watcher's steps took, recorded while each is enabled (a diagnostics hook
+    /// for benchmarks): `pass_interval` (start to start), `change_read`
+    /// ([`HeadSource::changes`] calls) and `pass` (whole passes).
+    #[doc(hidden)]
+    pub fn timings(&self) -> Vec<(&'static str, Arc<Timings>)> {
+        let t = &self.shared.timings;
+        vec![
+            ("pass_interval", Arc::clone(&t.interval)),
+            ("change_read", Arc::clone(&t.change_read)),
+            ("pass", Arc::clone(&t.pass)),
+        ]
+    }
+
     /// What the watcher has done so far.
     pub fn stats(&self) -> WatchStats {
         let c = &self.shared.counters;
@@ -430,12 +457,16 @@ impl Shared {
             round_read: 0,
             round_started: Instant::now(),
         };
+        let mut last_start: Option<Instant> = None;
         loop {
             // Biased to the pass: a steady stream of new waiters must not postpone it.
             tokio::select! {
                 biased;
                 () = tokio::time::sleep_until(next_pass) => {
                     let started = Instant::now();
+                    if let Some(last) = last_start.replace(started) {
+                        self.timings.interval.record(started - last);
+                    }
                     let indexed = self.source.tracks_changes();
                     if indexed {
                         // New entries the kick branch has not read yet: when passes overrun
@@ -467,6 +498,7 @@ impl Shared {
                     // is at least as long as it took: the server spends at most about half its
                     // time on this watcher's full passes, and the writes that would wake the
                     // waiters are not starved by polling for them.
+                    self.timings.pass.record(started.elapsed());
                     let rest = if indexed { Duration::ZERO } else { started.elapsed() };
                     next_pass = (started + self.interval()).max(Instant::now() + rest);
                 }
@@ -529,7 +561,10 @@ impl Shared {
         // The first call only fetches a cursor: what changed before it is found by the full
         // pass that follows (module docs).
         let mut full = delta.cursor.is_none();
-        match self.source.changes(delta.cursor).await {
+        let asked = Instant::now();
+        let answer = self.source.changes(delta.cursor).await;
+        self.timings.change_read.record(asked.elapsed());
+        match answer {
             Ok(changes) => {
                 delta.cursor = Some(changes.cursor);
                 match changes.marks {
