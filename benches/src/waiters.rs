@@ -37,6 +37,16 @@ mod nodes;
 type Store = Arc<dyn StreamStore>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The re-read batcher's counters of a SQL store object (reads answered, reads with prefetched
+/// records, heads statements, records statements); `None` for adapters without one.
+type Rereads = Arc<dyn Fn() -> Option<[u64; 4]> + Send + Sync>;
+
+/// No re-read batcher.
+#[cfg(any(feature = "mongodb", feature = "dynamodb", feature = "cassandra"))]
+fn no_rereads() -> Rereads {
+    Arc::new(|| None)
+}
+
 const WRITERS: usize = 32;
 const PACED_RATE: u64 = 500;
 const PACED_FOR: Duration = Duration::from_secs(10);
@@ -67,17 +77,29 @@ fn nanos_since(origin: Instant) -> u64 {
 #[cfg(any(feature = "mongodb", feature = "dynamodb", feature = "cassandra"))]
 const NOSQL_TICK: Duration = Duration::from_millis(100);
 
-async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>), BoxError> {
+async fn open(
+    db: &str,
+    url: &str,
+    prefix: &str,
+) -> Result<(Store, Arc<Watcher>, Rereads), BoxError> {
     Ok(match db {
         "postgres" => {
-            let s = streamstore_postgres::PostgresStore::connect(url, prefix).await?;
-            let w = s.watcher();
-            (Arc::new(s), w)
+            let s = Arc::new(streamstore_postgres::PostgresStore::connect(url, prefix).await?);
+            let (w, c) = (s.watcher(), Arc::clone(&s));
+            let rereads: Rereads = Arc::new(move || {
+                let r = c.reread_stats();
+                Some([r.reads, r.records_prefetched, r.head_statements, r.records_statements])
+            });
+            (s, w, rereads)
         }
         "mysql" => {
-            let s = streamstore_mysql::MysqlStore::connect(url, prefix).await?;
-            let w = s.watcher();
-            (Arc::new(s), w)
+            let s = Arc::new(streamstore_mysql::MysqlStore::connect(url, prefix).await?);
+            let (w, c) = (s.watcher(), Arc::clone(&s));
+            let rereads: Rereads = Arc::new(move || {
+                let r = c.reread_stats();
+                Some([r.reads, r.records_prefetched, r.head_statements, r.records_statements])
+            });
+            (s, w, rereads)
         }
         #[cfg(feature = "mongodb")]
         "mongodb" => {
@@ -85,7 +107,7 @@ async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>)
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_mongodb::MongoStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, no_rereads())
         }
         #[cfg(feature = "dynamodb")]
         "dynamodb" => {
@@ -93,7 +115,7 @@ async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>)
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_dynamodb::DynamoDbStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, no_rereads())
         }
         #[cfg(feature = "cassandra")]
         "cassandra" => {
@@ -102,7 +124,7 @@ async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>)
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_cassandra::CassandraStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w)
+            (Arc::new(s), w, no_rereads())
         }
         other => return Err(format!("unknown adapter {other}").into()),
     })
@@ -188,6 +210,47 @@ async fn write(
     count.load(Ordering::Relaxed) as f64 / length.as_secs_f64()
 }
 
+/// The watcher's and the re-read batcher's counters at the start of a phase.
+struct Counted {
+    watch: streamstore::implementor::wait::WatchStats,
+    rereads: Option<[u64; 4]>,
+}
+
+impl Counted {
+    fn now(watcher: &Watcher, rereads: &Rereads) -> Self {
+        Counted {
+            watch: watcher.stats(),
+            rereads: rereads(),
+        }
+    }
+
+    /// Prints what the reader store object did since `self`, per second of `length`: the
+    /// watcher's change reads, streams read, wakes and full passes; the batched reads and their
+    /// statements.
+    fn print(&self, db: &str, w: usize, phase: &str, watcher: &Watcher, rereads: &Rereads, length: Duration) {
+        let (a, b, s) = (self.watch, watcher.stats(), length.as_secs_f64());
+        let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / s;
+        let mut line = format!(
+            "counters {db} W={w} {phase}: watcher reads/s {:.1} (change reads {:.1}), streams read/s {:.0}, wakes/s {:.0}, full passes {}",
+            per(a.reads, b.reads),
+            per(a.change_reads, b.change_reads),
+            per(a.streams_read, b.streams_read),
+            per(a.wakes, b.wakes),
+            b.full_passes.saturating_sub(a.full_passes),
+        );
+        if let (Some(x), Some(y)) = (self.rereads, rereads()) {
+            line += &format!(
+                "; batched reads/s {:.0} (with records {:.0}), heads statements/s {:.1}, records statements/s {:.1}",
+                per(x[0], y[0]),
+                per(x[1], y[1]),
+                per(x[2], y[2]),
+                per(x[3], y[3]),
+            );
+        }
+        println!("{line}");
+    }
+}
+
 async fn reader(store: Store, index: usize, id: StreamId, shared: Arc<Readers>) {
     let mut next = 0;
     loop {
@@ -229,8 +292,8 @@ async fn reader(store: Store, index: usize, id: StreamId, shared: Arc<Readers>) 
 
 async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     let prefix = format!("wb{}_{w}_", std::process::id() % 100_000);
-    let (writer, _) = open(db, url, &prefix).await?;
-    let (readers_store, watcher) = open(db, url, &prefix).await?;
+    let (writer, _, _) = open(db, url, &prefix).await?;
+    let (readers_store, watcher, rereads) = open(db, url, &prefix).await?;
     let origin = Instant::now();
     let ids: Arc<Vec<StreamId>> = Arc::new(
         (0..w)
@@ -304,8 +367,10 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     // cost (the watcher's reads), without any wake-up's re-read. Here, before any reader was
     // woken and well before their first 30 s waits end (a timed-out wait reads again: 10,000
     // of them at once would be a re-read storm of their own).
+    let counted = Counted::now(&watcher, &rereads);
     let parked = write(&writer, &quiet, None, MAX_FOR, None, origin).await;
     println!("result {db} W={w} appends_per_s_beside_parked_waiters {parked:.0}");
+    counted.print(db, w, "parked", &watcher, &rereads, MAX_FOR);
 
     shared.recording.store(true, Ordering::SeqCst);
     let paced = write(
@@ -351,8 +416,10 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         );
     }
 
+    let counted = Counted::now(&watcher, &rereads);
     let with = write(&writer, &ids, None, MAX_FOR, None, origin).await;
     println!("result {db} W={w} appends_per_s_with_waiters {with:.0}");
+    counted.print(db, w, "with", &watcher, &rereads, MAX_FOR);
     println!(
         "ratio {db}_w{w}_appends_with_waiters: {:.3}",
         with / without.max(1.0)
