@@ -55,8 +55,9 @@ struct Sql {
     /// `records_batch[k]` reads `2^(k + 2)` ranges (see [`records_batch_sql`]).
     records_batch: Vec<String>,
     expired: String,
-    /// The change index's read ([`changes::changes_sql`]).
+    /// The change index's reads ([`changes::changes_sql`], [`changes::deleted_sql`]).
     changes: String,
+    deleted: String,
     note_deletion: String,
     prune_deletions: String,
 }
@@ -146,6 +147,7 @@ impl Sql {
                  WHERE {EXPIRED} ORDER BY expires_ms LIMIT ?"
             ),
             changes: changes::changes_sql(t),
+            deleted: changes::deleted_sql(t),
             note_deletion: changes::note_deletion_sql(t),
             prune_deletions: changes::prune_deletions_sql(t),
         }
@@ -209,6 +211,8 @@ pub(crate) struct MysqlCore {
     wait_pool: MySqlPool,
     tables: Tables,
     sql: Sql,
+    /// The cursor of the watcher's last wide change read (`changes::read_changes`).
+    last_wide: std::sync::Mutex<Option<u64>>,
 }
 
 fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
@@ -302,6 +306,7 @@ impl MysqlCore {
             tables: t,
             pool,
             wait_pool,
+            last_wide: std::sync::Mutex::new(None),
         })
     }
 
@@ -509,7 +514,8 @@ streamstore_sql::sqlx_dialect! {
         }
 
         async fn head_changes(&self, since: Option<u64>, now_ms: u64) -> Result<Changes> {
-            changes::read_changes(&self.wait_pool, &self.sql.changes, since, now_ms).await
+            let sql = (self.sql.changes.as_str(), self.sql.deleted.as_str());
+            changes::read_changes(&self.wait_pool, sql, &self.last_wide, since, now_ms).await
         }
 
         async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {
