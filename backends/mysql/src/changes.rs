@@ -192,7 +192,11 @@ pub(crate) async fn read_changes(
     since: Option<u64>,
     now_ms: u64,
 ) -> Result<Changes> {
-    let lock = || last_wide.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let lock = || {
+        last_wide
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
     // The first call lists nothing (the watcher reads every stream after it): only the cursor,
     // which the next wide call reads from (minus the margin).
     let (from, wide) = match since {
@@ -222,7 +226,10 @@ pub(crate) async fn read_changes(
         }
     };
     let mut marks: Vec<(StreamId, Option<u64>)> = Vec::with_capacity(rows.len() + gone.len());
-    let deleted = gone.iter().map(|id| id_of(id)).collect::<Result<Vec<_>>>()?;
+    let deleted = gone
+        .iter()
+        .map(|id| id_of(id))
+        .collect::<Result<Vec<_>>>()?;
     for r in &rows {
         let Some(id) = db(r.try_get::<Option<Vec<u8>>, _>(1))? else {
             continue;

@@ -292,7 +292,10 @@ async fn a_change_is_not_listed_again_at_every_tick_of_the_margin() {
         // Narrow ticks list a change for about 300 ms (at most 4 ticks of >= 95 ms), wide ticks
         // at most twice in 1.2 s: at most 6 listings each, where every tick listing the margin
         // made at least 9.
-        assert!(listed <= 6 * 50 + 5, "{listed} streams listed by {ticks} ticks");
+        assert!(
+            listed <= 6 * 50 + 5,
+            "{listed} streams listed by {ticks} ticks"
+        );
     } else {
         println!("SKIPPED the count: only {ticks} ticks in 1.2 s (a loaded server)");
     }
