@@ -88,7 +88,12 @@ async fn open(
             let (w, c) = (s.watcher(), Arc::clone(&s));
             let rereads: Rereads = Arc::new(move || {
                 let r = c.reread_stats();
-                Some([r.reads, r.records_prefetched, r.head_statements, r.records_statements])
+                Some([
+                    r.reads,
+                    r.records_prefetched,
+                    r.head_statements,
+                    r.records_statements,
+                ])
             });
             (s, w, rereads)
         }
@@ -97,7 +102,12 @@ async fn open(
             let (w, c) = (s.watcher(), Arc::clone(&s));
             let rereads: Rereads = Arc::new(move || {
                 let r = c.reread_stats();
-                Some([r.reads, r.records_prefetched, r.head_statements, r.records_statements])
+                Some([
+                    r.reads,
+                    r.records_prefetched,
+                    r.head_statements,
+                    r.records_statements,
+                ])
             });
             (s, w, rereads)
         }
@@ -227,7 +237,15 @@ impl Counted {
     /// Prints what the reader store object did since `self`, per second of `length`: the
     /// watcher's change reads, streams read, wakes and full passes; the batched reads and their
     /// statements.
-    fn print(&self, db: &str, w: usize, phase: &str, watcher: &Watcher, rereads: &Rereads, length: Duration) {
+    fn print(
+        &self,
+        db: &str,
+        w: usize,
+        phase: &str,
+        watcher: &Watcher,
+        rereads: &Rereads,
+        length: Duration,
+    ) {
         let (a, b, s) = (self.watch, watcher.stats(), length.as_secs_f64());
         let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / s;
         let mut line = format!(
