@@ -43,6 +43,16 @@ mod nodes;
 type Store = Arc<dyn StreamStore>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The re-read batcher's counters of a SQL store object (reads answered, reads with prefetched
+/// records, heads statements, records statements); `None` for adapters without one.
+type Rereads = Arc<dyn Fn() -> Option<[u64; 4]> + Send + Sync>;
+
+/// No re-read batcher.
+#[cfg(any(feature = "mongodb", feature = "dynamodb", feature = "cassandra"))]
+fn no_rereads() -> Rereads {
+    Arc::new(|| None)
+}
+
 const WRITERS: usize = 32;
 const PACED_RATE: u64 = 500;
 const PACED_FOR: Duration = Duration::from_secs(10);
@@ -79,28 +89,44 @@ const NOSQL_TICK: Duration = Duration::from_millis(100);
 /// A store's own step timings beyond its watcher's (`CassandraStore::timings`), by name.
 type StoreTimings = Vec<(&'static str, Arc<Timings>)>;
 
-async fn open(db: &str, url: &str, prefix: &str) -> Result<(Store, Arc<Watcher>), BoxError> {
-    let (store, watcher, _) = open_timed(db, url, prefix).await?;
-    Ok((store, watcher))
+/// A store object as the harness opens it: the store, its watcher, its re-read counters (the
+/// SQL adapters') and its own step timings (Cassandra's).
+struct Opened {
+    store: Store,
+    watcher: Arc<Watcher>,
+    rereads: Rereads,
+    timings: StoreTimings,
 }
 
-/// [`open`], with the store's own step timings.
-async fn open_timed(
-    db: &str,
-    url: &str,
-    prefix: &str,
-) -> Result<(Store, Arc<Watcher>, StoreTimings), BoxError> {
-    let none = StoreTimings::new();
-    Ok(match db {
+/// The SQL adapters' re-read counters, as [`Rereads`] reads them.
+macro_rules! sql_rereads {
+    ($s:expr) => {{
+        let c = Arc::clone(&$s);
+        let rereads: Rereads = Arc::new(move || {
+            let r = c.reread_stats();
+            Some([
+                r.reads,
+                r.records_prefetched,
+                r.head_statements,
+                r.records_statements,
+            ])
+        });
+        rereads
+    }};
+}
+
+async fn open(db: &str, url: &str, prefix: &str) -> Result<Opened, BoxError> {
+    let none = StoreTimings::new;
+    let (store, watcher, rereads, timings): (Store, _, _, _) = match db {
         "postgres" => {
-            let s = streamstore_postgres::PostgresStore::connect(url, prefix).await?;
-            let w = s.watcher();
-            (Arc::new(s), w, none)
+            let s = Arc::new(streamstore_postgres::PostgresStore::connect(url, prefix).await?);
+            let (w, r) = (s.watcher(), sql_rereads!(s));
+            (s, w, r, none())
         }
         "mysql" => {
-            let s = streamstore_mysql::MysqlStore::connect(url, prefix).await?;
-            let w = s.watcher();
-            (Arc::new(s), w, none)
+            let s = Arc::new(streamstore_mysql::MysqlStore::connect(url, prefix).await?);
+            let (w, r) = (s.watcher(), sql_rereads!(s));
+            (s, w, r, none())
         }
         #[cfg(feature = "mongodb")]
         "mongodb" => {
@@ -108,7 +134,7 @@ async fn open_timed(
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_mongodb::MongoStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w, none)
+            (Arc::new(s), w, no_rereads(), none())
         }
         #[cfg(feature = "dynamodb")]
         "dynamodb" => {
@@ -116,7 +142,7 @@ async fn open_timed(
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_dynamodb::DynamoDbStore::open(c).await?;
             let w = s.watcher();
-            (Arc::new(s), w, none)
+            (Arc::new(s), w, no_rereads(), none())
         }
         #[cfg(feature = "cassandra")]
         "cassandra" => {
@@ -125,9 +151,15 @@ async fn open_timed(
             c.poll_interval = NOSQL_TICK;
             let s = streamstore_cassandra::CassandraStore::open(c).await?;
             let (w, t) = (s.watcher(), s.timings());
-            (Arc::new(s), w, t)
+            (Arc::new(s), w, no_rereads(), t)
         }
         other => return Err(format!("unknown adapter {other}").into()),
+    };
+    Ok(Opened {
+        store,
+        watcher,
+        rereads,
+        timings,
     })
 }
 
@@ -209,6 +241,55 @@ async fn write(
         let _ = t.await;
     }
     count.load(Ordering::Relaxed) as f64 / length.as_secs_f64()
+}
+
+/// The watcher's and the re-read batcher's counters at the start of a phase.
+struct Counted {
+    watch: streamstore::implementor::wait::WatchStats,
+    rereads: Option<[u64; 4]>,
+}
+
+impl Counted {
+    fn now(watcher: &Watcher, rereads: &Rereads) -> Self {
+        Counted {
+            watch: watcher.stats(),
+            rereads: rereads(),
+        }
+    }
+
+    /// Prints what the reader store object did since `self`, per second of `length`: the
+    /// watcher's change reads, streams read, wakes and full passes; the batched reads and their
+    /// statements.
+    fn print(
+        &self,
+        db: &str,
+        w: usize,
+        phase: &str,
+        watcher: &Watcher,
+        rereads: &Rereads,
+        length: Duration,
+    ) {
+        let (a, b, s) = (self.watch, watcher.stats(), length.as_secs_f64());
+        let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / s;
+        let mut line = format!(
+            "counters {db} W={w} {phase}: watcher reads/s {:.1} (change reads {:.1}), streams read/s {:.0}, wakes/s {:.0}, full passes {}",
+            per(a.reads, b.reads),
+            per(a.change_reads, b.change_reads),
+            per(a.streams_read, b.streams_read),
+            per(a.wakes, b.wakes),
+            b.full_passes.saturating_sub(a.full_passes),
+        );
+        if let (Some(x), Some(y)) = (self.rereads, rereads()) {
+            line += &format!(
+                "; batched reads/s {:.0} (with records {:.0}), heads statements/s {:.1}, records statements/s {:.1}",
+                per(x[0], y[0]),
+                per(x[1], y[1]),
+                per(x[2], y[2]),
+                per(x[3], y[3]),
+            );
+        }
+        println!("{line}");
+    }
 }
 
 async fn reader(store: Store, index: usize, id: StreamId, shared: Arc<Readers>) {
@@ -302,10 +383,15 @@ fn histogram(samples: &[Duration]) -> Result<Histogram<u64>, BoxError> {
 
 async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     let prefix = format!("wb{}_{w}_", std::process::id() % 100_000);
-    let (writer, _) = open(db, url, &prefix).await?;
-    let (readers_store, watcher, store_timings) = open_timed(db, url, &prefix).await?;
+    let writer = open(db, url, &prefix).await?.store;
+    let Opened {
+        store: readers_store,
+        watcher,
+        rereads,
+        timings: store_timings,
+    } = open(db, url, &prefix).await?;
     // A third store object for the probe: its statements queue behind nobody's.
-    let (prober, _) = open(db, url, &prefix).await?;
+    let prober = open(db, url, &prefix).await?.store;
     // The watcher's step timings and the readers' store's own, enabled for the paced phase.
     let timings: Vec<(&'static str, Arc<Timings>)> =
         watcher.timings().into_iter().chain(store_timings).collect();
@@ -382,8 +468,10 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
     // cost (the watcher's reads), without any wake-up's re-read. Here, before any reader was
     // woken and well before their first 30 s waits end (a timed-out wait reads again: 10,000
     // of them at once would be a re-read storm of their own).
+    let counted = Counted::now(&watcher, &rereads);
     let parked = write(&writer, &quiet, None, MAX_FOR, None, origin).await;
     println!("result {db} W={w} appends_per_s_beside_parked_waiters {parked:.0}");
+    counted.print(db, w, "parked", &watcher, &rereads, MAX_FOR);
 
     shared.recording.store(true, Ordering::SeqCst);
     for (_, t) in &timings {
@@ -461,8 +549,10 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         );
     }
 
+    let counted = Counted::now(&watcher, &rereads);
     let with = write(&writer, &ids, None, MAX_FOR, None, origin).await;
     println!("result {db} W={w} appends_per_s_with_waiters {with:.0}");
+    counted.print(db, w, "with", &watcher, &rereads, MAX_FOR);
     println!(
         "ratio {db}_w{w}_appends_with_waiters: {:.3}",
         with / without.max(1.0)

@@ -4,9 +4,10 @@
 //!
 //! # Why the margin makes the index complete
 //!
-//! [`HeadSource::changes`] must report every change committed after the previous call started.
-//! A call reads `changed_us >= cursor - MARGIN_US`, where `cursor` is the server's clock when the
-//! previous call's statement started (its read view, at READ COMMITTED, is created at the same
+//! [`HeadSource::changes`] must report every change committed after the previous call started,
+//! in that call's answer or a later one's. *Wide* calls do it alone: a wide call reads
+//! `changed_us >= cursor - MARGIN_US`, where `cursor` is the server's clock when the previous
+//! *wide* call's statement started (its read view, at READ COMMITTED, is created at the same
 //! moment). Take a change committed after that moment:
 //!
 //! - Its stamp is the server's clock when its head-writing statement started (`UTC_TIMESTAMP(6)`
@@ -16,7 +17,8 @@
 //!   most the idempotency key's insert and prune, and the commit. So the stamp is later than
 //!   `cursor - MARGIN_US` unless that rest took longer than [`MARGIN_US`].
 //!
-//! Hence the only changes a call can miss are those of a transaction that took longer than the
+//! So the first wide call that starts after the commit reports it. Hence the only changes the
+//! wide calls can miss are those of a transaction that took longer than the
 //! margin from its head write to its commit (lock waits, a stalled server), of a server whose
 //! clock stepped back by more than the margin, and of rows written by an older release of this
 //! adapter (which does not stamp: its rows keep their old `changed_us`). The watcher's pass over
@@ -30,8 +32,25 @@
 //! are found by the full pass. A stream listed both as deleted and with a head row was created
 //! again after its delete (the creation stamps later than the delete): its head wins.
 //!
-//! Re-reading the margin each tick costs the rows changed in the last `tick + MARGIN_US`, at
-//! most [`MAX_CHANGES`] of them (more: the watcher reads every waited-on stream instead).
+//! # Narrow calls: the margin is not re-read every tick
+//!
+//! Re-reading the whole margin at every tick listed each change about eleven times (a 1 s
+//! margin, a 100 ms tick): at W = 10,000 that cost the writers more server time than the
+//! wake-ups' re-reads did (`docs/benchmarks.md`, issue 19). So a call is wide only when the
+//! server's clock moved [`WIDE_EVERY_US`] since the last wide call (or there was none); the
+//! calls in between are *narrow*: they read from the previous call's cursor minus
+//! [`NARROW_US`], which covers a head write's transaction that commits within that time of its
+//! stamp (all of them on a healthy server: the head write is the last write of an append). A
+//! change that commits later is not lost: the next wide call, within [`WIDE_EVERY_US`], reports
+//! it (above), so its wake-up is late by at most that. A change is listed by the narrow calls
+//! of about `tick + NARROW_US` and by about two wide calls, instead of by every call of
+//! `tick + MARGIN_US`.
+//!
+//! The rows are read by a join from the one-row table of the server's clock (always one row,
+//! even with no change), which MariaDB runs as a range scan of the index without copying the
+//! rows into a temporary table as it does for a `UNION`; the deletions are a second statement
+//! over the same window, after the first (so it sees at least what the first saw). Each lists
+//! at most [`MAX_CHANGES`] rows (more: the watcher reads every waited-on stream instead).
 //!
 //! [`HeadSource::changes`]: streamstore::implementor::wait::HeadSource::changes
 //! [`WatchOptions::full_pass`]: streamstore::implementor::wait::WatchOptions::full_pass
@@ -52,6 +71,13 @@ pub(crate) const SERVER_US: &str =
 /// head write's transaction normally takes from its head write to its commit, even on a loaded
 /// server.
 pub(crate) const MARGIN_US: u64 = 1_000_000;
+
+/// How far before the previous call's start a narrow call reads (see the module docs).
+pub(crate) const NARROW_US: u64 = 200_000;
+
+/// A call is wide when the server's clock moved this much since the last wide call started: the
+/// longest a change that committed more than [`NARROW_US`] after its stamp waits to be listed.
+pub(crate) const WIDE_EVERY_US: u64 = 1_000_000;
 
 /// Changed rows listed per call at most; beyond, the watcher reads every waited-on stream.
 pub(crate) const MAX_CHANGES: usize = 4096;
@@ -120,42 +146,72 @@ pub(crate) async fn migrate(conn: &mut MySqlConnection, t: &Tables) -> Result<()
     Ok(())
 }
 
-/// The statement of a call: the server's clock (always one row, even with no change), the
-/// rows changed since `?` (at most `?`) and the streams deleted since `?` (at most `?`;
-/// `gone = 1`).
+/// The first statement of a call: the server's clock (always one row, even with no change) and
+/// the rows changed since `?` (at most `?` rows in all). A join from the one-row table, not a
+/// `UNION`: MariaDB copies a union's rows into a temporary table.
 pub(crate) fn changes_sql(t: &Tables) -> String {
     format!(
-        "SELECT n.now_us, c.stream_id, c.incarnation, c.next_offset, c.sealed_ms, c.expires_ms, \
-         c.gone FROM (SELECT {SERVER_US} AS now_us) n LEFT JOIN (\
-         (SELECT stream_id, incarnation, next_offset, sealed_ms, expires_ms, \
-          CAST(0 AS SIGNED) AS gone FROM {} WHERE changed_us >= ? LIMIT ?) \
-         UNION ALL \
-         (SELECT stream_id, CAST(0 AS SIGNED), CAST(0 AS SIGNED), NULL, NULL, CAST(1 AS SIGNED) \
-          FROM {} WHERE deleted_us >= ? LIMIT ?)) c ON 1 = 1",
-        t.streams, t.deletions
+        "SELECT n.now_us, c.stream_id, c.incarnation, c.next_offset, c.sealed_ms, c.expires_ms \
+         FROM (SELECT {SERVER_US} AS now_us) n LEFT JOIN {} c ON c.changed_us >= ? LIMIT ?",
+        t.streams
     )
+}
+
+/// The second statement of a call: the streams deleted since `?` (at most `?`).
+pub(crate) fn deleted_sql(t: &Tables) -> String {
+    format!(
+        "SELECT stream_id FROM {} WHERE deleted_us >= ? LIMIT ?",
+        t.deletions
+    )
+}
+
+/// Where a call reads from (a stamp in the server's microseconds) and whether it is wide, given
+/// the previous call's cursor `since` and the cursor of the last wide call (see the module
+/// docs). A clock that stepped back since the last wide call makes the call wide.
+pub(crate) fn window(since: u64, last_wide: Option<u64>) -> (u64, bool) {
+    match last_wide {
+        Some(w) if since >= w && since - w < WIDE_EVERY_US => {
+            (since.saturating_sub(NARROW_US), false)
+        }
+        Some(w) => (w.min(since).saturating_sub(MARGIN_US), true),
+        None => (since.saturating_sub(MARGIN_US), true),
+    }
 }
 
 fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
     r.map_err(parse_mysql_error)
 }
 
-/// Runs [`changes_sql`] since `since` on `pool`; marks are `None` for streams expired at
-/// `now_ms`.
+/// Runs [`changes_sql`] and [`deleted_sql`] (`sql`) since `since` on `pool`, from the window
+/// [`window`] gives with the last wide call's cursor in `last_wide` (updated after a wide call
+/// that succeeded); marks are `None` for streams expired at `now_ms`.
 pub(crate) async fn read_changes(
     pool: &sqlx::Pool<MySql>,
-    sql: &str,
+    sql: (&str, &str),
+    last_wide: &std::sync::Mutex<Option<u64>>,
     since: Option<u64>,
     now_ms: u64,
 ) -> Result<Changes> {
-    // The first call lists nothing (the watcher reads every stream after it): only the cursor.
-    let from = since.map_or(i64::MAX, |c| {
-        i64::try_from(c.saturating_sub(MARGIN_US)).unwrap_or(i64::MAX)
-    });
+    let lock = || {
+        last_wide
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    // The first call lists nothing (the watcher reads every stream after it): only the cursor,
+    // which the next wide call reads from (minus the margin).
+    let (from, wide) = match since {
+        Some(c) => window(c, *lock()),
+        None => (u64::MAX, true),
+    };
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    // One row more than listed: the clock's row when nothing changed, else the overflow sign.
     let limit = i64::try_from(MAX_CHANGES + 1).unwrap_or(i64::MAX);
-    let rows = db(sqlx::query(sql)
+    let rows = db(sqlx::query(sql.0)
         .bind(from)
         .bind(limit)
+        .fetch_all(pool)
+        .await)?;
+    let gone = db(sqlx::query_scalar::<_, Vec<u8>>(sql.1)
         .bind(from)
         .bind(limit)
         .fetch_all(pool)
@@ -169,16 +225,15 @@ pub(crate) async fn read_changes(
             ))
         }
     };
-    let mut marks: Vec<(StreamId, Option<u64>)> = Vec::with_capacity(rows.len());
-    let mut deleted = Vec::new();
+    let mut marks: Vec<(StreamId, Option<u64>)> = Vec::with_capacity(rows.len() + gone.len());
+    let deleted = gone
+        .iter()
+        .map(|id| id_of(id))
+        .collect::<Result<Vec<_>>>()?;
     for r in &rows {
         let Some(id) = db(r.try_get::<Option<Vec<u8>>, _>(1))? else {
             continue;
         };
-        if db(r.try_get::<Option<i64>, _>(6))? == Some(1) {
-            deleted.push(id_of(&id)?);
-            continue;
-        }
         let incarnation: i64 = db(r.try_get(2))?;
         let next_offset: i64 = db(r.try_get(3))?;
         let sealed_ms: Option<i64> = db(r.try_get(4))?;
@@ -195,8 +250,35 @@ pub(crate) async fn read_changes(
             .filter(|s| !live.contains(s))
             .map(|s| (s, None)),
     );
+    let listed = rows.len() <= MAX_CHANGES && gone.len() <= MAX_CHANGES;
+    if wide {
+        *lock() = Some(cursor);
+    }
     Ok(Changes {
         cursor,
-        marks: (marks.len() <= MAX_CHANGES).then_some(marks),
+        marks: listed.then_some(marks),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_between_wide_ones_read_only_the_narrow_margin() {
+        let s = 10_000_000;
+        // No wide call yet: the whole margin.
+        assert_eq!(window(s, None), (s - MARGIN_US, true));
+        // A wide call 300 ms ago: narrow, from the previous call's cursor minus NARROW_US.
+        assert_eq!(window(s, Some(s - 300_000)), (s - NARROW_US, false));
+        assert_eq!(window(s, Some(s)), (s - NARROW_US, false));
+        // WIDE_EVERY_US since the last wide call: wide, from that call's cursor minus the margin
+        // (so it covers what the narrow calls since could have missed).
+        let w = s - WIDE_EVERY_US;
+        assert_eq!(window(s, Some(w)), (w - MARGIN_US, true));
+        assert_eq!(window(s, Some(w - 5)), (w - 5 - MARGIN_US, true));
+        // The clock stepped back: wide, from the earlier of the two.
+        assert_eq!(window(s, Some(s + 1)), (s - MARGIN_US, true));
+        assert_eq!(window(5, Some(9)), (0, true));
+    }
 }

@@ -55,8 +55,9 @@ struct Sql {
     /// `records_batch[k]` reads `2^(k + 2)` ranges (see [`records_batch_sql`]).
     records_batch: Vec<String>,
     expired: String,
-    /// The change index's read ([`changes::changes_sql`]).
+    /// The change index's reads ([`changes::changes_sql`], [`changes::deleted_sql`]).
     changes: String,
+    deleted: String,
     note_deletion: String,
     prune_deletions: String,
 }
@@ -146,22 +147,24 @@ impl Sql {
                  WHERE {EXPIRED} ORDER BY expires_ms LIMIT ?"
             ),
             changes: changes::changes_sql(t),
+            deleted: changes::deleted_sql(t),
             note_deletion: changes::note_deletion_sql(t),
             prune_deletions: changes::prune_deletions_sql(t),
         }
     }
 }
 
-/// Woken waiting reads' batched records for `n` ranges: a `UNION ALL` of one range scan of the
-/// primary key per `(position, stream, incarnation, from, end)`, each row tagged with its
-/// range's position. MariaDB has no array parameter, so batches are padded to a power of two
-/// (at least 4) with empty ranges, and a few prepared statements serve every batch size.
+/// Woken waiting reads' batched records for `n` ranges: ONE `SELECT` whose condition is an `OR`
+/// of the ranges `(stream, from, end)` of the primary key, which the range optimizer reads as
+/// one scan of `n` key ranges; each row carries its stream and incarnation, and the caller
+/// hands it to every range it falls in (of the same incarnation). A `UNION ALL` of one `SELECT`
+/// per range cost the server about three times as much for 256 ranges (each part optimized and
+/// run on its own, the rows copied into a temporary table; `docs/benchmarks.md`, issue 19).
+/// MariaDB has no array parameter, so batches are padded to a power of two (at least 4) with
+/// empty ranges, and a few prepared statements serve every batch size.
 fn records_batch_sql(records: &str, n: usize) -> String {
-    let part = format!(
-        "(SELECT off, ts_ms, payload, CAST(? AS SIGNED) AS i FROM {records} \
-         WHERE stream_id = ? AND incarnation = ? AND off >= ? AND off < ?)"
-    );
-    vec![part; n].join(" UNION ALL ")
+    let ranges = vec!["(stream_id = ? AND off >= ? AND off < ?)"; n].join(" OR ");
+    format!("SELECT off, ts_ms, payload, stream_id, incarnation FROM {records} WHERE {ranges}")
 }
 
 /// `SELECT columns FROM table WHERE stream_id IN (?, …) rest` for `count` ids, with the
@@ -209,6 +212,8 @@ pub(crate) struct MysqlCore {
     wait_pool: MySqlPool,
     tables: Tables,
     sql: Sql,
+    /// The cursor of the watcher's last wide change read (`changes::read_changes`).
+    last_wide: std::sync::Mutex<Option<u64>>,
 }
 
 fn db<T>(r: std::result::Result<T, sqlx::Error>) -> Result<T> {
@@ -302,6 +307,7 @@ impl MysqlCore {
             tables: t,
             pool,
             wait_pool,
+            last_wide: std::sync::Mutex::new(None),
         })
     }
 
@@ -509,7 +515,8 @@ streamstore_sql::sqlx_dialect! {
         }
 
         async fn head_changes(&self, since: Option<u64>, now_ms: u64) -> Result<Changes> {
-            changes::read_changes(&self.wait_pool, &self.sql.changes, since, now_ms).await
+            let sql = (self.sql.changes.as_str(), self.sql.deleted.as_str());
+            changes::read_changes(&self.wait_pool, sql, &self.last_wide, since, now_ms).await
         }
 
         async fn heads(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, HeadRow)>> {
@@ -538,32 +545,39 @@ streamstore_sql::sqlx_dialect! {
                 ));
             };
             let mut q = sqlx::query(sql);
-            for (i, (stream, range)) in reads.iter().enumerate() {
+            for (stream, range) in reads {
                 q = q
-                    .bind(i64::try_from(i).unwrap_or(i64::MAX))
                     .bind(sid(stream))
-                    .bind(to_db_incarnation(range.incarnation))
                     .bind(to_db(range.from)?)
                     .bind(to_db(range.end)?);
             }
             // Padding: empty ranges (`off >= 0 AND off < 0`) of the empty id, which is never a
             // stream's.
             for _ in reads.len()..n {
-                q = q.bind(-1i64).bind(&b""[..]).bind(0i64).bind(0i64).bind(0i64);
+                q = q.bind(&b""[..]).bind(0i64).bind(0i64);
             }
             let rows = db(q.fetch_all(&self.wait_pool).await)?;
-            rows.iter()
-                .map(|row| {
-                    let i: i64 = db(row.try_get(3))?;
-                    let i = usize::try_from(i).map_err(|_| {
-                        Error::new(
-                            streamstore::ErrorKind::Internal,
-                            "a batched read's position is out of range",
-                        )
-                    })?;
-                    Ok((i, record_of(row, parse_mysql_error)?))
-                })
-                .collect()
+            // The positions of each stream's ranges (a stream may be asked for more than once).
+            let mut by_stream: std::collections::HashMap<&[u8], Vec<usize>> =
+                std::collections::HashMap::with_capacity(reads.len());
+            for (i, (stream, _)) in reads.iter().enumerate() {
+                by_stream.entry(sid(stream)).or_default().push(i);
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: Vec<u8> = db(row.try_get(3))?;
+                let incarnation: i64 = db(row.try_get(4))?;
+                let record = record_of(row, parse_mysql_error)?;
+                for &i in by_stream.get(id.as_slice()).into_iter().flatten() {
+                    let range = &reads[i].1;
+                    if to_db_incarnation(range.incarnation) == incarnation
+                        && (range.from..range.end).contains(&record.offset)
+                    {
+                        out.push((i, record.clone()));
+                    }
+                }
+            }
+            Ok(out)
         }
 
         async fn list(&self, query: &ListQuery, now_ms: u64) -> Result<Vec<StreamId>> {

@@ -254,3 +254,56 @@ async fn tables_without_the_change_index_are_migrated() {
     writer.close().await.unwrap();
     MysqlStore::destroy(&url, &p).await.unwrap();
 }
+
+/// A change is listed by the ticks of about `tick + 200 ms` after it and by about two wide
+/// ticks (one a second), not by every tick of the 1 s margin: re-listing the margin at every
+/// tick cost the writers at W = 10,000 (issue 19, docs/benchmarks.md). Counted by the watcher's
+/// `streams_read` over the 1.2 s after one write to each of 50 streams nobody waits on; each
+/// tick of the old window listed all 50.
+#[tokio::test]
+async fn a_change_is_not_listed_again_at_every_tick_of_the_margin() {
+    let Some(url) = url() else { return };
+    let p = prefix("chg_narrow");
+    let reader = Arc::new(
+        MysqlStore::connect(&with_full_pass(&url, 600_000), &p)
+            .await
+            .unwrap(),
+    );
+    let writer = MysqlStore::connect(&url, &p).await.unwrap();
+    let waited = id("chg/waited");
+    append(&writer, &waited, "0").await;
+    let others: Vec<StreamId> = (0..50).map(|i| id(&format!("chg/other/{i}"))).collect();
+    for s in &others {
+        append(&writer, s, "0").await;
+    }
+    // Keeps the watcher reading the change index while the test counts.
+    let wait = wait_from_1(&reader, &waited);
+    // Past the first read, the first full pass and the margin of the creations above.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let before = reader.watcher().stats();
+    let writes = others.iter().map(|s| append(&writer, s, "1"));
+    futures::future::join_all(writes).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let after = reader.watcher().stats();
+    let ticks = after.change_reads - before.change_reads;
+    let listed = after.streams_read - before.streams_read;
+    println!("{ticks} change reads listed {listed} streams");
+    // Narrow ticks list a change for about 300 ms (at most 4 ticks of >= 95 ms), wide ticks at
+    // most twice in 1.2 s: at most 6 listings each, however few ticks a loaded server allowed
+    // (fewer ticks list less). Every tick listing the margin made 50 each: at least 9 ticks
+    // (450) on a server that keeps the pace, which this bound tells apart.
+    assert!(
+        listed <= 6 * 50 + 5,
+        "{listed} streams listed by {ticks} ticks"
+    );
+    if ticks < 9 {
+        println!("only {ticks} ticks in 1.2 s (a loaded server): the old window would have listed {} and passed too", 50 * ticks);
+    }
+    assert_eq!(after.full_passes, before.full_passes);
+    append(&writer, &waited, "1").await;
+    let (_, batch) = wait.await.unwrap();
+    assert_eq!(batch.records.len(), 1);
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+    MysqlStore::destroy(&url, &p).await.unwrap();
+}

@@ -34,7 +34,7 @@
 //! share of them after each tick's change read (a *round*), not all at once, so that no tick
 //! waits behind a read of every entry.
 //! Baselines stay safe: the source guarantees that every change committed after a call started is
-//! reported by the next call (see [`HeadSource::changes`]), and each call starts after the
+//! reported by the next call or a later one (see [`HeadSource::changes`]), and each call starts after the
 //! previous read completed (one task reads, in sequence), so a change committed after a
 //! baseline's read is reported by a later call; and a change committed before the first call
 //! (no cursor yet) is seen by the pass over every entry that always follows that first call.
@@ -76,9 +76,11 @@ pub trait HeadSource: Send + Sync + 'static {
     /// call returned (`None`: the first call, which need report nothing but the cursor).
     ///
     /// Contract: every change committed after the call that returned `since` started must be
-    /// in the answer (the source's margin, e.g. for clock skew or transactions committing
-    /// later than their change stamp, is its own business), unless the answer is
-    /// [`Changes::marks`] `None` (too many to list: the watcher reads every entry instead).
+    /// in the answer, or in the answer of a later call (the source's margin, e.g. for clock
+    /// skew or transactions committing later than their change stamp, is its own business; a
+    /// source may list a late-committing change only at a later call, which delays its
+    /// wake-up but loses none), unless the answer is [`Changes::marks`] `None` (too many to
+    /// list: the watcher reads every entry instead).
     /// Reporting more is harmless: an unchanged mark wakes nobody. A stream may be reported with
     /// mark `None` (deleted or expired); streams not reported are taken as unchanged.
     async fn changes(&self, since: Option<u64>) -> Result<Changes> {
