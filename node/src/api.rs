@@ -98,8 +98,7 @@ async fn append_request(
     let count = records.len() as u64;
     let started = Instant::now();
     let result = node.store.append(&stream, records, options).await?;
-    node.append_seconds
-        .record(started.elapsed().as_secs_f64());
+    node.append_seconds.record(started.elapsed().as_secs_f64());
     node.records_appended.increment(count);
     Ok(Json(AppendAnswer::new(&stream, &result)).into_response())
 }

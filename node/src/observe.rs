@@ -89,7 +89,10 @@ pub fn route_label(request: &Request) -> SharedString {
                 .iter()
                 .copied()
                 .find(|route| *route == pattern)
-                .map_or_else(|| SharedString::from(pattern.to_owned()), SharedString::from)
+                .map_or_else(
+                    || SharedString::from(pattern.to_owned()),
+                    SharedString::from,
+                )
         }
         None => SharedString::from("unmatched"),
     }
