@@ -67,7 +67,7 @@ pub const HEALTHZ: &str = "/healthz";
 /// Prometheus text.
 pub const METRICS: &str = "/metrics";
 /// Every route pattern of the node: the `route` label values of
-/// [`observe::REQUESTS`](crate::observe::REQUESTS).
+/// [`observe::REQUESTS`].
 pub const ROUTES: [&str; 7] = [STREAM, RECORDS, EVENTS, SEAL, INDEX, HEALTHZ, METRICS];
 
 /// The router of a node.
