@@ -5,22 +5,21 @@ use std::sync::Arc;
 use std::time::Instant;
 use streamstore::implementor::ErrorShorthand;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use streamstore::{
-    AppendOptions, AppendResult, Error, Expect, IdempotencyKey, ReadBatch, ReadOptions, Record,
-    StreamId,
+    AppendOptions, AppendResult, Error, Expect, IdempotencyKey, Incarnation, ReadBatch,
+    ReadOptions, Record, StreamId,
 };
 
 use crate::config::parse_duration;
 use crate::errors::ApiError;
-use crate::observe::{APPEND_SECONDS, RECORDS_APPENDED};
 use crate::server::Node;
 
 /// The header that carries an append's idempotency key.
@@ -50,22 +49,47 @@ pub struct ReadQuery {
 
 /// `POST /v1/streams/{id}/records`: one record (the body), or one per line of an
 /// `application/x-ndjson` body, appended atomically.
+///
+/// The hot path of the node: it reads the two headers it needs from the request in place (the
+/// `HeaderMap` extractor would clone the map) and serializes its answer from a struct (no
+/// intermediate `serde_json::Value`).
 pub async fn append(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<AppendQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let stream = StreamId::new(id)?;
-    let mut options = AppendOptions::expect(parse_expect(q.expect.as_deref())?);
-    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
-        options = options.with_key(IdempotencyKey::new(Bytes::copy_from_slice(key.as_bytes()))?);
+    request: Request,
+) -> Response {
+    match append_request(&node, &id, &q, request).await {
+        Ok(answer) => answer,
+        Err(e) => e.into_response(),
     }
+}
+
+async fn append_request(
+    node: &Arc<Node>,
+    id: &str,
+    q: &AppendQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers();
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|key| Bytes::copy_from_slice(key.as_bytes()));
     let ndjson = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().starts_with("application/x-ndjson"));
+    // The `Bytes` extractor, run here and first as before: the same `DefaultBodyLimit` and the
+    // same rejection answers.
+    let body = match Bytes::from_request(request, node).await {
+        Ok(body) => body,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
+    let stream = StreamId::new(id)?;
+    let mut options = AppendOptions::expect(parse_expect(q.expect.as_deref())?);
+    if let Some(key) = key {
+        options = options.with_key(IdempotencyKey::new(key)?);
+    }
     let records = if ndjson {
         ndjson_records(&body)?
     } else {
@@ -74,9 +98,9 @@ pub async fn append(
     let count = records.len() as u64;
     let started = Instant::now();
     let result = node.store.append(&stream, records, options).await?;
-    metrics::histogram!(APPEND_SECONDS).record(started.elapsed().as_secs_f64());
-    metrics::counter!(RECORDS_APPENDED).increment(count);
-    Ok(Json(append_json(&stream, &result)))
+    node.append_seconds.record(started.elapsed().as_secs_f64());
+    node.records_appended.increment(count);
+    Ok(Json(AppendAnswer::new(&stream, &result)).into_response())
 }
 
 /// `any`, `none` or a next offset.
@@ -112,15 +136,35 @@ pub fn ndjson_records(body: &Bytes) -> streamstore::Result<Vec<Bytes>> {
     Ok(records)
 }
 
-fn append_json(stream: &StreamId, r: &AppendResult) -> Value {
-    json!({
-        "stream": stream.as_str(),
-        "incarnation": r.incarnation.to_string(),
-        "first_offset": r.first_offset,
-        "next_offset": r.next_offset(),
-        "count": r.count,
-        "timestamp_ms": r.timestamp_ms,
-    })
+/// The answer to an append (fields in the order clients have always seen them).
+#[derive(Serialize)]
+struct AppendAnswer<'a> {
+    stream: &'a str,
+    /// As the engine shows it (`Incarnation`'s `Display`: 16 hex digits), like everywhere else
+    /// in the API.
+    #[serde(serialize_with = "displayed")]
+    incarnation: Incarnation,
+    first_offset: u64,
+    next_offset: u64,
+    count: u64,
+    timestamp_ms: u64,
+}
+
+impl<'a> AppendAnswer<'a> {
+    fn new(stream: &'a StreamId, r: &AppendResult) -> Self {
+        AppendAnswer {
+            stream: stream.as_str(),
+            incarnation: r.incarnation,
+            first_offset: r.first_offset,
+            next_offset: r.next_offset(),
+            count: r.count,
+            timestamp_ms: r.timestamp_ms,
+        }
+    }
+}
+
+fn displayed<S: serde::Serializer>(value: &Incarnation, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
 }
 
 /// `GET /v1/streams/{id}/records?from=N&limit=L&wait=30s`: returns at once if records exist at

@@ -1,6 +1,7 @@
 //! Forwarding: every request for a stream is served by the stream's owner.
 //!
-//! The middleware computes the owner of the stream named in the path. If it is another live
+//! [`to_owner`] (called by the node's one per-request layer, `server::serve_request`) computes
+//! the owner of the stream named in the path. If it is another live
 //! member, the request (body included, already bounded by `--max-body`) is sent there and the
 //! answer streamed back as it comes: SSE and long polls work through any node. A forwarded
 //! request carries [`FORWARDED_BY`] and is always served where it lands, so two nodes that
@@ -11,10 +12,8 @@
 //! failure after the request was sent is a `503` (`unavailable`): an append may or may not have
 //! happened, and the client retries it with the same `Idempotency-Key`.
 
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::Next;
@@ -53,8 +52,8 @@ pub fn stream_of(path: &str) -> Option<String> {
         .map(|s| s.into_owned())
 }
 
-/// The middleware; see the module docs.
-pub async fn to_owner(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+/// Serves `request` here (`next`) or forwards it to its stream's owner; see the module docs.
+pub async fn to_owner(node: &Node, request: Request, next: Next) -> Response {
     if !node.cluster.is_clustered() || request.headers().contains_key(FORWARDED_BY) {
         return next.run(request).await;
     }
@@ -86,7 +85,7 @@ pub async fn to_owner(State(node): State<Arc<Node>>, request: Request, next: Nex
             }
         }
         let bytes = buffered.clone().unwrap_or_default();
-        match send(&node, &owner, &parts, bytes).await {
+        match send(node, &owner, &parts, bytes).await {
             Ok(response) => {
                 metrics::counter!(FORWARDED, "outcome" => "ok").increment(1);
                 return response;

@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use streamstore::implementor::ErrorShorthand;
 
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use streamstore::{Error, ErrorKind, Result, StreamStore};
@@ -33,6 +35,10 @@ pub struct Node {
     pub durable: bool,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// [`observe::APPEND_SECONDS`], registered once (the macro would look it up per append).
+    pub append_seconds: metrics::Histogram,
+    /// [`observe::RECORDS_APPENDED`], registered once.
+    pub records_appended: metrics::Counter,
     /// Turns `true` when the node starts shutting down: SSE streams and long polls end.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -46,22 +52,50 @@ impl Node {
     }
 }
 
+/// `GET`/`DELETE` a stream.
+pub const STREAM: &str = "/v1/streams/{id}";
+/// Append to (`POST`) or read (`GET`) a stream.
+pub const RECORDS: &str = "/v1/streams/{id}/records";
+/// Follow a stream (Server-Sent Events).
+pub const EVENTS: &str = "/v1/streams/{id}/events";
+/// Seal a stream.
+pub const SEAL: &str = "/v1/streams/{id}/seal";
+/// The page for a browser.
+pub const INDEX: &str = "/";
+/// Health and the node's view of the cluster.
+pub const HEALTHZ: &str = "/healthz";
+/// Prometheus text.
+pub const METRICS: &str = "/metrics";
+/// Every route pattern of the node: the `route` label values of
+/// [`observe::REQUESTS`].
+pub const ROUTES: [&str; 7] = [STREAM, RECORDS, EVENTS, SEAL, INDEX, HEALTHZ, METRICS];
+
 /// The router of a node.
 pub fn router(node: Arc<Node>) -> Router {
-    let streams = Router::new()
-        .route("/v1/streams/{id}", get(api::info).delete(api::delete))
-        .route("/v1/streams/{id}/records", post(api::append).get(api::read))
-        .route("/v1/streams/{id}/events", get(events::follow))
-        .route("/v1/streams/{id}/seal", post(api::seal))
-        .route_layer(from_fn_with_state(Arc::clone(&node), forward::to_owner));
     Router::new()
-        .merge(streams)
-        .route("/", get(page::index))
-        .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .route_layer(from_fn(observe::count_requests))
+        .route(STREAM, get(api::info).delete(api::delete))
+        .route(RECORDS, post(api::append).get(api::read))
+        .route(EVENTS, get(events::follow))
+        .route(SEAL, post(api::seal))
+        .route(INDEX, get(page::index))
+        .route(HEALTHZ, get(api::healthz))
+        .route(METRICS, get(api::metrics))
+        // One layer, not one per concern: each `from_fn` layer costs a boxed future and a boxed
+        // clone of the inner service per request.
+        .route_layer(from_fn_with_state(Arc::clone(&node), serve_request))
         .layer(DefaultBodyLimit::max(node.config.max_body))
         .with_state(node)
+}
+
+/// The per-request layer: a request for a stream goes to its owner ([`forward::to_owner`]: here,
+/// or forwarded), and every request is counted by route, method and status
+/// ([`observe::count_request`]; a forwarded one with the owner's status).
+async fn serve_request(State(node): State<Arc<Node>>, request: Request, next: Next) -> Response {
+    let route = observe::route_label(&request);
+    let method = observe::method_label(request.method());
+    let response = forward::to_owner(&node, request, next).await;
+    observe::count_request(route, method, response.status());
+    response
 }
 
 /// Opens the store, serves until SIGTERM or Ctrl-C, ends every SSE stream, closes the store.
@@ -95,6 +129,8 @@ pub async fn run(config: Config) -> Result<()> {
     let (stop, shutdown) = watch::channel(false);
     let node = Arc::new(Node {
         durable: store.capabilities().durable_reads,
+        append_seconds: metrics::histogram!(observe::APPEND_SECONDS),
+        records_appended: metrics::counter!(observe::RECORDS_APPENDED),
         store: Arc::clone(&store),
         cluster: Arc::clone(&cluster),
         client,
@@ -125,6 +161,10 @@ pub async fn run(config: Config) -> Result<()> {
     // Tests and scripts read this line to learn the port.
     println!("streamstore-node {id} listening on http://{bound}");
     let app = router(node);
+    // No Nagle delay on answers: each is one small write the client waits for.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop_signal().await;

@@ -4,8 +4,8 @@
 //! of the engine to each of them, and of the node to Redis.
 //!
 //! Fairness, stated once: the engine runs in the harness's process; each server is a separate
-//! process reached over loopback TCP by its usual Rust client (`redis`, `async-nats`, `reqwest`
-//! for the node's HTTP API), with 64 connections so the 64 appenders look like 64 clients. The
+//! process reached over loopback TCP by its usual Rust client (`redis`, `async-nats`, `hyper`'s
+//! HTTP/1.1 client connections for the node's HTTP API), with 64 connections so the 64 appenders look like 64 clients. The
 //! node ÷ Redis ratios compare two servers on equal terms: both pay a round trip and a request
 //! parse per append. A server's cases run in every plan; a server that is not installed makes them
 //! skipped (`scripts/peers.sh install` installs Redis and NATS; the node is built with
