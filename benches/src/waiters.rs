@@ -335,9 +335,9 @@ async fn reader(store: Store, index: usize, id: StreamId, shared: Arc<Readers>) 
 /// then; one statement on Cassandra once the head's location is known) on a store object of
 /// its own, every [`PROBE_EVERY`] until `stop`, timed from the call to the answer (on the
 /// same runtime as the readers, so the time includes waiting for a worker, as their re-reads
-/// do). Returns the latencies (µs) and the number of errors.
-async fn probe(store: Store, id: StreamId, stop: Arc<AtomicBool>) -> (Histogram<u64>, u64) {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+/// do). Returns the latencies and the number of errors.
+async fn probe(store: Store, id: StreamId, stop: Arc<AtomicBool>) -> (Vec<Duration>, u64) {
+    let mut samples = Vec::new();
     let mut errors = 0;
     let mut every = tokio::time::interval(PROBE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -345,14 +345,11 @@ async fn probe(store: Store, id: StreamId, stop: Arc<AtomicBool>) -> (Histogram<
         every.tick().await;
         let started = Instant::now();
         match store.info(&id).await {
-            Ok(_) => {
-                let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                let _ = h.record(us.max(1));
-            }
+            Ok(_) => samples.push(started.elapsed()),
             Err(_) => errors += 1,
         }
     }
-    (h, errors)
+    (samples, errors)
 }
 
 /// Prints p50 / p90 / p99 / max of `samples`, as `result <db> W=<w> <name>_ms …`.
@@ -505,7 +502,7 @@ async fn run(db: &str, url: &str, w: usize) -> Result<(), BoxError> {
         db,
         w,
         "probe_info",
-        &probed,
+        &histogram(&probed)?,
         &format!(
             ", every {} ms, errors {probe_errors}",
             PROBE_EVERY.as_millis()

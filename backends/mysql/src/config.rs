@@ -15,9 +15,9 @@ pub const DEFAULT_WAIT_TICK: Duration = Duration::from_millis(100);
 /// last one (minus 200 ms; once a second since the last such tick minus a 1 s margin), so the
 /// net only finds a change whose transaction took longer than the margin from its head write to
 /// its commit, a server clock that stepped back by more than the margin, or a row written by an
-/// older release of this adapter; it bounds the wake-up delay of those cases. Long, because it re-reads the head of every waited-on stream once per
-/// pass: at 10,000 waiters a 2 s net cost the writers up to a tenth of their appends
-/// (`docs/benchmarks.md`).
+/// older release of this adapter; it bounds the wake-up delay of those cases. Long, because it
+/// re-reads the head of every waited-on stream once per pass: at 10,000 waiters a 2 s net cost
+/// the writers up to a tenth of their appends (`docs/benchmarks.md`).
 pub const DEFAULT_FULL_PASS: Duration = Duration::from_secs(30);
 
 /// Where and how to connect.

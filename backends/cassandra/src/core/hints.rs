@@ -81,12 +81,17 @@ pub(crate) const WIDE_EVERY_US: u64 = 1_000_000;
 /// writes/s and a 100 ms tick: ~1,050 a second for the wide call plus ~200 for each narrow
 /// one (against ~550 for every call with the margin on each).
 pub(crate) fn window_start(since: u64, now: u64) -> u64 {
-    let period = since / WIDE_EVERY_US;
-    if now / WIDE_EVERY_US > period {
-        (period * WIDE_EVERY_US).saturating_sub(MARGIN_US)
+    if is_wide(since, now) {
+        (since / WIDE_EVERY_US * WIDE_EVERY_US).saturating_sub(MARGIN_US)
     } else {
         since.saturating_sub(NARROW_US)
     }
+}
+
+/// Whether the call at `now` after the one at `since` is the first of its second: a wide read
+/// (see [`window_start`]).
+fn is_wide(since: u64, now: u64) -> bool {
+    now / WIDE_EVERY_US > since / WIDE_EVERY_US
 }
 
 /// The length of a slot (one partition per shard).
@@ -177,8 +182,8 @@ impl Core {
         let answer = self
             .exec(&self.st.hints_since, (slots, shards, from, limit))
             .await;
-        let wide = u64::try_from(cursor).unwrap_or(0) / WIDE_EVERY_US > since / WIDE_EVERY_US;
         let t = &self.timings;
+        let wide = is_wide(since, u64::try_from(cursor).unwrap_or(0));
         let timings = if wide { &t.hint_wide } else { &t.hint_narrow };
         timings.record(asked.elapsed());
         let found: Vec<(Option<i64>, Option<String>, Option<i64>)> = rows(answer?)?;
