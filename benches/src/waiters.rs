@@ -272,12 +272,13 @@ impl Counted {
         let (a, b, s) = (self.watch, watcher.stats(), length.as_secs_f64());
         let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / s;
         let mut line = format!(
-            "counters {db} W={w} {phase}: watcher reads/s {:.1} (change reads {:.1}), streams read/s {:.0}, wakes/s {:.0}, full passes {}",
+            "counters {db} W={w} {phase}: watcher reads/s {:.1} (change reads {:.1}), streams read/s {:.0}, wakes/s {:.0}, full passes {}, reads spared by memos/s {:.0}",
             per(a.reads, b.reads),
             per(a.change_reads, b.change_reads),
             per(a.streams_read, b.streams_read),
             per(a.wakes, b.wakes),
             b.full_passes.saturating_sub(a.full_passes),
+            per(a.spared_reads, b.spared_reads),
         );
         if let (Some(x), Some(y)) = (self.rereads, rereads()) {
             line += &format!(

@@ -16,9 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::head::{Decision, StreamHead};
 use streamstore::implementor::validate::{check_append, check_read, now_ms};
-use streamstore::implementor::wait::{
-    wait_for_records, Changes, HeadSource, WatchOptions, Watcher,
-};
+use streamstore::implementor::wait::{wait_on_watcher, Changes, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, Expect, IdempotencyKey,
     ListOptions, ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo,
@@ -420,14 +418,15 @@ impl<D: SqlDialect> Core<D> {
     /// Reads now. A read of a waiting read (`waiting`) gets its head, and usually its records,
     /// from the re-read batcher (the reads of a burst of waiters share its statements), and
     /// checks them as any read checks its own; it reads on its own, on the wait pool, whatever
-    /// the batcher left out (a cut page, a trim or delete in between).
+    /// the batcher left out (a cut page, a trim or delete in between). Also returns the stream's
+    /// time-based expiry (ms since the epoch), if it exists and has one.
     async fn read_now(
         self: &Arc<Self>,
         stream: &StreamId,
         from: u64,
         options: &ReadOptions,
         waiting: bool,
-    ) -> Result<ReadBatch> {
+    ) -> Result<(ReadBatch, Option<u64>)> {
         let max_records = u64::try_from(options.max_records).unwrap_or(u64::MAX);
         let max_bytes = u64::try_from(options.max_bytes).unwrap_or(u64::MAX);
         // Checked first: a closed store's pool refuses the connection with another error.
@@ -459,11 +458,12 @@ impl<D: SqlDialect> Core<D> {
                 }
             };
             let Some(h) = head.filter(|h| !is_expired(h, now_ms())) else {
-                return Ok(ReadBatch::missing(from));
+                return Ok((ReadBatch::missing(from), None));
             };
+            let expires_ms = h.head.expires_ms();
             let mut batch = h.head.empty_read(from)?;
             if from >= h.head.next_offset {
-                return Ok(batch);
+                return Ok((batch, expires_ms));
             }
             let records = match records.take() {
                 Some(r) => r,
@@ -476,7 +476,7 @@ impl<D: SqlDialect> Core<D> {
             // Every record in `from..end` was committed before the head was read, so only a trim
             // or a delete (new incarnation) running in between can leave a hole: read again.
             if batch.take_contiguous(records) {
-                return Ok(batch);
+                return Ok((batch, expires_ms));
             }
         }
         Err(Error::kept_changing(stream))
@@ -571,18 +571,23 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         let core = &self.core;
         core.check_open()?;
         let Some(wait) = options.wait else {
-            return core.read_now(stream, from, &options, false).await;
+            return Ok(core.read_now(stream, from, &options, false).await?.0);
         };
         // The watcher is armed before the read it guards, so a change committed in between
         // still wakes this wait: through `changed` for writes of this store, a push channel's
         // notification, or the watcher's next head read for writers elsewhere. There is no
         // per-waiter poll. Every read of a waiting read, the first one included, goes through
         // the re-read batcher and the wait pool: a burst of readers arriving (or re-arming after
-        // a wake storm) costs batched statements, queued there and not in front of writes.
-        wait_for_records(
+        // a wake storm) costs batched statements, queued there and not in front of writes. A
+        // read that reached the stream's end leaves a memo on the watcher, and the next waiting
+        // read from there parks on it without a statement while nothing changed (one read per
+        // wake-up, not two).
+        wait_on_watcher(
+            &core.watcher,
+            stream,
+            from,
             wait,
             options.incarnation,
-            || core.watcher.arm(stream),
             || core.read_now(stream, from, &options, true),
         )
         .await

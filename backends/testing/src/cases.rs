@@ -547,6 +547,16 @@ macro_rules! sql_adapter_tests {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_follower_reads_once_per_wakeup() {
+            let pick: fn(&$store) -> (u64, u64) =
+                |r| (r.reread_stats().reads, r.watcher().stats().spared_reads);
+            on_writer_and_reader("follow", pick, async |writer, reader, counted| {
+                $crate::follow::a_follower_reads_once_per_wakeup(writer, reader, counted).await
+            })
+            .await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_burst_of_waiting_reads_shares_statements() {
             let pick: fn(&$store) -> (u64, u64) = |r| {
                 let s = r.reread_stats();

@@ -6,6 +6,7 @@
 //!   pruning), and the [`sql_adapter_tests!`] macro that turns them into `#[tokio::test]`s for
 //!   one store type.
 //! - [`storm`]: a wake storm through the SQL adapters' re-read batcher (exact answers per reader).
+//! - [`follow`]: followers looping over waiting reads, one read per wake-up.
 //! - [`faults`]: the server-restart workload (idempotent appends retried across a restart of the
 //!   server of `scripts/services.sh`; nothing acknowledged may be lost or duplicated) and the
 //!   [`restart_test!`] macro, used by the PostgreSQL, MySQL and MongoDB tests; the Cassandra test
@@ -13,10 +14,11 @@
 //!
 //! The macros expand in the calling test crate: it needs `tokio` (with `macros`), `bytes`,
 //! `streamstore` and, for [`sql_adapter_tests!`], `sqlx` and a store type with `connect`,
-//! `destroy`, `sweep`, `pool` and `reread_stats`.
+//! `destroy`, `sweep`, `pool`, `reread_stats` and `watcher`.
 
 pub mod cases;
 pub mod faults;
+pub mod follow;
 pub mod storm;
 
 use bytes::Bytes;

@@ -13,9 +13,11 @@ use tokio::time::Instant;
 use crate::error::Result;
 use crate::types::{Incarnation, ReadBatch, StreamId};
 
+mod memo;
 mod timings;
 mod watcher;
 
+pub use memo::{wait_on_watcher, Ticket};
 #[doc(hidden)]
 pub use timings::Timings;
 pub use watcher::{Changes, HeadSource, WatchOptions, WatchStats, Watcher};

@@ -25,6 +25,10 @@
 //! batch arrivals), not at the next tick, and entries outlive their waiters for two ticks so a
 //! reader that loops over `read(.., wait)` pays this once, not per wait.
 //!
+//! An entry also keeps what the last waiting read found at the stream's end (a memo), so that the
+//! next waiting read from there parks without reading while the entry was not woken: see
+//! [`wait_on_watcher`](super::wait_on_watcher).
+//!
 //! # Change index (a source that [tracks changes](HeadSource::tracks_changes))
 //!
 //! A pass then reads only what changed: [`HeadSource::changes`] since the cursor of the last
@@ -49,9 +53,10 @@ use rand::Rng;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use super::memo::{Memo, Ticket};
 use super::{Timings, Wakeup};
 use crate::error::Result;
-use crate::types::StreamId;
+use crate::types::{ReadBatch, StreamId};
 
 /// A batched read of stream heads, implemented by each adapter: ONE statement or request for
 /// many streams (SQL `WHERE stream = ANY($1)` / `IN (…)`, Cassandra `IN` or concurrent
@@ -188,6 +193,8 @@ pub struct WatchStats {
     /// entry at once (after the first change read, or when the changes could not be listed) and
     /// rounds spread over the ticks (counted when they start).
     pub full_passes: u64,
+    /// Reads of waiting reads answered by a memo instead of the database ([`Watcher::recall`]).
+    pub spared_reads: u64,
 }
 
 #[derive(Default)]
@@ -198,6 +205,7 @@ struct Counters {
     errors: AtomicU64,
     change_reads: AtomicU64,
     full_passes: AtomicU64,
+    spared_reads: AtomicU64,
 }
 
 /// What the last completed head read said about a stream.
@@ -215,11 +223,20 @@ struct Entry {
     seen: Seen,
     /// Consecutive passes that found no waiter; the entry is dropped at two.
     idle_passes: u8,
+    /// Tells this entry from a later one for the same stream ([`Ticket`]).
+    serial: u64,
+    /// What the last waiting read found at the stream's end (`memo` module docs).
+    memo: Option<Memo>,
 }
 
 impl Entry {
+    /// Moves the version, which wakes every subscribed waiter and voids the memo.
     fn wake(&self) {
         self.tx.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn version(&self) -> u64 {
+        *self.tx.borrow()
     }
 }
 
@@ -228,6 +245,8 @@ struct State {
     entries: HashMap<StreamId, Entry, foldhash::fast::RandomState>,
     /// Entries created since the last read of new entries (some may be gone already).
     fresh: Vec<StreamId>,
+    /// The serial of the next entry.
+    next_serial: u64,
     closed: bool,
 }
 
@@ -311,30 +330,92 @@ impl Watcher {
     /// change after this call: a `notify`, a moved mark seen by the watcher task, the first read
     /// of a newly watched stream, `wake_all`, or `close` (after close it is ready at once).
     pub fn arm(&self, stream: &StreamId) -> Wakeup<'static> {
-        let mut rx = {
+        self.arm_read(stream).0
+    }
+
+    /// [`Watcher::arm`], also returning the ticket of this arm for [`Watcher::remember`] (`None`
+    /// once the watcher is closed).
+    pub fn arm_read(&self, stream: &StreamId) -> (Wakeup<'static>, Option<Ticket>) {
+        let (mut rx, ticket) = {
             let mut state = self.shared.lock();
             if state.closed {
-                return Box::pin(std::future::ready(()));
+                return (Box::pin(std::future::ready(())), None);
             }
-            let State { entries, fresh, .. } = &mut *state;
+            let State {
+                entries,
+                fresh,
+                next_serial,
+                ..
+            } = &mut *state;
             let entry = entries.entry(stream.clone()).or_insert_with(|| {
                 if fresh.is_empty() {
                     self.shared.kick.notify_one();
                 }
                 fresh.push(stream.clone());
+                *next_serial += 1;
                 Entry {
                     tx: watch::channel(0).0,
                     seen: Seen::Fresh,
                     idle_passes: 0,
+                    serial: *next_serial,
+                    memo: None,
                 }
             });
             entry.idle_passes = 0;
-            entry.tx.subscribe()
+            let rx = entry.tx.subscribe();
+            let ticket = Ticket {
+                serial: entry.serial,
+                version: *rx.borrow(),
+            };
+            (rx, ticket)
         };
-        Box::pin(async move {
+        let wakeup = Box::pin(async move {
             // An error means the entry is gone (the watcher was dropped): treat as a change.
             let _ = rx.changed().await;
-        })
+        });
+        (wakeup, Some(ticket))
+    }
+
+    /// The batch a waiting read of `stream` from `from` gets without reading, if the memo a
+    /// previous waiting read left still holds: no wake-up since that read, younger than a
+    /// tick, `from` is the end it found, and the stream not expired (`memo` module docs).
+    pub fn recall(&self, stream: &StreamId, from: u64) -> Option<ReadBatch> {
+        let max_age = self.shared.tick();
+        let state = self.shared.lock();
+        let entry = state.entries.get(stream)?;
+        let batch = entry
+            .memo
+            .as_ref()?
+            .answer(entry.version(), from, max_age)?;
+        drop(state);
+        self.shared
+            .counters
+            .spared_reads
+            .fetch_add(1, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// Keeps what a waiting read of `stream`, armed with `ticket`, found (`batch`; the stream's
+    /// time-based expiry in ms since the epoch, if any) as the memo later waiting reads from the
+    /// same offset take instead of reading; only a read that reached the end of a live stream
+    /// is kept, and only while its entry has not been woken since the arm.
+    pub fn remember(
+        &self,
+        stream: &StreamId,
+        ticket: Ticket,
+        batch: &ReadBatch,
+        expires_ms: Option<u64>,
+    ) {
+        let mut state = self.shared.lock();
+        let Some(entry) = state.entries.get_mut(stream) else {
+            return;
+        };
+        if entry.serial != ticket.serial || entry.version() != ticket.version {
+            return;
+        }
+        // A read that ended elsewhere (sealed, behind the end, gone) replaces the memo too: it
+        // is newer.
+        entry.memo = Memo::of(ticket.version, batch, expires_ms);
     }
 
     /// Wakes every reader waiting on `stream` (a write through this store object, or a push).
@@ -396,6 +477,7 @@ impl Watcher {
             errors: c.errors.load(Ordering::Relaxed),
             change_reads: c.change_reads.load(Ordering::Relaxed),
             full_passes: c.full_passes.load(Ordering::Relaxed),
+            spared_reads: c.spared_reads.load(Ordering::Relaxed),
         }
     }
 }
