@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::validate::check_read;
 use streamstore::implementor::wait::{
-    wait_for_records, Changes, HeadSource, Timings, WatchOptions, Watcher,
+    wait_on_watcher, Changes, HeadSource, Timings, WatchOptions, Watcher,
 };
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
@@ -314,14 +314,20 @@ impl StreamStore for CassandraStore {
         };
         // Every read after the first follows a wake-up (or the deadline): records are likely,
         // so the head and the records are read at once (`core/read.rs`).
-        let mut woken = false;
-        wait_for_records(
+        // A read that reached the stream's end leaves a memo on the watcher: the next waiting
+        // read from there parks on it without a statement while nothing changed.
+        let options = &options;
+        wait_on_watcher(
+            &self.watcher,
+            stream,
+            from,
             wait,
             options.incarnation,
-            || self.watcher.arm(stream),
-            || {
-                let after_wake = std::mem::replace(&mut woken, true);
-                core.read_for_waiter(stream, from, &options, after_wake)
+            |after_wake| async move {
+                let batch = core
+                    .read_for_waiter(stream, from, options, after_wake)
+                    .await?;
+                Ok((batch, None))
             },
         )
         .await

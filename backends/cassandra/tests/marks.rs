@@ -553,3 +553,26 @@ async fn a_woken_reader_reads_head_and_records_at_once_and_stays_exact() {
     reader.close().await.unwrap();
     CassandraStore::destroy(config).await.unwrap();
 }
+
+/// Followers of streams written by another store object: each wake-up costs the woken read, and
+/// the follower's next call parks on the memo that read left (`follow` in the adapter tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_parks_on_the_memo_of_its_woken_read() {
+    let Some((config, writer, reader)) = pair("follow", Duration::from_secs(30)).await else {
+        return;
+    };
+    let (writer, reader) = (Arc::new(writer), Arc::new(reader));
+    let counted = {
+        let reader = Arc::clone(&reader);
+        move || (None, reader.watcher().stats().spared_reads)
+    };
+    streamstore_adapter_testing::follow::a_follower_reads_once_per_wakeup(
+        writer.clone(),
+        reader.clone(),
+        counted,
+    )
+    .await;
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    CassandraStore::destroy(config).await.unwrap();
+}

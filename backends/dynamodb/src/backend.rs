@@ -9,7 +9,7 @@ use streamstore::implementor::{ErrorShorthand, ListPageParts};
 use async_trait::async_trait;
 use bytes::Bytes;
 use streamstore::implementor::validate::{check_read, now_ms};
-use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::wait::{wait_on_watcher, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, ErrorKind, IdempotencyWindow, ListOptions,
     ListPage, ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore,
@@ -395,11 +395,16 @@ impl StreamStore for DynamoDbStore {
             return core.read_now(stream, from, &options).await;
         };
         // Armed before the read it guards, so a change in between still wakes this wait.
-        wait_for_records(
+        // A read that reached the stream's end leaves a memo on the watcher: the next waiting
+        // read from there parks on it without a request while nothing changed.
+        let options = &options;
+        wait_on_watcher(
+            &core.watcher,
+            stream,
+            from,
             wait,
             options.incarnation,
-            || core.watcher.arm(stream),
-            || core.read_now(stream, from, &options),
+            |_| async move { Ok((core.read_now(stream, from, options).await?, None)) },
         )
         .await
     }

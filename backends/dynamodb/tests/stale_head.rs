@@ -97,3 +97,30 @@ async fn a_stale_cached_head_never_decides() {
     b.close().await.unwrap();
     DynamoDbStore::destroy(&config).await.unwrap();
 }
+
+/// Followers of streams written by another store object: each wake-up costs the woken read, and
+/// the follower's next call parks on the memo that read left (`follow` in the adapter tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_parks_on_the_memo_of_its_woken_read() {
+    let Ok(endpoint) = std::env::var(ENDPOINT_ENV) else {
+        println!("SKIPPED: {ENDPOINT_ENV} is not set (scripts/services.sh up dynamodb)");
+        return;
+    };
+    let table = format!("streamstore_follow_{:08x}", rand::random::<u32>());
+    let config = DynamoDbConfig::new(Some(&endpoint), &table).unwrap();
+    let writer = std::sync::Arc::new(DynamoDbStore::open(config.clone()).await.unwrap());
+    let reader = std::sync::Arc::new(DynamoDbStore::open(config.clone()).await.unwrap());
+    let counted = {
+        let reader = std::sync::Arc::clone(&reader);
+        move || (None, reader.watcher().stats().spared_reads)
+    };
+    streamstore_adapter_testing::follow::a_follower_reads_once_per_wakeup(
+        writer.clone(),
+        reader.clone(),
+        counted,
+    )
+    .await;
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+    DynamoDbStore::destroy(&config).await.unwrap();
+}

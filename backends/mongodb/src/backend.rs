@@ -20,7 +20,7 @@ use bytes::Bytes;
 use mongodb::Client;
 use streamstore::implementor::head::StreamHead;
 use streamstore::implementor::validate::{check_append, check_read, now_ms};
-use streamstore::implementor::wait::{wait_for_records, HeadSource, WatchOptions, Watcher};
+use streamstore::implementor::wait::{wait_on_watcher, HeadSource, WatchOptions, Watcher};
 use streamstore::{
     AppendOptions, AppendResult, Capabilities, Error, IdempotencyWindow, ListOptions, ListPage,
     ReadBatch, ReadOptions, Result, Retention, StreamId, StreamInfo, StreamStore, WaitMechanism,
@@ -342,11 +342,16 @@ impl StreamStore for MongoStore {
         };
         // Armed before the read it guards: a write of this process in between wakes it at
         // once, one of another process at the watcher's next tick.
-        wait_for_records(
+        // A read that reached the stream's end leaves a memo on the watcher: the next waiting
+        // read from there parks on it without a request while nothing changed.
+        let options = &options;
+        wait_on_watcher(
+            &inner.watcher,
+            stream,
+            from,
             wait,
             options.incarnation,
-            || inner.watcher.arm(stream),
-            || inner.read_now(stream, from, &options),
+            |_| async move { Ok((inner.read_now(stream, from, options).await?, None)) },
         )
         .await
     }

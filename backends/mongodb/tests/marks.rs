@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use streamkeep_mongodb::{MongoStore, URL_ENV};
 use streamstore::{StreamId, StreamStore};
-use streamstore_adapter_testing::put;
+use streamstore_adapter_testing::{follow, put};
 
 async fn pair() -> Option<(MongoStore, MongoStore, String, String)> {
     let Ok(url) = std::env::var(URL_ENV) else {
@@ -138,5 +138,23 @@ async fn one_pass_over_a_thousand_streams() {
     }
     writer.close().await.unwrap();
     watcher.close().await.unwrap();
+    MongoStore::destroy(&url, &prefix).await.unwrap();
+}
+
+/// Followers of streams written by another store object: each wake-up costs the woken read, and
+/// the follower's next call parks on the memo that read left (`follow` in the adapter tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_parks_on_the_memo_of_its_woken_read() {
+    let Some((writer, reader, url, prefix)) = pair().await else {
+        return;
+    };
+    let (writer, reader) = (std::sync::Arc::new(writer), std::sync::Arc::new(reader));
+    let counted = {
+        let reader = std::sync::Arc::clone(&reader);
+        move || (None, reader.watcher().stats().spared_reads)
+    };
+    follow::a_follower_reads_once_per_wakeup(writer.clone(), reader.clone(), counted).await;
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
     MongoStore::destroy(&url, &prefix).await.unwrap();
 }

@@ -588,7 +588,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             from,
             wait,
             options.incarnation,
-            || core.read_now(stream, from, &options, true),
+            |_| core.read_now(stream, from, &options, true),
         )
         .await
     }

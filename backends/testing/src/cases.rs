@@ -551,6 +551,10 @@ macro_rules! sql_adapter_tests {
             let pick: fn(&$store) -> (u64, u64) =
                 |r| (r.reread_stats().reads, r.watcher().stats().spared_reads);
             on_writer_and_reader("follow", pick, async |writer, reader, counted| {
+                let counted = || {
+                    let (reads, spared) = counted();
+                    (Some(reads), spared)
+                };
                 $crate::follow::a_follower_reads_once_per_wakeup(writer, reader, counted).await
             })
             .await;

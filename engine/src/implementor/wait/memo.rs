@@ -95,8 +95,11 @@ impl Memo {
 /// [`wait_for_records`] for a store that waits on a [`Watcher`], with the reads it spares: each
 /// read is guarded by [`Watcher::arm_read`], answered by the stream's memo when one holds
 /// ([`Watcher::recall`]), and otherwise made by `read_now`, whose answer is kept as the memo
-/// ([`Watcher::remember`]). `read_now` returns the batch read from `from` and the stream's
-/// time-based expiry (ms since the epoch; `None` if it has none or does not exist).
+/// ([`Watcher::remember`]). `read_now(after_wake)` returns the batch read from `from` and the
+/// stream's time-based expiry (ms since the epoch; `None` if it has none, does not exist, or the
+/// adapter does not track it: a memo lasts at most a tick, and a reader parked that long before
+/// an expiry waits for the watcher to notice it as well); `after_wake` is `false` for the
+/// first read of the wait only (records are then less likely: an adapter may read differently).
 pub async fn wait_on_watcher<R, F>(
     watcher: &Watcher,
     stream: &StreamId,
@@ -106,13 +109,14 @@ pub async fn wait_on_watcher<R, F>(
     mut read_now: R,
 ) -> Result<ReadBatch>
 where
-    R: FnMut() -> F,
+    R: FnMut(bool) -> F,
     F: Future<Output = Result<(ReadBatch, Option<u64>)>>,
 {
     // Set by each arm, read by the read that follows it (the loop alternates the two; a mutex
     // only because the future must be `Send`).
     let ticket: Mutex<Option<Ticket>> = Mutex::new(None);
     let ticket = &ticket;
+    let mut first = true;
     wait_for_records(
         wait,
         expected,
@@ -122,9 +126,10 @@ where
             wakeup
         },
         || {
+            let after_wake = !std::mem::replace(&mut first, false);
             let pending = match watcher.recall(stream, from) {
                 Some(batch) => Ok(batch),
-                None => Err(read_now()),
+                None => Err(read_now(after_wake)),
             };
             let armed = *ticket.lock().unwrap_or_else(PoisonError::into_inner);
             async move {
