@@ -561,18 +561,7 @@ async fn a_follower_parks_on_the_memo_of_its_woken_read() {
     let Some((config, writer, reader)) = pair("follow", Duration::from_secs(30)).await else {
         return;
     };
-    let (writer, reader) = (Arc::new(writer), Arc::new(reader));
-    let counted = {
-        let reader = Arc::clone(&reader);
-        move || (None, reader.watcher().stats().spared_reads)
-    };
-    streamstore_adapter_testing::follow::a_follower_reads_once_per_wakeup(
-        writer.clone(),
-        reader.clone(),
-        counted,
-    )
-    .await;
-    writer.close().await.unwrap();
-    reader.close().await.unwrap();
+    let spared: fn(&CassandraStore) -> u64 = |r| r.watcher().stats().spared_reads;
+    streamstore_adapter_testing::follow::a_follower_parks_on_memos(writer, reader, spared).await;
     CassandraStore::destroy(config).await.unwrap();
 }

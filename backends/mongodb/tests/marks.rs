@@ -148,13 +148,7 @@ async fn a_follower_parks_on_the_memo_of_its_woken_read() {
     let Some((writer, reader, url, prefix)) = pair().await else {
         return;
     };
-    let (writer, reader) = (std::sync::Arc::new(writer), std::sync::Arc::new(reader));
-    let counted = {
-        let reader = std::sync::Arc::clone(&reader);
-        move || (None, reader.watcher().stats().spared_reads)
-    };
-    follow::a_follower_reads_once_per_wakeup(writer.clone(), reader.clone(), counted).await;
-    writer.close().await.unwrap();
-    reader.close().await.unwrap();
+    let spared: fn(&MongoStore) -> u64 = |r| r.watcher().stats().spared_reads;
+    follow::a_follower_parks_on_memos(writer, reader, spared).await;
     MongoStore::destroy(&url, &prefix).await.unwrap();
 }

@@ -103,3 +103,20 @@ pub async fn a_follower_reads_once_per_wakeup(
         "{spared} reads spared, {parked_on_memo} expected"
     );
 }
+
+/// [`a_follower_reads_once_per_wakeup`] for an adapter that counts only the reads its memos
+/// spared (`spared`, of the reader store); closes both stores after.
+pub async fn a_follower_parks_on_memos<S: StreamStore + 'static>(
+    writer: S,
+    reader: S,
+    spared: fn(&S) -> u64,
+) {
+    let (writer, reader) = (Arc::new(writer), Arc::new(reader));
+    let counted = {
+        let reader = Arc::clone(&reader);
+        move || (None, spared(&reader))
+    };
+    a_follower_reads_once_per_wakeup(writer.clone(), reader.clone(), counted).await;
+    writer.close().await.unwrap();
+    reader.close().await.unwrap();
+}
