@@ -10,9 +10,9 @@ use streamstore::{AppendOptions, ReadOptions, StreamId, StreamStore};
 use tokio::time::Instant;
 
 /// Streams, one follower each.
-const FOLLOWERS: usize = 40;
+pub const FOLLOWERS: usize = 40;
 /// Appends of one record to every stream, each after every follower received the previous one.
-const ROUNDS: u64 = 3;
+pub const ROUNDS: u64 = 3;
 
 /// [`FOLLOWERS`] readers on `reader` follow a stream each from offset 1, with
 /// `read(next, limit(256).wait(30 s))` in a loop, while `writer` appends one record to every
