@@ -14,6 +14,7 @@ use crate::error::Result;
 use crate::types::{Incarnation, ReadBatch, StreamId};
 
 mod memo;
+mod round;
 mod timings;
 mod watcher;
 
