@@ -198,6 +198,20 @@ impl<D: SqlDialect> Core<D> {
         Ok(())
     }
 
+    /// A read's outcome, with any error it met after `close` reported as `Closed`: close shuts
+    /// the pools under a read in flight, whose statement then fails with a pool or I/O error
+    /// that says nothing about the database. Reads only: they change nothing, so no outcome is
+    /// hidden by the rewrite (an append cut off by close keeps its `Unavailable`, outcome
+    /// unknown).
+    fn closed_or<T>(&self, result: Result<T>) -> Result<T> {
+        match result {
+            Err(e) if e.kind() != ErrorKind::Closed && self.check_open().is_err() => {
+                Err(Error::closed().with_source(e))
+            }
+            other => other,
+        }
+    }
+
     /// Runs `attempt` until it is done, repeating it (with a short growing pause) when it lost a
     /// creation race or the database rolled it back. Only safe because an attempt that did not
     /// commit wrote nothing.
@@ -571,7 +585,8 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         let core = &self.core;
         core.check_open()?;
         let Some(wait) = options.wait else {
-            return Ok(core.read_now(stream, from, &options, false).await?.0);
+            let read = core.read_now(stream, from, &options, false).await;
+            return core.closed_or(read.map(|(batch, _)| batch));
         };
         // The watcher is armed before the read it guards, so a change committed in between
         // still wakes this wait: through `changed` for writes of this store, a push channel's
@@ -582,7 +597,7 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
         // read that reached the stream's end leaves a memo on the watcher, and the next waiting
         // read from there parks on it without a statement while nothing changed (one read per
         // wake-up, not two).
-        wait_on_watcher(
+        let read = wait_on_watcher(
             &core.watcher,
             stream,
             from,
@@ -590,7 +605,8 @@ impl<D: SqlDialect> StreamStore for SqlStore<D> {
             options.incarnation,
             |_| core.read_now(stream, from, &options, true),
         )
-        .await
+        .await;
+        core.closed_or(read)
     }
 
     async fn seal(&self, stream: &StreamId) -> Result<StreamInfo> {

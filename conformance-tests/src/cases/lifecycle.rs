@@ -13,6 +13,7 @@ pub(crate) fn cases() -> Vec<Case> {
     case_list!("lifecycle";
         calls_after_close_fail_with_closed,
         close_wakes_waiting_readers,
+        reads_in_flight_at_close_fail_with_closed,
         store_is_shareable_across_tasks,
         reopen_preserves_streams [Persistent],
         reopen_never_reuses_offsets [Persistent, Trim],
@@ -61,6 +62,51 @@ async fn close_wakes_waiting_readers(ctx: &Ctx) -> Outcome {
         .map_err(|_| Failure("a waiting reader was not woken by close".into()))?
         .map_err(|e| Failure(e.to_string()))?;
     expect_kind(r, ErrorKind::Closed)
+}
+
+/// Close lands while reads run: plain reads and short waiting reads in a loop on several tasks.
+/// Each loop ends with `Closed`, never with whatever the shut-down connections, pools or
+/// threads underneath say (a read changes nothing, so nothing is left unknown).
+async fn reads_in_flight_at_close_fail_with_closed(ctx: &Ctx) -> Outcome {
+    let store = ctx.open_own().await?;
+    let id = ctx.id("s");
+    put(&store, &id, &["a", "b"]).await?;
+    let readers: Vec<_> = (0..8u64)
+        .map(|i| {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                loop {
+                    let options = if i % 2 == 0 {
+                        ReadOptions::limit(2)
+                    } else {
+                        ReadOptions::limit(1).wait(Duration::from_millis(20))
+                    };
+                    match store.read(&id, i % 3, options).await {
+                        Ok(_) => reads += 1,
+                        Err(e) => return (reads, e),
+                    }
+                    // An in-memory read never yields; without this, eight loops would hold
+                    // every worker and close would never run.
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.close().await?;
+    for reader in readers {
+        let (reads, e) = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .map_err(|_| Failure("a reader did not end after close".into()))?
+            .map_err(|e| Failure(e.to_string()))?;
+        ensure!(
+            e.kind() == ErrorKind::Closed,
+            "after {reads} reads: expected Closed, got {e} ({:?})",
+            e.kind()
+        );
+    }
+    Ok(())
 }
 
 async fn store_is_shareable_across_tasks(ctx: &Ctx) -> Outcome {
