@@ -213,8 +213,9 @@ impl MongoStore {
 
     /// For each of `streams` that exists, a mark that changes whenever anything a waiting
     /// reader could notice changes (an append, seal, trim, delete, re-creation, expiry): the
-    /// slot of its last entry, hashed. What the store's [`Watcher`] reads every tick: one
-    /// `$in` query on the streams' successor slots, then walks of the streams that moved.
+    /// slot of its last entry, hashed. What the store's [`Watcher`] reads every tick: `$in`
+    /// queries stepping along all the streams' chains at once (one when nothing moved), then
+    /// walks of the streams never seen or still moving (`marks.rs`).
     pub async fn heads_marks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.inner.check_open()?;
         marks(&self.inner.core, &self.inner.cache, streams).await
@@ -225,7 +226,8 @@ impl MongoStore {
     #[doc(hidden)]
     pub async fn heads_marks_by_walks(&self, streams: &[StreamId]) -> Result<Vec<(StreamId, u64)>> {
         self.inner.check_open()?;
-        crate::marks::walked_marks(&self.inner.core, &self.inner.cache, streams.to_vec()).await
+        let walks = streams.iter().map(|s| (s.clone(), None)).collect();
+        crate::marks::walked_marks(&self.inner.core, &self.inner.cache, walks).await
     }
 
     /// The store's watcher (for its [`Watcher::stats`]: diagnostics, tests and benchmarks).

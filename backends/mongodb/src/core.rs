@@ -4,7 +4,7 @@
 //! binaries), never as field names, operators or collection names; the collection names come
 //! only from the validated prefix.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
@@ -89,30 +89,31 @@ impl MongoCore {
         d.as_ref().map(Entry::from_document).transpose()
     }
 
-    /// Which of `ids` are taken, in ONE query (`find({_id: {$in: ids}})`, returning only the
-    /// `_id`s): the watcher's batched check of many streams' next slots. An index lookup per id
-    /// on MongoDB; a full scan of `<prefix>log` on FerretDB, which pushes only `{_id: <value>}`
-    /// down (see `marks.rs` for why one scan per tick still beats a point read per stream there).
-    pub async fn taken(&self, ids: Vec<String>) -> Result<HashSet<String>> {
+    /// The entries in the slots `ids`, by `_id`, without records, in ONE query
+    /// (`find({_id: {$in: ids}})`): the watcher's batched step along many streams' chains at
+    /// once. An index lookup per id on MongoDB; a full scan of `<prefix>log` on FerretDB, which
+    /// pushes only `{_id: <value>}` down (see `marks.rs` for why a scan per step still beats a
+    /// point read per stream there).
+    pub async fn entries_in(&self, ids: Vec<String>) -> Result<HashMap<String, Entry>> {
         if ids.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(HashMap::new());
         }
         let docs: Vec<Document> = self
             .log
             .find(doc! { "_id": { "$in": ids } })
-            .projection(doc! { "_id": 1 })
+            .projection(without_records())
             .await
             .map_err(parse_mongo_error)?
             .try_collect()
             .await
             .map_err(parse_mongo_error)?;
-        Ok(docs
-            .into_iter()
-            .filter_map(|mut d| match d.remove("_id") {
-                Some(Bson::String(s)) => Some(s),
-                _ => None,
+        docs.iter()
+            .map(|d| {
+                let e = Entry::from_document(d)?;
+                let id = d.get_str("_id").unwrap_or_default().to_owned();
+                Ok((id, e))
             })
-            .collect())
+            .collect()
     }
 
     /// The document in `slot` of `stream`, records included (a point read by `_id`).

@@ -8,12 +8,20 @@
 //! "the slot after `e` is empty" means exactly "`e` is the stream's last entry now", and "it is
 //! taken" means the stream moved on since `e`.
 //!
-//! A pass therefore asks ONE query for the successor slots of every stream it checks (the
-//! entry this process last saw of it, from the start cache, or the origin slot for a stream it
-//! never saw: an empty origin means the stream was never written), and walks only the streams
-//! whose slot was taken. Its cost is one query plus work proportional to the streams that
-//! changed, not to the streams waited on. The one change without a write, a retention deadline
-//! passing, is seen from the cached entry itself (`Entry::live_head` at the pass's time).
+//! A pass therefore steps along every checked stream's chain at once: ONE query for the
+//! successor slots of all of them (the entry this process last saw of a stream, from the start
+//! cache), which returns the entries found there, then one query for the successors of those,
+//! and so on while more than [`WALK_CONCURRENCY`] streams moved, at most [`MAX_STEPS`] queries;
+//! the streams still moving after that are walked on their own from where the steps got (a few
+//! walks side by side take less time than one more query over them all). A stream this process never saw is asked
+//! for its origin slot: empty means never written, taken means it is walked from its stored
+//! hint. So a pass costs one query when nothing moved,
+//! and one more per entry the busiest stream gained (up to the bound), not a point read per
+//! moved stream plus one to find its end empty: with a reader per stream, every stream the
+//! writers touched moved, and the per-stream reads were what a pass spent its time on (measured
+//! on FerretDB in docs/benchmarks.md). The one change without a write, a retention deadline
+//! passing, is seen from the entry itself (`Entry::live_head` at the time of the query that
+//! found its successor empty).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -27,8 +35,13 @@ use crate::core::MongoCore;
 use crate::entry::Entry;
 use crate::slot::Slot;
 
-/// Streams that moved are walked at once, this many at a time.
+/// Streams left to walk (never seen, or still moving after the batched steps) are walked at
+/// once, this many at a time.
 const WALK_CONCURRENCY: usize = 32;
+
+/// Batched steps per pass: queries after which the streams still moving are walked one by one
+/// (a stream written faster than a pass steps would otherwise keep every pass stepping).
+const MAX_STEPS: usize = 4;
 
 /// The mark of a stream whose last entry is `e` at `now_ms`: a hash of its slot while it is
 /// live, `None` once deleted or expired.
@@ -41,45 +54,73 @@ fn mark_of(e: &Entry, now_ms: u64) -> Option<u64> {
 
 /// For each of `streams` that exists and is live, a hash of its last entry's slot: it changes
 /// with every write (append, seal, trim, retention, delete, re-creation) and when the stream
-/// expires. One `$in` query on the successor slots, then walks of the streams that moved.
+/// expires. Batched steps along the cached streams' chains, then walks of the rest.
 pub(crate) async fn marks(
     core: &MongoCore,
     cache: &StartCache,
     streams: &[StreamId],
 ) -> Result<Vec<(StreamId, u64)>> {
-    let known: Vec<Option<Entry>> = streams.iter().map(|s| cache.get(s)).collect();
-    let next_ids: Vec<String> = streams
-        .iter()
-        .zip(&known)
-        .map(|(s, e)| e.as_ref().map_or(Slot::ORIGIN, Entry::next_slot).id(s))
-        .collect();
-    let taken = core.taken(next_ids.clone()).await?;
-    // Taken after the query started, so a cached entry whose successor was empty was the last
-    // entry at some instant during the pass: the mark is the state then, as a walk's would be.
-    let now = now_ms();
     let mut out = Vec::with_capacity(streams.len());
-    let mut moved = Vec::new();
-    for ((s, e), id) in streams.iter().zip(&known).zip(&next_ids) {
-        if taken.contains(id) {
-            moved.push(s.clone());
-        } else if let Some(m) = e.as_ref().and_then(|e| mark_of(e, now)) {
-            out.push((s.clone(), m));
+    // (stream, entry known to be in its chain, `None`: its origin): the streams being stepped.
+    let mut stepping: Vec<(StreamId, Option<Entry>)> =
+        streams.iter().map(|s| (s.clone(), cache.get(s))).collect();
+    // (stream, where to start: `None` from its hint): the streams to walk one by one.
+    let mut walks = Vec::new();
+    for _ in 0..MAX_STEPS {
+        if stepping.is_empty() {
+            break;
         }
-        // Neither: never seen by this process and its origin slot is empty: never written.
+        let ids: Vec<String> = stepping
+            .iter()
+            .map(|(s, e)| e.as_ref().map_or(Slot::ORIGIN, Entry::next_slot).id(s))
+            .collect();
+        let mut found = core.entries_in(ids.clone()).await?;
+        // Taken after the query started, so an entry whose successor was empty was the last
+        // entry at some instant during the query: the mark is the state then, as a walk's is.
+        let now = now_ms();
+        let mut moved = Vec::new();
+        for ((s, e), id) in std::mem::take(&mut stepping).into_iter().zip(&ids) {
+            match (found.remove(id), e) {
+                (Some(next), Some(_)) => moved.push((s, Some(next))),
+                // Never seen here and written: its hint is a better start than its origin.
+                (Some(_), None) => walks.push((s, None)),
+                (None, Some(e)) => {
+                    cache.put(&s, &e);
+                    if let Some(m) = mark_of(&e, now) {
+                        out.push((s, m));
+                    }
+                }
+                // Never seen here and its origin slot is empty: never written, no mark.
+                (None, None) => {}
+            }
+        }
+        // A few left: one concurrent round of walks costs less time than another query
+        // over every one of them (on FerretDB a scan of the collection).
+        if moved.len() <= WALK_CONCURRENCY {
+            walks.extend(moved);
+            break;
+        }
+        stepping = moved;
     }
-    out.extend(walked_marks(core, cache, moved).await?);
+    walks.extend(stepping);
+    out.extend(walked_marks(core, cache, walks).await?);
     Ok(out)
 }
 
-/// The marks of `streams` by walking each to its last entry (cached as it goes), concurrently.
+/// The marks of `streams` by walking each to its last entry from its start (`None`: the cached
+/// entry or the stored hint), caching the last entry, concurrently. A stream never written has
+/// none.
 pub(crate) async fn walked_marks(
     core: &MongoCore,
     cache: &StartCache,
-    streams: Vec<StreamId>,
+    streams: Vec<(StreamId, Option<Entry>)>,
 ) -> Result<Vec<(StreamId, u64)>> {
     let found: Vec<Option<(StreamId, u64)>> = futures::stream::iter(streams)
-        .map(|s: StreamId| async move {
-            let start = start_of(core, cache, &s).await?;
+        .map(|(s, start): (StreamId, Option<Entry>)| async move {
+            let start = match start {
+                Some(e) => Some(e),
+                None => start_of(core, cache, &s).await?,
+            };
             let Walked { last, .. } = walk(core, &s, start).await?;
             let Some(e) = last else {
                 return Ok::<_, Error>(None);

@@ -81,6 +81,56 @@ async fn every_write_of_another_store_moves_the_mark_and_nothing_else_does() {
     MongoStore::destroy(&url, &prefix).await.unwrap();
 }
 
+/// A pass steps along many streams' chains at once (one query per step, then walks): with more
+/// streams moving than one round of walks holds, and by different amounts (some further than
+/// the pass steps), every mark must still be the one of the stream's last entry, as a walk from
+/// scratch by a third store object finds it, and every written stream's mark must move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_steps_reach_every_streams_last_entry() {
+    let Some((writer, watcher, url, prefix)) = pair().await else {
+        return;
+    };
+    let ids: Vec<StreamId> = (0..80)
+        .map(|i| StreamId::new(format!("steps/{i}")).unwrap())
+        .collect();
+    for s in &ids {
+        put(&writer, s, 1).await;
+    }
+    let before = watcher.heads_marks(&ids).await.unwrap();
+    assert_eq!(before.len(), ids.len());
+    // Stream i gets i % 7 more appends: 0 (unmoved) to 6 (past the pass's batched steps).
+    for (i, s) in ids.iter().enumerate() {
+        for _ in 0..i % 7 {
+            put(&writer, s, 1).await;
+        }
+    }
+    writer.seal(&ids[5]).await.unwrap();
+    assert!(writer.delete(&ids[6]).await.unwrap());
+    let mut after = watcher.heads_marks(&ids).await.unwrap();
+    let truth_store = MongoStore::connect(&url, &prefix).await.unwrap();
+    let mut truth = truth_store.heads_marks_by_walks(&ids).await.unwrap();
+    after.sort();
+    truth.sort();
+    assert_eq!(
+        after, truth,
+        "batched steps and walks from scratch disagree"
+    );
+    assert_eq!(after.len(), ids.len() - 1, "the deleted stream has no mark");
+    for (s, m) in &before {
+        let now = after.iter().find(|(t, _)| t == s).map(|(_, m)| *m);
+        let i: usize = s.as_str()["steps/".len()..].parse().unwrap();
+        if i.is_multiple_of(7) {
+            assert_eq!(now, Some(*m), "{s}: not written, the mark moved");
+        } else {
+            assert_ne!(now, Some(*m), "{s}: written, the mark did not move");
+        }
+    }
+    truth_store.close().await.unwrap();
+    writer.close().await.unwrap();
+    watcher.close().await.unwrap();
+    MongoStore::destroy(&url, &prefix).await.unwrap();
+}
+
 /// One watcher pass over 1,000 existing streams: the batched check (one query) against the
 /// walks it replaced (one point read per stream, 32 at a time). Prints
 /// `mongodb marks pass: ...` lines.
@@ -150,5 +200,59 @@ async fn a_follower_parks_on_the_memo_of_its_woken_read() {
     };
     let spared: fn(&MongoStore) -> u64 = |r| r.watcher().stats().spared_reads;
     follow::a_follower_parks_on_memos(writer, reader, spared).await;
+    MongoStore::destroy(&url, &prefix).await.unwrap();
+}
+
+/// Watcher passes over 1,000 streams after another store object wrote to all of them, to a
+/// tenth of them, to none: what a pass costs when the streams it watches move (each stream one
+/// append between passes). Prints `mongodb moved pass: ...` lines (docs/benchmarks.md).
+///
+/// `cargo test -p streamkeep-mongodb --test marks moved -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn passes_after_the_streams_moved() {
+    let Some((writer, watcher, url, prefix)) = pair().await else {
+        return;
+    };
+    let ids: Vec<StreamId> = (0..1000)
+        .map(|i| StreamId::new(format!("moved/{i}")).unwrap())
+        .collect();
+    let writer = std::sync::Arc::new(writer);
+    // One append to every `every`-th stream, from 16 tasks.
+    let put_every = |every: usize| {
+        let tasks: Vec<_> = (0..16)
+            .map(|k| {
+                let (w, ids) = (std::sync::Arc::clone(&writer), ids.clone());
+                tokio::spawn(async move {
+                    for s in ids.iter().step_by(every).skip(k).step_by(16) {
+                        put(w.as_ref(), s, 1).await;
+                    }
+                })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    put_every(1).await;
+    assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
+    for (every, what) in [
+        (1, "all"),
+        (10, "a tenth"),
+        (usize::MAX, "none"),
+        (1, "all"),
+        (10, "a tenth"),
+    ] {
+        put_every(every).await;
+        let t = Instant::now();
+        assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
+        println!(
+            "mongodb moved pass: 1,000 streams, {what} moved: {:?}",
+            t.elapsed()
+        );
+    }
+    watcher.close().await.unwrap();
     MongoStore::destroy(&url, &prefix).await.unwrap();
 }
