@@ -6,6 +6,7 @@
 //! Needs `STREAMSTORE_MONGODB_URL` (`scripts/services.sh up mongodb`); prints SKIPPED and passes
 //! without it. The ignored test measures one pass at 1,000 streams (docs/benchmarks.md).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use streamkeep_mongodb::{MongoStore, URL_ENV};
@@ -28,6 +29,34 @@ async fn mark(store: &MongoStore, s: &StreamId) -> Option<u64> {
     let m = store.heads_marks(std::slice::from_ref(s)).await.unwrap();
     assert!(m.len() <= 1 && m.iter().all(|(id, _)| id == s));
     m.first().map(|(_, m)| *m)
+}
+
+/// [`pair`] with the writer shared, and 1,000 stream ids `<name>/<i>` (the measurements).
+async fn thousand(
+    name: &str,
+) -> Option<(Arc<MongoStore>, MongoStore, String, String, Vec<StreamId>)> {
+    let (writer, watcher, url, prefix) = pair().await?;
+    let ids = (0..1000)
+        .map(|i| StreamId::new(format!("{name}/{i}")).unwrap())
+        .collect();
+    Some((Arc::new(writer), watcher, url, prefix, ids))
+}
+
+/// One append to every `every`-th of `ids` (from the first), from 16 tasks.
+async fn put_every(writer: &Arc<MongoStore>, ids: &[StreamId], every: usize) {
+    let tasks: Vec<_> = (0..16)
+        .map(|k| {
+            let (w, ids) = (Arc::clone(writer), ids.to_vec());
+            tokio::spawn(async move {
+                for s in ids.iter().step_by(every).skip(k).step_by(16) {
+                    put(w.as_ref(), s, 1).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,27 +168,11 @@ async fn batched_steps_reach_every_streams_last_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn one_pass_over_a_thousand_streams() {
-    let Some((writer, watcher, url, prefix)) = pair().await else {
+    let Some((writer, watcher, url, prefix, ids)) = thousand("pass").await else {
         return;
     };
-    let ids: Vec<StreamId> = (0..1000)
-        .map(|i| StreamId::new(format!("pass/{i}")).unwrap())
-        .collect();
-    let writer = std::sync::Arc::new(writer);
-    let tasks: Vec<_> = (0..16)
-        .map(|k| {
-            let (w, ids) = (std::sync::Arc::clone(&writer), ids.clone());
-            tokio::spawn(async move {
-                for s in ids.iter().skip(k).step_by(16) {
-                    put(w.as_ref(), s, 1).await;
-                }
-            })
-        })
-        .collect();
     let t = Instant::now();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    put_every(&writer, &ids, 1).await;
     println!(
         "mongodb marks pass: 1,000 appends from 16 tasks took {:?}",
         t.elapsed()
@@ -211,32 +224,10 @@ async fn a_follower_parks_on_the_memo_of_its_woken_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, run by hand"]
 async fn passes_after_the_streams_moved() {
-    let Some((writer, watcher, url, prefix)) = pair().await else {
+    let Some((writer, watcher, url, prefix, ids)) = thousand("moved").await else {
         return;
     };
-    let ids: Vec<StreamId> = (0..1000)
-        .map(|i| StreamId::new(format!("moved/{i}")).unwrap())
-        .collect();
-    let writer = std::sync::Arc::new(writer);
-    // One append to every `every`-th stream, from 16 tasks.
-    let put_every = |every: usize| {
-        let tasks: Vec<_> = (0..16)
-            .map(|k| {
-                let (w, ids) = (std::sync::Arc::clone(&writer), ids.clone());
-                tokio::spawn(async move {
-                    for s in ids.iter().step_by(every).skip(k).step_by(16) {
-                        put(w.as_ref(), s, 1).await;
-                    }
-                })
-            })
-            .collect();
-        async move {
-            for t in tasks {
-                t.await.unwrap();
-            }
-        }
-    };
-    put_every(1).await;
+    put_every(&writer, &ids, 1).await;
     assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
     for (every, what) in [
         (1, "all"),
@@ -245,7 +236,7 @@ async fn passes_after_the_streams_moved() {
         (1, "all"),
         (10, "a tenth"),
     ] {
-        put_every(every).await;
+        put_every(&writer, &ids, every).await;
         let t = Instant::now();
         assert_eq!(watcher.heads_marks(&ids).await.unwrap().len(), 1000);
         println!(
