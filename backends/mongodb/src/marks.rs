@@ -13,15 +13,15 @@
 //! cache), which returns the entries found there, then one query for the successors of those,
 //! and so on while more than [`WALK_CONCURRENCY`] streams moved, at most [`MAX_STEPS`] queries;
 //! the streams still moving after that are walked on their own from where the steps got (a few
-//! walks side by side take less time than one more query over them all). A stream this process never saw is asked
-//! for its origin slot: empty means never written, taken means it is walked from its stored
-//! hint. So a pass costs one query when nothing moved,
-//! and one more per entry the busiest stream gained (up to the bound), not a point read per
-//! moved stream plus one to find its end empty: with a reader per stream, every stream the
-//! writers touched moved, and the per-stream reads were what a pass spent its time on (measured
-//! on FerretDB in docs/benchmarks.md). The one change without a write, a retention deadline
-//! passing, is seen from the entry itself (`Entry::live_head` at the time of the query that
-//! found its successor empty).
+//! walks side by side take less time than one more query over them all). A stream this process
+//! never saw is asked for its origin slot: empty means never written, taken means it is walked
+//! from its stored hint. So a pass costs one query when nothing moved, and one more per entry
+//! the busiest stream gained (up to the bound), not a point read per moved stream plus one to
+//! find its end empty: with a reader per stream, every stream the writers touched moved, and
+//! the per-stream reads were what a pass spent its time on (measured on FerretDB in
+//! docs/benchmarks.md). The one change without a write, a retention deadline passing, is seen
+//! from the entry itself (`Entry::live_head` at the time of the query that found its successor
+//! empty).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
